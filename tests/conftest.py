@@ -8,6 +8,7 @@ os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 import importlib.metadata  # noqa: E402
+import socket  # noqa: E402
 
 import pytest  # noqa: E402
 import torch  # noqa: E402
@@ -85,6 +86,16 @@ def tiny_batch(batch: int = 3, length: int = 20, seed: int = 0) -> dict[str, tor
     input_ids[0, length - 4 :] = 0
     labels = torch.randint(0, 2, (batch,), generator=generator)
     return {"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels}
+
+
+@pytest.fixture
+def no_network(monkeypatch):
+    """Fail any attempt to open a connection: everything must work offline."""
+
+    def refuse(self, address):
+        raise OSError(f"A test tried to reach {address}; everything here must work offline.")
+
+    monkeypatch.setattr(socket.socket, "connect", refuse)
 
 
 @pytest.fixture(params=FAMILY_NAMES)

@@ -350,3 +350,19 @@ def test_callback_refuses_model_without_layerdrop(tmp_path):
     trainer = Trainer(model=tiny_model("bert"), args=args, train_dataset=data, callbacks=[LayerDropCallback()])
     with pytest.raises(ValueError, match="call apply_layerdrop"):
         trainer.train()
+
+
+def test_shipped_minilm_prunes_and_reloads_unchanged(tmp_path):
+    from conftest import minilm_path
+    from transformers import AutoModelForSequenceClassification
+
+    model = AutoModelForSequenceClassification.from_pretrained(minilm_path(), num_labels=2).eval()
+    batch = {k: v for k, v in tiny_batch(length=12).items() if k != "labels"}
+    reference = model(**batch).logits
+    apply_layerdrop(model, LayerDropConfig(rate=0.2))
+    assert torch.equal(model(**batch).logits, reference)
+    prune_layers(model, 3).save_pretrained(tmp_path)
+    reloaded = AutoModelForSequenceClassification.from_pretrained(tmp_path).eval()
+    assert reloaded.config.num_hidden_layers == 3
+    assert torch.allclose(reloaded(**batch).logits, model(**batch).logits, atol=1e-6)
+    assert (tmp_path / "model.safetensors").stat().st_size < 0.8 * 90e6  # 3 of 6 layers gone from 90 MB

@@ -1,0 +1,31 @@
+"""hf_efficient: smaller, faster transformer encoders that keep their accuracy."""
+
+from .data import load_default_task, load_text_classification
+from .encoders import UnsupportedModelError, encoder_family, layer_stack, record_layer_outputs
+from .layerdrop import (
+    LayerDropCallback,
+    LayerDropConfig,
+    apply_layerdrop,
+    every_other_layers,
+    prune_layers,
+    remove_layerdrop,
+)
+from .metrics import load_metric
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "LayerDropCallback",
+    "LayerDropConfig",
+    "UnsupportedModelError",
+    "apply_layerdrop",
+    "encoder_family",
+    "every_other_layers",
+    "layer_stack",
+    "load_default_task",
+    "load_metric",
+    "load_text_classification",
+    "prune_layers",
+    "record_layer_outputs",
+    "remove_layerdrop",
+]

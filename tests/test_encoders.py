@@ -1,0 +1,45 @@
+import pytest
+import torch
+from conftest import FAMILY_NAMES, tiny_batch, tiny_model
+from transformers import AlbertConfig, AlbertModel, BertConfig, BertModel
+
+from hf_efficient import UnsupportedModelError, encoder_family, layer_stack, record_layer_outputs
+
+EXPECTED_FAMILY = {name: "bert-like (encoder.layer)" for name in FAMILY_NAMES}
+EXPECTED_FAMILY.update({"distilbert": "distilbert (transformer.layer)", "modernbert": "modernbert (layers)"})
+
+
+def test_every_family_is_found(family):
+    model = tiny_model(family)
+    assert encoder_family(model).name == EXPECTED_FAMILY[family]
+    assert len(layer_stack(model)) == 4
+    # The bare encoder and the model with a head share their layers.
+    assert layer_stack(model.base_model) is layer_stack(model)
+
+
+def test_layer_outputs_match_hidden_states(family):
+    model = tiny_model(family)
+    model(**tiny_batch(), output_hidden_states=True)  # transformers 5 installs its own hooks once
+    hooks_before = [len(layer._forward_hooks) for layer in layer_stack(model)]
+    with record_layer_outputs(model) as outputs:
+        hidden_states = model(**tiny_batch(), output_hidden_states=True).hidden_states
+    assert sorted(outputs) == [0, 1, 2, 3]
+    # ModernBERT reports its last hidden state after the final norm, so compare the layers before it.
+    for index in range(3):
+        assert torch.equal(outputs[index], hidden_states[index + 1])
+    assert [len(layer._forward_hooks) for layer in layer_stack(model)] == hooks_before
+
+
+def test_unknown_model_type_built_like_bert_is_accepted():
+    model = BertModel(BertConfig(num_hidden_layers=2, hidden_size=32, num_attention_heads=2, intermediate_size=37))
+    model.config.model_type = "my-bert-variant"
+    assert encoder_family(model).layers_path == "encoder.layer"
+
+
+def test_albert_and_decoders_are_refused():
+    albert = AlbertModel(AlbertConfig(num_hidden_layers=2, hidden_size=32, num_attention_heads=2, intermediate_size=37))
+    with pytest.raises(UnsupportedModelError, match="AlbertModel is not supported.*no layer list"):
+        layer_stack(albert)
+    decoder = BertModel(BertConfig(is_decoder=True, num_hidden_layers=2, hidden_size=32, num_attention_heads=2))
+    with pytest.raises(UnsupportedModelError, match="decoder"):
+        layer_stack(decoder)

@@ -1,0 +1,22 @@
+"""The README's Python examples run as written."""
+
+import re
+from pathlib import Path
+
+from conftest import minilm_path
+
+README = Path(__file__).parents[1] / "README.md"
+
+
+def test_readme_python_examples_run(tmp_path, monkeypatch):
+    minilm_path()  # skips without the shipped model
+    blocks = re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.DOTALL)
+    assert blocks
+    monkeypatch.chdir(tmp_path)
+    namespace = {}
+    for block in blocks:
+        exec(compile(block, str(README), "exec"), namespace)
+    small = namespace["small"]
+    assert small.config.num_hidden_layers == 3
+    assert small.config.hf_efficient["pruning"]["kept_layers"] == [0, 2, 4]
+    assert (tmp_path / "runs/readme/pruned/config.json").exists()
