@@ -1,6 +1,7 @@
 """hf_efficient: smaller, faster transformer encoders that keep their accuracy."""
 
 from .data import load_default_task, load_text_classification
+from .distill import DistillationTrainer, PKDConfig, make_student, pkd_layer_map
 from .encoders import UnsupportedModelError, encoder_family, layer_stack, record_layer_outputs
 from .layerdrop import (
     LayerDropCallback,
@@ -15,6 +16,10 @@ from .metrics import load_metric
 __version__ = "0.1.0"
 
 __all__ = [
+    "DistillationTrainer",
+    "PKDConfig",
+    "make_student",
+    "pkd_layer_map",
     "LayerDropCallback",
     "LayerDropConfig",
     "UnsupportedModelError",

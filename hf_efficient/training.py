@@ -40,6 +40,7 @@ def finetune(
     batch_size: int = 32,
     learning_rate: float = 5e-5,
     seed: int = 0,
+    bf16: bool = False,
     callbacks: Sequence = (),
     trainer_class: type[Trainer] = Trainer,
     **trainer_kwargs,
@@ -57,6 +58,7 @@ def finetune(
         batch_size (`int`): Per-device batch size.
         learning_rate (`float`): Peak learning rate.
         seed (`int`): Seed of initialisation of the head, data order and dropout.
+        bf16 (`bool`): Train under bf16 autocast.
         callbacks (`Sequence[TrainerCallback]`): e.g. `LayerDropCallback()`.
         trainer_class (`type[Trainer]`): A Trainer subclass, e.g. `DistillationTrainer`.
         **trainer_kwargs: More arguments of `trainer_class` (e.g. `teacher=`).
@@ -83,6 +85,7 @@ def finetune(
         metric_for_best_model="accuracy",
         logging_steps=20,
         seed=seed,
+        bf16=bf16,
         report_to=[],
         use_cpu=not torch.cuda.is_available(),
         dataloader_num_workers=0,

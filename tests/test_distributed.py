@@ -23,7 +23,7 @@ def run(command, output_dir):
 
 @pytest.mark.multiprocess
 def test_layerdrop_two_processes_match_one(tmp_path):
-    script = str(SCRIPTS / "layerdrop_ddp.py")
+    script = str(SCRIPTS / "train_tiny.py")
     (one,) = run([sys.executable, script, "--output", str(tmp_path / "one"), "--batch-size", "8"], tmp_path / "one")
     ranks = run(
         [*ACCELERATE, *TWO_PROCESSES, script, "--output", str(tmp_path / "two"), "--batch-size", "4"], tmp_path / "two"
@@ -34,5 +34,23 @@ def test_layerdrop_two_processes_match_one(tmp_path):
     assert len({tuple(mask) for mask in one["masks"].values()}) > 1
     # DDP tolerates the unused parameters of skipped layers; the loss is not scaled by the process count.
     assert ranks[0]["find_unused_parameters"] is True
+    for step, loss in one["losses"].items():
+        assert ranks[0]["losses"][step] == pytest.approx(loss, rel=1e-4), step
+
+
+@pytest.mark.multiprocess
+def test_distillation_two_processes_match_one(tmp_path):
+    script, technique = str(SCRIPTS / "train_tiny.py"), ["--technique", "pkd"]
+    (one,) = run(
+        [sys.executable, script, *technique, "--output", str(tmp_path / "one"), "--batch-size", "8"], tmp_path / "one"
+    )
+    ranks = run(
+        [*ACCELERATE, *TWO_PROCESSES, script, *technique, "--output", str(tmp_path / "two"), "--batch-size", "4"],
+        tmp_path / "two",
+    )
+    assert [r["world_size"] for r in ranks] == [2, 2]
+    # The teacher stays a plain model on each rank: DDP wraps only the student.
+    assert ranks[0]["teacher_class"] == "BertForSequenceClassification"
+    assert all(term is not None and term > 0 for term in one["loss_terms"].values())
     for step, loss in one["losses"].items():
         assert ranks[0]["losses"][step] == pytest.approx(loss, rel=1e-4), step

@@ -1,5 +1,7 @@
-"""Train a tiny LayerDrop BERT with Trainer; run alone or under `accelerate launch`.
+"""Train a tiny BERT with Trainer, alone or under `accelerate launch`.
 
+`--technique layerdrop`: LayerDrop 0.5 with `LayerDropCallback`; `--technique pkd`: a 3-layer
+LayerDrop-free student distilled with `DistillationTrainer` from a 6-layer teacher.
 Writes `<output>/rank<N>.json` with the logged loss of each step and the layers each step skipped.
 With 2 processes and `--batch-size 4` it sees the same samples per step as 1 process with 8.
 """
@@ -15,7 +17,14 @@ from transformers import Trainer, TrainerCallback, TrainingArguments
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 from conftest import tiny_batch, tiny_model  # noqa: E402
 
-from hf_efficient import LayerDropCallback, LayerDropConfig, apply_layerdrop  # noqa: E402
+from hf_efficient import (  # noqa: E402
+    DistillationTrainer,
+    LayerDropCallback,
+    LayerDropConfig,
+    PKDConfig,
+    apply_layerdrop,
+    make_student,
+)
 from hf_efficient.layerdrop.model import layerdrop_schedule  # noqa: E402
 
 
@@ -24,7 +33,8 @@ class RecordMasks(TrainerCallback):
         self.masks = {}
 
     def on_step_end(self, args, state, control, model=None, **kwargs):
-        self.masks[state.global_step] = list(layerdrop_schedule(model).skipped)
+        schedule = layerdrop_schedule(model)
+        self.masks[state.global_step] = list(schedule.skipped) if schedule else None
 
 
 def main():
@@ -32,10 +42,19 @@ def main():
     parser.add_argument("--output", required=True)
     parser.add_argument("--batch-size", type=int, required=True)
     parser.add_argument("--steps", type=int, default=6)
+    parser.add_argument("--technique", choices=["layerdrop", "pkd"], default="layerdrop")
     args = parser.parse_args()
 
     torch.manual_seed(0)
-    model = apply_layerdrop(tiny_model("bert", num_layers=6), LayerDropConfig(rate=0.5, seed=3))
+    if args.technique == "layerdrop":
+        model = apply_layerdrop(tiny_model("bert", num_layers=6), LayerDropConfig(rate=0.5, seed=3))
+        extra = {"callbacks": [LayerDropCallback()]}
+        trainer_class = Trainer
+    else:
+        teacher = tiny_model("bert", num_layers=6, seed=1)
+        model = make_student(teacher, 3)
+        extra = {"teacher": teacher, "distillation": PKDConfig(beta=100.0), "callbacks": []}
+        trainer_class = DistillationTrainer
     batch = tiny_batch(batch=64, seed=2)
     data = [{k: v[i] for k, v in batch.items()} for i in range(64)]
     recorder = RecordMasks()
@@ -52,7 +71,8 @@ def main():
         # Without use_cpu, accelerate on a machine without GPUs runs each process alone.
         use_cpu=not torch.cuda.is_available(),
     )
-    trainer = Trainer(model=model, args=training_args, train_dataset=data, callbacks=[LayerDropCallback(), recorder])
+    extra["callbacks"].append(recorder)
+    trainer = trainer_class(model=model, args=training_args, train_dataset=data, **extra)
     trainer.train()
     losses = {e["step"]: e["loss"] for e in trainer.state.log_history if "loss" in e}
     result = {
@@ -62,6 +82,8 @@ def main():
         else None,
         "average_tokens_across_devices": training_args.average_tokens_across_devices,
         "losses": losses,
+        "loss_terms": {e["step"]: e.get("loss_patient") for e in trainer.state.log_history if "loss" in e},
+        "teacher_class": type(getattr(trainer, "teacher", None)).__name__,
         "masks": recorder.masks,
     }
     with open(os.path.join(args.output, f"rank{training_args.process_index}.json"), "w") as f:

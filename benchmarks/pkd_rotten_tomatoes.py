@@ -1,0 +1,154 @@
+"""Patient Knowledge Distillation on the default task: PKD-Skip, PKD-Last, logit KD, direct fine-tuning.
+
+Teacher: a fine-tuned encoder (`--teacher`, e.g. the shipped MiniLM fine-tuned by `hf-efficient
+layerdrop --rate 0 --full --epochs 3`); when omitted, the script fine-tunes `--pretrained` first.
+Students keep `--student-layers` layers of `--pretrained` (or of the fine-tuned teacher with
+`--student-init-from teacher`), spread evenly from layer 0 (0, 2, 4 of 6), and train with the
+reference recipe. The table reports test accuracy, mean and spread over `--seeds`, next to the
+plain-transformers numbers of `shared/reference`. It also measures the cost of a distillation step
+against a teacher forward plus a student training step, side by side.
+
+    python benchmarks/pkd_rotten_tomatoes.py --teacher runs/layerdrop_depth/rate-0.0/model --seeds 0 1 2
+    python benchmarks/pkd_rotten_tomatoes.py --pretrained <mpnet folder> --student-layers 6   # on a GPU
+"""
+
+import argparse
+import json
+import statistics
+import time
+from pathlib import Path
+
+import torch
+from transformers import AutoModelForSequenceClassification, AutoTokenizer, set_seed
+
+from hf_efficient import DistillationTrainer, PKDConfig, make_student
+from hf_efficient.data import load_default_task, tokenize_dataset
+from hf_efficient.report import markdown_table
+from hf_efficient.training import default_model_path, evaluate_model, finetune
+
+METHODS = {
+    "finetune": None,
+    # The reference's logit KD: 0.5 * CE + 0.5 * KL(T=2) * T^2.
+    "logit_kd": PKDConfig(alpha=0.5, temperature=2.0, beta=0.0),
+    "pkd_skip": PKDConfig(strategy="skip"),
+    "pkd_last": PKDConfig(strategy="last"),
+}
+
+
+def distillation_overhead(teacher, student, trainer, batch, rounds=10):
+    """Median seconds of a teacher forward, a student training step and a distillation step."""
+    inputs = {k: v for k, v in batch.items() if k != "labels"}
+    timings = {"teacher forward": [], "student step": [], "distillation step": []}
+
+    def teacher_forward():
+        with torch.no_grad():
+            teacher(**inputs)
+
+    def student_step():
+        student.train()
+        student(**batch).loss.backward()
+        student.zero_grad()
+
+    def distillation_step():
+        trainer.training_step(student, dict(batch))
+        student.zero_grad()
+
+    steps = {"teacher forward": teacher_forward, "student step": student_step, "distillation step": distillation_step}
+    for _ in range(rounds + 1):  # the first round warms up
+        for name, step in steps.items():
+            started = time.perf_counter()
+            step()
+            timings[name].append(time.perf_counter() - started)
+    return {name: statistics.median(values[1:]) for name, values in timings.items()}
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--pretrained", default=None, help="pretrained encoder (default: the shipped MiniLM)")
+    parser.add_argument("--teacher", help="fine-tuned teacher folder (default: fine-tune --pretrained first)")
+    parser.add_argument("--student-layers", type=int, default=3)
+    parser.add_argument("--student-init-from", choices=["pretrained", "teacher"], default="pretrained")
+    parser.add_argument("--methods", nargs="+", choices=list(METHODS), default=list(METHODS))
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--epochs", type=float, default=3)
+    parser.add_argument("--max-train-samples", type=int)
+    parser.add_argument("--bf16", action="store_true", help="bf16 autocast (GPU)")
+    parser.add_argument("--output-dir", default="runs/pkd")
+    args = parser.parse_args()
+
+    output = Path(args.output_dir)
+    pretrained = args.pretrained or default_model_path()
+    tokenizer = AutoTokenizer.from_pretrained(pretrained)
+    data = tokenize_dataset(load_default_task(max_train_samples=args.max_train_samples), tokenizer, max_length=64)
+    extra_args = {"bf16": args.bf16}
+
+    if args.teacher is None:
+        set_seed(0)
+        teacher = AutoModelForSequenceClassification.from_pretrained(pretrained, num_labels=2)
+        finetune(teacher, data, str(output / "teacher"), epochs=args.epochs, seed=0, **extra_args)
+        args.teacher = str(output / "teacher/best")
+        teacher.save_pretrained(args.teacher)
+    teacher = AutoModelForSequenceClassification.from_pretrained(args.teacher).eval()
+    teacher_accuracy = evaluate_model(teacher, data["test"], desc="teacher")["accuracy"]
+    source = teacher if args.student_init_from == "teacher" else None
+
+    results = {}
+    for method in args.methods:
+        for seed in args.seeds:
+            set_seed(seed)
+            base = source or AutoModelForSequenceClassification.from_pretrained(pretrained, num_labels=2)
+            student = make_student(base, args.student_layers, init="skip")
+            run_dir = str(output / f"{method}-seed{seed}")
+            if METHODS[method] is None:
+                trainer = finetune(student, data, run_dir, epochs=args.epochs, seed=seed, **extra_args)
+            else:
+                trainer = finetune(
+                    student,
+                    data,
+                    run_dir,
+                    epochs=args.epochs,
+                    seed=seed,
+                    trainer_class=DistillationTrainer,
+                    teacher=teacher,
+                    distillation=METHODS[method],
+                    **extra_args,
+                )
+            accuracy = evaluate_model(trainer.model, data["test"], desc=f"{method} seed {seed}")["accuracy"]
+            results.setdefault(method, []).append(accuracy)
+            print(f"{method} seed {seed}: test accuracy {accuracy:.4f}")
+            (output / "pkd_results.json").write_text(json.dumps({"teacher": teacher_accuracy, **results}, indent=1))
+
+    batch = {k: torch.tensor(data["train"][:32][k]) for k in ("input_ids", "attention_mask", "label")}
+    batch["labels"] = batch.pop("label")
+    timing_student = make_student(teacher, args.student_layers)
+    timing_trainer = DistillationTrainer(
+        model=timing_student, teacher=teacher, args=trainer.args, train_dataset=data["train"]
+    )
+    overhead = distillation_overhead(teacher, timing_student, timing_trainer, batch)
+    ratio = overhead["distillation step"] / (overhead["teacher forward"] + overhead["student step"])
+
+    rows = [["teacher", teacher_accuracy, 0.0, 1, 1.0]]
+    for method, accuracies in results.items():
+        spread = statistics.stdev(accuracies) if len(accuracies) > 1 else 0.0
+        mean = statistics.mean(accuracies)
+        rows.append([method, mean, spread, len(accuracies), mean / teacher_accuracy])
+    table = markdown_table(["model", "test accuracy (mean)", "std", "seeds", "retained"], rows)
+    print(f"\n{args.student_layers}-layer students of {args.teacher} (init from {args.student_init_from}):\n{table}")
+    print(
+        f"\nstep cost, batch 32: teacher forward {overhead['teacher forward'] * 1000:.0f} ms, student step "
+        f"{overhead['student step'] * 1000:.0f} ms, distillation step {overhead['distillation step'] * 1000:.0f} ms "
+        f"= {ratio:.3f}x their sum (target <= 1.10)"
+    )
+    summary = {
+        "args": vars(args),
+        "teacher_accuracy": teacher_accuracy,
+        "accuracy": results,
+        "step_seconds": overhead,
+        "distillation_over_teacher_plus_student": ratio,
+    }
+    (output / "pkd_results.json").write_text(json.dumps(summary, indent=1))
+    (output / "pkd_results.md").write_text(table + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,23 @@
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+
+def soft_target_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float) -> torch.Tensor:
+    """T^2 * KL(teacher/T || student/T), averaged over the batch (Hinton et al.'s scaling)."""
+    return (
+        F.kl_div(
+            F.log_softmax(student_logits.float() / temperature, dim=-1),
+            F.softmax(teacher_logits.float() / temperature, dim=-1),
+            reduction="batchmean",
+        )
+        * temperature**2
+    )
+
+
+def patient_loss(student_cls: torch.Tensor, teacher_cls: torch.Tensor, normalize: bool = True) -> torch.Tensor:
+    """Mean squared difference of [CLS] vectors of matched layers, both `(batch, layers, hidden)`."""
+    if normalize:
+        student_cls, teacher_cls = F.normalize(student_cls.float(), dim=-1), F.normalize(teacher_cls.float(), dim=-1)
+    return F.mse_loss(student_cls.float(), teacher_cls.float())

@@ -1,0 +1,43 @@
+from __future__ import annotations
+
+import copy
+
+from transformers import PreTrainedModel
+
+from ..encoders import layer_stack
+from ..layerdrop import every_other_layers, prune_layers
+
+INITS = ("skip", "first")
+
+
+def make_student(teacher: PreTrainedModel, num_layers: int, init: str | list[int] = "skip") -> PreTrainedModel:
+    """A shallower copy of `teacher`: same class, embeddings and head, `num_layers` of its layers.
+
+    The teacher is not changed. Pass the fine-tuned teacher, or the pretrained checkpoint it came
+    from (the official PKD code starts students from the pretrained model).
+
+    Args:
+        teacher (`PreTrainedModel`): An encoder of a supported family.
+        num_layers (`int`): Depth of the student.
+        init (`str` or `list[int]`, defaults to "skip"): "skip" takes layers spread evenly from
+            layer 0 (0, 2, 4 of 6), "first" the bottom layers (0, 1, 2), or a list of 0-based layers.
+
+    Returns:
+        `PreTrainedModel`: a plain transformers model of the teacher's class.
+    """
+    depth = len(layer_stack(teacher))
+    if isinstance(num_layers, bool) or not isinstance(num_layers, int) or not 1 <= num_layers <= depth:
+        raise ValueError(
+            f"make_student(num_layers={num_layers!r}): the student of a {depth}-layer teacher has 1 to {depth}."
+        )
+    if init == "skip":
+        layers = every_other_layers(depth, num_layers)
+    elif init == "first":
+        layers = list(range(num_layers))
+    elif isinstance(init, (list, tuple)):
+        layers = list(init)
+        if len(layers) != num_layers:
+            raise ValueError(f"make_student(init={layers}): list exactly num_layers={num_layers} teacher layers.")
+    else:
+        raise ValueError(f"make_student(init={init!r}): use 'skip', 'first' or a list of teacher layers.")
+    return prune_layers(copy.deepcopy(teacher), layers)

@@ -1,0 +1,138 @@
+from __future__ import annotations
+
+import inspect
+from collections import defaultdict
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from transformers import PreTrainedModel, Trainer
+
+from ..checkpoint import record_technique
+from ..encoders import layer_stack, record_layer_outputs
+from .config import PKDConfig, pkd_layer_map
+from .losses import patient_loss, soft_target_loss
+
+PROJECTION = "pkd_projection"
+
+
+def _forward_arguments(model: nn.Module) -> set[str]:
+    return set(inspect.signature(model.forward).parameters)
+
+
+def _check_same_vocabulary(teacher: PreTrainedModel, student: PreTrainedModel) -> None:
+    # Token ids mean nothing across vocabularies: both models must read the same tokenization.
+    for key in ("vocab_size", "pad_token_id"):
+        ours, theirs = getattr(student.config, key, None), getattr(teacher.config, key, None)
+        if ours != theirs:
+            raise ValueError(
+                f"DistillationTrainer: the student's {key} is {ours} but the teacher's is {theirs}. Teacher and "
+                "student must share one tokenizer; build the student with make_student(teacher, ...) or from a "
+                "checkpoint of the same tokenizer."
+            )
+
+
+class DistillationTrainer(Trainer):
+    """A `Trainer` whose loss is Patient Knowledge Distillation from a fixed teacher.
+
+    Only `compute_loss` changes: the training loop, logging, saving and `accelerate launch` are
+    Trainer's. The teacher runs in eval mode without gradients (optionally in a lower precision),
+    is not wrapped by DDP and never enters the student's checkpoints. The [CLS] states of both
+    models are read with forward hooks, so this works on any supported family and with a LayerDrop
+    or shared student. Each loss term is logged (`loss_ce`, `loss_kd`, `loss_patient`).
+
+    Args:
+        model (`PreTrainedModel`): The student, e.g. from `make_student`.
+        teacher (`PreTrainedModel`): The fine-tuned teacher, same tokenizer.
+        distillation (`PKDConfig`, *optional*): Loss settings; `PKDConfig()` when omitted.
+        teacher_dtype (`torch.dtype`, *optional*): Run the teacher in this precision, e.g. `torch.bfloat16`.
+        *args, **kwargs: Passed to `Trainer`.
+
+    Example:
+        ```python
+        >>> student = make_student(teacher, num_layers=3)
+        >>> trainer = DistillationTrainer(model=student, teacher=teacher, distillation=PKDConfig(), args=args,
+        ...                               train_dataset=train)
+        ```
+    """
+
+    def __init__(
+        self,
+        model: PreTrainedModel = None,
+        *args,
+        teacher: PreTrainedModel = None,
+        distillation: PKDConfig | None = None,
+        teacher_dtype: torch.dtype | None = None,
+        **kwargs,
+    ):
+        if not isinstance(teacher, PreTrainedModel) or not isinstance(model, PreTrainedModel):
+            raise ValueError("DistillationTrainer needs model=<student PreTrainedModel> and teacher=<PreTrainedModel>.")
+        self.distillation = PKDConfig() if distillation is None else distillation
+        if not isinstance(self.distillation, PKDConfig):
+            raise TypeError(f"DistillationTrainer(distillation={distillation!r}): expected a PKDConfig.")
+        _check_same_vocabulary(teacher, model)
+        self.layer_map = pkd_layer_map(len(layer_stack(teacher)), len(layer_stack(model)), self.distillation.strategy)
+        if self.distillation.beta > 0 and model.config.hidden_size != teacher.config.hidden_size:
+            # A learned map from student to teacher width; a submodule of the student so that DDP
+            # synchronises it, and left out of every checkpoint.
+            setattr(model, PROJECTION, nn.Linear(model.config.hidden_size, teacher.config.hidden_size))
+            model._keys_to_ignore_on_save = [f"{PROJECTION}.weight", f"{PROJECTION}.bias"]
+        record_technique(
+            model,
+            "distillation",
+            {
+                "method": "pkd" if self.distillation.beta > 0 else "logit_kd",
+                "teacher": teacher.config.name_or_path or type(teacher).__name__,
+                "teacher_layers": len(layer_stack(teacher)),
+                "layer_map": self.layer_map,
+                **self.distillation.to_dict(),
+            },
+        )
+        super().__init__(model, *args, **kwargs)
+        self.teacher = teacher.to(device=self.args.device, dtype=teacher_dtype).eval().requires_grad_(False)
+        self._teacher_arguments = _forward_arguments(self.teacher)
+        self._terms = defaultdict(float)
+        self._terms_count = 0
+
+    def _set_signature_columns_if_needed(self):
+        # Keep the dataset columns the teacher reads, not only those the student's forward takes.
+        super()._set_signature_columns_if_needed()
+        extra = [name for name in self._teacher_arguments if name not in self._signature_columns]
+        self._signature_columns = self._signature_columns + extra
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        config = self.distillation
+        student = self.accelerator.unwrap_model(model)
+        labels = inputs["labels"]
+        student_inputs = {k: v for k, v in inputs.items() if k in _forward_arguments(student) and k != "labels"}
+        with record_layer_outputs(student) as student_states:
+            outputs = model(**student_inputs)
+        teacher_inputs = {k: v for k, v in inputs.items() if k in self._teacher_arguments and k != "labels"}
+        with torch.no_grad(), record_layer_outputs(self.teacher) as teacher_states:
+            teacher_logits = self.teacher(**teacher_inputs).logits
+
+        terms = {
+            "ce": F.cross_entropy(outputs.logits.float(), labels),
+            "kd": soft_target_loss(outputs.logits, teacher_logits, config.temperature),
+        }
+        loss = (1 - config.alpha) * terms["ce"] + config.alpha * terms["kd"]
+        if config.beta > 0 and self.layer_map:
+            student_cls = torch.stack([student_states[i][:, 0] for i in range(len(self.layer_map))], dim=1)
+            teacher_cls = torch.stack([teacher_states[j][:, 0] for j in self.layer_map], dim=1)
+            projection = getattr(student, PROJECTION, None)
+            if projection is not None:
+                student_cls = projection(student_cls)
+            terms["patient"] = patient_loss(student_cls, teacher_cls, config.normalize)
+            loss = loss + config.beta * terms["patient"]
+        if model.training:
+            for name, value in terms.items():
+                self._terms[f"loss_{name}"] += value.detach().float()
+            self._terms_count += 1
+        return (loss, outputs) if return_outputs else loss
+
+    def log(self, logs: dict, *args, **kwargs) -> None:
+        if "loss" in logs and self._terms_count:
+            logs.update({name: round(float(total) / self._terms_count, 6) for name, total in self._terms.items()})
+            self._terms.clear()
+            self._terms_count = 0
+        super().log(logs, *args, **kwargs)

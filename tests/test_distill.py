@@ -1,0 +1,231 @@
+import json
+import math
+import subprocess
+import sys
+
+import pytest
+import torch
+from conftest import FAMILY_NAMES, TINY_CONFIGS, tiny_batch, tiny_model
+from transformers import AutoModelForSequenceClassification, BertConfig, TrainingArguments
+
+from hf_efficient import (
+    DistillationTrainer,
+    LayerDropCallback,
+    LayerDropConfig,
+    PKDConfig,
+    apply_layerdrop,
+    layer_stack,
+    make_student,
+    pkd_layer_map,
+)
+from hf_efficient.distill import patient_loss, soft_target_loss
+
+
+def test_soft_target_loss_by_hand():
+    student = torch.tensor([[1.0, -1.0, 0.5], [0.0, 2.0, -1.0]])
+    teacher = torch.tensor([[2.0, 0.0, 0.0], [-1.0, 1.0, 3.0]])
+    temperature = 2.0
+    expected = 0.0
+    for s_row, t_row in zip(student.tolist(), teacher.tolist(), strict=True):
+        s_exp = [math.exp(v / temperature) for v in s_row]
+        t_exp = [math.exp(v / temperature) for v in t_row]
+        p_s = [v / sum(s_exp) for v in s_exp]
+        p_t = [v / sum(t_exp) for v in t_exp]
+        expected += sum(t * math.log(t / s) for t, s in zip(p_t, p_s, strict=True))
+    expected = expected / 2 * temperature**2
+    assert soft_target_loss(student, teacher, temperature).item() == pytest.approx(expected, rel=1e-6)
+
+
+def test_patient_loss_by_hand():
+    student = torch.tensor([[[3.0, 4.0], [1.0, 0.0]]])  # batch 1, 2 layers, hidden 2
+    teacher = torch.tensor([[[0.0, 2.0], [0.0, -5.0]]])
+    # Normalised: (0.6, 0.8) vs (0, 1) and (1, 0) vs (0, -1).
+    expected = ((0.6**2 + 0.2**2) + (1.0**2 + 1.0**2)) / 4
+    assert patient_loss(student, teacher).item() == pytest.approx(expected, rel=1e-6)
+    assert patient_loss(student, teacher, normalize=False).item() == pytest.approx((9 + 4 + 1 + 25) / 4)
+
+
+@pytest.mark.parametrize(
+    ("teacher", "student", "strategy", "expected"),
+    [
+        (12, 6, "skip", [1, 3, 5, 7, 9]),  # teacher layers 2, 4, 6, 8, 10 (1-based), as in the paper
+        (12, 6, "last", [6, 7, 8, 9, 10]),
+        (12, 3, "skip", [3, 7]),
+        (12, 3, "last", [9, 10]),
+        (6, 3, "skip", [1, 3]),
+        (6, 3, "last", [3, 4]),
+        (6, 1, "skip", []),
+        (6, 3, [0, 2], [0, 2]),
+    ],
+)
+def test_layer_maps(teacher, student, strategy, expected):
+    assert pkd_layer_map(teacher, student, strategy) == expected
+
+
+@pytest.mark.parametrize(
+    ("call", "message"),
+    [
+        (lambda: pkd_layer_map(6, 8), "cannot learn from a teacher of 6"),
+        (lambda: pkd_layer_map(6, 3, [0, 6]), "\\[6\\] are not layers of a 6-layer teacher"),
+        (lambda: pkd_layer_map(6, 3, [0]), "one teacher layer for each of the student's 2"),
+        (lambda: PKDConfig(beta=-1), "beta=-1"),
+        (lambda: PKDConfig(alpha=-0.5), "alpha=-0.5"),
+        (lambda: PKDConfig(alpha=1.5), "in \\[0, 1\\]"),
+        (lambda: PKDConfig(temperature=0), "temperature must be > 0"),
+        (lambda: PKDConfig(strategy="middle"), "'skip', 'last' or a list"),
+        (lambda: make_student(tiny_model("bert"), 5), "1 to 4"),
+        (lambda: make_student(tiny_model("bert"), 2, init=[0]), "exactly num_layers=2"),
+        (lambda: make_student(tiny_model("bert"), 2, init=[0, 9]), "\\[9\\] are not layers"),
+    ],
+)
+def test_bad_settings_are_refused(call, message):
+    with pytest.raises(ValueError, match=message):
+        call()
+
+
+def test_more_student_than_teacher_layers_is_refused(tmp_path):
+    with pytest.raises(ValueError, match="cannot learn from a teacher of 2"):
+        _trainer(tmp_path, tiny_model("bert", num_layers=4), tiny_model("bert", num_layers=2))
+
+
+@pytest.mark.parametrize("family", FAMILY_NAMES)
+def test_make_student_copies_chosen_layers(family):
+    teacher = tiny_model(family, num_layers=4)
+    student = make_student(teacher, 2)
+    assert type(student) is type(teacher) and student.config.num_hidden_layers == 2
+    assert len(layer_stack(teacher)) == 4  # the teacher is untouched
+    for student_layer, teacher_index in zip(layer_stack(student), (0, 2), strict=True):
+        ours = dict(student_layer.named_parameters())
+        theirs = dict(layer_stack(teacher)[teacher_index].named_parameters())
+        assert all(torch.equal(ours[name], theirs[name]) for name in ours)
+    assert student.config.hf_efficient["pruning"]["kept_layers"] == [0, 2]
+    assert make_student(teacher, 2, init="first").config.hf_efficient["pruning"]["kept_layers"] == [0, 1]
+
+
+def _trainer(tmp_path, student, teacher, distillation=None, data=None, **kwargs):
+    args = TrainingArguments(
+        output_dir=str(tmp_path),
+        per_device_train_batch_size=4,
+        max_steps=kwargs.pop("max_steps", 2),
+        logging_steps=1,
+        learning_rate=1e-3,
+        report_to=[],
+        use_cpu=True,
+        disable_tqdm=True,
+        save_strategy="no",
+    )
+    if data is None:
+        batch = tiny_batch(batch=8, length=12)
+        data = [{k: v[i] for k, v in batch.items()} for i in range(8)]
+    return DistillationTrainer(
+        model=student, teacher=teacher, distillation=distillation, args=args, train_dataset=data, **kwargs
+    )
+
+
+@pytest.mark.parametrize("family", FAMILY_NAMES)
+def test_loss_equals_hand_combination_and_only_the_student_learns(tmp_path, family):
+    teacher = tiny_model(family, num_layers=4, seed=1)
+    student = make_student(tiny_model(family, num_layers=4, seed=2), 2)
+    config = PKDConfig(alpha=0.6, beta=50.0, temperature=3.0)
+    trainer = _trainer(tmp_path, student, teacher, config)
+    batch = tiny_batch(length=12)
+    student.train()
+    loss = trainer.compute_loss(student, dict(batch))
+
+    with torch.no_grad():
+        teacher_out = teacher(**{k: v for k, v in batch.items() if k != "labels"}, output_hidden_states=True)
+    student_out = student(**{k: v for k, v in batch.items() if k != "labels"}, output_hidden_states=True)
+    ce = torch.nn.functional.cross_entropy(student_out.logits, batch["labels"])
+    kd = soft_target_loss(student_out.logits, teacher_out.logits, 3.0)
+    # 4 -> 2 skip: student layer 0 learns teacher layer 1 (hidden_states index + 1 for the embeddings).
+    patient = patient_loss(student_out.hidden_states[1][:, None, 0], teacher_out.hidden_states[2][:, None, 0])
+    expected = 0.4 * ce + 0.6 * kd + 50.0 * patient
+    assert loss.item() == pytest.approx(expected.item(), rel=1e-5)
+
+    loss.backward()
+    assert all(p.grad is not None for p in layer_stack(student)[0].parameters())
+    assert all(p.grad is None and not p.requires_grad for p in teacher.parameters())
+    assert not teacher.training
+
+
+def test_training_logs_terms_and_saves_a_plain_student(tmp_path):
+    teacher = tiny_model("bert", num_layers=4, seed=1)
+    student = make_student(teacher, 2)
+    trainer = _trainer(tmp_path, student, teacher, PKDConfig(strategy="last"), max_steps=3)
+    trainer.train()
+    logged = [entry for entry in trainer.state.log_history if "loss" in entry]
+    assert len(logged) == 3 and all({"loss_ce", "loss_kd", "loss_patient"} <= set(e) for e in logged)
+    trainer.save_model(str(tmp_path / "student"))
+    config = json.loads((tmp_path / "student/config.json").read_text())
+    record = config["hf_efficient"]["distillation"]
+    assert record["method"] == "pkd" and record["layer_map"] == [2] and record["strategy"] == "last"
+    assert record["teacher_layers"] == 4 and config["num_hidden_layers"] == 2
+    _assert_reloads_without_hf_efficient(tmp_path / "student", student)
+
+
+def _assert_reloads_without_hf_efficient(folder, model):
+    batch = tiny_batch(length=12)
+    code = (
+        "import json, sys, torch\n"
+        "from transformers import AutoModelForSequenceClassification\n"
+        "model = AutoModelForSequenceClassification.from_pretrained(sys.argv[1]).eval()\n"
+        "batch = {k: torch.tensor(v) for k, v in json.loads(sys.argv[2]).items()}\n"
+        "assert not any(m.startswith('hf_efficient') for m in sys.modules)\n"
+        "print(json.dumps(model(**batch).logits.tolist()))\n"
+    )
+    inputs = json.dumps({k: v.tolist() for k, v in batch.items() if k != "labels"})
+    output = subprocess.run(
+        [sys.executable, "-c", code, str(folder), inputs], capture_output=True, text=True, check=True, cwd=folder
+    )
+    logits = torch.tensor(json.loads(output.stdout.strip().splitlines()[-1]))
+    with torch.no_grad():
+        expected = model.eval()(**{k: v for k, v in batch.items() if k != "labels"}).logits
+    assert torch.allclose(logits, expected.cpu(), atol=1e-5)
+
+
+def test_different_widths_learn_a_projection_that_is_not_saved(tmp_path):
+    teacher = tiny_model("bert", num_layers=4, seed=1)
+    student_config = BertConfig(num_hidden_layers=2, hidden_size=24, num_attention_heads=2, intermediate_size=30)
+    student_config.vocab_size, student_config.num_labels = teacher.config.vocab_size, 2
+    student = AutoModelForSequenceClassification.from_config(student_config)
+    trainer = _trainer(tmp_path, student, teacher, PKDConfig(), max_steps=2)
+    projection = student.pkd_projection
+    before = projection.weight.detach().clone()
+    trainer.train()
+    assert projection.weight.shape == (32, 24) and not torch.equal(projection.weight, before)
+    trainer.save_model(str(tmp_path / "student"))
+    from safetensors.torch import load_file
+
+    saved = load_file(str(tmp_path / "student/model.safetensors"))
+    assert not any("pkd_projection" in key for key in saved)
+    assert not any(key.startswith("teacher") for key in saved)
+    assert len(saved) == len([k for k in student.state_dict() if "pkd_projection" not in k])
+
+
+def test_teacher_columns_survive_remove_unused_columns(tmp_path):
+    # A DistilBERT student takes no token_type_ids; its BERT teacher does.
+    teacher = tiny_model("bert", num_layers=4)
+    student = AutoModelForSequenceClassification.from_config(TINY_CONFIGS["distilbert"](2))
+    trainer = _trainer(tmp_path, student, teacher, PKDConfig(beta=0.0))
+    trainer._set_signature_columns_if_needed()
+    assert "token_type_ids" in trainer._signature_columns and "input_ids" in trainer._signature_columns
+
+
+def test_different_vocabularies_are_refused(tmp_path):
+    teacher = tiny_model("bert", num_layers=4)
+    student = make_student(teacher, 2)
+    student.resize_token_embeddings(120)
+    with pytest.raises(ValueError, match="vocab_size is 120 but the teacher's is 100"):
+        _trainer(tmp_path, student, teacher)
+
+
+def test_layerdrop_student_and_lower_precision_teacher(tmp_path):
+    teacher = tiny_model("roberta", num_layers=4, seed=1)
+    student = apply_layerdrop(make_student(teacher, 2), LayerDropConfig(rate=0.3))
+    trainer = _trainer(
+        tmp_path, student, teacher, PKDConfig(), teacher_dtype=torch.bfloat16, callbacks=[LayerDropCallback()]
+    )
+    assert next(trainer.teacher.parameters()).dtype == torch.bfloat16
+    trainer.train()
+    losses = [entry["loss"] for entry in trainer.state.log_history if "loss" in entry]
+    assert len(losses) == 2 and all(math.isfinite(loss) for loss in losses)
