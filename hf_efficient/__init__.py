@@ -12,6 +12,7 @@ from .layerdrop import (
     remove_layerdrop,
 )
 from .metrics import load_metric
+from .sharing import SharingConfig, share_layers, unshare_layers
 
 __version__ = "0.1.0"
 
@@ -33,4 +34,7 @@ __all__ = [
     "prune_layers",
     "record_layer_outputs",
     "remove_layerdrop",
+    "share_layers",
+    "unshare_layers",
+    "SharingConfig",
 ]

@@ -26,12 +26,19 @@ class EncoderFamily:
         layers_path (`str`): Dotted path of the layer `nn.ModuleList`, relative to `model.base_model`.
         hidden_index (`int`): Where the hidden states sit when a layer returns a tuple
             (DistilBERT on transformers 4.x puts the attention weights first).
+        attention_prefixes (`tuple[str, ...]`): Parameter names of a layer that belong to its
+            attention block (with its norm); the rest is the feed-forward block.
     """
 
     name: str
     model_types: tuple[str, ...]
     layers_path: str
     hidden_index: int = 0
+    attention_prefixes: tuple[str, ...] = ("attention.",)
+
+    def is_attention_parameter(self, name: str) -> bool:
+        """Whether parameter `name` (relative to a layer) belongs to the attention block."""
+        return name.startswith(self.attention_prefixes)
 
     def hidden_states(self, layer_output) -> torch.Tensor:
         """Pick the hidden states out of what one layer returned (a tensor or a tuple)."""
@@ -58,8 +65,14 @@ FAMILIES: tuple[EncoderFamily, ...] = (
         ),
         "encoder.layer",
     ),
-    EncoderFamily("distilbert (transformer.layer)", ("distilbert",), "transformer.layer", hidden_index=-1),
-    EncoderFamily("modernbert (layers)", ("modernbert",), "layers"),
+    EncoderFamily(
+        "distilbert (transformer.layer)",
+        ("distilbert",),
+        "transformer.layer",
+        hidden_index=-1,
+        attention_prefixes=("attention.", "sa_layer_norm."),
+    ),
+    EncoderFamily("modernbert (layers)", ("modernbert",), "layers", attention_prefixes=("attn.", "attn_norm.")),
 )
 
 

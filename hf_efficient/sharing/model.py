@@ -1,0 +1,219 @@
+"""Cross-layer parameter sharing on any supported encoder, stored once on disk.
+
+A shared model keeps its class's code: the layers stay distinct modules (with their own attributes,
+e.g. ModernBERT's attention type) whose parameters in scope are the same `nn.Parameter` objects.
+Its class becomes `Shared<Class>` with a config of model type `hf-efficient-shared-<type>`:
+`state_dict()` lists each shared tensor once under its first layer's name, `tie_weights()` (which
+`from_pretrained` calls after loading) ties the others again, and plain transformers refuses the
+unknown model type instead of loading independent random layers.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from transformers import (
+    CONFIG_MAPPING,
+    AutoConfig,
+    AutoModel,
+    AutoModelForMaskedLM,
+    AutoModelForMultipleChoice,
+    AutoModelForQuestionAnswering,
+    AutoModelForSequenceClassification,
+    AutoModelForTokenClassification,
+    PreTrainedModel,
+)
+
+from ..checkpoint import record_technique, recorded_technique
+from ..encoders import FAMILIES, encoder_family, layer_stack
+from .config import SharingConfig
+
+MODEL_TYPE_PREFIX = "hf-efficient-shared-"
+AUTO_CLASSES = (
+    AutoModel,
+    AutoModelForSequenceClassification,
+    AutoModelForTokenClassification,
+    AutoModelForMaskedLM,
+    AutoModelForQuestionAnswering,
+    AutoModelForMultipleChoice,
+)
+# Registered when hf_efficient is imported, so that their shared checkpoints load with Auto classes.
+REGISTERED_AT_IMPORT = ("bert", "roberta", "xlm-roberta", "distilbert", "electra", "deberta-v2", "modernbert", "mpnet")
+
+
+def _layers_prefix(model: nn.Module) -> str:
+    stack = layer_stack(model)
+    return next(name for name, module in model.named_modules() if module is stack) + "."
+
+
+def sharing_plan(model: PreTrainedModel, config: SharingConfig) -> dict[str, str]:
+    """Which parameters become which: `{alias name: owner name}`, full names in `model`.
+
+    Within each group, a parameter in scope is owned by the first layer that has it with that shape
+    (ModernBERT's first layer has no attention norm, so layer 1 owns the group's).
+    """
+    family = encoder_family(model)
+    layers = layer_stack(model)
+    size = config.group_size(len(layers))
+    prefix = _layers_prefix(model)
+    plan = {}
+    for start in range(0, len(layers), size):
+        group = range(start, start + size)
+        params = {i: dict(layers[i].named_parameters(remove_duplicate=False)) for i in group}
+        names = list(dict.fromkeys(name for i in group for name in params[i]))
+        for name in names:
+            if config.scope != "all" and family.is_attention_parameter(name) != (config.scope == "attention"):
+                continue
+            holders = [i for i in group if name in params[i]]
+            shape = params[holders[0]][name].shape
+            holders = [i for i in holders if params[i][name].shape == shape]
+            for i in holders[1:]:
+                plan[f"{prefix}{i}.{name}"] = f"{prefix}{holders[0]}.{name}"
+    return plan
+
+
+def _tie(model: nn.Module, plan: dict[str, str]) -> None:
+    for alias, owner in plan.items():
+        module_name, _, parameter_name = alias.rpartition(".")
+        setattr(model.get_submodule(module_name), parameter_name, model.get_parameter(owner))
+
+
+@torch.no_grad()
+def _initialize(model: nn.Module, plan: dict[str, str], config: SharingConfig) -> None:
+    if config.init == "first":
+        return
+    prefix = _layers_prefix(model)
+    size = config.group_size(len(layer_stack(model)))
+    members: dict[str, list[str]] = {}
+    for alias, owner in plan.items():
+        members.setdefault(owner, [owner]).append(alias)
+    for owner, names in members.items():
+        if config.init == "mean":
+            value = torch.stack([model.get_parameter(n) for n in names]).mean(dim=0)
+        else:
+            layer = int(owner[len(prefix) :].split(".")[0]) // size * size + config.init_layer
+            chosen = [n for n in names if n.startswith(f"{prefix}{layer}.")]
+            value = model.get_parameter(chosen[0]) if chosen else model.get_parameter(owner)
+        model.get_parameter(owner).copy_(value)
+
+
+class SharedLayersModel:
+    """Mixin in front of a model class whose layers share parameters (see the module docstring)."""
+
+    sharing_plan: dict[str, str]
+
+    def __init__(self, config, *args, **kwargs):
+        # Building from a shared config (as `from_pretrained` does): tie the layers again.
+        super().__init__(config, *args, **kwargs)
+        self.sharing_plan = sharing_plan(self, SharingConfig(**recorded_technique(config, "sharing")))
+        _tie(self, self.sharing_plan)
+
+    def state_dict(self, *args, **kwargs):
+        state = super().state_dict(*args, **kwargs)
+        prefix = kwargs.get("prefix", "")
+        for alias in getattr(self, "sharing_plan", {}):
+            state.pop(prefix + alias, None)
+        return state
+
+    def tie_weights(self, *args, **kwargs):
+        result = super().tie_weights(*args, **kwargs)
+        _tie(self, getattr(self, "sharing_plan", {}))
+        return result
+
+
+_SHARED_CONFIG_CLASSES: dict[type, type] = {}
+_SHARED_MODEL_CLASSES: dict[type, type] = {}
+
+
+def _shared_config_class(config_class: type) -> type:
+    if config_class not in _SHARED_CONFIG_CLASSES:
+        _SHARED_CONFIG_CLASSES[config_class] = type(
+            f"Shared{config_class.__name__}",
+            (config_class,),
+            {"model_type": MODEL_TYPE_PREFIX + config_class.model_type, "shared_base_class": config_class},
+        )
+    return _SHARED_CONFIG_CLASSES[config_class]
+
+
+def _shared_model_class(model_class: type) -> type:
+    if model_class not in _SHARED_MODEL_CLASSES:
+        _SHARED_MODEL_CLASSES[model_class] = type(
+            f"Shared{model_class.__name__}",
+            (SharedLayersModel, model_class),
+            {"config_class": _shared_config_class(model_class.config_class), "shared_base_class": model_class},
+        )
+    return _SHARED_MODEL_CLASSES[model_class]
+
+
+def register_shared_model_type(model_type: str) -> None:
+    """Let Auto classes load shared checkpoints of `model_type` (done at import for common encoders)."""
+    base_config = CONFIG_MAPPING[model_type]
+    shared_config = _shared_config_class(base_config)
+    AutoConfig.register(shared_config.model_type, shared_config, exist_ok=True)
+    for auto_class in AUTO_CLASSES:
+        try:
+            base_model = auto_class._model_mapping[base_config]
+        except (KeyError, ValueError):
+            continue  # no such head for this family
+        auto_class.register(shared_config, _shared_model_class(base_model), exist_ok=True)
+
+
+def share_layers(model: PreTrainedModel, config: SharingConfig | None = None) -> PreTrainedModel:
+    """Make the layers of `model` share parameters, ALBERT-style, in place.
+
+    Works before fine-tuning, as the student of `DistillationTrainer`, and with LayerDrop. The
+    shared weights stay one tensor through training; `save_pretrained` writes each once and
+    `AutoModelFor...from_pretrained` (with hf_efficient imported) restores the sharing.
+
+    Args:
+        model (`PreTrainedModel`): An encoder of a supported family.
+        config (`SharingConfig`, *optional*): Groups, scope and init; `SharingConfig()` shares all
+            parameters of all layers, starting from the first layer.
+
+    Returns:
+        `PreTrainedModel`: `model` itself, now of class `Shared<Class>`.
+    """
+    config = SharingConfig() if config is None else config
+    if not isinstance(config, SharingConfig):
+        raise TypeError(f"share_layers(config={config!r}): expected a SharingConfig.")
+    encoder_family(model)
+    if isinstance(model, SharedLayersModel):
+        raise ValueError("share_layers: this model's layers are already shared; call unshare_layers(model) first.")
+    plan = sharing_plan(model, config)
+    _initialize(model, plan, config)
+    _tie(model, plan)
+    register_shared_model_type(model.config.model_type)
+    model.__class__ = _shared_model_class(type(model))
+    model.config.__class__ = _shared_config_class(type(model.config))
+    model.sharing_plan = plan
+    record_technique(model, "sharing", config.to_dict())
+    return model
+
+
+def unshare_layers(model: PreTrainedModel) -> PreTrainedModel:
+    """Give every layer its own copy of the shared weights, in place: a plain model of the base class."""
+    if not isinstance(model, SharedLayersModel):
+        return model
+    with torch.no_grad():
+        for alias in model.sharing_plan:
+            module_name, _, parameter_name = alias.rpartition(".")
+            copy = nn.Parameter(model.get_parameter(alias).detach().clone())
+            setattr(model.get_submodule(module_name), parameter_name, copy)
+    model.__class__ = model.shared_base_class
+    model.config.__class__ = model.config.shared_base_class
+    del model.sharing_plan
+    record_technique(model, "sharing", None)
+    return model
+
+
+def shared_parameter_groups(model: nn.Module) -> list[list[str]]:
+    """Names that point at one tensor, one list per shared tensor (empty for an unshared model)."""
+    groups: dict[int, list[str]] = {}
+    for name, parameter in model.named_parameters(remove_duplicate=False):
+        groups.setdefault(id(parameter), []).append(name)
+    return [names for names in groups.values() if len(names) > 1]
+
+
+for _model_type in REGISTERED_AT_IMPORT:
+    if _model_type in CONFIG_MAPPING and any(_model_type in f.model_types for f in FAMILIES):
+        register_shared_model_type(_model_type)

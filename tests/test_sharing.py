@@ -1,0 +1,191 @@
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+from conftest import FAMILY_NAMES, tiny_batch, tiny_model
+from safetensors import safe_open
+from transformers import AutoModelForSequenceClassification, Trainer, TrainingArguments
+
+from hf_efficient import (
+    DistillationTrainer,
+    LayerDropCallback,
+    LayerDropConfig,
+    PKDConfig,
+    SharingConfig,
+    apply_layerdrop,
+    encoder_family,
+    layer_stack,
+    make_student,
+    share_layers,
+    unshare_layers,
+)
+from hf_efficient.sharing import shared_parameter_groups, sharing_plan
+from hf_efficient.sharing.model import _layers_prefix
+
+SCOPES = ["all", "attention", "ffn"]
+
+
+def parameter_count(model):
+    return sum(p.numel() for p in model.parameters())
+
+
+@pytest.mark.parametrize("scope", SCOPES)
+def test_parameter_counts_and_scopes(family, scope):
+    model = tiny_model(family)
+    layers_before = [dict(layer.named_parameters()) for layer in layer_stack(model)]
+    before = parameter_count(model)
+    plan = sharing_plan(model, SharingConfig(scope=scope))
+    share_layers(model, SharingConfig(scope=scope))
+    # Every alias stops counting; nothing else changes.
+    saved = sum(model.get_parameter(alias).numel() for alias in plan)
+    assert parameter_count(model) == before - saved > 0
+    is_attention = encoder_family(model).is_attention_parameter
+    prefix = _layers_prefix(model)
+    shared_relative = {alias[len(prefix) :].split(".", 1)[1] for alias in plan}
+    relative = set(layers_before[1])
+    assert shared_relative
+    if scope == "attention":
+        assert all(is_attention(n) for n in shared_relative)
+    elif scope == "ffn":
+        assert not any(is_attention(n) for n in shared_relative)
+    else:
+        assert shared_relative == relative  # layers 1-3 share every parameter they have
+
+
+def test_groups_share_within_not_across():
+    model = share_layers(tiny_model("bert"), SharingConfig(num_groups=2))
+    layers = layer_stack(model)
+    weight = [layer.attention.self.query.weight for layer in layers]
+    assert weight[0] is weight[1] and weight[2] is weight[3] and weight[0] is not weight[2]
+
+
+@pytest.mark.parametrize(("init", "init_layer"), [("mean", None), ("layer", 1)])
+def test_initialisation(init, init_layer):
+    model = tiny_model("bert")
+    originals = [layer.output.dense.weight.detach().clone() for layer in layer_stack(model)]
+    share_layers(model, SharingConfig(num_groups=2, init=init, init_layer=init_layer))
+    layers = layer_stack(model)
+    if init == "mean":
+        assert torch.allclose(layers[0].output.dense.weight, (originals[0] + originals[1]) / 2)
+        assert torch.allclose(layers[2].output.dense.weight, (originals[2] + originals[3]) / 2)
+    else:
+        assert torch.equal(layers[0].output.dense.weight, originals[1])
+        assert torch.equal(layers[3].output.dense.weight, originals[3])
+
+
+def test_shared_weights_stay_one_tensor_through_training(tmp_path):
+    model = share_layers(tiny_model("bert"), SharingConfig())
+    data = [{k: v[i] for k, v in tiny_batch(batch=8).items()} for i in range(8)]
+    args = TrainingArguments(str(tmp_path), max_steps=3, per_device_train_batch_size=4, report_to=[], use_cpu=True)
+    before = layer_stack(model)[0].intermediate.dense.weight.detach().clone()
+    Trainer(model=model, args=args, train_dataset=data).train()
+    layers = layer_stack(model)
+    pointers = {layer.intermediate.dense.weight.data_ptr() for layer in layers}
+    assert len(pointers) == 1 and not torch.equal(layers[3].intermediate.dense.weight, before)
+    assert len(shared_parameter_groups(model)) == 16
+
+
+@pytest.mark.parametrize("scope", SCOPES)
+def test_save_reload_identical_and_stored_once(tmp_path, family, scope):
+    model = share_layers(tiny_model(family), SharingConfig(scope=scope, num_groups=2))
+    model.train()
+    torch.optim.SGD(model.parameters(), lr=0.1).zero_grad()
+    model(**tiny_batch()).loss.backward()
+    torch.optim.SGD(model.parameters(), lr=0.1).step()
+    model.eval()
+    model.save_pretrained(tmp_path)
+    with safe_open(str(tmp_path / "model.safetensors"), "pt") as stored:
+        stored_names = set(stored.keys())
+    unique = {name for name, _ in model.named_parameters()}
+    assert not (set(sharing_plan(model, SharingConfig(scope=scope, num_groups=2))) & stored_names)
+    assert unique <= stored_names
+    config = json.loads((tmp_path / "config.json").read_text())
+    assert config["model_type"] == f"hf-efficient-shared-{model.config.shared_base_class.model_type}"
+    assert config["hf_efficient"]["sharing"]["scope"] == scope
+
+    reloaded = AutoModelForSequenceClassification.from_pretrained(tmp_path).eval()
+    assert type(reloaded) is type(model)
+    assert len(shared_parameter_groups(reloaded)) == len(shared_parameter_groups(model)) > 0
+    batch = tiny_batch()
+    assert torch.allclose(reloaded(**batch).logits, model(**batch).logits, atol=1e-6)
+
+
+def test_file_is_smaller_than_unshared(tmp_path):
+    model = tiny_model("bert", num_layers=6)
+    model.save_pretrained(tmp_path / "plain")
+    share_layers(model, SharingConfig()).save_pretrained(tmp_path / "shared")
+    plain = (tmp_path / "plain/model.safetensors").stat().st_size
+    shared = (tmp_path / "shared/model.safetensors").stat().st_size
+    layer_bytes = sum(p.numel() * 4 for p in layer_stack(model)[0].parameters())
+    # Five layers' tensors are gone, and their names from the file's header.
+    assert 5 * layer_bytes < plain - shared < 1.1 * 5 * layer_bytes
+
+
+def test_loading_without_hf_efficient_fails_loudly(tmp_path):
+    share_layers(tiny_model("roberta"), SharingConfig()).save_pretrained(tmp_path)
+    code = (
+        "import sys\n"
+        "from transformers import AutoModelForSequenceClassification\n"
+        "AutoModelForSequenceClassification.from_pretrained(sys.argv[1])\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code, str(tmp_path)], capture_output=True, text=True, cwd=tmp_path)
+    assert result.returncode != 0
+    assert "hf-efficient-shared-roberta" in result.stderr
+
+
+def test_unshare_gives_a_plain_independent_model(tmp_path):
+    model = share_layers(tiny_model("electra"), SharingConfig())
+    batch = tiny_batch()
+    reference = model(**batch).logits
+    plain = unshare_layers(model)
+    assert type(plain).__name__ == "ElectraForSequenceClassification" and not shared_parameter_groups(plain)
+    assert plain.config.model_type == "electra" and "sharing" not in plain.config.hf_efficient
+    assert torch.equal(plain(**batch).logits, reference)
+    plain.save_pretrained(tmp_path)
+    assert json.loads((tmp_path / "config.json").read_text())["model_type"] == "electra"
+
+
+def test_with_layerdrop_and_as_distillation_student(tmp_path):
+    teacher = tiny_model("bert", num_layers=4, seed=1)
+    student = apply_layerdrop(share_layers(make_student(teacher, 2)), LayerDropConfig(rate=0.3))
+    args = TrainingArguments(
+        str(tmp_path), max_steps=2, per_device_train_batch_size=4, report_to=[], use_cpu=True, logging_steps=1
+    )
+    data = [{k: v[i] for k, v in tiny_batch(batch=8).items()} for i in range(8)]
+    trainer = DistillationTrainer(
+        model=student,
+        teacher=teacher,
+        distillation=PKDConfig(),
+        args=args,
+        train_dataset=data,
+        callbacks=[LayerDropCallback()],
+    )
+    trainer.train()
+    assert layer_stack(student)[0].attention.self.query.weight is layer_stack(student)[1].attention.self.query.weight
+    trainer.save_model(str(tmp_path / "student"))
+    reloaded = AutoModelForSequenceClassification.from_pretrained(tmp_path / "student")
+    assert set(reloaded.config.hf_efficient) >= {"sharing", "layerdrop", "distillation"}
+
+
+@pytest.mark.parametrize(
+    ("call", "message"),
+    [
+        (lambda: share_layers(tiny_model("bert"), SharingConfig(num_groups=3)), "divisor of 4"),
+        (lambda: SharingConfig(scope="mlp"), "scope='mlp'"),
+        (lambda: SharingConfig(num_groups=0), "num_groups=0"),
+        (lambda: SharingConfig(init="layer"), "init_layer goes with init='layer'"),
+        (lambda: share_layers(tiny_model("bert"), SharingConfig(num_groups=2, init="layer", init_layer=2)), "only 2"),
+        (lambda: share_layers(share_layers(tiny_model("bert"))), "already shared"),
+    ],
+)
+def test_bad_settings_are_refused(call, message):
+    with pytest.raises(ValueError, match=message):
+        call()
+
+
+@pytest.mark.parametrize("family", FAMILY_NAMES)
+def test_every_family_gets_a_registered_class(family):
+    model = share_layers(tiny_model(family))
+    assert type(model).__name__.startswith("Shared") and isinstance(model, model.shared_base_class)
