@@ -189,3 +189,27 @@ def test_bad_settings_are_refused(call, message):
 def test_every_family_gets_a_registered_class(family):
     model = share_layers(tiny_model(family))
     assert type(model).__name__.startswith("Shared") and isinstance(model, model.shared_base_class)
+
+
+@pytest.mark.parametrize("family", FAMILY_NAMES)
+def test_onnx_export_stores_shared_weights_once_and_matches(tmp_path, family):
+    from hf_efficient.export import export_onnx, onnx_weight_bytes, quantize_int8_dynamic, run_onnx
+
+    shared = share_layers(tiny_model(family, num_layers=12), SharingConfig()).eval()
+    single = tiny_model(family, num_layers=1).eval()
+    batch = {k: v for k, v in tiny_batch().items() if k != "labels"}
+    sizes = {}
+    for name, model in (("shared", shared), ("single", single)):
+        fp32 = export_onnx(model, tmp_path / f"{name}.onnx")
+        int8 = quantize_int8_dynamic(fp32, tmp_path / f"{name}-int8.onnx")
+        sizes[name] = (onnx_weight_bytes(fp32), onnx_weight_bytes(int8))
+        if name == "shared":
+            with torch.no_grad():
+                expected = model(**batch).logits.numpy()
+            inputs = {k: v.numpy() for k, v in batch.items()} | {"token_type_ids": torch.zeros_like(batch["input_ids"])}
+            assert abs(run_onnx(fp32, inputs) - expected).max() <= 1e-4
+            scale = abs(expected).max()
+            assert abs(run_onnx(int8, inputs) - expected).max() <= 0.1 * scale + 1e-3
+    # 12 layers sharing one set of weights store about as much as one layer.
+    assert sizes["shared"][0] <= 1.2 * sizes["single"][0]
+    assert sizes["shared"][1] <= 1.2 * sizes["single"][1]

@@ -1,0 +1,121 @@
+"""ONNX export and int8 quantization with `torch.onnx` and `onnxruntime.quantization` (both stacks)."""
+
+from __future__ import annotations
+
+import inspect
+from pathlib import Path
+
+import numpy as np
+import onnx
+import torch
+from onnx import numpy_helper
+from torch import nn
+
+INPUT_NAMES = ("input_ids", "attention_mask", "token_type_ids")
+
+
+class _LogitsOnly(nn.Module):
+    """Positional inputs in, logits out: the signature `torch.onnx.export` traces."""
+
+    def __init__(self, model: nn.Module, input_names: list[str]):
+        super().__init__()
+        self.model, self.input_names = model, input_names
+
+    def forward(self, *inputs):
+        return self.model(**dict(zip(self.input_names, inputs, strict=True))).logits
+
+
+def inline_shared_initializers(model: onnx.ModelProto) -> int:
+    """Make every node read shared weights from their initializer rather than through `Identity`.
+
+    The exporter writes a weight used by several layers once and feeds its other uses through
+    `Identity` nodes; `quantize_dynamic` leaves the weights behind those as fp32 copies. Returns the
+    number of `Identity` nodes removed.
+    """
+    graph = model.graph
+    initializers = {tensor.name for tensor in graph.initializer}
+    outputs = {output.name for output in graph.output}
+    renamed = {
+        node.output[0]: node.input[0]
+        for node in graph.node
+        if node.op_type == "Identity" and node.input[0] in initializers and node.output[0] not in outputs
+    }
+    kept = [node for node in graph.node if not (node.op_type == "Identity" and node.output[0] in renamed)]
+    for node in kept:
+        for i, name in enumerate(node.input):
+            if name in renamed:
+                node.input[i] = renamed[name]
+    del graph.node[:]
+    graph.node.extend(kept)
+    return len(renamed)
+
+
+@torch.no_grad()
+def export_onnx(model: nn.Module, path: str | Path, *, opset: int = 17, max_length: int = 16) -> Path:
+    """Export a sequence classifier's logits to ONNX, each shared weight stored once.
+
+    Uses the TorchScript exporter (`dynamo=False`): the dynamo exporter writes a weight once per use.
+
+    Args:
+        model (`PreTrainedModel`): A `...ForSequenceClassification` model.
+        path (`str` or `Path`): The `.onnx` file to write.
+        opset (`int`): ONNX opset.
+        max_length (`int`): Sequence length of the example inputs (batch and length stay dynamic).
+    """
+    model = model.eval()
+    accepted = inspect.signature(model.forward).parameters
+    names = [name for name in INPUT_NAMES if name in accepted]
+    example = [torch.ones(2, max_length, dtype=torch.long, device=model.device) for _ in names]
+    dynamic = {name: {0: "batch", 1: "sequence"} for name in names} | {"logits": {0: "batch"}}
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.onnx.export(
+        _LogitsOnly(model, names),
+        tuple(example),
+        str(path),
+        input_names=names,
+        output_names=["logits"],
+        dynamic_axes=dynamic,
+        opset_version=opset,
+        dynamo=False,
+    )
+    proto = onnx.load(str(path))
+    if inline_shared_initializers(proto):
+        onnx.save(proto, str(path))
+    return path
+
+
+def quantize_int8_dynamic(fp32_path: str | Path, int8_path: str | Path, *, per_channel: bool = True) -> Path:
+    """Dynamic int8 quantization of the MatMul weights (activations quantized at run time)."""
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    quantize_dynamic(
+        str(fp32_path),
+        str(int8_path),
+        weight_type=QuantType.QInt8,
+        per_channel=per_channel,
+        op_types_to_quantize=["MatMul"],
+    )
+    return Path(int8_path)
+
+
+def onnx_weight_bytes(path: str | Path) -> int:
+    """Bytes of the weights an ONNX model stores, wherever they are: initializers, constants, external data.
+
+    Weights are the floating-point and 8-bit tensors; integer shape and index constants, which grow
+    with the number of nodes rather than with the weights, are left out.
+    """
+    model = onnx.load(str(path), load_external_data=True)
+    tensors = list(model.graph.initializer)
+    tensors += [a.t for node in model.graph.node if node.op_type == "Constant" for a in node.attribute if a.t.dims]
+    arrays = (numpy_helper.to_array(tensor) for tensor in tensors)
+    return int(sum(a.nbytes for a in arrays if a.dtype.kind == "f" or a.dtype.itemsize == 1))
+
+
+def run_onnx(path: str | Path, inputs: dict[str, np.ndarray]) -> np.ndarray:
+    """Logits of an exported model on `inputs` (the names it takes are picked from `inputs`)."""
+    import onnxruntime
+
+    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    feed = {i.name: np.asarray(inputs[i.name], dtype=np.int64) for i in session.get_inputs()}
+    return session.run(["logits"], feed)[0]
