@@ -20,3 +20,7 @@ def test_readme_python_examples_run(tmp_path, monkeypatch):
     assert small.config.num_hidden_layers == 3
     assert small.config.hf_efficient["pruning"]["kept_layers"] == [0, 2, 4]
     assert (tmp_path / "runs/readme/pruned/config.json").exists()
+    assert namespace["trainer"].model.config.num_hidden_layers == 3
+    assert (tmp_path / "runs/readme/student/config.json").exists()
+    reloaded, shared = namespace["reloaded"], namespace["albert_like"]
+    assert type(reloaded) is type(shared) and reloaded.sharing_plan == shared.sharing_plan
