@@ -3,6 +3,7 @@
 from .data import load_default_task, load_text_classification
 from .distill import DistillationTrainer, PKDConfig, make_student, pkd_layer_map
 from .encoders import UnsupportedModelError, encoder_family, layer_stack, record_layer_outputs
+from .export import AccuracyDropError, ExportResult, TextClassifier, export_int8
 from .layerdrop import (
     LayerDropCallback,
     LayerDropConfig,
@@ -17,6 +18,10 @@ from .sharing import SharingConfig, share_layers, unshare_layers
 __version__ = "0.1.0"
 
 __all__ = [
+    "AccuracyDropError",
+    "ExportResult",
+    "TextClassifier",
+    "export_int8",
     "DistillationTrainer",
     "PKDConfig",
     "make_student",

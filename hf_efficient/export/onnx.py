@@ -64,13 +64,18 @@ def export_onnx(model: nn.Module, path: str | Path, *, opset: int = 17, max_leng
     """
     model = model.eval()
     accepted = inspect.signature(model.forward).parameters
-    names = [name for name in INPUT_NAMES if name in accepted]
+    # Like Optimum: token types only where the model has more than one (not RoBERTa or DeBERTa-v2).
+    takes_types = getattr(model.config, "type_vocab_size", 0) > 1
+    names = [name for name in INPUT_NAMES if name in accepted and (name != "token_type_ids" or takes_types)]
     example = [torch.ones(2, max_length, dtype=torch.long, device=model.device) for _ in names]
+    if "attention_mask" in names:
+        # A padded row: with an all-ones mask, transformers 5 traces an SDPA graph without any mask.
+        example[names.index("attention_mask")][1, max_length // 2 :] = 0
     dynamic = {name: {0: "batch", 1: "sequence"} for name in names} | {"logits": {0: "batch"}}
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     torch.onnx.export(
-        _LogitsOnly(model, names),
+        _LogitsOnly(model, names).eval(),  # the exporter restores this mode on the model afterwards
         tuple(example),
         str(path),
         input_names=names,

@@ -1,0 +1,341 @@
+"""`export_int8`: ONNX export, int8 quantization and an accuracy check, in one call."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import shutil
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import onnx
+import torch
+from transformers import AutoModelForSequenceClassification, AutoTokenizer, PreTrainedModel
+
+from ..sharing.model import SharedLayersModel
+from .onnx import export_onnx
+
+FP32_FILE = "model.onnx"
+INT8_FILE = "model_quantized.onnx"
+MODES = ("dynamic", "static")
+TARGETS = ("avx512_vnni", "avx512", "avx2", "arm64")
+MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
+
+
+class AccuracyDropError(RuntimeError):
+    """The int8 model lost more accuracy than allowed; `result` holds every attempt."""
+
+    def __init__(self, message: str, result: ExportResult):
+        super().__init__(message)
+        self.result = result
+
+
+@dataclass
+class ExportResult:
+    """What `export_int8` wrote and measured (also in `export_report.json`)."""
+
+    output_dir: str
+    fp32_file: str
+    int8_file: str | None
+    backend: str
+    mode: str
+    target: str
+    metrics: dict = field(default_factory=dict)
+    attempts: list = field(default_factory=list)
+    chosen: dict | None = None
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def optimum_available() -> bool:
+    return (
+        importlib.util.find_spec("optimum") is not None and importlib.util.find_spec("optimum.onnxruntime") is not None
+    )
+
+
+def _has_subgraphs(path: Path) -> bool:
+    model = onnx.load(str(path), load_external_data=False)
+    return any(attribute.type == onnx.AttributeProto.GRAPH for node in model.graph.node for attribute in node.attribute)
+
+
+def _matmul_nodes(path: Path) -> list[str]:
+    return [node.name for node in onnx.load(str(path), load_external_data=False).graph.node if node.op_type == "MatMul"]
+
+
+def _model_inputs(path: Path) -> list[str]:
+    return [i.name for i in onnx.load(str(path), load_external_data=False).graph.input]
+
+
+def _batches(dataset, names: list[str], batch_size: int = 64):
+    for start in range(0, len(dataset), batch_size):
+        rows = dataset[start : start + batch_size]
+        yield {name: np.asarray(rows[name], dtype=np.int64) for name in names if name in rows}
+
+
+def _onnx_accuracy(path: Path, dataset) -> float:
+    import onnxruntime
+
+    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    names = [i.name for i in session.get_inputs()]
+    correct = 0
+    for batch in _batches(dataset, names + ["label"]):
+        labels = batch.pop("label")
+        feed = {name: batch.get(name, np.zeros_like(batch["input_ids"])) for name in names}
+        correct += int((session.run(["logits"], feed)[0].argmax(-1) == labels).sum())
+    return correct / len(dataset)
+
+
+@torch.no_grad()
+def _torch_accuracy(model: PreTrainedModel, dataset) -> float:
+    model.eval()
+    correct = 0
+    names = [n for n in MODEL_INPUTS if n in dataset.column_names]
+    for batch in _batches(dataset, names + ["label"]):
+        labels = batch.pop("label")
+        logits = model(**{k: torch.from_numpy(v) for k, v in batch.items()}).logits
+        correct += int((logits.argmax(-1).numpy() == labels).sum())
+    return correct / len(dataset)
+
+
+def _quantize_onnxruntime(fp32: Path, int8: Path, mode: str, target: str, per_channel: bool, exclude, calibration):
+    from onnxruntime.quantization import (
+        CalibrationDataReader,
+        QuantFormat,
+        QuantType,
+        quantize_dynamic,
+        quantize_static,
+    )
+
+    reduce_range = target == "avx2"  # u8s8 without VNNI can saturate: ORT's advice for AVX2
+    common = {"per_channel": per_channel, "reduce_range": reduce_range, "nodes_to_exclude": list(exclude)}
+    if mode == "dynamic":
+        quantize_dynamic(str(fp32), str(int8), weight_type=QuantType.QInt8, op_types_to_quantize=["MatMul"], **common)
+        return
+
+    class Reader(CalibrationDataReader):
+        def __init__(self):
+            self.batches = iter(_batches(calibration, _model_inputs(fp32), batch_size=16))
+
+        def get_next(self):
+            return next(self.batches, None)
+
+    quantize_static(
+        str(fp32),
+        str(int8),
+        Reader(),
+        quant_format=QuantFormat.QDQ,
+        activation_type=QuantType.QUInt8,
+        weight_type=QuantType.QInt8,
+        op_types_to_quantize=["MatMul"],
+        **common,
+    )
+
+
+def _quantize_optimum(fp32: Path, int8: Path, mode: str, target: str, per_channel: bool, exclude, calibration):
+    from optimum.onnxruntime import ORTQuantizer
+    from optimum.onnxruntime.configuration import AutoCalibrationConfig, AutoQuantizationConfig
+
+    is_static = mode == "static"
+    config = getattr(AutoQuantizationConfig, target)(
+        is_static=is_static, per_channel=per_channel, nodes_to_exclude=list(exclude), operators_to_quantize=["MatMul"]
+    )
+    quantizer = ORTQuantizer.from_pretrained(fp32.parent, file_name=fp32.name)
+    ranges = None
+    if is_static:
+        columns = [c for c in calibration.column_names if c in _model_inputs(fp32)]
+        calibration = calibration.select_columns(columns)
+        calibration_config = AutoCalibrationConfig.minmax(calibration)
+        ranges = quantizer.fit(
+            dataset=calibration,
+            calibration_config=calibration_config,
+            onnx_augmented_model_name=fp32.parent / "augmented_model.onnx",
+            batch_size=16,
+        )
+        (fp32.parent / "augmented_model.onnx").unlink(missing_ok=True)
+    saved = quantizer.quantize(
+        save_dir=fp32.parent / "quantized", quantization_config=config, calibration_tensors_range=ranges
+    )
+    shutil.move(str(Path(saved) / "model_quantized.onnx"), str(int8))
+    shutil.move(str(Path(saved) / "ort_config.json"), str(int8.parent / "ort_config.json"))
+    shutil.rmtree(saved)
+
+
+def export_int8(
+    model_or_path: PreTrainedModel | str,
+    output_dir: str,
+    *,
+    tokenizer=None,
+    mode: str = "dynamic",
+    calibration_dataset=None,
+    per_channel: bool = True,
+    target: str = "avx512_vnni",
+    exclude: list[str] | None = None,
+    eval_dataset=None,
+    max_accuracy_drop: float = 0.01,
+    retry: bool = True,
+    allow_fallback: bool = False,
+    backend: str = "auto",
+) -> ExportResult:
+    """Export a sequence classifier to ONNX, quantize it to int8, and check what it kept.
+
+    The folder holds `model.onnx` (fp32), `model_quantized.onnx` (int8), `config.json`, the
+    tokenizer and `export_report.json`, and loads with
+    `ORTModelForSequenceClassification.from_pretrained(output_dir, file_name="model_quantized.onnx")`
+    or with `TextClassifier`. On the optimum stack the export and the quantization go through
+    Optimum (`onnx_export_from_model`, `ORTQuantizer` with an `AutoQuantizationConfig`); elsewhere,
+    and for shared models (whose weights Optimum's exporter does not know to write once), through
+    `torch.onnx` and `onnxruntime.quantization`.
+
+    Args:
+        model_or_path (`PreTrainedModel` or `str`): The model or its folder.
+        output_dir (`str`): Where to write the export.
+        tokenizer (*optional*): Saved with the model; loaded from `model_or_path` when it is a folder.
+        mode (`str`): "dynamic" (weights int8, activations quantized at run time) or "static"
+            (activations calibrated on `calibration_dataset`).
+        calibration_dataset (`datasets.Dataset`, *optional*): Tokenized rows; required for static.
+        per_channel (`bool`): One scale per output channel of each weight.
+        target (`str`): CPU to tune for, one of `TARGETS`.
+        exclude (`list[str]`, *optional*): ONNX node names to keep in fp32.
+        eval_dataset (`datasets.Dataset`, *optional*): Tokenized rows with `label`; when given, the
+            accuracy of PyTorch, ONNX fp32 and int8 goes into the report and gates the result.
+        max_accuracy_drop (`float`): Largest accepted accuracy loss of int8 against PyTorch (0.01 = 1 point).
+        retry (`bool`): On a failed gate, retry with per-channel scales and then with the last
+            MatMuls (the most sensitive) in fp32, and keep the first choice that passes.
+        allow_fallback (`bool`): Let static mode fall back to dynamic where it cannot work.
+        backend (`str`): "auto", "optimum" or "onnxruntime".
+
+    Returns:
+        `ExportResult`. Raises `AccuracyDropError` (keeping the fp32 export) when no choice passes.
+    """
+    if mode not in MODES:
+        raise ValueError(f"export_int8(mode={mode!r}): use 'dynamic' or 'static'.")
+    if target not in TARGETS:
+        raise ValueError(f"export_int8(target={target!r}) is not supported: use one of {TARGETS}.")
+    if mode == "static" and calibration_dataset is None:
+        raise ValueError(
+            "export_int8(mode='static') needs calibration_dataset=<tokenized rows, ~100-500 of the training data> "
+            "to calibrate activation ranges; or use mode='dynamic'."
+        )
+    if not 0 <= max_accuracy_drop <= 1:
+        raise ValueError(f"export_int8(max_accuracy_drop={max_accuracy_drop}): a fraction in [0, 1], e.g. 0.01.")
+    if backend not in ("auto", "optimum", "onnxruntime"):
+        raise ValueError(f"export_int8(backend={backend!r}): use 'auto', 'optimum' or 'onnxruntime'.")
+    if backend == "optimum" and not optimum_available():
+        raise ValueError("export_int8(backend='optimum'): pip install 'hf_efficient[optimum]' first.")
+
+    model = model_or_path
+    if isinstance(model_or_path, (str, Path)):
+        model = AutoModelForSequenceClassification.from_pretrained(model_or_path)
+        tokenizer = tokenizer or AutoTokenizer.from_pretrained(model_or_path)
+    model = model.eval()
+    output = Path(output_dir)
+    output.mkdir(parents=True, exist_ok=True)
+    fp32, int8 = output / FP32_FILE, output / INT8_FILE
+    use_optimum = backend == "optimum" or (
+        backend == "auto" and optimum_available() and not isinstance(model, SharedLayersModel)
+    )
+    if use_optimum:
+        from optimum.exporters.onnx import onnx_export_from_model
+
+        onnx_export_from_model(model, output, task="text-classification")
+    else:
+        export_onnx(model, fp32)
+        model.config.save_pretrained(output)
+    if tokenizer is not None:
+        tokenizer.save_pretrained(output)
+
+    if mode == "static" and _has_subgraphs(fp32):
+        if not allow_fallback:
+            raise ValueError(
+                "export_int8(mode='static'): this graph has control-flow subgraphs, which static quantization "
+                "cannot calibrate. Pass allow_fallback=True to quantize dynamically instead, or use mode='dynamic'."
+            )
+        mode = "dynamic"
+    result = ExportResult(str(output), FP32_FILE, None, "optimum" if use_optimum else "onnxruntime", mode, target)
+    quantize = _quantize_optimum if use_optimum else _quantize_onnxruntime
+
+    choices = [{"per_channel": per_channel, "exclude": list(exclude or [])}]
+    if eval_dataset is not None and retry:
+        if not per_channel:
+            choices.append({"per_channel": True, "exclude": list(exclude or [])})
+        # The last MatMuls (top layer's FFN and the head) move the logits most directly.
+        choices.append({"per_channel": True, "exclude": list(exclude or []) + _matmul_nodes(fp32)[-4:]})
+    if eval_dataset is not None:
+        result.metrics["pytorch"] = {"accuracy": _torch_accuracy(model, eval_dataset)}
+        result.metrics["onnx_fp32"] = {"accuracy": _onnx_accuracy(fp32, eval_dataset)}
+    for choice in choices:
+        quantize(fp32, int8, mode, target, choice["per_channel"], choice["exclude"], calibration_dataset)
+        attempt = dict(choice)
+        if eval_dataset is not None:
+            attempt["accuracy"] = _onnx_accuracy(int8, eval_dataset)
+            attempt["drop"] = result.metrics["pytorch"]["accuracy"] - attempt["accuracy"]
+        result.attempts.append(attempt)
+        if eval_dataset is None or attempt["drop"] <= max_accuracy_drop:
+            result.chosen, result.int8_file = attempt, INT8_FILE
+            if eval_dataset is not None:
+                result.metrics["onnx_int8"] = {"accuracy": attempt["accuracy"]}
+            break
+    (output / "export_report.json").write_text(json.dumps(result.to_dict(), indent=1))
+    if result.int8_file is None:
+        int8.unlink(missing_ok=True)
+        raise AccuracyDropError(
+            f"export_int8: int8 lost more than max_accuracy_drop={max_accuracy_drop} in every attempt "
+            f"({[round(a['drop'], 4) for a in result.attempts]}); the fp32 model is kept in {fp32}.",
+            result,
+        )
+    return result
+
+
+class TextClassifier:
+    """Classify text with an exported folder, in batches, without learning ONNX Runtime.
+
+    Args:
+        folder (`str`): An `export_int8` output folder.
+        file_name (`str`): `model_quantized.onnx` (int8) or `model.onnx` (fp32).
+        max_length (`int`): Truncation length.
+
+    Example:
+        ```python
+        >>> TextClassifier("runs/export")(["a delight", "a mess"])
+        [{'label': 'fresh', 'score': 0.97}, {'label': 'rotten', 'score': 0.91}]
+        ```
+    """
+
+    def __init__(self, folder: str, file_name: str = INT8_FILE, max_length: int = 64):
+        import onnxruntime
+        from transformers import AutoConfig
+
+        folder = Path(folder)
+        if not (folder / file_name).exists():
+            raise ValueError(f"TextClassifier: no {file_name} in {folder}; run export_int8 first.")
+        self.tokenizer = AutoTokenizer.from_pretrained(folder)
+        self.labels = AutoConfig.from_pretrained(folder).id2label
+        self.session = onnxruntime.InferenceSession(str(folder / file_name), providers=["CPUExecutionProvider"])
+        self.input_names = [i.name for i in self.session.get_inputs()]
+        self.max_length = max_length
+
+    def __call__(self, texts: list[str], batch_size: int = 32) -> list[dict]:
+        if isinstance(texts, str):
+            texts = [texts]
+        results = []
+        for start in range(0, len(texts), batch_size):
+            encoded = self.tokenizer(
+                texts[start : start + batch_size],
+                truncation=True,
+                max_length=self.max_length,
+                padding=True,
+                return_tensors="np",
+            )
+            feed = {
+                name: encoded.get(name, np.zeros_like(encoded["input_ids"])).astype(np.int64)
+                for name in self.input_names
+            }
+            logits = self.session.run(["logits"], feed)[0]
+            probabilities = np.exp(logits - logits.max(-1, keepdims=True))
+            probabilities /= probabilities.sum(-1, keepdims=True)
+            for row in probabilities:
+                label = int(row.argmax())
+                results.append({"label": self.labels[label], "score": float(row[label])})
+        return results

@@ -1,0 +1,193 @@
+import json
+
+import numpy as np
+import pytest
+import torch
+from conftest import FAMILY_NAMES, tiny_batch, tiny_model
+from datasets import Dataset
+
+from hf_efficient import (
+    AccuracyDropError,
+    SharingConfig,
+    TextClassifier,
+    export_int8,
+    layer_stack,
+    make_student,
+    prune_layers,
+    share_layers,
+)
+from hf_efficient.export import int8 as int8_module
+from hf_efficient.export import onnx_weight_bytes, run_onnx
+from hf_efficient.export.int8 import optimum_available
+
+
+def tokenized_rows(n: int = 48, seed: int = 0) -> Dataset:
+    batch = tiny_batch(batch=n, length=16, seed=seed)
+    return Dataset.from_dict(
+        {
+            "input_ids": batch["input_ids"].tolist(),
+            "attention_mask": batch["attention_mask"].tolist(),
+            "token_type_ids": torch.zeros_like(batch["input_ids"]).tolist(),
+            "label": batch["labels"].tolist(),
+        }
+    )
+
+
+def fixed_batch():
+    batch = tiny_batch(batch=6, length=16, seed=5)
+    return {
+        "input_ids": batch["input_ids"].numpy(),
+        "attention_mask": batch["attention_mask"].numpy(),
+        "token_type_ids": np.zeros_like(batch["input_ids"].numpy()),
+    }
+
+
+@pytest.mark.parametrize("mode", ["dynamic", "static"])
+def test_fp32_equals_pytorch_and_int8_is_close(tmp_path, family, mode):
+    model = tiny_model(family)
+    try:
+        result = export_int8(model, tmp_path, mode=mode, calibration_dataset=tokenized_rows())
+    except ValueError as error:
+        # Optimum exports DeBERTa-v2 with If subgraphs, which static quantization cannot calibrate.
+        assert family == "deberta-v2" and "subgraphs" in str(error)
+        result = export_int8(model, tmp_path, mode=mode, calibration_dataset=tokenized_rows(), allow_fallback=True)
+        assert result.mode == "dynamic"
+        mode = "dynamic"
+    inputs = fixed_batch()
+    with torch.no_grad():
+        expected = model(**{k: torch.from_numpy(v) for k, v in inputs.items() if k != "token_type_ids"}).logits.numpy()
+    fp32 = run_onnx(tmp_path / "model.onnx", inputs)
+    int8 = run_onnx(tmp_path / "model_quantized.onnx", inputs)
+    assert np.abs(fp32 - expected).max() <= 1e-4
+    scale = np.abs(expected).max()
+    assert np.abs(int8 - expected).max() <= 0.15 * scale
+    # Rows whose classes are not a near tie keep their prediction.
+    margin = np.abs(expected[:, 0] - expected[:, 1])
+    clear = margin > 0.2 * scale
+    assert (int8.argmax(-1) == expected.argmax(-1))[clear].all()
+    assert result.mode == mode and result.backend == ("optimum" if optimum_available() else "onnxruntime")
+    report = json.loads((tmp_path / "export_report.json").read_text())
+    assert report["int8_file"] == "model_quantized.onnx"
+    assert (tmp_path / "config.json").exists()
+    # The embeddings stay fp32 and dominate at this width; the MatMul weights are int8.
+    assert onnx_weight_bytes(tmp_path / "model_quantized.onnx") < 0.7 * onnx_weight_bytes(tmp_path / "model.onnx")
+
+
+def test_pruned_distilled_and_shared_models_export(tmp_path):
+    teacher = tiny_model("bert", num_layers=4)
+    models = {
+        "pruned": prune_layers(tiny_model("bert", num_layers=4), 2),
+        "student": make_student(teacher, 2),
+        "shared": share_layers(tiny_model("bert", num_layers=4), SharingConfig()),
+    }
+    inputs = fixed_batch()
+    for name, model in models.items():
+        result = export_int8(model, tmp_path / name)
+        with torch.no_grad():
+            expected = model(**{k: torch.from_numpy(v) for k, v in inputs.items()}).logits.numpy()
+        assert np.abs(run_onnx(tmp_path / name / "model.onnx", inputs) - expected).max() <= 1e-4, name
+        if name == "shared":
+            # Shared weights go through torch.onnx, which writes them once.
+            assert result.backend == "onnxruntime"
+            one_layer = export_int8(prune_layers(tiny_model("bert", num_layers=4), 1), tmp_path / "one")
+            assert one_layer is not None
+            assert onnx_weight_bytes(tmp_path / name / "model.onnx") <= 1.2 * onnx_weight_bytes(
+                tmp_path / "one/model.onnx"
+            )
+    assert len(layer_stack(models["pruned"])) == 2
+
+
+@pytest.mark.skipif(not optimum_available(), reason="the optimum stack only")
+def test_folder_loads_with_optimum_and_runs_in_a_pipeline(tmp_path):
+    from conftest import minilm_path
+    from optimum.onnxruntime import ORTModelForSequenceClassification
+    from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification, pipeline
+
+    tokenizer = AutoTokenizer.from_pretrained(minilm_path())
+    config = BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=2)
+    config.id2label, config.label2id = {0: "rotten", 1: "fresh"}, {"rotten": 0, "fresh": 1}
+    model = BertForSequenceClassification(config).eval()
+    export_int8(model, tmp_path, tokenizer=tokenizer)
+    ort_model = ORTModelForSequenceClassification.from_pretrained(tmp_path, file_name="model_quantized.onnx")
+    classify = pipeline("text-classification", model=ort_model, tokenizer=tokenizer)
+    predictions = classify(["a delight", "a mess"])
+    assert [p["label"] for p in predictions] == [r["label"] for r in TextClassifier(tmp_path)(["a delight", "a mess"])]
+
+
+def test_text_classifier_matches_pytorch(tmp_path):
+    from conftest import minilm_path
+    from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification
+
+    tokenizer = AutoTokenizer.from_pretrained(minilm_path())
+    torch.manual_seed(0)
+    config = BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=2)
+    config.id2label, config.label2id = {0: "rotten", 1: "fresh"}, {"rotten": 0, "fresh": 1}
+    model = BertForSequenceClassification(config).eval()
+    export_int8(model, tmp_path, tokenizer=tokenizer)
+    assert not model.training  # exporting leaves the model in eval mode, dropout off
+    # Default dropout and SDPA attention, other lengths than the export's example, padded rows.
+    texts = ["a delight from start to end", "a mess", "fine", "I walked out"] * 3
+    predictions = TextClassifier(tmp_path, file_name="model.onnx")(texts, batch_size=5)
+    with torch.no_grad():
+        logits = model(**tokenizer(texts, padding=True, return_tensors="pt")).logits
+    probabilities = logits.softmax(-1)
+    assert [p["label"] for p in predictions] == [config.id2label[int(i)] for i in logits.argmax(-1)]
+    assert [p["score"] for p in predictions] == pytest.approx(probabilities.max(-1).values.tolist(), abs=1e-5)
+
+
+def test_accuracy_gate_retries_then_raises(tmp_path, monkeypatch):
+    model = tiny_model("bert")
+    measured = {"calls": 0}
+
+    def fake_onnx_accuracy(path, dataset):
+        # fp32 keeps the PyTorch accuracy; every int8 attempt loses 5 points.
+        measured["calls"] += 1
+        return int8_module._torch_accuracy(model, dataset) - (0.05 if "quantized" in str(path) else 0.0)
+
+    monkeypatch.setattr(int8_module, "_onnx_accuracy", fake_onnx_accuracy)
+    with pytest.raises(AccuracyDropError, match="in every attempt") as error:
+        export_int8(model, tmp_path, eval_dataset=tokenized_rows(), max_accuracy_drop=0.01, per_channel=False)
+    attempts = error.value.result.attempts
+    assert [a["per_channel"] for a in attempts] == [False, True, True]
+    assert attempts[-1]["exclude"] and all(a["drop"] == pytest.approx(0.05) for a in attempts)
+    assert (tmp_path / "model.onnx").exists() and not (tmp_path / "model_quantized.onnx").exists()
+
+
+def test_accuracy_gate_keeps_the_first_choice_that_passes(tmp_path, monkeypatch):
+    model = tiny_model("bert")
+    drops = iter([0.03, 0.0])
+
+    def fake_onnx_accuracy(path, dataset):
+        base = int8_module._torch_accuracy(model, dataset)
+        return base - next(drops) if "quantized" in str(path) else base
+
+    monkeypatch.setattr(int8_module, "_onnx_accuracy", fake_onnx_accuracy)
+    result = export_int8(model, tmp_path, eval_dataset=tokenized_rows(), max_accuracy_drop=0.01)
+    assert len(result.attempts) == 2 and result.chosen["exclude"]
+    assert result.metrics["onnx_int8"]["accuracy"] == result.metrics["pytorch"]["accuracy"]
+
+
+def test_real_accuracy_is_reported(tmp_path):
+    result = export_int8(tiny_model("roberta"), tmp_path, eval_dataset=tokenized_rows(), max_accuracy_drop=1.0)
+    assert set(result.metrics) == {"pytorch", "onnx_fp32", "onnx_int8"}
+    assert result.metrics["onnx_fp32"]["accuracy"] == result.metrics["pytorch"]["accuracy"]
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"mode": "static"}, "needs calibration_dataset"),
+        ({"target": "tpu"}, "target='tpu'\\) is not supported"),
+        ({"mode": "fast"}, "use 'dynamic' or 'static'"),
+        ({"max_accuracy_drop": 2}, "a fraction in \\[0, 1\\]"),
+    ],
+)
+def test_bad_arguments_are_refused(tmp_path, kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        export_int8(tiny_model("bert"), tmp_path, **kwargs)
+
+
+@pytest.mark.parametrize("family", FAMILY_NAMES[:1])
+def test_targets_all_export(tmp_path, family):
+    for target in int8_module.TARGETS:
+        assert export_int8(tiny_model(family), tmp_path / target, target=target).target == target
