@@ -139,12 +139,12 @@ def test_accuracy_gate_retries_then_raises(tmp_path, monkeypatch):
     model = tiny_model("bert")
     measured = {"calls": 0}
 
-    def fake_onnx_accuracy(path, dataset):
+    def fakeonnx_accuracy(path, dataset):
         # fp32 keeps the PyTorch accuracy; every int8 attempt loses 5 points.
         measured["calls"] += 1
         return int8_module._torch_accuracy(model, dataset) - (0.05 if "quantized" in str(path) else 0.0)
 
-    monkeypatch.setattr(int8_module, "_onnx_accuracy", fake_onnx_accuracy)
+    monkeypatch.setattr(int8_module, "onnx_accuracy", fakeonnx_accuracy)
     with pytest.raises(AccuracyDropError, match="in every attempt") as error:
         export_int8(model, tmp_path, eval_dataset=tokenized_rows(), max_accuracy_drop=0.01, per_channel=False)
     attempts = error.value.result.attempts
@@ -157,11 +157,11 @@ def test_accuracy_gate_keeps_the_first_choice_that_passes(tmp_path, monkeypatch)
     model = tiny_model("bert")
     drops = iter([0.03, 0.0])
 
-    def fake_onnx_accuracy(path, dataset):
+    def fakeonnx_accuracy(path, dataset):
         base = int8_module._torch_accuracy(model, dataset)
         return base - next(drops) if "quantized" in str(path) else base
 
-    monkeypatch.setattr(int8_module, "_onnx_accuracy", fake_onnx_accuracy)
+    monkeypatch.setattr(int8_module, "onnx_accuracy", fakeonnx_accuracy)
     result = export_int8(model, tmp_path, eval_dataset=tokenized_rows(), max_accuracy_drop=0.01)
     assert len(result.attempts) == 2 and result.chosen["exclude"]
     assert result.metrics["onnx_int8"]["accuracy"] == result.metrics["pytorch"]["accuracy"]

@@ -74,7 +74,8 @@ def _batches(dataset, names: list[str], batch_size: int = 64):
         yield {name: np.asarray(rows[name], dtype=np.int64) for name in names if name in rows}
 
 
-def _onnx_accuracy(path: Path, dataset) -> float:
+def onnx_accuracy(path: Path, dataset) -> float:
+    """Accuracy of an exported model on tokenized rows with a `label` column."""
     import onnxruntime
 
     session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
@@ -264,12 +265,12 @@ def export_int8(
         choices.append({"per_channel": True, "exclude": list(exclude or []) + _matmul_nodes(fp32)[-4:]})
     if eval_dataset is not None:
         result.metrics["pytorch"] = {"accuracy": _torch_accuracy(model, eval_dataset)}
-        result.metrics["onnx_fp32"] = {"accuracy": _onnx_accuracy(fp32, eval_dataset)}
+        result.metrics["onnx_fp32"] = {"accuracy": onnx_accuracy(fp32, eval_dataset)}
     for choice in choices:
         quantize(fp32, int8, mode, target, choice["per_channel"], choice["exclude"], calibration_dataset)
         attempt = dict(choice)
         if eval_dataset is not None:
-            attempt["accuracy"] = _onnx_accuracy(int8, eval_dataset)
+            attempt["accuracy"] = onnx_accuracy(int8, eval_dataset)
             attempt["drop"] = result.metrics["pytorch"]["accuracy"] - attempt["accuracy"]
         result.attempts.append(attempt)
         if eval_dataset is None or attempt["drop"] <= max_accuracy_drop:
