@@ -24,3 +24,5 @@ def test_readme_python_examples_run(tmp_path, monkeypatch):
     assert (tmp_path / "runs/readme/student/config.json").exists()
     reloaded, shared = namespace["reloaded"], namespace["albert_like"]
     assert type(reloaded) is type(shared) and reloaded.sharing_plan == shared.sharing_plan
+    assert set(namespace["result"].metrics) == {"pytorch", "onnx_fp32", "onnx_int8"}
+    assert (tmp_path / "runs/readme/int8/model_quantized.onnx").exists()
