@@ -9,7 +9,7 @@ plain-transformers numbers of `shared/reference`. It also measures the cost of a
 against a teacher forward plus a student training step, side by side.
 
     python benchmarks/pkd_rotten_tomatoes.py --teacher runs/layerdrop_depth/rate-0.0/model --seeds 0 1 2
-    python benchmarks/pkd_rotten_tomatoes.py --pretrained <mpnet folder> --student-layers 6   # on a GPU
+    python benchmarks/pkd_rotten_tomatoes.py --pretrained mpnet --student-layers 6 --bf16   # 12-layer MPNet, on a GPU
 """
 
 import argparse
@@ -24,7 +24,7 @@ from transformers import AutoModelForSequenceClassification, AutoTokenizer, set_
 from hf_efficient import DistillationTrainer, PKDConfig, make_student
 from hf_efficient.data import load_default_task, tokenize_dataset
 from hf_efficient.report import markdown_table
-from hf_efficient.training import default_model_path, evaluate_model, finetune
+from hf_efficient.training import default_model_path, evaluate_model, finetune, mpnet_path
 
 METHODS = {
     "finetune": None,
@@ -64,7 +64,10 @@ def distillation_overhead(teacher, student, trainer, batch, rounds=10):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--pretrained", default=None, help="pretrained encoder (default: the shipped MiniLM)")
+    parser.add_argument(
+        "--pretrained",
+        help="pretrained encoder folder, or 'mpnet' for the 12-layer MPNet (default: the shipped MiniLM)",
+    )
     parser.add_argument("--teacher", help="fine-tuned teacher folder (default: fine-tune --pretrained first)")
     parser.add_argument("--student-layers", type=int, default=3)
     parser.add_argument("--student-init-from", choices=["pretrained", "teacher"], default="pretrained")
@@ -77,7 +80,7 @@ def main():
     args = parser.parse_args()
 
     output = Path(args.output_dir)
-    pretrained = args.pretrained or default_model_path()
+    pretrained = mpnet_path() if args.pretrained == "mpnet" else args.pretrained or default_model_path()
     tokenizer = AutoTokenizer.from_pretrained(pretrained)
     data = tokenize_dataset(load_default_task(max_train_samples=args.max_train_samples), tokenizer, max_length=64)
     extra_args = {"bf16": args.bf16}

