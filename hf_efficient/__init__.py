@@ -18,28 +18,34 @@ from .sharing import SharingConfig, share_layers, unshare_layers
 __version__ = "0.1.0"
 
 __all__ = [
-    "AccuracyDropError",
-    "ExportResult",
-    "TextClassifier",
-    "export_int8",
+    # encoders
+    "UnsupportedModelError",
+    "encoder_family",
+    "layer_stack",
+    "record_layer_outputs",
+    # LayerDrop
+    "LayerDropCallback",
+    "LayerDropConfig",
+    "apply_layerdrop",
+    "every_other_layers",
+    "prune_layers",
+    "remove_layerdrop",
+    # distillation
     "DistillationTrainer",
     "PKDConfig",
     "make_student",
     "pkd_layer_map",
-    "LayerDropCallback",
-    "LayerDropConfig",
-    "UnsupportedModelError",
-    "apply_layerdrop",
-    "encoder_family",
-    "every_other_layers",
-    "layer_stack",
+    # sharing
+    "SharingConfig",
+    "share_layers",
+    "unshare_layers",
+    # export
+    "AccuracyDropError",
+    "ExportResult",
+    "TextClassifier",
+    "export_int8",
+    # data and metrics
     "load_default_task",
     "load_metric",
     "load_text_classification",
-    "prune_layers",
-    "record_layer_outputs",
-    "remove_layerdrop",
-    "share_layers",
-    "unshare_layers",
-    "SharingConfig",
 ]

@@ -91,6 +91,7 @@ class DistillationTrainer(Trainer):
         super().__init__(model, *args, **kwargs)
         self.teacher = teacher.to(device=self.args.device, dtype=teacher_dtype).eval().requires_grad_(False)
         self._teacher_arguments = _forward_arguments(self.teacher)
+        self._student_arguments = _forward_arguments(model)
         self._terms = defaultdict(float)
         self._terms_count = 0
 
@@ -104,7 +105,7 @@ class DistillationTrainer(Trainer):
         config = self.distillation
         student = self.accelerator.unwrap_model(model)
         labels = inputs["labels"]
-        student_inputs = {k: v for k, v in inputs.items() if k in _forward_arguments(student) and k != "labels"}
+        student_inputs = {k: v for k, v in inputs.items() if k in self._student_arguments and k != "labels"}
         with record_layer_outputs(student) as student_states:
             outputs = model(**student_inputs)
         teacher_inputs = {k: v for k, v in inputs.items() if k in self._teacher_arguments and k != "labels"}
