@@ -27,6 +27,7 @@ def plot_accuracy_by_depth(series: dict[str, dict[int, float]], path: str | Path
     for label, by_depth in series.items():
         depths = sorted(by_depth)
         axes.plot(depths, [by_depth[d] for d in depths], marker="o", label=label)
+        axes.set_xticks(depths)
     axes.set_xlabel("layers kept (pruned without retraining)")
     axes.set_ylabel("test accuracy")
     axes.set_title(title)

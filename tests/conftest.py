@@ -70,9 +70,12 @@ FAMILY_NAMES = list(TINY_CONFIGS)
 TRANSFORMERS_5 = int(transformers.__version__.split(".")[0]) >= 5
 
 
-def tiny_model(family: str, num_layers: int = 4, seed: int = 0):
+def tiny_model(family: str, num_layers: int = 4, seed: int = 0, **overrides):
     torch.manual_seed(seed)
     config = TINY_CONFIGS[family](num_layers)
+    if "hidden_size" in overrides and hasattr(config, "pooler_hidden_size"):  # DeBERTa-v2's head width
+        overrides = {"pooler_hidden_size": overrides["hidden_size"], **overrides}
+    config.update(overrides)
     # Eager attention everywhere, so outputs compare exactly across save and reload.
     config._attn_implementation = "eager"
     return AutoModelForSequenceClassification.from_config(config).eval()

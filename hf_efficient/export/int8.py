@@ -21,6 +21,8 @@ INT8_FILE = "model_quantized.onnx"
 MODES = ("dynamic", "static")
 TARGETS = ("avx512_vnni", "avx512", "avx2", "arm64")
 MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
+# The MatMul weights and the embedding tables (Gather), which are most of an encoder's bytes.
+QUANTIZED_OPS = ["MatMul", "Gather"]
 
 
 class AccuracyDropError(RuntimeError):
@@ -112,7 +114,9 @@ def _quantize_onnxruntime(fp32: Path, int8: Path, mode: str, target: str, per_ch
     reduce_range = target == "avx2"  # u8s8 without VNNI can saturate: ORT's advice for AVX2
     common = {"per_channel": per_channel, "reduce_range": reduce_range, "nodes_to_exclude": list(exclude)}
     if mode == "dynamic":
-        quantize_dynamic(str(fp32), str(int8), weight_type=QuantType.QInt8, op_types_to_quantize=["MatMul"], **common)
+        quantize_dynamic(
+            str(fp32), str(int8), weight_type=QuantType.QInt8, op_types_to_quantize=QUANTIZED_OPS, **common
+        )
         return
 
     class Reader(CalibrationDataReader):
@@ -129,7 +133,7 @@ def _quantize_onnxruntime(fp32: Path, int8: Path, mode: str, target: str, per_ch
         quant_format=QuantFormat.QDQ,
         activation_type=QuantType.QUInt8,
         weight_type=QuantType.QInt8,
-        op_types_to_quantize=["MatMul"],
+        op_types_to_quantize=QUANTIZED_OPS,
         **common,
     )
 
@@ -140,7 +144,10 @@ def _quantize_optimum(fp32: Path, int8: Path, mode: str, target: str, per_channe
 
     is_static = mode == "static"
     config = getattr(AutoQuantizationConfig, target)(
-        is_static=is_static, per_channel=per_channel, nodes_to_exclude=list(exclude), operators_to_quantize=["MatMul"]
+        is_static=is_static,
+        per_channel=per_channel,
+        nodes_to_exclude=list(exclude),
+        operators_to_quantize=QUANTIZED_OPS,
     )
     quantizer = ORTQuantizer.from_pretrained(fp32.parent, file_name=fp32.name)
     ranges = None

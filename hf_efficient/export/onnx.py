@@ -91,7 +91,7 @@ def export_onnx(model: nn.Module, path: str | Path, *, opset: int = 17, max_leng
 
 
 def quantize_int8_dynamic(fp32_path: str | Path, int8_path: str | Path, *, per_channel: bool = True) -> Path:
-    """Dynamic int8 quantization of the MatMul weights (activations quantized at run time)."""
+    """Dynamic int8 quantization of the MatMul weights and embeddings (activations quantized at run time)."""
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     quantize_dynamic(
@@ -99,7 +99,7 @@ def quantize_int8_dynamic(fp32_path: str | Path, int8_path: str | Path, *, per_c
         str(int8_path),
         weight_type=QuantType.QInt8,
         per_channel=per_channel,
-        op_types_to_quantize=["MatMul"],
+        op_types_to_quantize=["MatMul", "Gather"],
     )
     return Path(int8_path)
 
