@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import functools
 import inspect
 import random
 from collections.abc import Sequence
@@ -87,22 +88,14 @@ def _call_argument(layer: nn.Module, args: tuple, kwargs: dict, name: str | None
     return bound.get(name, extra.get(name))
 
 
-_SIGNATURES: dict[type, inspect.Signature] = {}
-_LAYERDROP_CLASSES: dict[type, type] = {}
-
-
+@functools.cache
 def _forward_signature(cls: type) -> inspect.Signature:
-    if cls not in _SIGNATURES:
-        _SIGNATURES[cls] = inspect.signature(cls.forward)
-    return _SIGNATURES[cls]
+    return inspect.signature(cls.forward)
 
 
+@functools.cache
 def _layerdrop_class(cls: type) -> type:
-    if cls not in _LAYERDROP_CLASSES:
-        _LAYERDROP_CLASSES[cls] = type(
-            f"LayerDrop{cls.__name__}", (LayerDropLayer, cls), {"layerdrop_original_class": cls}
-        )
-    return _LAYERDROP_CLASSES[cls]
+    return type(f"LayerDrop{cls.__name__}", (LayerDropLayer, cls), {"layerdrop_original_class": cls})
 
 
 def _draw_before_forward(module: nn.Module, args, kwargs) -> None:

@@ -10,6 +10,8 @@ unknown model type instead of loading independent random layers.
 
 from __future__ import annotations
 
+import functools
+
 import torch
 from torch import nn
 from transformers import (
@@ -121,28 +123,16 @@ class SharedLayersModel:
         return result
 
 
-_SHARED_CONFIG_CLASSES: dict[type, type] = {}
-_SHARED_MODEL_CLASSES: dict[type, type] = {}
-
-
+@functools.cache
 def _shared_config_class(config_class: type) -> type:
-    if config_class not in _SHARED_CONFIG_CLASSES:
-        _SHARED_CONFIG_CLASSES[config_class] = type(
-            f"Shared{config_class.__name__}",
-            (config_class,),
-            {"model_type": MODEL_TYPE_PREFIX + config_class.model_type, "shared_base_class": config_class},
-        )
-    return _SHARED_CONFIG_CLASSES[config_class]
+    attributes = {"model_type": MODEL_TYPE_PREFIX + config_class.model_type, "shared_base_class": config_class}
+    return type(f"Shared{config_class.__name__}", (config_class,), attributes)
 
 
+@functools.cache
 def _shared_model_class(model_class: type) -> type:
-    if model_class not in _SHARED_MODEL_CLASSES:
-        _SHARED_MODEL_CLASSES[model_class] = type(
-            f"Shared{model_class.__name__}",
-            (SharedLayersModel, model_class),
-            {"config_class": _shared_config_class(model_class.config_class), "shared_base_class": model_class},
-        )
-    return _SHARED_MODEL_CLASSES[model_class]
+    attributes = {"config_class": _shared_config_class(model_class.config_class), "shared_base_class": model_class}
+    return type(f"Shared{model_class.__name__}", (SharedLayersModel, model_class), attributes)
 
 
 def register_shared_model_type(model_type: str) -> None:
