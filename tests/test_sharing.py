@@ -102,7 +102,7 @@ def test_save_reload_identical_and_stored_once(tmp_path, family, scope):
     assert not (set(sharing_plan(model, SharingConfig(scope=scope, num_groups=2))) & stored_names)
     assert unique <= stored_names
     config = json.loads((tmp_path / "config.json").read_text())
-    assert config["model_type"] == f"hf-efficient-shared-{model.config.shared_base_class.model_type}"
+    assert config["model_type"] == f"hf-efficient-shared-{model.config.model_type}"
     assert config["hf_efficient"]["sharing"]["scope"] == scope
 
     reloaded = AutoModelForSequenceClassification.from_pretrained(tmp_path).eval()
@@ -133,6 +133,25 @@ def test_loading_without_hf_efficient_fails_loudly(tmp_path):
     result = subprocess.run([sys.executable, "-c", code, str(tmp_path)], capture_output=True, text=True, cwd=tmp_path)
     assert result.returncode != 0
     assert "hf-efficient-shared-roberta" in result.stderr
+
+
+def test_models_built_from_the_same_config_stay_independent():
+    config = tiny_model("bert").config
+    shared = share_layers(AutoModelForSequenceClassification.from_config(config), SharingConfig())
+    other = AutoModelForSequenceClassification.from_config(config)
+    assert type(other).__name__ == "BertForSequenceClassification" and not shared_parameter_groups(other)
+    assert shared.config.model_type == "bert"  # in memory; saved as hf-efficient-shared-bert
+
+
+def test_reloaded_shared_model_saves_and_unshares(tmp_path):
+    share_layers(tiny_model("bert"), SharingConfig(num_groups=2)).save_pretrained(tmp_path / "first")
+    reloaded = AutoModelForSequenceClassification.from_pretrained(tmp_path / "first")
+    reloaded.save_pretrained(tmp_path / "second")
+    assert json.loads((tmp_path / "second/config.json").read_text())["model_type"] == "hf-efficient-shared-bert"
+    again = AutoModelForSequenceClassification.from_pretrained(tmp_path / "second")
+    assert again.sharing_plan == reloaded.sharing_plan
+    plain = unshare_layers(again)
+    assert plain.config.model_type == "bert" and not shared_parameter_groups(plain)
 
 
 def test_unshare_gives_a_plain_independent_model(tmp_path):

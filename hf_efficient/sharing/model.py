@@ -2,10 +2,10 @@
 
 A shared model keeps its class's code: the layers stay distinct modules (with their own attributes,
 e.g. ModernBERT's attention type) whose parameters in scope are the same `nn.Parameter` objects.
-Its class becomes `Shared<Class>` with a config of model type `hf-efficient-shared-<type>`:
-`state_dict()` lists each shared tensor once under its first layer's name, `tie_weights()` (which
-`from_pretrained` calls after loading) ties the others again, and plain transformers refuses the
-unknown model type instead of loading independent random layers.
+Its class becomes `Shared<Class>`: `state_dict()` lists each shared tensor once under its first
+layer's name, `save_pretrained` writes the config with model type `hf-efficient-shared-<type>`
+(which plain transformers refuses instead of loading independent random layers), and
+`tie_weights()`, which `from_pretrained` calls after loading, ties the layers again.
 """
 
 from __future__ import annotations
@@ -117,6 +117,15 @@ class SharedLayersModel:
             state.pop(prefix + alias, None)
         return state
 
+    def save_pretrained(self, *args, **kwargs):
+        # The config object may be shared with other models, so its class changes only while saving.
+        plain_class = getattr(type(self.config), "shared_base_class", type(self.config))
+        self.config.__class__ = _shared_config_class(plain_class)
+        try:
+            return super().save_pretrained(*args, **kwargs)
+        finally:
+            self.config.__class__ = plain_class
+
     def tie_weights(self, *args, **kwargs):
         result = super().tie_weights(*args, **kwargs)
         _tie(self, getattr(self, "sharing_plan", {}))
@@ -174,7 +183,6 @@ def share_layers(model: PreTrainedModel, config: SharingConfig | None = None) ->
     _tie(model, plan)
     register_shared_model_type(model.config.model_type)
     model.__class__ = _shared_model_class(type(model))
-    model.config.__class__ = _shared_config_class(type(model.config))
     model.sharing_plan = plan
     record_technique(model, "sharing", config.to_dict())
     return model
@@ -190,7 +198,8 @@ def unshare_layers(model: PreTrainedModel) -> PreTrainedModel:
             copy = nn.Parameter(model.get_parameter(alias).detach().clone())
             setattr(model.get_submodule(module_name), parameter_name, copy)
     model.__class__ = model.shared_base_class
-    model.config.__class__ = model.config.shared_base_class
+    model.config.__class__ = getattr(type(model.config), "shared_base_class", type(model.config))
+    model.config.__dict__.pop("model_type", None)  # a loaded config may hold the shared type itself
     del model.sharing_plan
     record_technique(model, "sharing", None)
     return model
