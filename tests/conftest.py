@@ -91,6 +91,15 @@ def tiny_batch(batch: int = 3, length: int = 20, seed: int = 0) -> dict[str, tor
     return {"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels}
 
 
+@pytest.fixture(autouse=True)
+def restore_environment():
+    """TrainingArguments(bf16=True) sets ACCELERATE_MIXED_PRECISION for the whole process: undo it."""
+    saved = dict(os.environ)
+    yield
+    os.environ.clear()
+    os.environ.update(saved)
+
+
 @pytest.fixture
 def no_network(monkeypatch):
     """Fail any attempt to open a connection: everything must work offline."""

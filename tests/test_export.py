@@ -191,3 +191,18 @@ def test_bad_arguments_are_refused(tmp_path, kwargs, message):
 def test_targets_all_export(tmp_path, family):
     for target in int8_module.TARGETS:
         assert export_int8(tiny_model(family), tmp_path / target, target=target).target == target
+
+
+def test_model_trained_under_mixed_precision_exports(tmp_path):
+    from transformers import Trainer, TrainingArguments
+
+    model = tiny_model("bert")
+    rows = tokenized_rows(8)
+    args = TrainingArguments(str(tmp_path / "train"), max_steps=1, bf16=True, use_cpu=True, report_to=[])
+    Trainer(model=model, args=args, train_dataset=rows).train()
+    assert "_original_forward" in model.__dict__  # accelerate's fp32 wrapper is on forward
+    export_int8(model, tmp_path / "export")
+    inputs = fixed_batch()
+    with torch.no_grad():
+        expected = model(**{k: torch.from_numpy(v) for k, v in inputs.items()}).logits.float().numpy()
+    assert np.abs(run_onnx(tmp_path / "export/model.onnx", inputs) - expected).max() <= 1e-4

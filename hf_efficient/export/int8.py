@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import onnx
 import torch
+from accelerate.utils import extract_model_from_parallel
 from transformers import AutoModelForSequenceClassification, AutoTokenizer, PreTrainedModel
 
 from ..sharing.model import SharedLayersModel
@@ -237,7 +238,9 @@ def export_int8(
     if isinstance(model_or_path, (str, Path)):
         model = AutoModelForSequenceClassification.from_pretrained(model_or_path)
         tokenizer = tokenizer or AutoTokenizer.from_pretrained(model_or_path)
-    model = model.eval()
+    # A Trainer run under mixed precision leaves accelerate's fp32 wrapper on `forward`, which
+    # neither exporter can trace.
+    model = extract_model_from_parallel(model, keep_fp32_wrapper=False).eval()
     output = Path(output_dir)
     output.mkdir(parents=True, exist_ok=True)
     fp32, int8 = output / FP32_FILE, output / INT8_FILE
