@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 
 import torch
-from transformers import AutoModelForSequenceClassification, AutoTokenizer, set_seed
+from transformers import AutoModelForSequenceClassification, AutoTokenizer, TrainingArguments, set_seed
 
 from hf_efficient import DistillationTrainer, PKDConfig, make_student
 from hf_efficient.data import load_default_task, tokenize_dataset
@@ -50,7 +50,8 @@ def distillation_overhead(teacher, student, trainer, batch, rounds=10):
         student.zero_grad()
 
     def distillation_step():
-        trainer.training_step(student, dict(batch))
+        student.train()
+        trainer.compute_loss(student, dict(batch)).backward()
         student.zero_grad()
 
     steps = {"teacher forward": teacher_forward, "student step": student_step, "distillation step": distillation_step}
@@ -71,7 +72,9 @@ def main():
     parser.add_argument("--teacher", help="fine-tuned teacher folder (default: fine-tune --pretrained first)")
     parser.add_argument("--student-layers", type=int, default=3)
     parser.add_argument("--student-init-from", choices=["pretrained", "teacher"], default="pretrained")
-    parser.add_argument("--methods", nargs="+", choices=list(METHODS), default=list(METHODS))
+    parser.add_argument(
+        "--methods", nargs="*", choices=list(METHODS), default=list(METHODS), help="none: only the step cost"
+    )
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--epochs", type=float, default=3)
     parser.add_argument("--max-train-samples", type=int)
@@ -124,8 +127,9 @@ def main():
     batch = {k: torch.tensor(data["train"][:32][k]) for k in ("input_ids", "attention_mask", "label")}
     batch["labels"] = batch.pop("label")
     timing_student = make_student(teacher, args.student_layers)
+    timing_args = TrainingArguments(str(output / "timing"), report_to=[], use_cpu=not torch.cuda.is_available())
     timing_trainer = DistillationTrainer(
-        model=timing_student, teacher=teacher, args=trainer.args, train_dataset=data["train"]
+        model=timing_student, teacher=teacher, args=timing_args, train_dataset=data["train"]
     )
     overhead = distillation_overhead(teacher, timing_student, timing_trainer, batch)
     ratio = overhead["distillation step"] / (overhead["teacher forward"] + overhead["student step"])
