@@ -110,7 +110,9 @@ def main():
     summary = {"sizes": by_variant}
     if args.accuracy:
         summary["accuracy"] = accuracy(args)
-        plain = 22.7e6
+        plain = sum(
+            p.numel() for p in AutoModelForSequenceClassification.from_pretrained(default_model_path()).parameters()
+        )
         rows = []
         for name, r in summary["accuracy"].items():
             mean = statistics.mean(r["accuracy"])

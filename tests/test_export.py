@@ -19,6 +19,7 @@ from hf_efficient import (
 from hf_efficient.export import int8 as int8_module
 from hf_efficient.export import onnx_weight_bytes, run_onnx
 from hf_efficient.export.int8 import optimum_available
+from hf_efficient.training import evaluate_model
 
 
 def tokenized_rows(n: int = 48, seed: int = 0) -> Dataset:
@@ -142,7 +143,7 @@ def test_accuracy_gate_retries_then_raises(tmp_path, monkeypatch):
     def fakeonnx_accuracy(path, dataset):
         # fp32 keeps the PyTorch accuracy; every int8 attempt loses 5 points.
         measured["calls"] += 1
-        return int8_module._torch_accuracy(model, dataset) - (0.05 if "quantized" in str(path) else 0.0)
+        return evaluate_model(model, dataset)["accuracy"] - (0.05 if "quantized" in str(path) else 0.0)
 
     monkeypatch.setattr(int8_module, "onnx_accuracy", fakeonnx_accuracy)
     with pytest.raises(AccuracyDropError, match="in every attempt") as error:
@@ -158,7 +159,7 @@ def test_accuracy_gate_keeps_the_first_choice_that_passes(tmp_path, monkeypatch)
     drops = iter([0.03, 0.0])
 
     def fakeonnx_accuracy(path, dataset):
-        base = int8_module._torch_accuracy(model, dataset)
+        base = evaluate_model(model, dataset)["accuracy"]
         return base - next(drops) if "quantized" in str(path) else base
 
     monkeypatch.setattr(int8_module, "onnx_accuracy", fakeonnx_accuracy)

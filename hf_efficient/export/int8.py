@@ -10,18 +10,17 @@ from pathlib import Path
 
 import numpy as np
 import onnx
-import torch
 from accelerate.utils import extract_model_from_parallel
 from transformers import AutoModelForSequenceClassification, AutoTokenizer, PreTrainedModel
 
 from ..sharing.model import SharedLayersModel
+from ..training import evaluate_model
 from .onnx import export_onnx
 
 FP32_FILE = "model.onnx"
 INT8_FILE = "model_quantized.onnx"
 MODES = ("dynamic", "static")
 TARGETS = ("avx512_vnni", "avx512", "avx2", "arm64")
-MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 # The MatMul weights and the embedding tables (Gather), which are most of an encoder's bytes.
 QUANTIZED_OPS = ["MatMul", "Gather"]
 
@@ -88,18 +87,6 @@ def onnx_accuracy(path: Path, dataset) -> float:
         labels = batch.pop("label")
         feed = {name: batch.get(name, np.zeros_like(batch["input_ids"])) for name in names}
         correct += int((session.run(["logits"], feed)[0].argmax(-1) == labels).sum())
-    return correct / len(dataset)
-
-
-@torch.no_grad()
-def _torch_accuracy(model: PreTrainedModel, dataset) -> float:
-    model.eval()
-    correct = 0
-    names = [n for n in MODEL_INPUTS if n in dataset.column_names]
-    for batch in _batches(dataset, names + ["label"]):
-        labels = batch.pop("label")
-        logits = model(**{k: torch.from_numpy(v) for k, v in batch.items()}).logits
-        correct += int((logits.argmax(-1).numpy() == labels).sum())
     return correct / len(dataset)
 
 
@@ -274,7 +261,7 @@ def export_int8(
         # The last MatMuls (top layer's FFN and the head) move the logits most directly.
         choices.append({"per_channel": True, "exclude": list(exclude or []) + _matmul_nodes(fp32)[-4:]})
     if eval_dataset is not None:
-        result.metrics["pytorch"] = {"accuracy": _torch_accuracy(model, eval_dataset)}
+        result.metrics["pytorch"] = {"accuracy": evaluate_model(model, eval_dataset, desc="pytorch")["accuracy"]}
         result.metrics["onnx_fp32"] = {"accuracy": onnx_accuracy(fp32, eval_dataset)}
     for choice in choices:
         quantize(fp32, int8, mode, target, choice["per_channel"], choice["exclude"], calibration_dataset)

@@ -59,7 +59,7 @@ class LayerDropLayer:
 
     def forward(self, *args, **kwargs):
         schedule = self.layerdrop_schedule
-        wants_attentions = bool(_call_argument(self, args, kwargs, "output_attentions"))
+        hidden_states, wants_attentions = _call_arguments(self, args, kwargs)
         skip = self.training and schedule.skipped[self.layerdrop_index]
         if not skip or wants_attentions not in schedule.output_structure:
             # The first skip of a model can come before any layer ran: then one probe without
@@ -69,7 +69,6 @@ class LayerDropLayer:
             schedule.output_structure[wants_attentions] = None if isinstance(output, torch.Tensor) else len(output)
             if not skip:
                 return output
-        hidden_states = _call_argument(self, args, kwargs, None)
         length = schedule.output_structure[wants_attentions]
         if length is None:
             return hidden_states
@@ -78,14 +77,13 @@ class LayerDropLayer:
         return tuple(skipped)
 
 
-def _call_argument(layer: nn.Module, args: tuple, kwargs: dict, name: str | None):
-    """The value of argument `name` of this layer call (the first argument when `name` is None)."""
+def _call_arguments(layer: nn.Module, args: tuple, kwargs: dict) -> tuple[torch.Tensor, bool]:
+    """The hidden states (first argument) of this layer call, and whether it asks for attentions."""
     signature = _forward_signature(layer.layerdrop_original_class)
     bound = signature.bind_partial(layer, *args, **kwargs).arguments
-    if name is None:
-        return bound[list(signature.parameters)[1]]
     extra = next((bound.get(p.name, {}) for p in signature.parameters.values() if p.kind is p.VAR_KEYWORD), {})
-    return bound.get(name, extra.get(name))
+    wants_attentions = bound.get("output_attentions", extra.get("output_attentions"))
+    return bound[list(signature.parameters)[1]], bool(wants_attentions)
 
 
 @functools.cache
