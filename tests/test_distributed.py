@@ -7,6 +7,8 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
+from conftest import tiny_recipe
 
 SCRIPTS = Path(__file__).parent / "scripts"
 ACCELERATE = [sys.executable, "-m", "accelerate.commands.launch"]
@@ -54,3 +56,20 @@ def test_distillation_two_processes_match_one(tmp_path):
     assert all(term is not None and term > 0 for term in one["loss_terms"].values())
     for step, loss in one["losses"].items():
         assert ranks[0]["losses"][step] == pytest.approx(loss, rel=1e-4), step
+
+
+@pytest.mark.multiprocess
+def test_recipe_runs_under_two_processes(tmp_path, tiny_bert_folder, reviews_csv):
+    """`accelerate launch ... -m hf_efficient run RECIPE`: both processes train, the main one writes the rest."""
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text(yaml.safe_dump(tiny_recipe(tiny_bert_folder, reviews_csv, tmp_path / "run")))
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(Path(__file__).parents[1])}
+    command = [*ACCELERATE, *TWO_PROCESSES, "-m", "hf_efficient", "run", str(recipe)]
+    result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=600)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    state = json.loads((tmp_path / "run" / "run_state.json").read_text())["steps"]
+    assert state["teacher"]["processes"] == state["student"]["processes"] == 2
+    report = json.loads((tmp_path / "run" / "report.json").read_text())
+    assert [m["name"] for m in report["models"]] == ["teacher", "student", "pruned", "pruned-int8"]
+    assert (tmp_path / "run" / "hub" / "README.md").is_file()
+    assert result.stdout.count("[1/6] teacher") == 1  # progress is printed once, by the main process

@@ -76,18 +76,22 @@ def _batches(dataset, names: list[str], batch_size: int = 64):
         yield {name: np.asarray(rows[name], dtype=np.int64) for name in names if name in rows}
 
 
-def onnx_accuracy(path: Path, dataset) -> float:
-    """Accuracy of an exported model on tokenized rows with a `label` column."""
+def onnx_logits(path: Path, dataset) -> np.ndarray:
+    """Logits of an exported model on tokenized rows, in order."""
     import onnxruntime
 
     session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     names = [i.name for i in session.get_inputs()]
-    correct = 0
-    for batch in _batches(dataset, names + ["label"]):
-        labels = batch.pop("label")
+    logits = []
+    for batch in _batches(dataset, names):
         feed = {name: batch.get(name, np.zeros_like(batch["input_ids"])) for name in names}
-        correct += int((session.run(["logits"], feed)[0].argmax(-1) == labels).sum())
-    return correct / len(dataset)
+        logits.append(session.run(["logits"], feed)[0])
+    return np.concatenate(logits)
+
+
+def onnx_accuracy(path: Path, dataset) -> float:
+    """Accuracy of an exported model on tokenized rows with a `label` column."""
+    return float((onnx_logits(path, dataset).argmax(-1) == np.asarray(dataset["label"])).mean())
 
 
 def _quantize_onnxruntime(fp32: Path, int8: Path, mode: str, target: str, per_channel: bool, exclude, calibration):

@@ -1,0 +1,365 @@
+"""Recipes: a YAML file that chains the steps of a compression run, validated field by field.
+
+Every section is optional except `name`; a section left empty runs with its defaults, and `false`
+turns it off. A recipe reads top to bottom as the run does:
+
+    name: quickstart
+    model: minilm               # the pretrained encoder: a folder, a Hub id, "minilm" or "mpnet"
+    data: {max_train_samples: 4000}
+    teacher: {epochs: 2, layerdrop: 0.2}        # fine-tune it (or `path:` a fine-tuned one)
+    student: {num_layers: 3, distillation: {strategy: skip}}
+    prune: {model: teacher, depths: [6, 4, 3, 2]}
+    export: {mode: dynamic}
+    card: {}
+    push: {repo_id: me/minilm-pkd-int8}
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from ..data import DEFAULT_TASK
+from ..distill import PKDConfig
+from ..export.int8 import MODES, TARGETS
+from ..layerdrop import LayerDropConfig
+from ..sharing import SharingConfig
+
+# Short names for the models that come from PyPI packages, and their Hub ids (for model cards).
+MODEL_SHORTCUTS = {
+    "minilm": "sentence-transformers/all-MiniLM-L6-v2",
+    "mpnet": "sentence-transformers/all-mpnet-base-v2",
+}
+
+
+class RecipeError(ValueError):
+    """A recipe field is missing, unknown or has a bad value; the message names it and the fix."""
+
+
+@dataclass
+class DataSection:
+    """The task. `source` is a CSV/TSV/JSON(L) file or the default task (Rotten Tomatoes)."""
+
+    source: str = DEFAULT_TASK
+    text_column: str = "text"
+    label_column: str = "label"
+    max_train_samples: int | None = None
+    max_length: int = 64
+
+    def check(self, where: str):
+        _positive(self.max_length, f"{where}.max_length")
+        if self.max_train_samples is not None:
+            _positive(self.max_train_samples, f"{where}.max_train_samples")
+
+
+@dataclass
+class TrainingSection:
+    """How a model is trained (the reference recipe of `hf_efficient.training.finetune`)."""
+
+    epochs: float = 3.0
+    batch_size: int = 32
+    learning_rate: float = 5e-5
+    bf16: bool = False
+    layerdrop: LayerDropConfig | None = None
+
+    def check(self, where: str):
+        _positive(self.epochs, f"{where}.epochs")
+        _positive(self.batch_size, f"{where}.batch_size")
+        _positive(self.learning_rate, f"{where}.learning_rate")
+
+
+@dataclass
+class TeacherSection(TrainingSection):
+    """Fine-tune `model` as the teacher, or start from an already fine-tuned `path` (no training)."""
+
+    path: str | None = None
+
+
+@dataclass
+class StudentSection(TrainingSection):
+    """A shallower student, distilled from the teacher with PKD (or fine-tuned directly without `distillation`)."""
+
+    num_layers: int | None = None
+    init: str | list[int] = "skip"
+    init_from: str = "pretrained"
+    distillation: PKDConfig | None = None
+    sharing: SharingConfig | None = None
+
+    def check(self, where: str):
+        super().check(where)
+        if self.num_layers is not None:
+            _positive(self.num_layers, f"{where}.num_layers")
+        _one_of(self.init_from, ("pretrained", "teacher"), f"{where}.init_from")
+        if isinstance(self.init, str):
+            _one_of(self.init, ("skip", "first"), f"{where}.init")
+
+
+@dataclass
+class PruneSection:
+    """Evaluate `model` pruned to each of `depths` (default: every depth down to 2) without retraining,
+    and keep a copy with `num_layers` layers when given."""
+
+    model: str | None = None
+    depths: list[int] | None = None
+    num_layers: int | None = None
+
+    def check(self, where: str):
+        if self.model is not None:
+            _one_of(self.model, ("teacher", "student"), f"{where}.model")
+        for depth in self.depths or []:
+            _positive(depth, f"{where}.depths")
+        if self.num_layers is not None:
+            _positive(self.num_layers, f"{where}.num_layers")
+
+
+@dataclass
+class ExportSection:
+    """ONNX export and int8 quantization of `model` (default: the last model produced), with an accuracy gate."""
+
+    model: str | None = None
+    mode: str = "dynamic"
+    per_channel: bool = True
+    target: str = "avx512_vnni"
+    max_accuracy_drop: float = 0.01
+    calibration_samples: int = 256
+    allow_fallback: bool = False
+
+    def check(self, where: str):
+        if self.model is not None:
+            _one_of(self.model, ("teacher", "student", "pruned"), f"{where}.model")
+        _one_of(self.mode, MODES, f"{where}.mode")
+        _one_of(self.target, TARGETS, f"{where}.target")
+        if not 0 <= self.max_accuracy_drop <= 1:
+            raise RecipeError(f"{where}.max_accuracy_drop={self.max_accuracy_drop}: a fraction in [0, 1], e.g. 0.01.")
+        _positive(self.calibration_samples, f"{where}.calibration_samples")
+
+
+@dataclass
+class ReportSection:
+    """What the report measures besides accuracy: CPU latency at each batch size, on `threads` threads."""
+
+    batch_sizes: list[int] = field(default_factory=lambda: [1, 32])
+    sequence_length: int = 64
+    threads: int | None = None
+    seconds_per_measurement: float = 3.0
+
+    def check(self, where: str):
+        if not self.batch_sizes:
+            raise RecipeError(f"{where}.batch_sizes is empty: list at least one, e.g. [1, 32].")
+        for size in self.batch_sizes:
+            _positive(size, f"{where}.batch_sizes")
+        _positive(self.sequence_length, f"{where}.sequence_length")
+        if self.threads is not None:
+            _positive(self.threads, f"{where}.threads")
+        _positive(self.seconds_per_measurement, f"{where}.seconds_per_measurement")
+
+
+@dataclass
+class CardSection:
+    """The Hub model card, written into the folder that `push` uploads."""
+
+    license: str = "apache-2.0"
+    language: str = "en"
+
+
+@dataclass
+class PushSection:
+    """Upload the run's `hub/` folder; the token comes from the usual places (HF_TOKEN, `hf auth login`)."""
+
+    repo_id: str
+    private: bool = True
+
+    def check(self, where: str):
+        if self.repo_id.count("/") != 1 or not all(self.repo_id.split("/")):
+            raise RecipeError(f"{where}.repo_id={self.repo_id!r}: write it as 'namespace/name', e.g. 'me/minilm-int8'.")
+
+
+@dataclass
+class Recipe:
+    """A whole compression run. See the module docstring and `recipes/` for examples."""
+
+    name: str
+    model: str = "minilm"
+    output_dir: str | None = None
+    seed: int = 0
+    data: DataSection = field(default_factory=DataSection)
+    teacher: TeacherSection | None = None
+    student: StudentSection | None = None
+    prune: PruneSection | None = None
+    export: ExportSection | None = None
+    report: ReportSection = field(default_factory=ReportSection)
+    card: CardSection | None = None
+    push: PushSection | None = None
+
+    def check(self, where: str):
+        if not self.name.strip():
+            raise RecipeError("name is empty: give the run a name, e.g. `name: quickstart`.")
+        if self.output_dir is None:
+            self.output_dir = f"runs/{self.name}"
+        if self.teacher is None and self.student is None:
+            if self.prune or self.export:
+                raise RecipeError(
+                    "prune/export need a model: add `teacher: {path: <fine-tuned model>}` (or a teacher to fine-tune)."
+                )
+        student = self.student
+        if student is not None and self.teacher is None:
+            if student.distillation is not None or student.init_from == "teacher":
+                raise RecipeError("student.distillation and student.init_from=teacher need a `teacher` section.")
+        for section, name in ((self.prune, "prune"), (self.export, "export")):
+            if section is not None and section.model == "student" and student is None:
+                raise RecipeError(f"{name}.model=student, but the recipe has no `student` section.")
+        if self.export and self.export.model == "pruned" and not (self.prune and self.prune.num_layers):
+            raise RecipeError("export.model=pruned needs prune.num_layers (the depth of the pruned copy).")
+        if self.push is not None and self.card is None:
+            self.card = CardSection()  # what goes to the Hub always has a card
+
+    def to_dict(self) -> dict:
+        return _plain(dataclasses.asdict(self))
+
+
+def load_recipe(source: str | Path | dict, overrides: list[str] | dict | None = None) -> Recipe:
+    """Read and validate a recipe.
+
+    Args:
+        source (`str`, `Path` or `dict`): A YAML file, or the recipe as a dict.
+        overrides (`list[str]` or `dict`, *optional*): Dotted `key=value` pairs applied on top, with
+            values read as YAML, e.g. `["student.num_layers=2", "push.repo_id=me/tiny"]`.
+
+    Returns:
+        `Recipe`: validated, with defaults filled in.
+
+    Raises:
+        `RecipeError`: naming the field, the bad value and the fix (unknown keys get a suggestion).
+    """
+    if isinstance(source, (str, Path)):
+        path = Path(source)
+        if not path.is_file():
+            raise RecipeError(f"No recipe at {str(path)!r}: pass a YAML file, e.g. recipes/quickstart.yaml.")
+        try:
+            raw = yaml.safe_load(path.read_text())
+        except yaml.YAMLError as error:
+            raise RecipeError(f"{path} is not valid YAML: {error}") from None
+    elif isinstance(source, dict):
+        raw = source
+    else:
+        raise RecipeError(f"load_recipe(source={type(source).__name__}): pass a YAML path or a dict.")
+    if not isinstance(raw, dict):
+        raise RecipeError(f"A recipe is a mapping of sections (name, model, teacher, ...), got {type(raw).__name__}.")
+    raw = _apply_overrides(dict(raw), overrides or [])
+    return _build(Recipe, raw, "recipe")
+
+
+def _apply_overrides(raw: dict, overrides: list[str] | dict) -> dict:
+    pairs = overrides.items() if isinstance(overrides, dict) else [_split_override(o) for o in overrides]
+    for key, value in pairs:
+        *parents, leaf = key.split(".")
+        node = raw
+        for parent in parents:
+            child = node.get(parent)
+            node[parent] = child = dict(child) if isinstance(child, dict) else {}
+            node = child
+        node[leaf] = value
+    return raw
+
+
+def _split_override(text: str) -> tuple[str, object]:
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise RecipeError(f"Override {text!r}: write it as key=value, e.g. student.num_layers=2.")
+    return key.strip(), yaml.safe_load(value)
+
+
+def _build(cls, raw, where: str):
+    """Build dataclass `cls` from `raw`, checking keys and types, then its own `check`."""
+    if cls is LayerDropConfig and isinstance(raw, (int, float)) and not isinstance(raw, bool):
+        raw = {"rate": raw}  # `layerdrop: 0.2` is short for `layerdrop: {rate: 0.2}`
+    if not isinstance(raw, dict):
+        raise RecipeError(f"{where} must be a mapping of {cls.__name__} fields, got {raw!r}.")
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
+    for key in raw:
+        if key not in fields:
+            close = difflib.get_close_matches(str(key), list(fields), n=1)
+            hint = f" Did you mean {close[0]!r}?" if close else ""
+            raise RecipeError(f"{where}: unknown key {key!r}.{hint} Known keys: {', '.join(fields)}.")
+    missing = [
+        name
+        for name, f in fields.items()
+        if name not in raw and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+    ]
+    if missing:
+        raise RecipeError(f"{where}: missing {', '.join(missing)} (required).")
+    values = {key: _convert(hints[key], value, f"{where}.{key}") for key, value in raw.items()}
+    try:
+        built = cls(**values)
+    except ValueError as error:  # the technique configs validate themselves
+        raise RecipeError(f"{where}: {error}") from None
+    if hasattr(built, "check"):
+        built.check(where)
+    return built
+
+
+def _convert(hint, value, where: str):
+    options = typing.get_args(hint) if isinstance(hint, types.UnionType) else (hint,)
+    sections = [option for option in options if dataclasses.is_dataclass(option)]
+    if sections and value is False and type(None) in options:
+        return None  # `export: false` turns a step off
+    if sections and value is None:
+        return _build(sections[0], {}, where)  # `card:` with nothing under it: the step with its defaults
+    if value is None:
+        if type(None) in options:
+            return None
+        raise RecipeError(f"{where} cannot be empty; give it a value or leave the key out for the default.")
+    errors = []
+    for option in options:
+        if option is type(None):
+            continue
+        if dataclasses.is_dataclass(option):
+            if isinstance(value, dict) or option is LayerDropConfig:
+                return _build(option, value, where)
+            errors.append(option.__name__)
+        elif typing.get_origin(option) is list:
+            (item,) = typing.get_args(option)
+            if isinstance(value, list) and all(_matches(item, v) for v in value):
+                return [float(v) if item is float else v for v in value]
+            errors.append(f"a list of {item.__name__}")
+        elif _matches(option, value):
+            return float(value) if option is float else value
+        else:
+            errors.append(option.__name__)
+    raise RecipeError(f"{where}={value!r}: expected {' or '.join(errors)}.")
+
+
+def _matches(kind, value) -> bool:
+    if kind is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if kind is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    return isinstance(value, kind)
+
+
+def _positive(value, where: str):
+    if value <= 0:
+        raise RecipeError(f"{where}={value}: must be positive.")
+
+
+def _one_of(value, allowed, where: str):
+    if value not in allowed:
+        close = difflib.get_close_matches(str(value), [str(a) for a in allowed], n=1)
+        hint = f" Did you mean {close[0]!r}?" if close else ""
+        raise RecipeError(f"{where}={value!r}: use one of {', '.join(map(str, allowed))}.{hint}")
+
+
+def _plain(value):
+    """Tuples to lists, so that the dict dumps to YAML and JSON the same way."""
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value

@@ -1,0 +1,182 @@
+"""Measuring models side by side: parameters, size on disk, CPU latency, GPU throughput and energy."""
+
+from __future__ import annotations
+
+import glob
+import statistics
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+
+NOT_MEASURED = "not measured"
+POWERCAP = "/sys/class/powercap"
+# Bytes of the weights themselves; tokenizer and config files are the same for every variant.
+WEIGHT_SUFFIXES = (".safetensors", ".bin", ".onnx", ".onnx_data")
+
+
+def weights_size_mb(files: list[str | Path] | str | Path) -> float:
+    """Megabytes (1e6 bytes) of the weight files: one file, or every weight file of a folder."""
+    paths = [Path(f) for f in (files if isinstance(files, list) else [files])]
+    if len(paths) == 1 and paths[0].is_dir():
+        paths = [p for p in paths[0].iterdir() if p.suffix in WEIGHT_SUFFIXES]
+    missing = [str(p) for p in paths if not p.is_file()]
+    if missing or not paths:
+        raise ValueError(f"weights_size_mb: no weight file at {missing or files}; save or export the model first.")
+    return sum(p.stat().st_size for p in paths) / 1e6
+
+
+def pytorch_runner(model: torch.nn.Module) -> Callable[[dict], None]:
+    """A function that runs `model` on a feed of numpy arrays, without gradients."""
+    model.eval()
+    device = next(model.parameters()).device
+
+    @torch.no_grad()
+    def run(feed: dict[str, np.ndarray]):
+        model(**{name: torch.from_numpy(array).to(device) for name, array in feed.items()})
+
+    return run
+
+
+def onnx_runner(path: str | Path, threads: int) -> Callable[[dict], None]:
+    """A function that runs an ONNX classifier on `threads` CPU threads (inputs it lacks are ignored)."""
+    import onnxruntime
+
+    options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
+    session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    names = [i.name for i in session.get_inputs()]
+
+    def run(feed: dict[str, np.ndarray]):
+        session.run(None, {name: feed[name] for name in names})
+
+    return run
+
+
+def measure_latency(
+    runners: dict[str, Callable[[dict], None]],
+    feeds: dict[int, dict[str, np.ndarray]],
+    *,
+    threads: int,
+    seconds: float = 3.0,
+    rounds: int = 5,
+) -> dict[str, dict[int, float]]:
+    """Median milliseconds per batch of each runner at each batch size, measured side by side.
+
+    The runners take turns within each round (after one warm-up round), so that a machine that
+    slows down or speeds up during the measurement affects all of them alike; ratios between
+    runners of one call are what to report. `seconds` bounds the time spent per runner and batch size.
+
+    Args:
+        runners (`dict[str, Callable]`): Name -> function of a feed (see `pytorch_runner`, `onnx_runner`).
+        feeds (`dict[int, dict]`): Batch size -> numpy inputs with that many rows.
+        threads (`int`): CPU threads for PyTorch (ONNX sessions get theirs when built).
+        seconds (`float`): Time budget per runner and batch size.
+        rounds (`int`): Timed rounds.
+    """
+    torch.set_num_threads(threads)
+    latency = {name: {} for name in runners}
+    for size, feed in feeds.items():
+        # One warm-up call each, which also tells how many calls fit in the time budget.
+        repeats = {}
+        for name, run in runners.items():
+            started = time.perf_counter()
+            run(feed)
+            repeats[name] = max(1, int(seconds / rounds / max(time.perf_counter() - started, 1e-6)))
+        timings = {name: [] for name in runners}
+        for _ in range(rounds):
+            for name, run in runners.items():
+                started = time.perf_counter()
+                for _ in range(repeats[name]):
+                    run(feed)
+                timings[name].append((time.perf_counter() - started) / repeats[name])
+        for name, values in timings.items():
+            latency[name][size] = statistics.median(values) * 1000
+    return latency
+
+
+@torch.no_grad()
+def gpu_throughput(model: torch.nn.Module, feed: dict[str, np.ndarray], seconds: float = 3.0) -> float | None:
+    """Rows per second of `model` on the first CUDA device under bf16 autocast, or None without a GPU."""
+    if not torch.cuda.is_available():
+        return None
+    model = model.to("cuda").eval()
+    inputs = {name: torch.from_numpy(array).to("cuda") for name, array in feed.items()}
+    calls = 0
+    with torch.autocast("cuda", dtype=torch.bfloat16):
+        model(**inputs)
+        torch.cuda.synchronize()
+        started = time.perf_counter()
+        while time.perf_counter() - started < seconds:
+            model(**inputs)
+            calls += 1
+        torch.cuda.synchronize()
+    elapsed = time.perf_counter() - started
+    model.to("cpu")
+    return calls * len(next(iter(feed.values()))) / elapsed
+
+
+class EnergyMeter:
+    """Joules used while the `with` block runs, from the hardware's counters.
+
+    NVML's total-energy counter on NVIDIA GPUs (when `pynvml` is installed) and RAPL under
+    /sys/class/powercap on CPUs (package domains). Where neither is readable, `joules` stays None and
+    `source` says why, so that reports print "not measured" rather than a guess.
+
+    Example:
+        ```python
+        >>> with EnergyMeter() as meter:
+        ...     trainer.train()
+        >>> meter.joules, meter.source
+        ```
+    """
+
+    def __init__(self):
+        self.joules: float | None = None
+        self.source: str | None = None
+        self._readers = _energy_readers()
+
+    def __enter__(self) -> EnergyMeter:
+        self._start = {name: read() for name, (read, _) in self._readers.items()}
+        return self
+
+    def __exit__(self, *exc_info):
+        if not self._readers:
+            return
+        total = 0.0
+        for name, (read, wrap) in self._readers.items():
+            delta = read() - self._start[name]
+            total += delta + wrap if delta < 0 else delta  # RAPL counters wrap around
+        self.joules, self.source = total, " + ".join(sorted({n.split(":")[0] for n in self._readers}))
+
+
+def _energy_readers() -> dict[str, tuple[Callable[[], float], float]]:
+    """Name -> (read joules, wrap-around range in joules) of every energy counter this machine exposes."""
+    readers = {}
+    for domain in sorted(glob.glob(f"{POWERCAP}/intel-rapl:[0-9]*")):
+        if domain.count(":") != 1:  # sub-domains (core, dram) are inside their package's count
+            continue
+        counter, wrap_file = Path(domain, "energy_uj"), Path(domain, "max_energy_range_uj")
+        try:
+            float(counter.read_text())
+            wrap = float(wrap_file.read_text()) / 1e6
+        except (OSError, ValueError):  # often readable by root only
+            continue
+        readers[f"RAPL:{Path(domain).name}"] = (lambda counter=counter: float(counter.read_text()) / 1e6, wrap)
+    if torch.cuda.is_available():
+        try:
+            import pynvml
+
+            pynvml.nvmlInit()
+            for index in range(torch.cuda.device_count()):
+                handle = pynvml.nvmlDeviceGetHandleByIndex(index)
+                pynvml.nvmlDeviceGetTotalEnergyConsumption(handle)  # raises where unsupported
+                readers[f"NVML:{index}"] = (
+                    lambda handle=handle: pynvml.nvmlDeviceGetTotalEnergyConsumption(handle) / 1000,
+                    float("inf"),
+                )
+        except Exception:  # no pynvml, no driver support: the report says "not measured"
+            pass
+    return readers

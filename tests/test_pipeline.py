@@ -1,0 +1,196 @@
+"""Recipes: validation, a whole tiny run (teacher -> PKD student with LayerDrop -> prune -> int8 -> card), resume."""
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+import torch
+from conftest import tiny_batch, tiny_recipe
+from huggingface_hub import ModelCard
+from transformers import AutoModelForSequenceClassification, TrainerCallback
+
+import hf_efficient.pipeline.runner as runner
+from hf_efficient.pipeline import RecipeError, load_recipe, run_recipe
+
+RECIPES = Path(__file__).parents[1] / "recipes"
+
+
+def test_every_shipped_recipe_validates():
+    names = {path.stem for path in RECIPES.glob("*.yaml")}
+    assert {"quickstart", "pkd_skip_mpnet_12to6", "layerdrop_prune", "albert_shared_student", "int8_only"} <= names
+    for path in RECIPES.glob("*.yaml"):
+        recipe = load_recipe(path)
+        assert recipe.name == path.stem and recipe.output_dir == f"runs/{path.stem}"
+
+
+@pytest.mark.parametrize(
+    ("raw", "message"),
+    [
+        ({"name": "x", "teachr": {}}, "unknown key 'teachr'. Did you mean 'teacher'?"),
+        ({"name": "x", "teacher": {"epoch": 1}}, r"recipe.teacher: unknown key 'epoch'. Did you mean 'epochs'\?"),
+        ({"name": "x", "teacher": {"epochs": -1}}, r"recipe.teacher.epochs=-1.0: must be positive"),
+        ({"name": "x", "teacher": {"layerdrop": 1.5}}, r"recipe.teacher.layerdrop: LayerDropConfig\(rate=1.5\)"),
+        ({"name": "x", "teacher": {}, "student": {"num_layers": "three"}}, "num_layers='three': expected int"),
+        ({"name": "x", "teacher": {}, "export": {"mode": "statc"}}, "Did you mean 'static'"),
+        ({"name": "x", "teacher": {}, "student": {"distillation": {"alpha": 2}}}, r"alpha weighs soft"),
+        ({"name": "x", "teacher": {}, "student": {"sharing": {"scope": "ffm"}}}, r"SharingConfig\(scope='ffm'\)"),
+        ({"name": "x", "student": {"distillation": {}}}, "need a `teacher` section"),
+        ({"name": "x", "prune": {"depths": [2]}}, "prune/export need a model"),
+        ({"name": "x", "teacher": {}, "export": {"model": "pruned"}}, "needs prune.num_layers"),
+        ({"name": "x", "push": {"repo_id": "no-namespace"}}, "'namespace/name'"),
+        ({"name": "x", "push": {}}, "recipe.push: missing repo_id"),
+        ({"teacher": {}}, "missing name"),
+        (["name: x"], "pass a YAML path or a dict"),
+    ],
+)
+def test_bad_recipes_fail_with_a_clear_message(raw, message):
+    with pytest.raises(RecipeError, match=message):
+        load_recipe(raw)
+
+
+def test_overrides_empty_sections_and_false(tmp_path):
+    path = tmp_path / "r.yaml"
+    path.write_text("name: r\nteacher:\n  epochs: 1\nexport:\ncard:\n")
+    recipe = load_recipe(path, ["teacher.layerdrop=0.3", "student.num_layers=2", "card=false"])
+    assert recipe.teacher.layerdrop.rate == 0.3 and recipe.teacher.epochs == 1.0
+    assert recipe.student.num_layers == 2 and recipe.student.distillation is None
+    assert recipe.export.mode == "dynamic"  # an empty section runs with its defaults
+    assert recipe.card is None
+    with pytest.raises(RecipeError, match="key=value"):
+        load_recipe(path, ["teacher.epochs"])
+    (tmp_path / "bad.yaml").write_text("name: [unclosed\n")
+    with pytest.raises(RecipeError, match="not valid YAML"):
+        load_recipe(tmp_path / "bad.yaml")
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory, tiny_bert_folder, reviews_csv):
+    output = tmp_path_factory.mktemp("run") / "tiny"
+    report = run_recipe(tiny_recipe(tiny_bert_folder, reviews_csv, output))
+    return output, report
+
+
+def test_tiny_run_reports_every_model(tiny_run):
+    output, report = tiny_run
+    assert report == json.loads((output / "report.json").read_text())
+    models = {m["name"]: m for m in report["models"]}
+    assert list(models) == ["teacher", "student", "pruned", "pruned-int8"]
+    assert [m["kind"] for m in models.values()] == ["layerdrop", "pkd", "pruned", "int8"]
+    assert [m["layers"] for m in models.values()] == [4, 2, 1, 1]
+    assert models["student"]["techniques"] == ["layerdrop", "pkd"]
+    assert models["pruned-int8"]["techniques"] == ["layerdrop", "pkd", "pruning", "int8"]
+    assert report["final"] == "pruned-int8" and report["reference"] == "teacher"
+    assert list(report["depths"]) == ["student"] and list(report["depths"]["student"]) == ["2", "1"]
+    assert report["depths"]["student"]["2"] == pytest.approx(models["student"]["metrics"]["accuracy"])
+    # int8 quantizes the embeddings too: about a quarter of the fp32 weights.
+    assert models["pruned-int8"]["size_mb"] < 0.3 * models["pruned"]["size_mb"]
+    export = json.loads((output / "onnx" / "export_report.json").read_text())
+    assert models["pruned-int8"]["metrics"]["accuracy"] == pytest.approx(export["metrics"]["onnx_int8"]["accuracy"])
+    assert models["teacher"]["speedup"] == {"1": 1.0, "8": 1.0}
+    assert models["pruned"]["speedup"]["8"] > 1.5  # one layer of four
+    for m in models.values():
+        assert m["accuracy_retained"] == pytest.approx(
+            m["metrics"]["accuracy"] / models["teacher"]["metrics"]["accuracy"]
+        )
+        assert m["energy"]["per_1000_predictions_joules"] is None or m["energy"]["per_1000_predictions_joules"] > 0
+    assert models["teacher"]["training_seconds"] > 0 and models["pruned"]["training_seconds"] is None
+    table = (output / "report.md").read_text()
+    assert all(f"| {name} |" in table for name in models) and "not measured" in table
+    for plot in ["accuracy_by_depth.png", "accuracy_vs_size.png", "accuracy_vs_latency.png"]:
+        assert plot in report["plots"] and (output / plot).read_bytes()[:4] == b"\x89PNG"
+
+
+def test_tiny_run_leaves_whole_steps_and_a_card(tiny_run):
+    output, report = tiny_run
+    state = json.loads((output / "run_state.json").read_text())
+    assert list(state["steps"]) == ["teacher", "student", "prune", "export", "report", "card"]
+    assert not list(output.glob("*.partial")) and not (output / "checkpoints").exists()
+    hub = output / "hub"
+    for name in ["config.json", "model.safetensors", "tokenizer.json", "onnx/model_quantized.onnx", "recipe.yaml"]:
+        assert (hub / name).is_file(), name
+    card = ModelCard.load(hub / "README.md")
+    final = report["models"][-1]
+    results = {r.metric_type: r.metric_value for r in card.data.eval_results}
+    assert results["accuracy"] == pytest.approx(final["metrics"]["accuracy"])
+    assert {"layerdrop", "pkd", "int8", "onnx"} <= set(card.data.tags)
+    assert "student:" in card.text and "distillation:" in card.text  # the recipe itself
+    # The pushed folder is the pruned model: plain transformers loads it with its one layer.
+    pruned = AutoModelForSequenceClassification.from_pretrained(output / "pruned").eval()
+    from_hub = AutoModelForSequenceClassification.from_pretrained(hub).eval()
+    batch = {k: v for k, v in tiny_batch(length=16).items() if k != "labels"}
+    assert torch.equal(pruned(**batch).logits, from_hub(**batch).logits)
+    assert from_hub.config.hf_efficient["pruning"]["kept_layers"] == [0]
+
+
+def test_changed_recipe_refuses_to_resume_but_card_changes_are_fine(tiny_run, tiny_bert_folder, reviews_csv):
+    output, _ = tiny_run
+    changed = tiny_recipe(tiny_bert_folder, reviews_csv, output)
+    changed["teacher"]["epochs"] = 3
+    with pytest.raises(RecipeError, match="different recipe \\(changed: teacher\\)"):
+        run_recipe(changed)
+    same = tiny_recipe(tiny_bert_folder, reviews_csv, output, card={"license": "mit"})
+    assert run_recipe(same)["final"] == "pruned-int8"  # every step already done: nothing reruns
+
+
+def test_resume_after_a_crash_between_steps(tmp_path, tiny_bert_folder, reviews_csv, monkeypatch):
+    recipe = tiny_recipe(tiny_bert_folder, reviews_csv, tmp_path / "run")
+
+    def crash(*args, **kwargs):
+        raise RuntimeError("simulated crash")
+
+    monkeypatch.setattr(runner, "export_int8", crash)
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        run_recipe(recipe)
+    state = json.loads((tmp_path / "run" / "run_state.json").read_text())
+    assert list(state["steps"]) == ["teacher", "student", "prune"]
+    assert not (tmp_path / "run" / "onnx").exists()  # only a .partial folder, never one that looks complete
+    teacher_weights = (tmp_path / "run" / "teacher" / "model.safetensors").stat().st_mtime_ns
+
+    monkeypatch.undo()
+    monkeypatch.setattr(runner, "finetune", lambda *a, **k: pytest.fail("a completed training step ran again"))
+    report = run_recipe(recipe)
+    assert [m["name"] for m in report["models"]] == ["teacher", "student", "pruned", "pruned-int8"]
+    assert (tmp_path / "run" / "teacher" / "model.safetensors").stat().st_mtime_ns == teacher_weights
+    assert not (tmp_path / "run" / "onnx.partial").exists()
+
+
+class CrashAtStep(TrainerCallback):
+    def __init__(self, step):
+        self.step = step
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if state.global_step == self.step:
+            raise KeyboardInterrupt("simulated crash")
+
+
+def test_resume_in_the_middle_of_training(tmp_path, tiny_bert_folder, reviews_csv):
+    """Killed in epoch 3, the rerun goes on from the epoch-2 checkpoint and ends where an unbroken run does."""
+    teacher_only = {"student": None, "prune": None, "export": None, "card": None}
+    teacher_only["teacher"] = {"epochs": 3, "batch_size": 8, "learning_rate": 1e-3, "layerdrop": 0.2}
+    broken = tiny_recipe(tiny_bert_folder, reviews_csv, tmp_path / "broken", **teacher_only)
+    with pytest.raises(KeyboardInterrupt):
+        run_recipe(broken, callbacks=[CrashAtStep(26)])  # 12 steps per epoch
+    assert not (tmp_path / "broken" / "teacher").exists()
+    run_recipe(broken)
+    state = json.loads((tmp_path / "broken" / "run_state.json").read_text())
+    assert state["steps"]["teacher"]["resumed_from"].endswith("checkpoint-24")
+
+    whole = run_recipe(tiny_recipe(tiny_bert_folder, reviews_csv, tmp_path / "whole", **teacher_only))
+    resumed = AutoModelForSequenceClassification.from_pretrained(tmp_path / "broken" / "teacher").state_dict()
+    unbroken = AutoModelForSequenceClassification.from_pretrained(tmp_path / "whole" / "teacher").state_dict()
+    assert all(torch.allclose(resumed[k], unbroken[k], atol=1e-6) for k in unbroken)
+    assert (
+        whole["models"][0]["metrics"]
+        == json.loads((tmp_path / "broken" / "report.json").read_text())["models"][0]["metrics"]
+    )
+
+
+def test_prune_depth_beyond_the_model_is_refused(tmp_path, tiny_bert_folder, reviews_csv):
+    recipe = tiny_recipe(
+        tiny_bert_folder, reviews_csv, tmp_path / "run", student=None, export=None, card=None, prune={"depths": [6]}
+    )
+    recipe["teacher"]["epochs"] = 1
+    with pytest.raises(RecipeError, match="only 4 layers"):
+        run_recipe(recipe)
+    assert os.path.isdir(tmp_path / "run" / "teacher")

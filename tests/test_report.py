@@ -1,0 +1,81 @@
+"""Measuring: latency side by side, weight sizes, energy counters, and the report's table and plots."""
+
+import time
+
+import pytest
+
+from hf_efficient.pipeline.runner import report_markdown
+from hf_efficient.report import measure, plot_tradeoffs
+from hf_efficient.report.measure import EnergyMeter, measure_latency, weights_size_mb
+
+
+def test_latency_is_measured_side_by_side_per_batch_size():
+    def sleeper(seconds_per_row):
+        return lambda feed: time.sleep(seconds_per_row * len(feed["input_ids"]))
+
+    feeds = {1: {"input_ids": [0]}, 4: {"input_ids": [0] * 4}}
+    runners = {"slow": sleeper(0.01), "fast": sleeper(0.0025)}
+    latency = measure_latency(runners, feeds, threads=1, seconds=0.3, rounds=3)
+    # Sleeps only overshoot, and by far less than these margins.
+    assert 40 <= latency["slow"][4] < 60 and 10 <= latency["slow"][1] < 20
+    assert 2.5 < latency["slow"][4] / latency["fast"][4] <= 4.0
+
+
+def test_weights_size_counts_weight_files_only(tmp_path):
+    (tmp_path / "model.safetensors").write_bytes(b"0" * 2_000_000)
+    (tmp_path / "tokenizer.json").write_bytes(b"0" * 5_000_000)
+    assert weights_size_mb(tmp_path) == 2.0
+    with pytest.raises(ValueError, match="save or export the model first"):
+        weights_size_mb(tmp_path / "missing.onnx")
+
+
+def test_energy_from_rapl_counters_with_wrap_around(tmp_path, monkeypatch):
+    package = tmp_path / "intel-rapl:0"
+    (tmp_path / "intel-rapl:0:0").mkdir(parents=True)  # a sub-domain, counted inside its package
+    package.mkdir()
+    (package / "max_energy_range_uj").write_text("100000000")  # 100 J
+    (package / "energy_uj").write_text("99000000")
+    (tmp_path / "intel-rapl:0:0" / "energy_uj").write_text("5")
+    monkeypatch.setattr(measure, "POWERCAP", str(tmp_path))
+    with EnergyMeter() as meter:
+        (package / "energy_uj").write_text("2000000")  # wrapped: 1 J to the top, then 2 J
+    assert meter.joules == pytest.approx(3.0) and meter.source == "RAPL"
+
+
+def test_energy_without_counters_is_not_guessed(tmp_path, monkeypatch):
+    monkeypatch.setattr(measure, "POWERCAP", str(tmp_path / "absent"))
+    with EnergyMeter() as meter:
+        sum(range(1000))
+    assert meter.joules is None and meter.source is None
+
+
+def test_report_table_and_tradeoff_plots(tmp_path):
+    def model(name, accuracy, size, latency, **extra):
+        return {
+            "name": name,
+            "kind": "int8" if "int8" in name else "pkd",
+            "layers": 3,
+            "parameters": 15_000_000,
+            "size_mb": size,
+            "metrics": {"accuracy": accuracy},
+            "accuracy_retained": accuracy / 0.84,
+            "latency_ms": {"1": latency / 10, "32": latency},
+            "speedup": {"1": 100 / latency, "32": 100 / latency},
+            "gpu_throughput": None,
+            "training_seconds": 120.0,
+            "energy": {"training_joules": None, "per_1000_predictions_joules": 41.5, "source": "RAPL"},
+            **extra,
+        }
+
+    report = {
+        "name": "demo",
+        "task": {"dataset": "rotten_tomatoes", "rows": 1409},
+        "hardware": {"cpu": "test CPU", "cpu_threads": 2},
+        "reference": "teacher",
+        "models": [model("teacher", 0.84, 90.9, 100.0), model("student-int8", 0.83, 12.0, 25.0)],
+    }
+    table = report_markdown(report)
+    assert "| student-int8 | int8 | 3 | 15.00 | 12.0 | 0.8300 | 0.9881 | 2.50 | 25.00 | 4.00x | 4.00x |" in table
+    assert "| not measured | 120 | not measured | 41.5 |" in table
+    assert plot_tradeoffs(report["models"], tmp_path) == ["accuracy_vs_size.png", "accuracy_vs_latency.png"]
+    assert (tmp_path / "accuracy_vs_latency.png").read_bytes()[:4] == b"\x89PNG"
