@@ -123,14 +123,17 @@ def test_tiny_run_leaves_whole_steps_and_a_card(tiny_run):
     assert from_hub.config.hf_efficient["pruning"]["kept_layers"] == [0]
 
 
-def test_changed_recipe_refuses_to_resume_but_card_changes_are_fine(tiny_run, tiny_bert_folder, reviews_csv):
+def test_changed_recipe_refuses_to_resume_but_a_changed_card_is_rewritten(tiny_run, tiny_bert_folder, reviews_csv):
     output, _ = tiny_run
     changed = tiny_recipe(tiny_bert_folder, reviews_csv, output)
     changed["teacher"]["epochs"] = 3
     with pytest.raises(RecipeError, match="different recipe \\(changed: teacher\\)"):
         run_recipe(changed)
-    same = tiny_recipe(tiny_bert_folder, reviews_csv, output, card={"license": "mit"})
-    assert run_recipe(same)["final"] == "pruned-int8"  # every step already done: nothing reruns
+    readme = output / "hub" / "README.md"
+    assert ModelCard.load(readme).data.license == "apache-2.0"
+    relicensed = tiny_recipe(tiny_bert_folder, reviews_csv, output, card={"license": "mit"})
+    assert run_recipe(relicensed)["final"] == "pruned-int8"  # only the card step runs again
+    assert ModelCard.load(readme).data.license == "mit"
 
 
 def test_resume_after_a_crash_between_steps(tmp_path, tiny_bert_folder, reviews_csv, monkeypatch):

@@ -50,7 +50,7 @@ STEPS = ("teacher", "student", "prune", "export", "report", "card", "push")
 FOLDERS = {"prune": "pruned", "export": "onnx", "card": "hub"}
 MODEL_STEPS = {"teacher": "teacher", "student": "student", "pruned": "prune"}
 # Sections that may change between a run and its resumption: they only touch the last steps.
-RESUMABLE_CHANGES = ("card", "push", "report")
+RESUMABLE_CHANGES = ("report", "card", "push")
 
 
 def run_recipe(
@@ -116,7 +116,9 @@ class Run:
                 f"{self.output} holds a run of a different recipe (changed: {', '.join(changed)}). Resume it with the "
                 "same recipe, start over with --restart, or set another output_dir."
             )
-        return saved["steps"]
+        # A changed report, card or push section redoes that step and those after it.
+        redo = [STEPS.index(k) for k in RESUMABLE_CHANGES if saved["recipe"].get(k) != self.recipe.to_dict().get(k)]
+        return {name: record for name, record in saved["steps"].items() if STEPS.index(name) < min(redo, default=99)}
 
     def _save_state(self):
         path = self.output / STATE_FILE
@@ -150,7 +152,8 @@ class Run:
             self.process.wait_for_everyone()
             self.steps = json.loads((self.output / STATE_FILE).read_text())["steps"]
             self._say(f"    {name} finished in {time.perf_counter() - started:.0f} s")
-        shutil.rmtree(self.output / "checkpoints", ignore_errors=True)
+        if self.process.is_main_process:  # every model is saved whole: the Trainer checkpoints can go
+            shutil.rmtree(self.output / "checkpoints", ignore_errors=True)
         report = self.output / "report.json"
         return json.loads(report.read_text()) if report.exists() else {}
 
