@@ -20,6 +20,10 @@ from pathlib import Path
 from huggingface_hub import EvalResult, HfApi, ModelCard, ModelCardData
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
+from .report import markdown_table
+from .report.measure import NOT_MEASURED
+from .sharing.model import MODEL_TYPE_PREFIX
+
 # "pruned" is a LayerDrop model cut to fewer layers: it gets the LayerDrop card.
 TEMPLATES = {
     "finetuned": "finetuned.md.j2",
@@ -39,8 +43,6 @@ TECHNIQUE_TAGS = {
     "int8": ["int8", "onnx"],
 }
 CARD_METRICS = ("accuracy", "f1", "matthews_correlation")
-NOT_MEASURED = "not measured"
-SHARED_MODEL_TYPE_PREFIX = "hf-efficient-shared-"
 # Hub names: `owner/name` for models; datasets may be canonical (`rotten_tomatoes`) or `owner/name`.
 _REPO_ID = re.compile(r"[A-Za-z0-9][\w.-]{0,95}/[A-Za-z0-9][\w.-]{0,95}")
 _DATASET_ID = re.compile(r"[A-Za-z0-9][\w.-]{0,95}(/[A-Za-z0-9][\w.-]{0,95})?")
@@ -104,11 +106,6 @@ def _with_defaults(model: dict) -> dict:
     }
 
 
-def _markdown_table(columns: list[str], rows: list[list[str]]) -> str:
-    lines = [columns, ["---"] * len(columns)] + [[cell.replace("|", "\\|") for cell in row] for row in rows]
-    return "\n".join("| " + " | ".join(line) + " |" for line in lines)
-
-
 def _latency(model: dict, batch: str) -> str:
     latency, speedup = model["latency_ms"].get(batch), model["speedup"].get(batch)
     if latency is None:
@@ -145,7 +142,7 @@ def _results_table(models: list[dict], final: str, metric: str) -> str:
         ]
         for model in models
     ]
-    return _markdown_table(columns, rows)
+    return markdown_table(columns, rows)
 
 
 def _depth_table(depths: dict[str, dict[str, float]]) -> str | None:
@@ -153,7 +150,7 @@ def _depth_table(depths: dict[str, dict[str, float]]) -> str | None:
         return None
     columns = sorted({depth for by_depth in depths.values() for depth in by_depth}, key=int, reverse=True)
     rows = [[f"`{name}`"] + [_measured(by_depth.get(d), ".4f") for d in columns] for name, by_depth in depths.items()]
-    return _markdown_table(["model"] + [f"{d} layers" for d in columns], rows)
+    return markdown_table(["model"] + [f"{d} layers" for d in columns], rows)
 
 
 def _card_data(report: dict, final: dict, license: str, language: str) -> ModelCardData:
@@ -272,7 +269,7 @@ def write_model_card(
         repo=repo_id or f"your-name/{report['name']}",
         repo_on_hub=repo_id is not None,
         model_type=config.get("model_type", ""),
-        needs_import=config.get("model_type", "").startswith(SHARED_MODEL_TYPE_PREFIX),
+        needs_import=config.get("model_type", "").startswith(MODEL_TYPE_PREFIX),
         has_tokenizer=(folder / "tokenizer_config.json").exists(),
         onnx=onnx.is_dir(),
         export=json.loads((onnx / "export_report.json").read_text()) if (onnx / "export_report.json").exists() else {},

@@ -6,10 +6,10 @@ from pathlib import Path
 
 
 def markdown_table(header: list[str], rows: list[list]) -> str:
-    """A Markdown table; floats print with 4 decimals."""
+    """A Markdown table; floats print with 4 decimals, and `|` inside a cell is escaped."""
 
     def cell(value):
-        return f"{value:.4f}" if isinstance(value, float) else str(value)
+        return f"{value:.4f}" if isinstance(value, float) else str(value).replace("|", "\\|")
 
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in rows]
