@@ -158,6 +158,7 @@ def export_command(args):
     recipe["export"] = {
         "mode": args.mode,
         "per_channel": not args.per_tensor,
+        "approximate_gelu": not args.exact_gelu,
         "target": args.target,
         "max_accuracy_drop": args.max_accuracy_drop,
         "allow_fallback": args.allow_fallback,
@@ -301,6 +302,7 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--model", required=True, help="fine-tuned model folder")
     export.add_argument("--mode", default="dynamic", choices=["dynamic", "static"])
     export.add_argument("--per-tensor", action="store_true", help="one scale per weight instead of per channel")
+    export.add_argument("--exact-gelu", action="store_true", help="keep the erf GELU in int8 (default: tanh, faster)")
     export.add_argument("--target", default="avx512_vnni", choices=["avx512_vnni", "avx512", "avx2", "arm64"])
     export.add_argument("--max-accuracy-drop", type=float, default=0.01)
     export.add_argument("--allow-fallback", action="store_true", help="static may fall back to dynamic")

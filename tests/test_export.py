@@ -1,6 +1,7 @@
 import json
 
 import numpy as np
+import onnx
 import pytest
 import torch
 from conftest import FAMILY_NAMES, tiny_batch, tiny_model
@@ -136,6 +137,42 @@ def test_text_classifier_matches_pytorch(tmp_path):
     assert [p["score"] for p in predictions] == pytest.approx(probabilities.max(-1).values.tolist(), abs=1e-5)
 
 
+def test_static_is_the_dynamic_graph_with_calibrated_ranges(tmp_path):
+    model, calibration = tiny_model("bert"), tokenized_rows(16)
+    dynamic = export_int8(model, tmp_path / "dynamic", mode="dynamic")
+    static = export_int8(model, tmp_path / "static", mode="static", calibration_dataset=calibration)
+    ops = {
+        name: [n.op_type for n in onnx.load(tmp_path / name / "model_quantized.onnx").graph.node]
+        for name in ("dynamic", "static")
+    }
+    assert "DynamicQuantizeLinear" not in ops["static"]
+    assert ops["static"].count("QuantizeLinear") == ops["dynamic"].count("DynamicQuantizeLinear")
+    assert static.chosen["activations_calibrated"] == ops["dynamic"].count("DynamicQuantizeLinear") > 0
+    # Calibrated on one batch of 16 rows, the frozen ranges are that batch's: same logits as dynamic on it.
+    rows = {k: np.asarray(calibration[k]) for k in ("input_ids", "attention_mask", "token_type_ids")}
+    expected = run_onnx(tmp_path / "dynamic/model_quantized.onnx", rows)
+    np.testing.assert_allclose(run_onnx(tmp_path / "static/model_quantized.onnx", rows), expected, atol=1e-6)
+    # Other rows fall outside some ranges: close, but not equal.
+    other = fixed_batch()
+    difference = run_onnx(tmp_path / "static/model_quantized.onnx", other) - run_onnx(
+        tmp_path / "dynamic/model_quantized.onnx", other
+    )
+    assert 0 < np.abs(difference).max() < 0.1
+    assert dynamic.chosen["gelus_approximated"] == static.chosen["gelus_approximated"] == len(layer_stack(model))
+
+
+@pytest.mark.parametrize("approximate", [True, False])
+def test_tanh_gelu_only_in_the_int8_model(tmp_path, approximate):
+    model = tiny_model("bert")
+    export_int8(model, tmp_path, approximate_gelu=approximate)
+    fp32_ops = [n.op_type for n in onnx.load(tmp_path / "model.onnx").graph.node]
+    int8_ops = [n.op_type for n in onnx.load(tmp_path / "model_quantized.onnx").graph.node]
+    assert "FastGelu" not in fp32_ops and "Erf" in fp32_ops  # the fp32 export stays exact
+    assert int8_ops.count("FastGelu") == (len(layer_stack(model)) if approximate else 0)
+    assert ("Erf" in int8_ops) is not approximate
+    assert not (tmp_path / "model_tanh_gelu.onnx").exists()
+
+
 def test_accuracy_gate_retries_then_raises(tmp_path, monkeypatch):
     model = tiny_model("bert")
     measured = {"calls": 0}
@@ -150,6 +187,7 @@ def test_accuracy_gate_retries_then_raises(tmp_path, monkeypatch):
         export_int8(model, tmp_path, eval_dataset=tokenized_rows(), max_accuracy_drop=0.01, per_channel=False)
     attempts = error.value.result.attempts
     assert [a["per_channel"] for a in attempts] == [False, True, True]
+    assert [a["approximate_gelu"] for a in attempts] == [True, False, False]
     assert attempts[-1]["exclude"] and all(a["drop"] == pytest.approx(0.05) for a in attempts)
     assert (tmp_path / "model.onnx").exists() and not (tmp_path / "model_quantized.onnx").exists()
 
@@ -164,7 +202,8 @@ def test_accuracy_gate_keeps_the_first_choice_that_passes(tmp_path, monkeypatch)
 
     monkeypatch.setattr(int8_module, "onnx_accuracy", fakeonnx_accuracy)
     result = export_int8(model, tmp_path, eval_dataset=tokenized_rows(), max_accuracy_drop=0.01)
-    assert len(result.attempts) == 2 and result.chosen["exclude"]
+    # The default is already per-channel: the retry keeps the exact GELU.
+    assert len(result.attempts) == 2 and result.chosen["approximate_gelu"] is False and not result.chosen["exclude"]
     assert result.metrics["onnx_int8"]["accuracy"] == result.metrics["pytorch"]["accuracy"]
 
 

@@ -15,14 +15,15 @@ from transformers import AutoModelForSequenceClassification, AutoTokenizer, PreT
 
 from ..sharing.model import SharedLayersModel
 from ..training import evaluate_model
-from .onnx import export_onnx
+from .graph import freeze_activation_ranges, use_tanh_gelu
+from .onnx import QUANTIZED_OPS, export_onnx, quantize_int8_dynamic
 
 FP32_FILE = "model.onnx"
 INT8_FILE = "model_quantized.onnx"
+# Scratch file: the fp32 graph with tanh GELUs, quantized into INT8_FILE.
+TANH_GELU_FILE = "model_tanh_gelu.onnx"
 MODES = ("dynamic", "static")
 TARGETS = ("avx512_vnni", "avx512", "avx2", "arm64")
-# The MatMul weights and the embedding tables (Gather), which are most of an encoder's bytes.
-QUANTIZED_OPS = ["MatMul", "Gather"]
 
 
 class AccuracyDropError(RuntimeError):
@@ -94,71 +95,22 @@ def onnx_accuracy(path: Path, dataset) -> float:
     return float((onnx_logits(path, dataset).argmax(-1) == np.asarray(dataset["label"])).mean())
 
 
-def _quantize_onnxruntime(fp32: Path, int8: Path, mode: str, target: str, per_channel: bool, exclude, calibration):
-    from onnxruntime.quantization import (
-        CalibrationDataReader,
-        QuantFormat,
-        QuantType,
-        quantize_dynamic,
-        quantize_static,
-    )
-
-    reduce_range = target == "avx2"  # u8s8 without VNNI can saturate: ORT's advice for AVX2
-    common = {"per_channel": per_channel, "reduce_range": reduce_range, "nodes_to_exclude": list(exclude)}
-    if mode == "dynamic":
-        quantize_dynamic(
-            str(fp32), str(int8), weight_type=QuantType.QInt8, op_types_to_quantize=QUANTIZED_OPS, **common
-        )
-        return
-
-    class Reader(CalibrationDataReader):
-        def __init__(self):
-            self.batches = iter(_batches(calibration, _model_inputs(fp32), batch_size=16))
-
-        def get_next(self):
-            return next(self.batches, None)
-
-    quantize_static(
-        str(fp32),
-        str(int8),
-        Reader(),
-        quant_format=QuantFormat.QDQ,
-        activation_type=QuantType.QUInt8,
-        weight_type=QuantType.QInt8,
-        op_types_to_quantize=QUANTIZED_OPS,
-        **common,
-    )
+def _quantize_onnxruntime(source: Path, int8: Path, target: str, per_channel: bool, exclude: list[str]):
+    # u8s8 without VNNI can saturate: onnxruntime's advice for AVX2.
+    quantize_int8_dynamic(source, int8, per_channel=per_channel, reduce_range=target == "avx2", exclude=exclude)
 
 
-def _quantize_optimum(fp32: Path, int8: Path, mode: str, target: str, per_channel: bool, exclude, calibration):
+def _quantize_optimum(source: Path, int8: Path, target: str, per_channel: bool, exclude: list[str]):
     from optimum.onnxruntime import ORTQuantizer
-    from optimum.onnxruntime.configuration import AutoCalibrationConfig, AutoQuantizationConfig
+    from optimum.onnxruntime.configuration import AutoQuantizationConfig
 
-    is_static = mode == "static"
     config = getattr(AutoQuantizationConfig, target)(
-        is_static=is_static,
-        per_channel=per_channel,
-        nodes_to_exclude=list(exclude),
-        operators_to_quantize=QUANTIZED_OPS,
+        is_static=False, per_channel=per_channel, nodes_to_exclude=exclude, operators_to_quantize=QUANTIZED_OPS
     )
-    quantizer = ORTQuantizer.from_pretrained(fp32.parent, file_name=fp32.name)
-    ranges = None
-    if is_static:
-        columns = [c for c in calibration.column_names if c in _model_inputs(fp32)]
-        calibration = calibration.select_columns(columns)
-        calibration_config = AutoCalibrationConfig.minmax(calibration)
-        ranges = quantizer.fit(
-            dataset=calibration,
-            calibration_config=calibration_config,
-            onnx_augmented_model_name=fp32.parent / "augmented_model.onnx",
-            batch_size=16,
-        )
-        (fp32.parent / "augmented_model.onnx").unlink(missing_ok=True)
-    saved = quantizer.quantize(
-        save_dir=fp32.parent / "quantized", quantization_config=config, calibration_tensors_range=ranges
-    )
-    shutil.move(str(Path(saved) / "model_quantized.onnx"), str(int8))
-    shutil.move(str(Path(saved) / "ort_config.json"), str(int8.parent / "ort_config.json"))
+    quantizer = ORTQuantizer.from_pretrained(source.parent, file_name=source.name)
+    saved = Path(quantizer.quantize(save_dir=source.parent / "quantized", quantization_config=config))
+    shutil.move(str(saved / f"{source.stem}_quantized.onnx"), str(int8))
+    shutil.move(str(saved / "ort_config.json"), str(int8.parent / "ort_config.json"))
     shutil.rmtree(saved)
 
 
@@ -172,6 +124,7 @@ def export_int8(
     per_channel: bool = True,
     target: str = "avx512_vnni",
     exclude: list[str] | None = None,
+    approximate_gelu: bool = True,
     eval_dataset=None,
     max_accuracy_drop: float = 0.01,
     retry: bool = True,
@@ -192,17 +145,20 @@ def export_int8(
         model_or_path (`PreTrainedModel` or `str`): The model or its folder.
         output_dir (`str`): Where to write the export.
         tokenizer (*optional*): Saved with the model; loaded from `model_or_path` when it is a folder.
-        mode (`str`): "dynamic" (weights int8, activations quantized at run time) or "static"
-            (activations calibrated on `calibration_dataset`).
+        mode (`str`): "dynamic" (weights int8, activation ranges measured on each batch) or
+            "static" (the same graph with activation ranges frozen from `calibration_dataset`,
+            which saves that measurement).
         calibration_dataset (`datasets.Dataset`, *optional*): Tokenized rows; required for static.
         per_channel (`bool`): One scale per output channel of each weight.
         target (`str`): CPU to tune for, one of `TARGETS`.
         exclude (`list[str]`, *optional*): ONNX node names to keep in fp32.
+        approximate_gelu (`bool`): Compute the int8 model's GELUs with the tanh approximation
+            (faster; the fp32 `model.onnx` keeps the exact GELU).
         eval_dataset (`datasets.Dataset`, *optional*): Tokenized rows with `label`; when given, the
             accuracy of PyTorch, ONNX fp32 and int8 goes into the report and gates the result.
         max_accuracy_drop (`float`): Largest accepted accuracy loss of int8 against PyTorch (0.01 = 1 point).
-        retry (`bool`): On a failed gate, retry with per-channel scales and then with the last
-            MatMuls (the most sensitive) in fp32, and keep the first choice that passes.
+        retry (`bool`): On a failed gate, retry with per-channel scales and the exact GELU, then
+            also with the last MatMuls (the most sensitive) in fp32, and keep the first choice that passes.
         allow_fallback (`bool`): Let static mode fall back to dynamic where it cannot work.
         backend (`str`): "auto", "optimum" or "onnxruntime".
 
@@ -258,18 +214,30 @@ def export_int8(
     result = ExportResult(str(output), FP32_FILE, None, "optimum" if use_optimum else "onnxruntime", mode, target)
     quantize = _quantize_optimum if use_optimum else _quantize_onnxruntime
 
-    choices = [{"per_channel": per_channel, "exclude": list(exclude or [])}]
+    exclude = list(exclude or [])
+    choices = [{"per_channel": per_channel, "approximate_gelu": approximate_gelu, "exclude": exclude}]
     if eval_dataset is not None and retry:
-        if not per_channel:
-            choices.append({"per_channel": True, "exclude": list(exclude or [])})
-        # The last MatMuls (top layer's FFN and the head) move the logits most directly.
-        choices.append({"per_channel": True, "exclude": list(exclude or []) + _matmul_nodes(fp32)[-4:]})
+        # Per-channel scales and the exact GELU, then also the last MatMuls (the top layer's FFN and
+        # the head, which move the logits most directly) in fp32.
+        choices.append({"per_channel": True, "approximate_gelu": False, "exclude": exclude})
+        choices.append({"per_channel": True, "approximate_gelu": False, "exclude": exclude + _matmul_nodes(fp32)[-4:]})
+        choices = [c for i, c in enumerate(choices) if c not in choices[:i]]
     if eval_dataset is not None:
         result.metrics["pytorch"] = {"accuracy": evaluate_model(model, eval_dataset, desc="pytorch")["accuracy"]}
         result.metrics["onnx_fp32"] = {"accuracy": onnx_accuracy(fp32, eval_dataset)}
+    tanh_gelu = output / TANH_GELU_FILE
     for choice in choices:
-        quantize(fp32, int8, mode, target, choice["per_channel"], choice["exclude"], calibration_dataset)
         attempt = dict(choice)
+        source = fp32
+        if choice["approximate_gelu"]:
+            attempt["gelus_approximated"] = use_tanh_gelu(fp32, tanh_gelu)
+            source = tanh_gelu
+        # Static is the dynamic graph with its activation ranges frozen from calibration.
+        quantize(source, int8, target, choice["per_channel"], choice["exclude"])
+        tanh_gelu.unlink(missing_ok=True)
+        if mode == "static":
+            feeds = _batches(calibration_dataset, _model_inputs(fp32), batch_size=16)
+            attempt["activations_calibrated"] = freeze_activation_ranges(int8, feeds)
         if eval_dataset is not None:
             attempt["accuracy"] = onnx_accuracy(int8, eval_dataset)
             attempt["drop"] = result.metrics["pytorch"]["accuracy"] - attempt["accuracy"]

@@ -125,6 +125,7 @@ class ExportSection:
     model: str | None = None
     mode: str = "dynamic"
     per_channel: bool = True
+    approximate_gelu: bool = True
     target: str = "avx512_vnni"
     max_accuracy_drop: float = 0.01
     calibration_samples: int = 256

@@ -283,6 +283,7 @@ class Run:
             mode=section.mode,
             calibration_dataset=calibration if section.mode == "static" else None,
             per_channel=section.per_channel,
+            approximate_gelu=section.approximate_gelu,
             target=section.target,
             eval_dataset=self.tokenized["test"],
             max_accuracy_drop=section.max_accuracy_drop,
