@@ -66,11 +66,12 @@ def freeze_activation_ranges(path: str | Path, batches: Iterable[dict[str, np.nd
     probe.graph.output.extend(helper.make_tensor_value_info(name, TensorProto.FLOAT, None) for name in names)
     session = onnxruntime.InferenceSession(probe.SerializeToString(), providers=["CPUExecutionProvider"])
     lows, highs = dict.fromkeys(names, 0.0), dict.fromkeys(names, 0.0)  # ranges always hold 0
-    seen = 0
-    for seen, feed in enumerate(batches, start=1):
+    batches_seen = 0
+    for feed in batches:
+        batches_seen += 1
         for name, values in zip(names, session.run(names, feed), strict=True):
             lows[name], highs[name] = min(lows[name], float(values.min())), max(highs[name], float(values.max()))
-    if not seen:
+    if not batches_seen:
         raise ValueError("freeze_activation_ranges: the calibration batches are empty; give at least one batch.")
     for node in nodes:
         source, (quantized, scale_name, zero_name) = node.input[0], node.output
