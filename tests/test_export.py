@@ -19,6 +19,7 @@ from hf_efficient import (
 )
 from hf_efficient.export import int8 as int8_module
 from hf_efficient.export import onnx_weight_bytes, run_onnx
+from hf_efficient.export.graph import freeze_activation_ranges
 from hf_efficient.export.int8 import optimum_available
 from hf_efficient.training import evaluate_model
 
@@ -159,6 +160,8 @@ def test_static_is_the_dynamic_graph_with_calibrated_ranges(tmp_path):
     )
     assert 0 < np.abs(difference).max() < 0.1
     assert dynamic.chosen["gelus_approximated"] == static.chosen["gelus_approximated"] == len(layer_stack(model))
+    with pytest.raises(ValueError, match="calibration batches are empty"):
+        freeze_activation_ranges(tmp_path / "dynamic/model_quantized.onnx", [])
 
 
 @pytest.mark.parametrize("approximate", [True, False])
