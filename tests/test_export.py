@@ -149,6 +149,10 @@ def test_static_is_the_dynamic_graph_with_calibrated_ranges(tmp_path):
     assert "DynamicQuantizeLinear" not in ops["static"]
     assert ops["static"].count("QuantizeLinear") == ops["dynamic"].count("DynamicQuantizeLinear")
     assert static.chosen["activations_calibrated"] == ops["dynamic"].count("DynamicQuantizeLinear") > 0
+    # Every integer MatMul is one fused kernel, with its rescaling and bias.
+    assert "MatMulInteger" not in ops["static"] and ops["static"].count("MatMulIntegerToFloat") == ops["dynamic"].count(
+        "MatMulInteger"
+    )
     # Calibrated on one batch of 16 rows, the frozen ranges are that batch's: same logits as dynamic on it.
     rows = {k: np.asarray(calibration[k]) for k in ("input_ids", "attention_mask", "token_type_ids")}
     expected = run_onnx(tmp_path / "dynamic/model_quantized.onnx", rows)
