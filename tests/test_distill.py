@@ -102,6 +102,15 @@ def test_make_student_copies_chosen_layers(family):
     assert make_student(teacher, 2, init="first").config.hf_efficient["pruning"]["kept_layers"] == [0, 1]
 
 
+def test_student_of_a_frozen_teacher_is_trainable(tmp_path):
+    # Starting the student from the fine-tuned teacher after a DistillationTrainer froze it.
+    teacher = tiny_model("bert", num_layers=4)
+    _trainer(tmp_path, make_student(teacher, 2), teacher)
+    student = make_student(teacher, 2)
+    assert all(p.requires_grad for p in student.parameters()) and student.training
+    assert not any(p.requires_grad for p in teacher.parameters()) and not teacher.training
+
+
 def _trainer(tmp_path, student, teacher, distillation=None, data=None, **kwargs):
     args = TrainingArguments(
         output_dir=str(tmp_path),

@@ -23,7 +23,8 @@ def make_student(teacher: PreTrainedModel, num_layers: int, init: str | list[int
             layer 0 (0, 2, 4 of 6), "first" the bottom layers (0, 1, 2), or a list of 0-based layers.
 
     Returns:
-        `PreTrainedModel`: a plain transformers model of the teacher's class.
+        `PreTrainedModel`: a plain transformers model of the teacher's class, in train mode with
+        every parameter trainable (even when the teacher is frozen).
     """
     depth = len(layer_stack(teacher))
     if isinstance(num_layers, bool) or not isinstance(num_layers, int) or not 1 <= num_layers <= depth:
@@ -40,4 +41,6 @@ def make_student(teacher: PreTrainedModel, num_layers: int, init: str | list[int
             raise ValueError(f"make_student(init={layers}): list exactly num_layers={num_layers} teacher layers.")
     else:
         raise ValueError(f"make_student(init={init!r}): use 'skip', 'first' or a list of teacher layers.")
-    return prune_layers(copy.deepcopy(teacher), layers)
+    student = prune_layers(copy.deepcopy(teacher), layers)
+    # A teacher already handed to DistillationTrainer is frozen; its copy must still learn.
+    return student.train().requires_grad_(True)
