@@ -205,8 +205,8 @@ def test_card_body(tmp_path):
     # Loading: plain transformers, Optimum from onnx/, and TextClassifier.
     assert 'AutoModelForSequenceClassification.from_pretrained("alice/quickstart-int8")' in body
     assert (
-        'ORTModelForSequenceClassification.from_pretrained("alice/quickstart-int8", subfolder="onnx", '
-        'file_name="model_quantized.onnx")' in body
+        'ORTModelForSequenceClassification.from_pretrained(\n    "alice/quickstart-int8", subfolder="onnx", '
+        'file_name="model_quantized.onnx"\n)' in body
     )
     assert 'TextClassifier(snapshot_download("alice/quickstart-int8", allow_patterns=["onnx/*"]) + "/onnx")' in body
     assert "import hf_efficient" not in body  # not a shared model
