@@ -338,11 +338,6 @@ def main(argv: list[str] | None = None):
         args.run(args)
     except (RecipeError, ValueError) as error:
         sys.exit(f"hf-efficient {args.command}: {error}")
-    finally:
-        # Under `accelerate launch`, gloo's threads left to interpreter exit can abort a rank.
-        distributed = sys.modules.get("torch.distributed")
-        if distributed is not None and distributed.is_available() and distributed.is_initialized():
-            distributed.destroy_process_group()
 
 
 if __name__ == "__main__":

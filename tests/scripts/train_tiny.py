@@ -88,9 +88,6 @@ def main():
     }
     with open(os.path.join(args.output, f"rank{training_args.process_index}.json"), "w") as f:
         json.dump(result, f)
-    # Left to interpreter exit, gloo's threads can abort a rank ("terminate called without an active exception").
-    if torch.distributed.is_initialized():
-        torch.distributed.destroy_process_group()
 
 
 if __name__ == "__main__":
