@@ -3,25 +3,29 @@
 Teacher: a fine-tuned encoder (`--teacher`, e.g. the shipped MiniLM fine-tuned by `hf-efficient
 layerdrop --rate 0 --full --epochs 3`); when omitted, the script fine-tunes `--pretrained` first.
 Students keep `--student-layers` layers of `--pretrained` (or of the fine-tuned teacher with
-`--student-init-from teacher`), spread evenly from layer 0 (0, 2, 4 of 6), and train with the
-reference recipe. The table reports test accuracy, mean and spread over `--seeds`, next to the
-plain-transformers numbers of `shared/reference`. It also measures the cost of a distillation step
-against a teacher forward plus a student training step, side by side. `--merge` joins runs made in
-parallel (one process per core) into one table.
+`--student-init-from teacher`): spread evenly from layer 0 (`--student-init skip`: 0, 2, 4 of 6)
+or the bottom ones (`first`: 0, 1, 2), and train with the reference recipe. The table reports test
+accuracy, mean and spread over `--seeds`, next to the plain-transformers numbers of
+`shared/reference`. The script also measures, side by side, the cost of a distillation step against
+a teacher forward plus a student training step, and the inference speed-up of the student over the
+teacher. `--merge` joins runs made in parallel (one process per core or per GPU lane) into one table.
 
     python benchmarks/pkd_rotten_tomatoes.py --teacher runs/layerdrop_depth/rate-0.0/model --seeds 0 1 2
     python benchmarks/pkd_rotten_tomatoes.py --merge runs/pkd_seed0 runs/pkd_seed1 --output-dir runs/pkd
-    python benchmarks/pkd_rotten_tomatoes.py --pretrained mpnet --student-layers 6 --bf16   # 12-layer MPNet, on a GPU
+    python benchmarks/pkd_rotten_tomatoes.py --pretrained mpnet --student-layers 6 --student-init first skip --bf16
 """
 
 import argparse
+import contextlib
+import copy
 import json
+import shutil
 import statistics
 import time
 from pathlib import Path
 
 import torch
-from transformers import AutoModelForSequenceClassification, AutoTokenizer, TrainingArguments, set_seed
+from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer, TrainingArguments, set_seed
 
 from hf_efficient import DistillationTrainer, PKDConfig, make_student
 from hf_efficient.data import load_default_task, tokenize_dataset
@@ -35,11 +39,33 @@ METHODS = {
     "pkd_skip": PKDConfig(strategy="skip"),
     "pkd_last": PKDConfig(strategy="last"),
 }
-# Plain transformers on the same split, 3-layer students of the shipped MiniLM (mean of 3 seeds).
-REFERENCE = {"teacher": 0.8394, "finetune": 0.8233, "logit_kd": 0.8276}
+# Plain transformers on the same split (shared/reference, mean of 3 seeds), by (teacher type,
+# teacher depth, student depth); students keep layers of the pretrained model.
+REFERENCES = {
+    ("bert", 6, 3): {"teacher": 0.8394, "finetune": 0.8233, "finetune, first layers": 0.8133, "logit_kd": 0.8276},
+    ("mpnet", 12, 6): {"teacher": 0.8942, "finetune": 0.8685, "finetune, first layers": 0.8763, "logit_kd": 0.8687},
+}
 
 
-def distillation_overhead(teacher, student, trainer, batch, rounds=10):
+def reference_for(teacher: str, student_layers: int) -> dict:
+    """The plain-transformers numbers for this teacher and student depth, if shared/reference has them."""
+    if not Path(teacher, "config.json").is_file():
+        return {}
+    config = AutoConfig.from_pretrained(teacher)
+    return REFERENCES.get((config.model_type, config.num_hidden_layers, student_layers), {})
+
+
+def run_label(method: str, init: str, init_from: str) -> str:
+    """The table row of a method: the plain name for students of evenly spread pretrained layers."""
+    return method + (", first layers" if init == "first" else "") + (", from teacher" if init_from == "teacher" else "")
+
+
+def synchronize():
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+
+
+def distillation_overhead(teacher, student, trainer, batch, autocast, rounds=10):
     """Median seconds of a teacher forward, a student training step and a distillation step."""
     inputs = {k: v for k, v in batch.items() if k != "labels"}
     timings = {"teacher forward": [], "student step": [], "distillation step": []}
@@ -61,10 +87,43 @@ def distillation_overhead(teacher, student, trainer, batch, rounds=10):
     steps = {"teacher forward": teacher_forward, "student step": student_step, "distillation step": distillation_step}
     for _ in range(rounds + 1):  # the first round warms up
         for name, step in steps.items():
+            synchronize()
             started = time.perf_counter()
-            step()
+            with autocast():
+                step()
+            synchronize()
             timings[name].append(time.perf_counter() - started)
     return {name: statistics.median(values[1:]) for name, values in timings.items()}
+
+
+@torch.no_grad()
+def inference_speedup(teacher, student, batch_sizes=(1, 32), length=64, rounds=20):
+    """Median milliseconds per forward of teacher and student, taking turns, at each batch size.
+
+    On a GPU both run in bf16 and in fp32; on a CPU in fp32 only.
+    """
+    device = next(teacher.parameters()).device
+    dtypes = [torch.bfloat16, torch.float32] if device.type == "cuda" else [torch.float32]
+    results = {}
+    for dtype in dtypes:
+        models = {
+            "teacher": copy.deepcopy(teacher).to(dtype).eval(),
+            "student": copy.deepcopy(student).to(dtype).eval(),
+        }
+        for size in batch_sizes:
+            input_ids = torch.randint(1000, 20000, (size, length), device=device)
+            timings = {name: [] for name in models}
+            for _ in range(rounds + 1):  # the first round warms up
+                for name, model in models.items():
+                    synchronize()
+                    started = time.perf_counter()
+                    for _ in range(5):
+                        model(input_ids=input_ids)
+                    synchronize()
+                    timings[name].append((time.perf_counter() - started) / 5 * 1000)
+            ms = {name: statistics.median(values[1:]) for name, values in timings.items()}
+            results[f"{str(dtype).removeprefix('torch.')} b{size}"] = {**ms, "speedup": ms["teacher"] / ms["student"]}
+    return results
 
 
 def main():
@@ -75,14 +134,16 @@ def main():
     )
     parser.add_argument("--teacher", help="fine-tuned teacher folder (default: fine-tune --pretrained first)")
     parser.add_argument("--student-layers", type=int, default=3)
+    parser.add_argument("--student-init", nargs="+", choices=["skip", "first"], default=["skip"])
     parser.add_argument("--student-init-from", choices=["pretrained", "teacher"], default="pretrained")
     parser.add_argument(
-        "--methods", nargs="*", choices=list(METHODS), default=list(METHODS), help="none: only the step cost"
+        "--methods", nargs="*", choices=list(METHODS), default=list(METHODS), help="none: no student is trained"
     )
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--epochs", type=float, default=3)
     parser.add_argument("--max-train-samples", type=int)
     parser.add_argument("--bf16", action="store_true", help="bf16 autocast (GPU)")
+    parser.add_argument("--no-timing", action="store_true", help="skip the step-cost and speed-up measurements")
     parser.add_argument("--output-dir", default="runs/pkd")
     parser.add_argument("--merge", nargs="+", metavar="DIR", help="only join the pkd_results.json of these runs")
     args = parser.parse_args()
@@ -91,19 +152,24 @@ def main():
     output.mkdir(parents=True, exist_ok=True)
     summary = merge_runs(args.merge) if args.merge else run(args, output)
     table = results_table(summary)
-    overhead = summary["step_seconds"]
     print(f"\n{summary['student_layers']}-layer students of {summary['teacher']}:\n{table}")
-    print(
-        f"\nstep cost, batch 32: teacher forward {overhead['teacher forward'] * 1000:.0f} ms, student step "
-        f"{overhead['student step'] * 1000:.0f} ms, distillation step {overhead['distillation step'] * 1000:.0f} ms "
-        f"= {summary['distillation_over_teacher_plus_student']:.3f}x their sum (target <= 1.10)"
-    )
+    if "step_seconds" in summary:
+        overhead = summary["step_seconds"]
+        print(
+            f"\nstep cost, batch 32: teacher forward {overhead['teacher forward'] * 1000:.1f} ms, student step "
+            f"{overhead['student step'] * 1000:.1f} ms, distillation step "
+            f"{overhead['distillation step'] * 1000:.1f} ms = {summary['distillation_over_teacher_plus_student']:.3f}x "
+            "their sum (target <= 1.10)"
+        )
+    if "inference_ms" in summary:
+        rows = [[setting, r["teacher"], r["student"], r["speedup"]] for setting, r in summary["inference_ms"].items()]
+        print("\ninference, 64 tokens:\n" + markdown_table(["setting", "teacher ms", "student ms", "speed-up"], rows))
     (output / "pkd_results.json").write_text(json.dumps(summary, indent=1))
     (output / "pkd_results.md").write_text(table + "\n")
 
 
 def run(args, output):
-    """Train the students of `args.methods` x `args.seeds`; the summary is rewritten after each one."""
+    """Train the students of `args.methods` x inits x `args.seeds`; the summary is rewritten after each one."""
     pretrained = mpnet_path() if args.pretrained == "mpnet" else args.pretrained or default_model_path()
     tokenizer = AutoTokenizer.from_pretrained(pretrained)
     data = tokenize_dataset(load_default_task(max_train_samples=args.max_train_samples), tokenizer, max_length=64)
@@ -115,7 +181,12 @@ def run(args, output):
         finetune(teacher, data, str(output / "teacher"), epochs=args.epochs, seed=0, **extra_args)
         args.teacher = str(output / "teacher/best")
         teacher.save_pretrained(args.teacher)
-    teacher = AutoModelForSequenceClassification.from_pretrained(args.teacher).eval()
+        tokenizer.save_pretrained(args.teacher)
+        for checkpoint in (output / "teacher").glob("checkpoint-*"):
+            shutil.rmtree(checkpoint)
+    teacher = AutoModelForSequenceClassification.from_pretrained(args.teacher, dtype=torch.float32).eval()
+    if torch.cuda.is_available():
+        teacher.to("cuda")
     teacher_accuracy = evaluate_model(teacher, data["test"], desc="teacher")["accuracy"]
     source = teacher if args.student_init_from == "teacher" else None
 
@@ -123,52 +194,64 @@ def run(args, output):
         "teacher": args.teacher,
         "teacher_accuracy": teacher_accuracy,
         "student_layers": args.student_layers,
-        "init_from": args.student_init_from,
-        "accuracy": {},  # method -> {seed: test accuracy}
+        "reference": reference_for(args.teacher, args.student_layers),
+        "accuracy": {},  # label -> {seed: test accuracy}
         "args": vars(args),
     }
     for method in args.methods:
-        for seed in args.seeds:
-            set_seed(seed)
-            base = (
-                source
-                if source is not None
-                else AutoModelForSequenceClassification.from_pretrained(pretrained, num_labels=2)
-            )
-            student = make_student(base, args.student_layers, init="skip")
-            run_dir = str(output / f"{method}-seed{seed}")
-            if METHODS[method] is None:
-                trainer = finetune(student, data, run_dir, epochs=args.epochs, seed=seed, **extra_args)
-            else:
+        for init in args.student_init:
+            for seed in args.seeds:
+                set_seed(seed)
+                base = source
+                if base is None:
+                    base = AutoModelForSequenceClassification.from_pretrained(
+                        pretrained, num_labels=2, dtype=torch.float32
+                    )
+                student = make_student(base, args.student_layers, init=init)
+                run_dir = output / f"{method}-{init}-seed{seed}"
+                distillation = {}
+                if METHODS[method] is not None:
+                    distillation = {"trainer_class": DistillationTrainer, "teacher": teacher}
+                    distillation["distillation"] = METHODS[method]
                 trainer = finetune(
-                    student,
-                    data,
-                    run_dir,
-                    epochs=args.epochs,
-                    seed=seed,
-                    trainer_class=DistillationTrainer,
-                    teacher=teacher,
-                    distillation=METHODS[method],
-                    **extra_args,
+                    student, data, str(run_dir), epochs=args.epochs, seed=seed, **distillation, **extra_args
                 )
-            accuracy = evaluate_model(trainer.model, data["test"], desc=f"{method} seed {seed}")["accuracy"]
-            summary["accuracy"].setdefault(method, {})[str(seed)] = accuracy
-            print(f"{method} seed {seed}: test accuracy {accuracy:.4f}")
-            (output / "pkd_results.json").write_text(json.dumps(summary, indent=1))
+                label = run_label(method, init, args.student_init_from)
+                accuracy = evaluate_model(trainer.model, data["test"], desc=f"{label} seed {seed}")["accuracy"]
+                summary["accuracy"].setdefault(label, {})[str(seed)] = accuracy
+                print(f"{label} seed {seed}: test accuracy {accuracy:.4f}", flush=True)
+                (output / "pkd_results.json").write_text(json.dumps(summary, indent=1))
+                shutil.rmtree(run_dir)  # students are measured, not kept: a 12-layer run writes gigabytes
+                del trainer, student
 
-    batch = {k: torch.tensor(data["train"][:32][k]) for k in ("input_ids", "attention_mask", "label")}
-    batch["labels"] = batch.pop("label")
-    timing_student = make_student(teacher, args.student_layers)
-    timing_args = TrainingArguments(str(output / "timing"), report_to=[], use_cpu=not torch.cuda.is_available())
-    timing_trainer = DistillationTrainer(
-        model=timing_student, teacher=teacher, args=timing_args, train_dataset=data["train"]
-    )
-    overhead = distillation_overhead(teacher, timing_student, timing_trainer, batch)
-    summary["step_seconds"] = overhead
-    summary["distillation_over_teacher_plus_student"] = overhead["distillation step"] / (
-        overhead["teacher forward"] + overhead["student step"]
-    )
+    if not args.no_timing:
+        summary.update(timing(teacher, args, data, output))
     return summary
+
+
+def timing(teacher, args, data, output):
+    """Step cost of distillation and inference speed-up of a student over its teacher, side by side."""
+    device = next(teacher.parameters()).device
+    batch = {k: torch.tensor(data["train"][:32][k], device=device) for k in ("input_ids", "attention_mask", "label")}
+    batch["labels"] = batch.pop("label")
+    student = make_student(teacher, args.student_layers)
+    timing_args = TrainingArguments(str(output / "timing"), report_to=[], use_cpu=device.type == "cpu")
+    trainer = DistillationTrainer(model=student, teacher=teacher, args=timing_args, train_dataset=data["train"])
+
+    def autocast():
+        return torch.autocast(device.type, dtype=torch.bfloat16) if args.bf16 else contextlib.nullcontext()
+
+    overhead = distillation_overhead(teacher, student, trainer, batch, autocast)
+    return {
+        "step_seconds": overhead,
+        "distillation_over_teacher_plus_student": overhead["distillation step"]
+        / (overhead["teacher forward"] + overhead["student step"]),
+        "inference_ms": inference_speedup(teacher, student),
+        "device": torch.cuda.get_device_name() if device.type == "cuda" else f"CPU, {torch.get_num_threads()} threads",
+    }
+
+
+TIMING_KEYS = ("step_seconds", "distillation_over_teacher_plus_student", "inference_ms", "device")
 
 
 def merge_runs(folders):
@@ -178,30 +261,39 @@ def merge_runs(folders):
         if len({json.dumps(run[key]) for run in runs}) > 1:
             raise ValueError(f"--merge: the runs differ in {key}; join only runs of one teacher and student depth.")
     merged = {key: runs[0][key] for key in ("teacher", "teacher_accuracy", "student_layers")}
+    merged["reference"] = runs[0].get("reference") or reference_for(merged["teacher"], merged["student_layers"])
     merged["accuracy"] = {}
     for run in runs:
-        suffix = "" if run["init_from"] == "pretrained" else " (init from teacher)"
-        for method, by_seed in run["accuracy"].items():
-            merged["accuracy"].setdefault(method + suffix, {}).update(by_seed)
-    timed = next(run for run in runs if "step_seconds" in run)
-    merged["step_seconds"] = timed["step_seconds"]
-    merged["distillation_over_teacher_plus_student"] = timed["distillation_over_teacher_plus_student"]
+        # Runs made before run_label existed name students of the fine-tuned teacher by init_from.
+        suffix = ", from teacher" if run.get("init_from") == "teacher" else ""
+        for label, by_seed in run["accuracy"].items():
+            merged["accuracy"].setdefault(label + suffix, {}).update(by_seed)
+    timed = [run for run in runs if "step_seconds" in run]
+    if timed:
+        merged.update({key: timed[0][key] for key in TIMING_KEYS if key in timed[0]})
     merged["merged_from"] = list(folders)
     return merged
 
 
 def results_table(summary):
     teacher_accuracy = summary["teacher_accuracy"]
-    rows = [["teacher", f"{teacher_accuracy:.4f}", "-", 1, "100.0%", REFERENCE["teacher"]]]
-    for method, by_seed in summary["accuracy"].items():
+    reference = summary.get("reference", {})
+    rows = [["teacher", f"{teacher_accuracy:.4f}", "-", 1, "100.0%", reference.get("teacher", "-")]]
+    for label, by_seed in summary["accuracy"].items():
         accuracies = list(by_seed.values())
         mean = statistics.mean(accuracies)
         spread = statistics.stdev(accuracies) if len(accuracies) > 1 else 0.0
-        reference = REFERENCE.get(method, "-") if summary["student_layers"] == 3 else "-"
         rows.append(
-            [method, f"{mean:.4f}", f"{spread:.4f}", len(accuracies), f"{mean / teacher_accuracy:.1%}", reference]
+            [
+                label,
+                f"{mean:.4f}",
+                f"{spread:.4f}",
+                len(accuracies),
+                f"{mean / teacher_accuracy:.1%}",
+                reference.get(label, "-"),
+            ]
         )
-    headers = ["model", "test accuracy (mean)", "std", "seeds", "retained", "plain transformers"]
+    headers = ["student", "test accuracy (mean)", "std", "seeds", "retained", "plain transformers"]
     return markdown_table(headers, rows)
 
 

@@ -5,15 +5,19 @@ attention-only, FFN-only, all-shared, and all-shared in 2 and 4 groups; paramete
 ONNX fp32 and ONNX int8 (dynamic, per-channel) file sizes, next to a 1-layer model of the same
 width (an all-shared model should store about as much as that one).
 
-Accuracy (--accuracy, slow): the shipped MiniLM all-shared and in 2 groups, fine-tuned directly and
-distilled with PKD from a fine-tuned MiniLM teacher (`--teacher`), test accuracy over `--seeds`.
+Accuracy (--accuracy, slow: a GPU helps): the shipped MiniLM all-shared and in 2 groups, fine-tuned
+directly and distilled with PKD from a fine-tuned MiniLM teacher (`--teacher`), test accuracy over
+`--seeds`, with the accuracy retained and the points lost per million parameters saved. `--merge`
+joins runs made in parallel.
 
     python benchmarks/sharing.py
     python benchmarks/sharing.py --accuracy --teacher runs/layerdrop_depth/rate-0.0/model --seeds 0 1 2
+    python benchmarks/sharing.py --merge runs/sharing_ft runs/sharing_pkd --output-dir runs/sharing
 """
 
 import argparse
 import json
+import shutil
 import statistics
 import tempfile
 from pathlib import Path
@@ -61,43 +65,142 @@ def sizes(work_dir: Path) -> dict:
     return results
 
 
-def accuracy(args) -> dict:
+def accuracy(args, output: Path) -> dict:
+    """Test accuracy of the shared MiniLMs over `args.seeds`; the summary is rewritten after each run."""
     pretrained = default_model_path()
     tokenizer = AutoTokenizer.from_pretrained(pretrained)
     data = tokenize_dataset(load_default_task(max_train_samples=args.max_train_samples), tokenizer, max_length=64)
-    teacher = AutoModelForSequenceClassification.from_pretrained(args.teacher).eval() if args.teacher else None
-    results = {}
-    for name in ("all shared", "2 groups"):
-        for method in ("finetune", "pkd") if teacher is not None else ("finetune",):
+    plain = AutoModelForSequenceClassification.from_pretrained(pretrained, num_labels=2, dtype=torch.float32)
+    summary = {
+        "teacher": args.teacher,
+        "teacher_accuracy": None,
+        "plain_parameters": sum(p.numel() for p in plain.parameters()),
+        "parameters": {},
+        "accuracy": {},  # "variant / method" -> {seed: test accuracy}
+        "args": vars(args),
+    }
+    teacher = None
+    if args.teacher:
+        teacher = AutoModelForSequenceClassification.from_pretrained(args.teacher, dtype=torch.float32).eval()
+        if torch.cuda.is_available():
+            teacher.to("cuda")
+        summary["teacher_accuracy"] = evaluate_model(teacher, data["test"], desc="teacher")["accuracy"]
+    for variant in args.variants:
+        for method in args.methods:
             for seed in args.seeds:
                 set_seed(seed)
-                model = AutoModelForSequenceClassification.from_pretrained(pretrained, num_labels=2)
-                share_layers(model, VARIANTS[name])
-                run_dir = str(Path(args.output_dir) / f"{name}-{method}-{seed}".replace(" ", "_"))
-                kwargs = {"trainer_class": DistillationTrainer, "teacher": teacher, "distillation": PKDConfig()}
+                model = AutoModelForSequenceClassification.from_pretrained(
+                    pretrained, num_labels=2, dtype=torch.float32
+                )
+                share_layers(model, VARIANTS[variant])
+                run_dir = output / f"{variant}-{method}-{seed}".replace(" ", "_")
+                distillation = {}
+                if method == "pkd":
+                    distillation = {
+                        "trainer_class": DistillationTrainer,
+                        "teacher": teacher,
+                        "distillation": PKDConfig(),
+                    }
                 trainer = finetune(
-                    model, data, run_dir, epochs=args.epochs, seed=seed, **(kwargs if method == "pkd" else {})
+                    model, data, str(run_dir), epochs=args.epochs, seed=seed, bf16=args.bf16, **distillation
                 )
-                score = evaluate_model(trainer.model, data["test"])["accuracy"]
-                parameters = sum(p.numel() for p in trainer.model.parameters())
-                results.setdefault(f"{name} / {method}", {"parameters": parameters, "accuracy": []})["accuracy"].append(
-                    score
-                )
-                print(name, method, seed, score)
-    return results
+                label = f"{variant} / {method}"
+                score = evaluate_model(trainer.model, data["test"], desc=f"{label} {seed}")["accuracy"]
+                summary["parameters"][label] = sum(p.numel() for p in trainer.model.parameters())
+                summary["accuracy"].setdefault(label, {})[str(seed)] = score
+                print(f"{label} seed {seed}: test accuracy {score:.4f}", flush=True)
+                (output / "sharing_accuracy.json").write_text(json.dumps(summary, indent=1))
+                shutil.rmtree(run_dir)  # measured, not kept
+    return summary
+
+
+def merge_runs(folders) -> dict:
+    """One accuracy summary from runs made in parallel (e.g. one per GPU lane)."""
+    runs = [json.loads((Path(folder) / "sharing_accuracy.json").read_text()) for folder in folders]
+    teachers = {run["teacher"] for run in runs if run["teacher"]}
+    if len(teachers) > 1:
+        raise ValueError(f"--merge: the runs have different teachers {sorted(teachers)}; join runs of one teacher.")
+    with_teacher = [run for run in runs if run["teacher_accuracy"] is not None]
+    merged = {
+        "teacher": with_teacher[0]["teacher"] if with_teacher else None,
+        "teacher_accuracy": with_teacher[0]["teacher_accuracy"] if with_teacher else None,
+        "plain_parameters": runs[0]["plain_parameters"],
+        "parameters": {},
+        "accuracy": {},
+        "merged_from": list(folders),
+    }
+    for run in runs:
+        merged["parameters"].update(run["parameters"])
+        for label, by_seed in run["accuracy"].items():
+            merged["accuracy"].setdefault(label, {}).update(by_seed)
+    return merged
+
+
+def accuracy_table(summary: dict) -> str:
+    """Accuracy, and what it costs per parameter saved, against the plain fine-tuned MiniLM (the teacher)."""
+    teacher_accuracy, plain = summary["teacher_accuracy"], summary["plain_parameters"]
+    rows = []
+    if teacher_accuracy is not None:
+        rows.append(["plain MiniLM (the teacher)", plain / 1e6, 0.0, f"{teacher_accuracy:.4f}", "-", 1, "100.0%", "-"])
+    for label, by_seed in summary["accuracy"].items():
+        accuracies = list(by_seed.values())
+        mean = statistics.mean(accuracies)
+        spread = statistics.stdev(accuracies) if len(accuracies) > 1 else 0.0
+        saved = (plain - summary["parameters"][label]) / 1e6
+        retained = lost_per_m = "-"
+        if teacher_accuracy is not None:
+            retained = f"{mean / teacher_accuracy:.1%}"
+            lost_per_m = f"{(teacher_accuracy - mean) * 100 / saved:.3f}"
+        rows.append(
+            [
+                label,
+                summary["parameters"][label] / 1e6,
+                saved,
+                f"{mean:.4f}",
+                f"{spread:.4f}",
+                len(accuracies),
+                retained,
+                lost_per_m,
+            ]
+        )
+    headers = [
+        "MiniLM",
+        "params (M)",
+        "params saved (M)",
+        "test acc (mean)",
+        "std",
+        "seeds",
+        "retained",
+        "points lost per M saved",
+    ]
+    return markdown_table(headers, rows)
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--accuracy", action="store_true")
+    parser.add_argument("--accuracy", action="store_true", help="train and test instead of measuring sizes")
     parser.add_argument("--teacher", help="fine-tuned MiniLM folder, the PKD teacher")
+    parser.add_argument("--variants", nargs="+", choices=list(VARIANTS), default=["all shared", "2 groups"])
+    parser.add_argument("--methods", nargs="+", choices=["finetune", "pkd"], default=["finetune", "pkd"])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--epochs", type=float, default=3)
     parser.add_argument("--max-train-samples", type=int)
+    parser.add_argument("--bf16", action="store_true", help="bf16 autocast (GPU)")
     parser.add_argument("--output-dir", default="runs/sharing")
+    parser.add_argument("--merge", nargs="+", metavar="DIR", help="only join the sharing_accuracy.json of these runs")
     args = parser.parse_args()
     output = Path(args.output_dir)
     output.mkdir(parents=True, exist_ok=True)
+
+    if args.accuracy or args.merge:
+        if args.accuracy and "pkd" in args.methods and not args.teacher:
+            parser.error("--methods pkd needs --teacher, a fine-tuned MiniLM folder.")
+        summary = merge_runs(args.merge) if args.merge else accuracy(args, output)
+        table = accuracy_table(summary)
+        print(f"\n{table}")
+        (output / "sharing_accuracy.json").write_text(json.dumps(summary, indent=1))
+        (output / "sharing_accuracy.md").write_text(table + "\n")
+        return
 
     with tempfile.TemporaryDirectory() as work_dir:
         by_variant = sizes(Path(work_dir))
@@ -107,21 +210,7 @@ def main():
     ]
     table = markdown_table(["BERT-base shape", "params (M)", "safetensors MB", "ONNX fp32 MB", "ONNX int8 MB"], rows)
     print(f"\n{table}")
-    summary = {"sizes": by_variant}
-    if args.accuracy:
-        summary["accuracy"] = accuracy(args)
-        plain = sum(
-            p.numel() for p in AutoModelForSequenceClassification.from_pretrained(default_model_path()).parameters()
-        )
-        rows = []
-        for name, r in summary["accuracy"].items():
-            mean = statistics.mean(r["accuracy"])
-            spread = statistics.stdev(r["accuracy"]) if len(r["accuracy"]) > 1 else 0.0
-            rows.append(
-                [name, r["parameters"] / 1e6, mean, spread, len(r["accuracy"]), (plain - r["parameters"]) / 1e6]
-            )
-        print(markdown_table(["MiniLM", "params (M)", "test acc", "std", "seeds", "params saved (M)"], rows))
-    (output / "sharing.json").write_text(json.dumps(summary, indent=1))
+    (output / "sharing.json").write_text(json.dumps({"sizes": by_variant}, indent=1))
     (output / "sharing.md").write_text(table + "\n")
 
 
