@@ -92,3 +92,7 @@ def main():
 
 if __name__ == "__main__":
     main()
+    # Skip the interpreter's teardown: once in a few runs, gloo's threads abort a rank while it is
+    # destroyed at exit ("terminate called without an active exception"), after its results are written.
+    sys.stdout.flush()
+    os._exit(0)
