@@ -109,6 +109,8 @@ def test_tiny_run_leaves_whole_steps_and_a_card(tiny_run):
     hub = output / "hub"
     for name in ["config.json", "model.safetensors", "tokenizer.json", "onnx/model_quantized.onnx", "recipe.yaml"]:
         assert (hub / name).is_file(), name
+    # No pickle in the trained folders nor on the Hub: the recipe records the training settings.
+    assert not list(output.glob("*/training_args.bin")) and not (hub / "training_args.bin").exists()
     card = ModelCard.load(hub / "README.md")
     final = report["models"][-1]
     results = {r.metric_type: r.metric_value for r in card.data.eval_results}

@@ -211,6 +211,8 @@ class Run:
         trainer.save_model(str(folder))
         if self.process.is_main_process:
             self.tokenizer.save_pretrained(folder)
+            # Trainer's pickled arguments would travel to the Hub; recipe.yaml holds the same settings.
+            (folder / "training_args.bin").unlink(missing_ok=True)
         return {
             "path": FOLDERS.get(name, name),
             "training_seconds": round(time.perf_counter() - started, 1),
