@@ -24,12 +24,14 @@ import statistics
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer, TrainingArguments, set_seed
 
 from hf_efficient import DistillationTrainer, PKDConfig, make_student
 from hf_efficient.data import load_default_task, tokenize_dataset
 from hf_efficient.report import markdown_table
+from hf_efficient.report.measure import measure_latency, pytorch_runner
 from hf_efficient.training import default_model_path, evaluate_model, finetune, mpnet_path
 
 METHODS = {
@@ -96,32 +98,25 @@ def distillation_overhead(teacher, student, trainer, batch, autocast, rounds=10)
     return {name: statistics.median(values[1:]) for name, values in timings.items()}
 
 
-@torch.no_grad()
-def inference_speedup(teacher, student, batch_sizes=(1, 32), length=64, rounds=20):
-    """Median milliseconds per forward of teacher and student, taking turns, at each batch size.
+def inference_speedup(teacher, student, batch_sizes=(1, 32), length=64):
+    """Median milliseconds per forward of teacher and student, side by side, at each batch size.
 
     On a GPU both run in bf16 and in fp32; on a CPU in fp32 only.
     """
     device = next(teacher.parameters()).device
     dtypes = [torch.bfloat16, torch.float32] if device.type == "cuda" else [torch.float32]
+    feeds = {
+        size: {"input_ids": np.random.default_rng(0).integers(1000, 20000, (size, length))} for size in batch_sizes
+    }
     results = {}
     for dtype in dtypes:
-        models = {
-            "teacher": copy.deepcopy(teacher).to(dtype).eval(),
-            "student": copy.deepcopy(student).to(dtype).eval(),
+        runners = {
+            name: pytorch_runner(copy.deepcopy(model).to(dtype))
+            for name, model in [("teacher", teacher), ("student", student)]
         }
+        latency = measure_latency(runners, feeds, threads=torch.get_num_threads())
         for size in batch_sizes:
-            input_ids = torch.randint(1000, 20000, (size, length), device=device)
-            timings = {name: [] for name in models}
-            for _ in range(rounds + 1):  # the first round warms up
-                for name, model in models.items():
-                    synchronize()
-                    started = time.perf_counter()
-                    for _ in range(5):
-                        model(input_ids=input_ids)
-                    synchronize()
-                    timings[name].append((time.perf_counter() - started) / 5 * 1000)
-            ms = {name: statistics.median(values[1:]) for name, values in timings.items()}
+            ms = {name: latency[name][size] for name in runners}
             results[f"{str(dtype).removeprefix('torch.')} b{size}"] = {**ms, "speedup": ms["teacher"] / ms["student"]}
     return results
 
@@ -264,10 +259,8 @@ def merge_runs(folders):
     merged["reference"] = runs[0].get("reference") or reference_for(merged["teacher"], merged["student_layers"])
     merged["accuracy"] = {}
     for run in runs:
-        # Runs made before run_label existed name students of the fine-tuned teacher by init_from.
-        suffix = ", from teacher" if run.get("init_from") == "teacher" else ""
         for label, by_seed in run["accuracy"].items():
-            merged["accuracy"].setdefault(label + suffix, {}).update(by_seed)
+            merged["accuracy"].setdefault(label, {}).update(by_seed)
     timed = [run for run in runs if "step_seconds" in run]
     if timed:
         merged.update({key: timed[0][key] for key in TIMING_KEYS if key in timed[0]})

@@ -29,13 +29,18 @@ def weights_size_mb(files: list[str | Path] | str | Path) -> float:
 
 
 def pytorch_runner(model: torch.nn.Module) -> Callable[[dict], None]:
-    """A function that runs `model` on a feed of numpy arrays, without gradients."""
+    """A function that runs `model` on a feed of numpy arrays, without gradients.
+
+    On a GPU it waits for the forward to finish, so that timing a call times the work.
+    """
     model.eval()
     device = next(model.parameters()).device
 
     @torch.no_grad()
     def run(feed: dict[str, np.ndarray]):
         model(**{name: torch.from_numpy(array).to(device) for name, array in feed.items()})
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
 
     return run
 
