@@ -57,9 +57,12 @@ def reference_for(teacher: str, student_layers: int) -> dict:
     return REFERENCES.get((config.model_type, config.num_hidden_layers, student_layers), {})
 
 
-def run_label(method: str, init: str, init_from: str) -> str:
-    """The table row of a method: the plain name for students of evenly spread pretrained layers."""
-    return method + (", first layers" if init == "first" else "") + (", from teacher" if init_from == "teacher" else "")
+def run_label(method: str, init: str, init_from: str, epochs: float = 3) -> str:
+    """The table row of a method: the plain name for students of evenly spread pretrained layers, 3 epochs."""
+    label = (
+        method + (", first layers" if init == "first" else "") + (", from teacher" if init_from == "teacher" else "")
+    )
+    return label + (f", {epochs:g} epochs" if epochs != 3 else "")
 
 
 def synchronize():
@@ -211,7 +214,7 @@ def run(args, output):
                 trainer = finetune(
                     student, data, str(run_dir), epochs=args.epochs, seed=seed, **distillation, **extra_args
                 )
-                label = run_label(method, init, args.student_init_from)
+                label = run_label(method, init, args.student_init_from, args.epochs)
                 accuracy = evaluate_model(trainer.model, data["test"], desc=f"{label} seed {seed}")["accuracy"]
                 summary["accuracy"].setdefault(label, {})[str(seed)] = accuracy
                 print(f"{label} seed {seed}: test accuracy {accuracy:.4f}", flush=True)

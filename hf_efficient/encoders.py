@@ -8,7 +8,7 @@ adding one `EncoderFamily` here.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 import torch
@@ -131,16 +131,26 @@ def replace_layer_stack(model: PreTrainedModel, layers: list[nn.Module]) -> None
 
 
 @contextlib.contextmanager
-def record_layer_outputs(model: nn.Module) -> Iterator[dict[int, torch.Tensor]]:
+def record_layer_outputs(model: nn.Module, layers: Iterable[int] | None = None) -> Iterator[dict[int, torch.Tensor]]:
     """Record the hidden states each layer outputs, with forward hooks.
 
     Independent of `output_hidden_states`, whose length depends on the transformers version.
     A layer that LayerDrop skipped records its input, which is what it passed on.
 
+    Args:
+        model (`nn.Module`): A model of a supported encoder family.
+        layers (`Iterable[int]`, *optional*): 0-based indices of the layers to record; all when omitted.
+            A hooked layer costs a slower call, so record only what is read.
+
     Yields:
         `dict[int, torch.Tensor]`: layer index -> hidden states of the last forward, filled as it runs.
     """
     family = encoder_family(model)
+    stack = layer_stack(model)
+    indices = range(len(stack)) if layers is None else sorted(set(layers))
+    bad = [i for i in indices if not (isinstance(i, int) and 0 <= i < len(stack))]
+    if bad:
+        raise ValueError(f"record_layer_outputs(layers=...): {bad} are not layers of this {len(stack)}-layer model.")
     outputs: dict[int, torch.Tensor] = {}
 
     def hook(index):
@@ -149,7 +159,7 @@ def record_layer_outputs(model: nn.Module) -> Iterator[dict[int, torch.Tensor]]:
 
         return record
 
-    handles = [layer.register_forward_hook(hook(i)) for i, layer in enumerate(layer_stack(model))]
+    handles = [stack[i].register_forward_hook(hook(i)) for i in indices]
     try:
         yield outputs
     finally:

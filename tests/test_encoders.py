@@ -30,6 +30,24 @@ def test_layer_outputs_match_hidden_states(family):
     assert [len(layer._forward_hooks) for layer in layer_stack(model)] == hooks_before
 
 
+def test_only_the_chosen_layers_are_recorded_and_hooked():
+    model = tiny_model("bert")
+    with record_layer_outputs(model) as every_layer:
+        model(**tiny_batch())
+    hooks_before = [len(layer._forward_hooks) for layer in layer_stack(model)]
+    with record_layer_outputs(model, layers=[2, 0]) as outputs:
+        hooked = [
+            len(layer._forward_hooks) - before for layer, before in zip(layer_stack(model), hooks_before, strict=True)
+        ]
+        model(**tiny_batch())
+    assert hooked == [1, 0, 1, 0]
+    assert sorted(outputs) == [0, 2]
+    assert all(torch.equal(outputs[i], every_layer[i]) for i in outputs)
+    with pytest.raises(ValueError, match=r"\[4\] are not layers of this 4-layer model"):
+        with record_layer_outputs(model, layers=[1, 4]):
+            pass
+
+
 def test_unknown_model_type_built_like_bert_is_accepted():
     model = BertModel(BertConfig(num_hidden_layers=2, hidden_size=32, num_attention_heads=2, intermediate_size=37))
     model.config.model_type = "my-bert-variant"

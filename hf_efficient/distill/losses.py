@@ -18,6 +18,7 @@ def soft_target_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor,
 
 def patient_loss(student_cls: torch.Tensor, teacher_cls: torch.Tensor, normalize: bool = True) -> torch.Tensor:
     """Mean squared difference of [CLS] vectors of matched layers, both `(batch, layers, hidden)`."""
+    student_cls, teacher_cls = student_cls.float(), teacher_cls.float()
     if normalize:
-        student_cls, teacher_cls = F.normalize(student_cls.float(), dim=-1), F.normalize(teacher_cls.float(), dim=-1)
-    return F.mse_loss(student_cls.float(), teacher_cls.float())
+        student_cls, teacher_cls = F.normalize(student_cls, dim=-1), F.normalize(teacher_cls, dim=-1)
+    return F.mse_loss(student_cls, teacher_cls)

@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 import inspect
-from collections import defaultdict
 
 import torch
 import torch.nn.functional as F
@@ -92,7 +91,9 @@ class DistillationTrainer(Trainer):
         self.teacher = teacher.to(device=self.args.device, dtype=teacher_dtype).eval().requires_grad_(False)
         self._teacher_arguments = _forward_arguments(self.teacher)
         self._student_arguments = _forward_arguments(model)
-        self._terms = defaultdict(float)
+        # Loss terms are summed on the device and read only when logging, so no step waits for a GPU.
+        self._term_names = ["ce", "kd"] + (["patient"] if self.distillation.beta > 0 and self.layer_map else [])
+        self._terms_total = None
         self._terms_count = 0
 
     def _set_signature_columns_if_needed(self):
@@ -106,34 +107,39 @@ class DistillationTrainer(Trainer):
         student = self.accelerator.unwrap_model(model)
         labels = inputs["labels"]
         student_inputs = {k: v for k, v in inputs.items() if k in self._student_arguments and k != "labels"}
-        with record_layer_outputs(student) as student_states:
+        # Hooks only on the layers the patient loss reads: a hooked layer takes a slower call path.
+        patient = "patient" in self._term_names
+        student_layers = range(len(self.layer_map)) if patient else []
+        with record_layer_outputs(student, student_layers) as student_states:
             outputs = model(**student_inputs)
         teacher_inputs = {k: v for k, v in inputs.items() if k in self._teacher_arguments and k != "labels"}
-        with torch.no_grad(), record_layer_outputs(self.teacher) as teacher_states:
+        teacher_layers = self.layer_map if patient else []
+        with torch.no_grad(), record_layer_outputs(self.teacher, teacher_layers) as teacher_states:
             teacher_logits = self.teacher(**teacher_inputs).logits
 
-        terms = {
-            "ce": F.cross_entropy(outputs.logits.float(), labels),
-            "kd": soft_target_loss(outputs.logits, teacher_logits, config.temperature),
-        }
-        loss = (1 - config.alpha) * terms["ce"] + config.alpha * terms["kd"]
-        if config.beta > 0 and self.layer_map:
-            student_cls = torch.stack([student_states[i][:, 0] for i in range(len(self.layer_map))], dim=1)
+        terms = [
+            F.cross_entropy(outputs.logits.float(), labels),
+            soft_target_loss(outputs.logits, teacher_logits, config.temperature),
+        ]
+        loss = (1 - config.alpha) * terms[0] + config.alpha * terms[1]
+        if patient:
+            student_cls = torch.stack([student_states[i][:, 0] for i in student_layers], dim=1)
             teacher_cls = torch.stack([teacher_states[j][:, 0] for j in self.layer_map], dim=1)
             projection = getattr(student, PROJECTION, None)
             if projection is not None:
                 student_cls = projection(student_cls)
-            terms["patient"] = patient_loss(student_cls, teacher_cls, config.normalize)
-            loss = loss + config.beta * terms["patient"]
+            terms.append(patient_loss(student_cls, teacher_cls, config.normalize))
+            loss = loss + config.beta * terms[2]
         if model.training:
-            for name, value in terms.items():
-                self._terms[f"loss_{name}"] += value.detach().float()
+            step_terms = torch.stack(terms).detach()
+            self._terms_total = step_terms if self._terms_total is None else self._terms_total + step_terms
             self._terms_count += 1
         return (loss, outputs) if return_outputs else loss
 
     def log(self, logs: dict, *args, **kwargs) -> None:
         if "loss" in logs and self._terms_count:
-            logs.update({name: round(float(total) / self._terms_count, 6) for name, total in self._terms.items()})
-            self._terms.clear()
+            means = (self._terms_total / self._terms_count).tolist()
+            logs.update({f"loss_{name}": round(mean, 6) for name, mean in zip(self._term_names, means, strict=True)})
+            self._terms_total = None
             self._terms_count = 0
         super().log(logs, *args, **kwargs)
