@@ -70,10 +70,9 @@ def synchronize():
         torch.cuda.synchronize()
 
 
-def distillation_overhead(teacher, student, trainer, batch, autocast, rounds=10):
-    """Median seconds of a teacher forward, a student training step and a distillation step."""
+def overhead_steps(teacher, student, trainer, batch):
+    """The three steps compared: a teacher forward, a student training step and a distillation step."""
     inputs = {k: v for k, v in batch.items() if k != "labels"}
-    timings = {"teacher forward": [], "student step": [], "distillation step": []}
 
     def teacher_forward():
         with torch.no_grad():
@@ -89,7 +88,12 @@ def distillation_overhead(teacher, student, trainer, batch, autocast, rounds=10)
         trainer.compute_loss(student, dict(batch)).backward()
         student.zero_grad()
 
-    steps = {"teacher forward": teacher_forward, "student step": student_step, "distillation step": distillation_step}
+    return {"teacher forward": teacher_forward, "student step": student_step, "distillation step": distillation_step}
+
+
+def distillation_overhead(steps, autocast, rounds=10):
+    """Median seconds of each step, taking turns."""
+    timings = {name: [] for name in steps}
     for _ in range(rounds + 1):  # the first round warms up
         for name, step in steps.items():
             synchronize()
@@ -99,6 +103,20 @@ def distillation_overhead(teacher, student, trainer, batch, autocast, rounds=10)
             synchronize()
             timings[name].append(time.perf_counter() - started)
     return {name: statistics.median(values[1:]) for name, values in timings.items()}
+
+
+def operator_counts(steps, autocast):
+    """Operators each step dispatches (top-level aten calls): what a GPU pays per launch when small
+    batches leave it waiting on the CPU, so the ratio predicts the step cost there."""
+    counts = {}
+    for name, step in steps.items():
+        with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as profiler, autocast():
+            step()
+        counts[name] = sum(
+            event.name.startswith("aten::") and not (event.cpu_parent and event.cpu_parent.name.startswith("aten::"))
+            for event in profiler.events()
+        )
+    return counts
 
 
 def inference_speedup(teacher, student, batch_sizes=(1, 32), length=64):
@@ -158,6 +176,13 @@ def main():
             f"{overhead['student step'] * 1000:.1f} ms, distillation step "
             f"{overhead['distillation step'] * 1000:.1f} ms = {summary['distillation_over_teacher_plus_student']:.3f}x "
             "their sum (target <= 1.10)"
+        )
+    if "step_operators" in summary:
+        ops = summary["step_operators"]
+        extra = ops["distillation step"] / (ops["teacher forward"] + ops["student step"])
+        print(
+            f"operators dispatched: teacher forward {ops['teacher forward']}, student step {ops['student step']}, "
+            f"distillation step {ops['distillation step']} = {extra:.3f}x their sum"
         )
     if "inference_ms" in summary:
         rows = [[setting, r["teacher"], r["student"], r["speedup"]] for setting, r in summary["inference_ms"].items()]
@@ -239,17 +264,20 @@ def timing(teacher, args, data, output):
     def autocast():
         return torch.autocast(device.type, dtype=torch.bfloat16) if args.bf16 else contextlib.nullcontext()
 
-    overhead = distillation_overhead(teacher, student, trainer, batch, autocast)
+    steps = overhead_steps(teacher, student, trainer, batch)
+    overhead = distillation_overhead(steps, autocast)
+    operators = operator_counts(steps, autocast)
     return {
         "step_seconds": overhead,
         "distillation_over_teacher_plus_student": overhead["distillation step"]
         / (overhead["teacher forward"] + overhead["student step"]),
+        "step_operators": operators,
         "inference_ms": inference_speedup(teacher, student),
         "device": torch.cuda.get_device_name() if device.type == "cuda" else f"CPU, {torch.get_num_threads()} threads",
     }
 
 
-TIMING_KEYS = ("step_seconds", "distillation_over_teacher_plus_student", "inference_ms", "device")
+TIMING_KEYS = ("step_seconds", "distillation_over_teacher_plus_student", "step_operators", "inference_ms", "device")
 
 
 def merge_runs(folders):
