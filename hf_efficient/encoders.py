@@ -147,7 +147,7 @@ def record_layer_outputs(model: nn.Module, layers: Iterable[int] | None = None) 
     """
     family = encoder_family(model)
     stack = layer_stack(model)
-    indices = range(len(stack)) if layers is None else sorted(set(layers))
+    indices = range(len(stack)) if layers is None else list(layers)
     bad = [i for i in indices if not (isinstance(i, int) and 0 <= i < len(stack))]
     if bad:
         raise ValueError(f"record_layer_outputs(layers=...): {bad} are not layers of this {len(stack)}-layer model.")
@@ -159,7 +159,7 @@ def record_layer_outputs(model: nn.Module, layers: Iterable[int] | None = None) 
 
         return record
 
-    handles = [stack[i].register_forward_hook(hook(i)) for i in indices]
+    handles = [stack[i].register_forward_hook(hook(i)) for i in sorted(set(indices))]
     try:
         yield outputs
     finally:

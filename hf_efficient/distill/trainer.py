@@ -92,7 +92,11 @@ class DistillationTrainer(Trainer):
         self._teacher_arguments = _forward_arguments(self.teacher)
         self._student_arguments = _forward_arguments(model)
         # Loss terms are summed on the device and read only when logging, so no step waits for a GPU.
-        self._term_names = ["ce", "kd"] + (["patient"] if self.distillation.beta > 0 and self.layer_map else [])
+        patient = self.distillation.beta > 0 and bool(self.layer_map)
+        self._term_names = ["ce", "kd"] + (["patient"] if patient else [])
+        # Hooks only on the layers the patient loss reads: a hooked layer takes a slower call path.
+        self._student_layers = list(range(len(self.layer_map))) if patient else []
+        self._teacher_layers = self.layer_map if patient else []
         self._terms_total = None
         self._terms_count = 0
 
@@ -107,14 +111,10 @@ class DistillationTrainer(Trainer):
         student = self.accelerator.unwrap_model(model)
         labels = inputs["labels"]
         student_inputs = {k: v for k, v in inputs.items() if k in self._student_arguments and k != "labels"}
-        # Hooks only on the layers the patient loss reads: a hooked layer takes a slower call path.
-        patient = "patient" in self._term_names
-        student_layers = range(len(self.layer_map)) if patient else []
-        with record_layer_outputs(student, student_layers) as student_states:
+        with record_layer_outputs(student, self._student_layers) as student_states:
             outputs = model(**student_inputs)
         teacher_inputs = {k: v for k, v in inputs.items() if k in self._teacher_arguments and k != "labels"}
-        teacher_layers = self.layer_map if patient else []
-        with torch.no_grad(), record_layer_outputs(self.teacher, teacher_layers) as teacher_states:
+        with torch.no_grad(), record_layer_outputs(self.teacher, self._teacher_layers) as teacher_states:
             teacher_logits = self.teacher(**teacher_inputs).logits
 
         terms = [
@@ -122,9 +122,9 @@ class DistillationTrainer(Trainer):
             soft_target_loss(outputs.logits, teacher_logits, config.temperature),
         ]
         loss = (1 - config.alpha) * terms[0] + config.alpha * terms[1]
-        if patient:
-            student_cls = torch.stack([student_states[i][:, 0] for i in student_layers], dim=1)
-            teacher_cls = torch.stack([teacher_states[j][:, 0] for j in self.layer_map], dim=1)
+        if self._teacher_layers:
+            student_cls = torch.stack([student_states[i][:, 0] for i in self._student_layers], dim=1)
+            teacher_cls = torch.stack([teacher_states[j][:, 0] for j in self._teacher_layers], dim=1)
             projection = getattr(student, PROJECTION, None)
             if projection is not None:
                 student_cls = projection(student_cls)
