@@ -40,6 +40,8 @@ METHODS = {
     "logit_kd": PKDConfig(alpha=0.5, temperature=2.0, beta=0.0),
     "pkd_skip": PKDConfig(strategy="skip"),
     "pkd_last": PKDConfig(strategy="last"),
+    # PKD's alpha and temperature without the patient term: what the [CLS] loss itself adds.
+    "pkd_beta0": PKDConfig(beta=0.0),
 }
 # Plain transformers on the same split (shared/reference, mean of 3 seeds), by (teacher type,
 # teacher depth, student depth); students keep layers of the pretrained model.
@@ -162,11 +164,14 @@ def main():
     parser.add_argument("--no-timing", action="store_true", help="skip the step-cost and speed-up measurements")
     parser.add_argument("--output-dir", default="runs/pkd")
     parser.add_argument("--merge", nargs="+", metavar="DIR", help="only join the pkd_results.json of these runs")
+    parser.add_argument(
+        "--setup", help="how the runs were made, kept in the JSON (--merge keeps the first run's when omitted)"
+    )
     args = parser.parse_args()
 
     output = Path(args.output_dir)
     output.mkdir(parents=True, exist_ok=True)
-    summary = merge_runs(args.merge) if args.merge else run(args, output)
+    summary = merge_runs(args.merge, args.setup) if args.merge else run(args, output)
     table = results_table(summary)
     print(f"\n{summary['student_layers']}-layer students of {summary['teacher']}:\n{table}")
     if "step_seconds" in summary:
@@ -214,6 +219,7 @@ def run(args, output):
     source = teacher if args.student_init_from == "teacher" else None
 
     summary = {
+        "setup": args.setup,
         "teacher": args.teacher,
         "teacher_accuracy": teacher_accuracy,
         "student_layers": args.student_layers,
@@ -280,13 +286,18 @@ def timing(teacher, args, data, output):
 TIMING_KEYS = ("step_seconds", "distillation_over_teacher_plus_student", "step_operators", "inference_ms", "device")
 
 
-def merge_runs(folders):
-    """One summary from runs of the same teacher and student depth (e.g. one per core)."""
+def merge_runs(folders, setup=None):
+    """One summary from runs of the same teacher and student depth (e.g. one per core).
+
+    `setup` describes how the runs were made; when omitted, the first one a run records is kept, so
+    merging into an earlier merged result does not lose it.
+    """
     runs = [json.loads((Path(folder) / "pkd_results.json").read_text()) for folder in folders]
     for key in ("teacher", "teacher_accuracy", "student_layers"):
         if len({json.dumps(run[key]) for run in runs}) > 1:
             raise ValueError(f"--merge: the runs differ in {key}; join only runs of one teacher and student depth.")
-    merged = {key: runs[0][key] for key in ("teacher", "teacher_accuracy", "student_layers")}
+    merged = {"setup": setup or next((run["setup"] for run in runs if run.get("setup")), None)}
+    merged.update({key: runs[0][key] for key in ("teacher", "teacher_accuracy", "student_layers")})
     merged["reference"] = runs[0].get("reference") or reference_for(merged["teacher"], merged["student_layers"])
     merged["accuracy"] = {}
     for run in runs:
