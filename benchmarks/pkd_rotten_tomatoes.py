@@ -293,11 +293,12 @@ def merge_runs(folders, setup=None):
     merging into an earlier merged result does not lose it.
     """
     runs = [json.loads((Path(folder) / "pkd_results.json").read_text()) for folder in folders]
-    for key in ("teacher", "teacher_accuracy", "student_layers"):
+    common = ("teacher", "teacher_accuracy", "student_layers")
+    for key in common:
         if len({json.dumps(run[key]) for run in runs}) > 1:
             raise ValueError(f"--merge: the runs differ in {key}; join only runs of one teacher and student depth.")
     merged = {"setup": setup or next((run["setup"] for run in runs if run.get("setup")), None)}
-    merged.update({key: runs[0][key] for key in ("teacher", "teacher_accuracy", "student_layers")})
+    merged.update({key: runs[0][key] for key in common})
     merged["reference"] = runs[0].get("reference") or reference_for(merged["teacher"], merged["student_layers"])
     merged["accuracy"] = {}
     for run in runs:
