@@ -157,6 +157,21 @@ def test_loss_equals_hand_combination_and_only_the_student_learns(tmp_path, fami
     assert not teacher.training
 
 
+def test_compute_loss_reads_the_model_it_is_given(tmp_path):
+    # Trainer hands compute_loss the wrapped student (DDP, DataParallel): the hooks go on the model
+    # inside, and the unwrapped model it remembers follows whichever model comes in.
+    teacher = tiny_model("bert", num_layers=4, seed=1)
+    student, other = make_student(teacher, 2).eval(), make_student(tiny_model("bert", num_layers=4, seed=3), 2).eval()
+    config = PKDConfig(beta=50.0)
+    trainer = _trainer(tmp_path, student, teacher, config)
+    wrapped = torch.nn.DataParallel(student).eval()
+    batch = tiny_batch(length=12)
+    losses = [trainer.compute_loss(model, dict(batch)).item() for model in (wrapped, student, other, wrapped)]
+    alone = _trainer(tmp_path, other, teacher, config).compute_loss(other, dict(batch)).item()
+    assert losses[0] == pytest.approx(losses[1], rel=1e-6) and losses[3] == pytest.approx(losses[0], rel=1e-6)
+    assert losses[2] == pytest.approx(alone, rel=1e-6) and losses[2] != pytest.approx(losses[0], rel=1e-3)
+
+
 def test_training_logs_terms_and_saves_a_plain_student(tmp_path):
     teacher = tiny_model("bert", num_layers=4, seed=1)
     student = make_student(teacher, 2)
