@@ -93,7 +93,7 @@ def overhead_steps(teacher, student, trainer, batch):
     return {"teacher forward": teacher_forward, "student step": student_step, "distillation step": distillation_step}
 
 
-def distillation_overhead(steps, autocast, rounds=10):
+def distillation_overhead(steps, autocast, rounds=30):
     """Median seconds of each step, taking turns."""
     timings = {name: [] for name in steps}
     for _ in range(rounds + 1):  # the first round warms up
