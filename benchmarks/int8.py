@@ -25,7 +25,7 @@ from hf_efficient import export_int8
 from hf_efficient.data import load_default_task, tokenize_dataset
 from hf_efficient.export.int8 import onnx_accuracy
 from hf_efficient.report import markdown_table
-from hf_efficient.training import evaluate_model
+from hf_efficient.metrics import evaluate_model
 
 
 def folder_mb(path: Path) -> float:

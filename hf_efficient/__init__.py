@@ -13,7 +13,8 @@ from .layerdrop import (
     remove_layerdrop,
 )
 from .metrics import load_metric
-from .pipeline import RecipeError, load_recipe, run_recipe
+from .recipe import RecipeError, load_recipe, run_recipe
+from .report import Report
 from .sharing import SharingConfig, share_layers, unshare_layers
 
 __version__ = "0.1.0"
@@ -49,6 +50,8 @@ __all__ = [
     "RecipeError",
     "load_recipe",
     "run_recipe",
+    # reports
+    "Report",
     # data and metrics
     "load_default_task",
     "load_metric",

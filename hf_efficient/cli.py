@@ -1,15 +1,29 @@
-"""The `hf-efficient` command: run a recipe, or one technique at a time (each builds a small recipe)."""
+"""The `hf-efficient` command: run a recipe, or one technique at a time (each builds a small recipe).
+
+The flags of the technique commands are generated from the fields of the recipe's sections and
+of the technique configs (`LayerDropConfig`, `PKDConfig`, `SharingConfig`, `Int8ExportConfig`), so
+that a default lives in one place: the dataclass.
+"""
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
+import types
+import typing
 from pathlib import Path
 
 from .data import DEFAULT_TASK, load_text_classification, tokenize_dataset
-from .pipeline import RecipeError, load_recipe, run_recipe
-from .pipeline.runner import FOLDERS, measure_models, report_markdown
+from .distill import PKDConfig
+from .export import Int8ExportConfig
+from .layerdrop import LayerDropConfig
+from .recipe import RecipeError, load_recipe, run_recipe
+from .recipe.config import DataSection, PruneSection, StudentSection, TrainingSection
+from .report import Report, measure_models, report_markdown
+from .sharing import SharingConfig
+from .techniques import TECHNIQUES
 
 EXAMPLES = {
     "run": """examples:
@@ -44,69 +58,112 @@ EXAMPLES = {
 }
 
 
-def _data_arguments(parser: argparse.ArgumentParser, max_train_samples: int | None = None):
-    parser.add_argument("--data", default=DEFAULT_TASK, help="CSV/TSV/JSON(L) file, or the default task")
-    parser.add_argument("--text-column", default="text")
-    parser.add_argument("--label-column", default="label")
-    parser.add_argument("--max-train-samples", type=int, default=max_train_samples, help="training subset size")
-    parser.add_argument("--max-length", type=int, default=64)
-    parser.add_argument("--seed", type=int, default=0)
+
+def _values(text: str, item: type):
+    """`0,2,4` -> [0, 2, 4]; a single value stays a value."""
+    parts = [item(part) for part in text.split(",")]
+    return parts if "," in text else parts[0]
 
 
-def _training_arguments(parser: argparse.ArgumentParser, epochs: float = 3):
-    parser.add_argument("--epochs", type=float, default=epochs)
-    parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--learning-rate", type=float, default=5e-5)
-    parser.add_argument("--bf16", action="store_true", help="bf16 autocast (GPU)")
+def _flag_type(hint):
+    """An argparse `type` for a dataclass field's type hint (`int | None`, `str | list[int]`, ...)."""
+    options = [o for o in (typing.get_args(hint) if isinstance(hint, types.UnionType) else (hint,)) if o is not type(None)]
+    lists = [typing.get_args(o)[0] for o in options if typing.get_origin(o) is list]
+    scalars = [o for o in options if typing.get_origin(o) is not list]
+    if lists and scalars:  # e.g. `init: str | list[int]`: "skip", or "0,2,4"
+
+        def parse(text: str):
+            return _values(text, lists[0]) if "," in text or text[:1].isdigit() else scalars[0](text)
+
+        return parse, None
+    if lists:
+        return lists[0], "+"
+    return scalars[0], None
 
 
-def _output_arguments(parser: argparse.ArgumentParser, default: str):
-    parser.add_argument("--output-dir", default=default)
+def add_config_arguments(parser: argparse.ArgumentParser, cls, *, prefix: str = "", skip=(), title: str = "") -> list:
+    """Add a `--flag` per field of dataclass `cls` (help and choices from the field's metadata).
+
+    A flag that another group already added gets `prefix` (e.g. `--layerdrop-seed`). Returns
+    `(field name, argparse dest)` pairs, to read the values back with `config_values`.
+    """
+    group = parser.add_argument_group(title or cls.__name__)
+    hints = typing.get_type_hints(cls)
+    taken = {option for action in parser._actions for option in action.option_strings}
+    added = []
+    for f in dataclasses.fields(cls):
+        if not f.init or f.name in skip or f.metadata.get("techniques"):
+            continue
+        name = f.metadata.get("flag", f.name.replace("_", "-"))
+        if f"--{name}" in taken:
+            name = f"{prefix}-{name}"
+        default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+        dest = name.replace("-", "_")
+        help_text = f.metadata.get("help", "")
+        if hints[f.name] is bool:
+            if default:
+                group.add_argument(f"--no-{name}", dest=dest, action="store_false", help=f"do not: {help_text}")
+            else:
+                group.add_argument(f"--{name}", dest=dest, action="store_true", help=help_text)
+            added.append((f.name, dest))
+            continue
+        kind, nargs = _flag_type(hints[f.name])
+        shown = f" (default: {default})" if default not in (None, [], "") else ""
+        group.add_argument(
+            f"--{name}",
+            dest=dest,
+            type=kind,
+            nargs=nargs,
+            default=default,
+            choices=f.metadata.get("choices"),
+            help=help_text + shown,
+        )
+        added.append((f.name, dest))
+    return added
+
+
+def config_values(args, fields: list) -> dict:
+    return {name: getattr(args, dest) for name, dest in fields}
+
+
+def _common(parser: argparse.ArgumentParser, output: str, training: bool = True) -> dict:
+    """The data, seed, training and output flags every technique command has."""
+    fields = {"data": add_config_arguments(parser, DataSection, title="data")}
+    parser.add_argument("--seed", type=int, default=0, help="seed of data order, heads and dropout")
+    if training:
+        fields["training"] = add_config_arguments(parser, TrainingSection, title="training")
+    parser.add_argument("--output-dir", default=output)
     parser.add_argument("--restart", action="store_true", help="start over instead of resuming a run in --output-dir")
+    return fields
 
 
 def _base(args, name: str) -> dict:
     recipe = {"name": name, "output_dir": args.output_dir, "seed": args.seed}
-    recipe["data"] = {
-        "source": args.data,
-        "text_column": args.text_column,
-        "label_column": args.label_column,
-        "max_train_samples": args.max_train_samples,
-        "max_length": args.max_length,
-    }
+    recipe["data"] = config_values(args, args.fields["data"])
     if getattr(args, "model", None):
         recipe["model"] = args.model
     return recipe
 
 
-def _training(args) -> dict:
-    return {
-        "epochs": args.epochs,
-        "batch_size": args.batch_size,
-        "learning_rate": args.learning_rate,
-        "bf16": args.bf16,
-    }
-
-
 def _run(recipe: dict, args) -> dict:
     report = run_recipe(load_recipe(recipe), restart=args.restart)
     if report:
-        print(f"\n{report_markdown(report)}\nWrote {recipe.get('output_dir')}/report.json, report.md and the plots.")
+        print(f"\n{report_markdown(Report.from_dict(report))}\nWrote {recipe.get('output_dir')}/report.json, report.md and the plots.")
     return report
 
 
 def run_command(args):
     recipe = load_recipe(args.recipe, args.set + ([f"output_dir={args.output_dir}"] if args.output_dir else []))
     report = run_recipe(recipe, restart=args.restart)
-    print(f"\n{report_markdown(report)}\nWrote {recipe.output_dir}/report.json, report.md and the plots.")
+    print(f"\n{report_markdown(Report.from_dict(report))}\nWrote {recipe.output_dir}/report.json, report.md and the plots.")
     return report
 
 
 def layerdrop_command(args):
     recipe = _base(args, "layerdrop")
-    if args.full:
-        recipe["data"]["max_train_samples"] = None
-    recipe["teacher"] = {**_training(args), "layerdrop": args.rate if args.rate > 0 else None}
+    layerdrop = config_values(args, args.fields["layerdrop"])
+    off = not isinstance(layerdrop["rate"], list) and layerdrop["rate"] == 0
+    recipe["teacher"] = {**config_values(args, args.fields["training"]), "layerdrop": None if off else layerdrop}
     recipe["prune"] = {"model": "teacher", "depths": args.depths}
     return _run(recipe, args)
 
@@ -115,28 +172,18 @@ def distill_command(args):
     recipe = _base(args, "distill")
     recipe.setdefault("model", args.teacher)
     recipe["teacher"] = {"path": args.teacher}
-    strategy = [int(s) for s in args.strategy.split(",")] if args.strategy[0].isdigit() else args.strategy
     recipe["student"] = {
-        **_training(args),
-        "num_layers": args.student_layers,
-        "init": args.init,
-        "init_from": args.init_from,
+        **config_values(args, args.fields["training"]),
+        **config_values(args, args.fields["student"]),
         "layerdrop": args.layerdrop,
-        "distillation": {
-            "strategy": strategy,
-            "alpha": args.alpha,
-            "beta": args.beta,
-            "temperature": args.temperature,
-        },
+        "distillation": config_values(args, args.fields["distillation"]),
     }
-    if args.share_groups:
-        recipe["student"]["sharing"] = {"num_groups": args.share_groups, "scope": args.share_scope}
     return _run(recipe, args)
 
 
 def share_command(args):
     recipe = _base(args, "share")
-    student = {**_training(args), "sharing": {"num_groups": args.num_groups, "scope": args.scope, "init": args.init}}
+    student = {**config_values(args, args.fields["training"]), "sharing": config_values(args, args.fields["sharing"])}
     if args.teacher:
         recipe["teacher"] = {"path": args.teacher}
         student["distillation"] = {}
@@ -148,21 +195,14 @@ def prune_command(args):
     recipe = _base(args, "prune")
     recipe.setdefault("model", args.model)
     recipe["teacher"] = {"path": args.model}
-    recipe["prune"] = {"model": "teacher", "num_layers": args.num_layers, "depths": args.depths}
+    recipe["prune"] = {"model": "teacher", **config_values(args, args.fields["prune"])}
     return _run(recipe, args)
 
 
 def export_command(args):
     recipe = _base(args, "export")
     recipe["teacher"] = {"path": args.model}
-    recipe["export"] = {
-        "mode": args.mode,
-        "per_channel": not args.per_tensor,
-        "approximate_gelu": not args.exact_gelu,
-        "target": args.target,
-        "max_accuracy_drop": args.max_accuracy_drop,
-        "allow_fallback": args.allow_fallback,
-    }
+    recipe["export"] = config_values(args, args.fields["export"])
     return _run(recipe, args)
 
 
@@ -180,25 +220,29 @@ def evaluate_command(args):
     model = Path(args.model)
     test = _test_split(args, model)
     (entry,) = measure_models({model.name: model}, test, batch_sizes=[1], seconds=0.5)
-    print(json.dumps({"model": str(model), "test_rows": len(test), **entry["metrics"]}))
-    return entry["metrics"]
+    print(json.dumps({"model": str(model), "test_rows": len(test), **entry.metrics}))
+    return entry.metrics
 
 
 def benchmark_command(args):
+    from .report import TaskInfo
+    from .report.measure import hardware
+
+    missing = [m for m in args.models if not Path(m).exists()]
+    if missing:  # before evaluating the others for minutes
+        raise ValueError(f"benchmark: {', '.join(missing)} does not exist; give model folders or .onnx files.")
     models = {m if Path(m).suffix == ".onnx" else Path(m).name: m for m in args.models}
-    entries = measure_models(
-        models, _test_split(args, Path(args.models[0])), batch_sizes=args.batch_sizes, threads=args.threads
+    test = _test_split(args, Path(args.models[0]))
+    entries = measure_models(models, test, batch_sizes=args.batch_sizes, threads=args.threads)
+    report = Report(
+        name="benchmark",
+        task=TaskInfo(dataset=Path(args.data).name, rows=len(test)),
+        hardware=hardware(args.threads or "all"),
+        models=entries,
     )
-    report = {
-        "name": "benchmark",
-        "task": {"dataset": args.data, "rows": None},
-        "hardware": {"cpu_threads": args.threads or "all", "cpu": ""},
-        "reference": entries[0]["name"],
-        "models": entries,
-    }
     print(report_markdown(report))
     if args.output:
-        Path(args.output).write_text(json.dumps(report, indent=1))
+        report.save(args.output)
     return report
 
 
@@ -208,21 +252,36 @@ def card_command(args):
     run = Path(args.run_dir)
     if not (run / "report.json").is_file():
         raise RecipeError(f"{run} has no report.json: run a recipe into it first (hf-efficient run RECIPE).")
-    hub = run / FOLDERS["card"]
+    hub = run / "hub"
     if not hub.is_dir():
         recipe = load_recipe(run / "recipe.yaml", [f"output_dir={run}", f"card.license={args.license}"])
         run_recipe(recipe)
-    report = json.loads((run / "report.json").read_text())
-    write_model_card(hub, report, (run / "recipe.yaml").read_text(), license=args.license, language=args.language)
+    write_model_card(
+        hub,
+        Report.load(run / "report.json"),
+        (run / "recipe.yaml").read_text(),
+        license=args.license,
+        language=args.language,
+        repo_id=args.repo_id,
+    )
     print(f"Wrote {hub / 'README.md'}")
 
 
 def push_command(args):
-    from .hub import push_to_hub
+    from .hub import push_to_hub, write_model_card
 
     folder = Path(args.folder)
-    if (folder / FOLDERS["card"]).is_dir():  # a run folder: push what its card step assembled
-        folder = folder / FOLDERS["card"]
+    if (folder / "hub").is_dir():  # a run folder: push what its card step assembled
+        folder = folder / "hub"
+    if (folder / "report.json").is_file() and (folder / "README.md").is_file():
+        # The card's loading snippets name the repo: write them for the one pushed to.
+        recipe = folder / "recipe.yaml"
+        write_model_card(
+            folder,
+            Report.load(folder / "report.json"),
+            recipe.read_text() if recipe.is_file() else None,
+            repo_id=args.repo_id,
+        )
     url = push_to_hub(folder, args.repo_id, private=not args.public)
     print(f"Uploaded {folder} to {url}")
     return url
@@ -253,77 +312,59 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--output-dir", help="override the recipe's output_dir")
     run.add_argument("--restart", action="store_true", help="start over instead of resuming")
 
-    layerdrop = command(
-        "layerdrop", "fine-tune with LayerDrop, then prune to every depth and evaluate", layerdrop_command
-    )
+    layerdrop = command("layerdrop", TECHNIQUES["layerdrop"].summary, layerdrop_command)
     layerdrop.add_argument("--model", help="model folder or name (default: the shipped MiniLM)")
-    _data_arguments(layerdrop, max_train_samples=5000)
-    layerdrop.add_argument("--full", action="store_true", help="train on the whole training set")
-    _training_arguments(layerdrop, epochs=2)
-    layerdrop.add_argument("--rate", type=float, default=0.2, help="LayerDrop rate (0 trains without it)")
+    fields = _common(layerdrop, "runs/layerdrop")
+    fields["layerdrop"] = add_config_arguments(layerdrop, LayerDropConfig, prefix="layerdrop", title="LayerDrop")
     layerdrop.add_argument("--depths", type=int, nargs="+", help="depths to evaluate (default: all down to 2)")
-    _output_arguments(layerdrop, "runs/layerdrop")
+    layerdrop.set_defaults(fields=fields)
 
-    distill = command("distill", "distill a fine-tuned teacher into a shallower student (PKD)", distill_command)
+    distill = command("distill", TECHNIQUES["distillation"].summary, distill_command)
     distill.add_argument("--teacher", required=True, help="fine-tuned teacher folder")
     distill.add_argument("--model", help="pretrained model the student starts from (default: the teacher)")
-    distill.add_argument("--student-layers", type=int, required=True)
-    distill.add_argument("--strategy", default="skip", help="skip, last, or teacher layers like 1,3")
-    distill.add_argument("--alpha", type=float, default=0.7)
-    distill.add_argument("--beta", type=float, default=500.0)
-    distill.add_argument("--temperature", type=float, default=10.0)
-    distill.add_argument("--init", default="skip", choices=["skip", "first"])
-    distill.add_argument("--init-from", default="teacher", choices=["pretrained", "teacher"])
-    distill.add_argument("--layerdrop", type=float, help="LayerDrop rate of the student")
-    distill.add_argument("--share-groups", type=int, help="share the student's layers in this many groups")
-    distill.add_argument("--share-scope", default="all", choices=["all", "attention", "ffn"])
-    _data_arguments(distill)
-    _training_arguments(distill)
-    _output_arguments(distill, "runs/distill")
+    fields = _common(distill, "runs/distill")
+    fields["student"] = add_config_arguments(distill, StudentSection, skip=("path",), title="student")
+    fields["distillation"] = add_config_arguments(distill, PKDConfig, prefix="pkd", title="PKD")
+    distill.add_argument("--layerdrop", type=float, help="LayerDrop rate of the student (default: none)")
+    distill.set_defaults(fields=fields)
 
-    share = command("share", "share weights across layers (ALBERT-style), then fine-tune or distill", share_command)
+    share = command("share", TECHNIQUES["sharing"].summary, share_command)
     share.add_argument("--model", help="pretrained model (default: the shipped MiniLM)")
     share.add_argument("--teacher", help="distill from this fine-tuned teacher instead of fine-tuning directly")
-    share.add_argument("--num-groups", type=int, default=1)
-    share.add_argument("--scope", default="all", choices=["all", "attention", "ffn"])
-    share.add_argument("--init", default="first", choices=["first", "mean"])
-    _data_arguments(share)
-    _training_arguments(share)
-    _output_arguments(share, "runs/share")
+    fields = _common(share, "runs/share")
+    fields["sharing"] = add_config_arguments(share, SharingConfig, prefix="sharing", title="sharing")
+    share.set_defaults(fields=fields)
 
-    prune = command("prune", "prune a model to fewer layers without retraining", prune_command)
+    prune = command("prune", TECHNIQUES["pruning"].summary, prune_command)
     prune.add_argument("--model", required=True, help="fine-tuned model folder (best trained with LayerDrop)")
-    prune.add_argument("--num-layers", type=int, required=True)
-    prune.add_argument("--depths", type=int, nargs="+", help="also evaluate these depths")
-    _data_arguments(prune)
-    _output_arguments(prune, "runs/prune")
+    fields = _common(prune, "runs/prune", training=False)
+    fields["prune"] = add_config_arguments(prune, PruneSection, skip=("model",), title="pruning")
+    prune.set_defaults(fields=fields)
 
-    export = command("export", "export to ONNX and quantize to int8, with an accuracy check", export_command)
+    export = command("export", TECHNIQUES["int8"].summary, export_command)
     export.add_argument("--model", required=True, help="fine-tuned model folder")
-    export.add_argument("--mode", default="dynamic", choices=["dynamic", "static"])
-    export.add_argument("--per-tensor", action="store_true", help="one scale per weight instead of per channel")
-    export.add_argument("--exact-gelu", action="store_true", help="keep the erf GELU in int8 (default: tanh, faster)")
-    export.add_argument("--target", default="avx512_vnni", choices=["avx512_vnni", "avx512", "avx2", "arm64"])
-    export.add_argument("--max-accuracy-drop", type=float, default=0.01)
-    export.add_argument("--allow-fallback", action="store_true", help="static may fall back to dynamic")
-    _data_arguments(export)
-    _output_arguments(export, "runs/export")
+    fields = _common(export, "runs/export", training=False)
+    fields["export"] = add_config_arguments(export, Int8ExportConfig, prefix="export", title="int8 export")
+    export.set_defaults(fields=fields)
 
     evaluate = command("evaluate", "test metrics of a model folder or an .onnx file", evaluate_command)
     evaluate.add_argument("--model", required=True)
-    _data_arguments(evaluate)
+    add_config_arguments(evaluate, DataSection, title="data")
+    evaluate.add_argument("--seed", type=int, default=0, help="seed of the split of a single data file")
 
     benchmark = command("benchmark", "accuracy, size and CPU latency of models, side by side", benchmark_command)
     benchmark.add_argument("models", nargs="+", help="model folders or .onnx files; the first is the reference")
     benchmark.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 32])
     benchmark.add_argument("--threads", type=int, help="CPU threads (default: all cores)")
     benchmark.add_argument("--output", help="write the measurements as JSON here")
-    _data_arguments(benchmark)
+    add_config_arguments(benchmark, DataSection, title="data")
+    benchmark.add_argument("--seed", type=int, default=0, help="seed of the split of a single data file")
 
     card = command("card", "write the Hub model card of a run", card_command)
     card.add_argument("run_dir")
     card.add_argument("--license", default="apache-2.0")
     card.add_argument("--language", default="en")
+    card.add_argument("--repo-id", help="the Hub repo the card's loading snippets name (default: a placeholder)")
 
     push = command("push", "upload a run (its hub/ folder) or a model folder to the Hugging Face Hub", push_command)
     push.add_argument("folder")
@@ -338,6 +379,9 @@ def main(argv: list[str] | None = None):
         args.run(args)
     except (RecipeError, ValueError) as error:
         sys.exit(f"hf-efficient {args.command}: {error}")
+    except KeyboardInterrupt:
+        resume = " Run the same command again to resume where it stopped." if args.command != "push" else ""
+        sys.exit(f"hf-efficient {args.command}: interrupted.{resume}")
 
 
 if __name__ == "__main__":

@@ -106,7 +106,7 @@ def test_prune_export_evaluate_and_benchmark_commands(tmp_path, tiny_bert_folder
     )
     entries = json.loads(output.read_text())["models"]
     assert [e["format"] for e in entries] == ["pytorch", "onnx"] and entries[0]["speedup"] == {"1": 1.0}
-    assert "| pruned |" in capsys.readouterr().out
+    assert "| `pruned` |" in capsys.readouterr().out
 
 
 def test_push_command_pushes_the_hub_folder_of_a_run(tmp_path, monkeypatch):
@@ -117,4 +117,3 @@ def test_push_command_pushes_the_hub_folder_of_a_run(tmp_path, monkeypatch):
     )
     main(["push", str(tmp_path / "run"), "--repo-id", "me/tiny"])
     assert sent == {"folder": tmp_path / "run" / "hub", "private": True}
-    assert cli.FOLDERS["card"] == "hub"

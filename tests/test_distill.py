@@ -257,7 +257,7 @@ def test_layerdrop_student_and_lower_precision_teacher(tmp_path):
 
 @pytest.mark.slow
 def test_mpnet_assembles_from_its_parts(tmp_path):
-    from hf_efficient.training import mpnet_path
+    from hf_efficient.assets import mpnet_path
 
     try:
         folder = mpnet_path(tmp_path)

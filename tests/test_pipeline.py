@@ -10,8 +10,8 @@ from conftest import tiny_batch, tiny_recipe
 from huggingface_hub import ModelCard
 from transformers import AutoModelForSequenceClassification, TrainerCallback
 
-import hf_efficient.pipeline.runner as runner
-from hf_efficient.pipeline import RecipeError, load_recipe, run_recipe
+import hf_efficient.recipe.steps as steps
+from hf_efficient.recipe import RecipeError, load_recipe, run_recipe
 
 RECIPES = Path(__file__).parents[1] / "recipes"
 
@@ -76,10 +76,11 @@ def test_tiny_run_reports_every_model(tiny_run):
     assert report == json.loads((output / "report.json").read_text())
     models = {m["name"]: m for m in report["models"]}
     assert list(models) == ["teacher", "student", "pruned", "pruned-int8"]
-    assert [m["kind"] for m in models.values()] == ["layerdrop", "pkd", "pruned", "int8"]
+    assert [m["kind"] for m in models.values()] == ["layerdrop", "distillation", "pruning", "int8"]
     assert [m["layers"] for m in models.values()] == [4, 2, 1, 1]
-    assert models["student"]["techniques"] == ["layerdrop", "pkd"]
-    assert models["pruned-int8"]["techniques"] == ["layerdrop", "pkd", "pruning", "int8"]
+    assert models["student"]["techniques"] == ["layerdrop", "distillation"]
+    assert models["student"]["settings"]["distillation"]["method"] == "pkd"
+    assert models["pruned-int8"]["techniques"] == ["layerdrop", "distillation", "pruning", "int8"]
     assert report["final"] == "pruned-int8" and report["reference"] == "teacher"
     assert list(report["depths"]) == ["student"] and list(report["depths"]["student"]) == ["2", "1"]
     assert report["depths"]["student"]["2"] == pytest.approx(models["student"]["metrics"]["accuracy"])
@@ -96,7 +97,8 @@ def test_tiny_run_reports_every_model(tiny_run):
         assert m["energy"]["per_1000_predictions_joules"] is None or m["energy"]["per_1000_predictions_joules"] > 0
     assert models["teacher"]["training_seconds"] > 0 and models["pruned"]["training_seconds"] is None
     table = (output / "report.md").read_text()
-    assert all(f"| {name} |" in table for name in models) and "not measured" in table
+    assert all(f"| `{name}` |" in table for name in models) and "not measured" in table
+    assert "after pruning to each depth" in table  # the sweep the plot shows
     for plot in ["accuracy_by_depth.png", "accuracy_vs_size.png", "accuracy_vs_latency.png"]:
         assert plot in report["plots"] and (output / plot).read_bytes()[:4] == b"\x89PNG"
 
@@ -144,7 +146,7 @@ def test_resume_after_a_crash_between_steps(tmp_path, tiny_bert_folder, reviews_
     def crash(*args, **kwargs):
         raise RuntimeError("simulated crash")
 
-    monkeypatch.setattr(runner, "export_int8", crash)
+    monkeypatch.setattr(steps, "export_int8", crash)
     with pytest.raises(RuntimeError, match="simulated crash"):
         run_recipe(recipe)
     state = json.loads((tmp_path / "run" / "run_state.json").read_text())
@@ -153,7 +155,7 @@ def test_resume_after_a_crash_between_steps(tmp_path, tiny_bert_folder, reviews_
     teacher_weights = (tmp_path / "run" / "teacher" / "model.safetensors").stat().st_mtime_ns
 
     monkeypatch.undo()
-    monkeypatch.setattr(runner, "finetune", lambda *a, **k: pytest.fail("a completed training step ran again"))
+    monkeypatch.setattr(steps, "finetune", lambda *a, **k: pytest.fail("a completed training step ran again"))
     report = run_recipe(recipe)
     assert [m["name"] for m in report["models"]] == ["teacher", "student", "pruned", "pruned-int8"]
     assert (tmp_path / "run" / "teacher" / "model.safetensors").stat().st_mtime_ns == teacher_weights

@@ -4,8 +4,7 @@ import time
 
 import pytest
 
-from hf_efficient.pipeline.runner import report_markdown
-from hf_efficient.report import measure, plot_tradeoffs
+from hf_efficient.report import ModelEntry, Report, measure, plot_tradeoffs, report_markdown
 from hf_efficient.report.measure import EnergyMeter, measure_latency, weights_size_mb
 
 
@@ -74,8 +73,67 @@ def test_report_table_and_tradeoff_plots(tmp_path):
         "reference": "teacher",
         "models": [model("teacher", 0.84, 90.9, 100.0), model("student-int8", 0.83, 12.0, 25.0)],
     }
+    report = Report.from_dict(report)
     table = report_markdown(report)
-    assert "| student-int8 | int8 | 3 | 15.00 | 12.0 | 0.8300 | 0.9881 | 2.50 | 25.00 | 4.00x | 4.00x |" in table
-    assert "| not measured | 120 | not measured | 41.5 |" in table
-    assert plot_tradeoffs(report["models"], tmp_path) == ["accuracy_vs_size.png", "accuracy_vs_latency.png"]
+    row = "| `student-int8` | int8 | 3 | 15.0M | 12.0 | 0.8300 | 98.8% | 2.5 ms (4.00x) | 25.0 ms (4.00x) |"
+    assert row in table
+    # An export is not trained ("-"); a trained model without a training-energy reading is "not measured".
+    assert "| - | - | 41.5 J (RAPL) |" in table and "| 120 s | not measured | 41.5 J (RAPL) |" in table
+    assert plot_tradeoffs(report.models, tmp_path) == ["accuracy_vs_size.png", "accuracy_vs_latency.png"]
     assert (tmp_path / "accuracy_vs_latency.png").read_bytes()[:4] == b"\x89PNG"
+
+
+OLD_REPORT = {  # a report.json as the runner wrote it before the vocabulary was one (names of then)
+    "name": "quickstart",
+    "base_model": "sentence-transformers/all-MiniLM-L6-v2",
+    "task": {"dataset": "rotten_tomatoes", "split": "test", "rows": 1409, "metric": "accuracy"},
+    "hardware": {"cpu": "AMD EPYC", "cpu_threads": 2, "gpu": None},
+    "reference": "teacher",
+    "final": "student-int8",
+    "techniques": ["layerdrop", "pkd", "albert-sharing", "pruning", "int8"],
+    "models": [
+        {"name": "teacher", "path": "teacher", "techniques": ["layerdrop"], "training_seconds": 300.1,
+         "gpu_throughput": None, "format": "pytorch", "layers": 6, "kind": "layerdrop", "parameters": 22713216,
+         "size_mb": 90.9, "metrics": {"accuracy": 0.84}, "energy": {"training_joules": None,
+         "per_1000_predictions_joules": None, "source": None}, "latency_ms": {"1": 5.0}, "speedup": {"1": 1.0},
+         "accuracy_retained": 1.0},
+        {"name": "student", "path": "student", "techniques": ["pkd"], "kind": "pkd", "format": "pytorch",
+         "metrics": {"accuracy": 0.83}, "latency_ms": {"1": 2.5}, "speedup": {"1": 2.0}},
+        {"name": "shared", "path": "s", "techniques": ["albert-sharing"], "kind": "shared", "metrics": {}},
+        {"name": "pruned", "path": "p", "techniques": ["layerdrop", "pruning"], "kind": "pruned", "metrics": {}},
+        {"name": "student-int8", "path": "onnx/model_quantized.onnx", "source": "student", "kind": "int8",
+         "techniques": ["pkd", "int8"], "format": "onnx", "metrics": {"accuracy": 0.829},
+         "export": {"backend": "onnxruntime", "mode": "dynamic", "chosen": "onnx_int8"}},
+    ],
+    "depths": {"teacher": {"6": 0.84, "3": 0.8}},
+    "plots": ["accuracy_by_depth.png"],
+    "steps": {"teacher": 300.5},
+}
+
+
+def test_an_earlier_report_json_reads_in_todays_vocabulary(tmp_path):
+    report = Report.from_dict(OLD_REPORT)
+    assert report.techniques == ["layerdrop", "distillation", "sharing", "pruning", "int8"]
+    assert [m.kind for m in report.models] == ["layerdrop", "distillation", "sharing", "pruning", "int8"]
+    assert report.model("student").settings == {"distillation": {"method": "pkd"}}  # "pkd" meant PKD's loss
+    assert report.model("student-int8").techniques == ["distillation", "int8"]
+    assert report.model("teacher").energy.per_1000_predictions_joules is None
+    assert report.model("student").layers is None and report.model("student").energy.source is None
+    # Today's reports round-trip exactly, through JSON too.
+    report.save(tmp_path / "report.json")
+    again = Report.load(tmp_path / "report.json")
+    assert again == report and Report.from_dict(again.to_dict()).to_dict() == report.to_dict()
+    assert isinstance(again.models[0], ModelEntry) and again.depths == {"teacher": {"6": 0.84, "3": 0.8}}
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"models": []}, "models is empty"),
+        ({"final": "nobody"}, "final='nobody' names no model"),
+        ({"task": "rotten_tomatoes"}, "missing dataset"),
+    ],
+)
+def test_a_broken_report_is_refused_with_what_is_wrong(change, message):
+    with pytest.raises(ValueError, match=message):
+        Report.from_dict({**OLD_REPORT, **change})

@@ -3,15 +3,23 @@
 from __future__ import annotations
 
 import glob
+import os
+import platform
 import statistics
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
 import torch
+from transformers import EvalPrediction
 
-NOT_MEASURED = "not measured"
+from ..export.int8 import onnx_logits
+from ..metrics import compute_metrics_fn, evaluate_model
+from ..provenance import CONFIG_KEY
+from ..techniques import TECHNIQUES, kind_of
+from .schema import Energy, Hardware, ModelEntry
+
 POWERCAP = "/sys/class/powercap"
 # Bytes of the weights themselves; tokenizer and config files are the same for every variant.
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".onnx", ".onnx_data")
@@ -185,3 +193,98 @@ def _energy_readers() -> dict[str, tuple[Callable[[], float], float]]:
         except Exception:  # no pynvml, no driver support: the report says "not measured"
             pass
     return readers
+
+
+def measure_models(
+    models: dict[str, str | Path],
+    dataset,
+    *,
+    head=None,
+    batch_sizes: Sequence[int] = (1, 32),
+    sequence_length: int = 64,
+    threads: int | None = None,
+    seconds: float = 3.0,
+) -> list[ModelEntry]:
+    """Measure models side by side on a tokenized test split; the first one is the reference.
+
+    Every model is evaluated and its files weighed before any latency is timed, and the latency of
+    all of them is timed in turns in one call, so that their ratios hold on a busy machine too.
+
+    Args:
+        models (`dict[str, str | Path]`): Name -> a saved model folder (PyTorch) or an `.onnx` file.
+        dataset (`datasets.Dataset`): Tokenized rows with `label`.
+        head (*optional*): The Auto class that loads the folders (default: sequence classification).
+        batch_sizes (`Sequence[int]`): Batch sizes of the CPU latency measurement.
+        sequence_length (`int`): Tokens per row in the latency measurement.
+        threads (`int`, *optional*): CPU threads (default: all cores).
+        seconds (`float`): Time spent per model and batch size.
+
+    Returns:
+        `list[ModelEntry]`: per model, metrics, size, latency and speed-up per batch size, metric
+        retained against the first, GPU throughput and energy (None where not measured).
+    """
+    if not models:
+        raise ValueError("measure_models: give at least one model folder or .onnx file.")
+    missing = [f"{name}={str(path)!r}" for name, path in models.items() if not Path(path).exists()]
+    if missing:  # before minutes of evaluating the others
+        raise ValueError(f"measure_models: {', '.join(missing)} does not exist; give a model folder or an .onnx file.")
+    if head is None:
+        from transformers import AutoModelForSequenceClassification as head
+    threads = threads or os.cpu_count()
+    entries, runners, modules = [], {}, {}
+    labels = np.asarray(dataset["label"])
+    for name, path in models.items():
+        path = Path(path)
+        entry = ModelEntry(name=name, path=str(path))
+        if path.suffix == ".onnx":
+            with EnergyMeter() as meter:
+                logits = onnx_logits(path, dataset)
+            entry.metrics = compute_metrics_fn()(EvalPrediction(predictions=logits, label_ids=labels))
+            entry.format, entry.kind = "onnx", "onnx"
+            runners[name] = onnx_runner(path, threads)
+        else:
+            model = head.from_pretrained(path).eval()
+            with EnergyMeter() as meter:
+                entry.metrics = evaluate_model(model, dataset, desc=f"{name} on test")
+            entry.layers = model.config.num_hidden_layers
+            entry.parameters = sum(p.numel() for p in model.parameters())
+            entry.settings = recorded_techniques(model.config)
+            entry.techniques = list(entry.settings)
+            entry.kind = kind_of(entry.techniques)
+            runners[name], modules[name] = pytorch_runner(model), model
+        entry.size_mb = round(weights_size_mb(path), 2)
+        per_1000 = None if meter.joules is None else meter.joules / len(dataset) * 1000
+        entry.energy = Energy(per_1000_predictions_joules=per_1000, source=meter.source)
+        entries.append(entry)
+
+    feeds = {}
+    for size in batch_sizes:
+        rows = dataset.select([i % len(dataset) for i in range(size)])
+        columns = [c for c in ("input_ids", "attention_mask", "token_type_ids") if c in rows.column_names]
+        feeds[size] = {c: np.asarray(rows[c], dtype=np.int64)[:, :sequence_length] for c in columns}
+    print(f"    CPU latency of {len(runners)} models at batch sizes {list(batch_sizes)} on {threads} threads", flush=True)
+    latency = measure_latency(runners, feeds, threads=threads, seconds=seconds)
+    reference = entries[0]
+    for entry in entries:
+        if entry.name in modules:
+            entry.gpu_throughput = gpu_throughput(modules[entry.name], feeds[max(batch_sizes)])
+        entry.latency_ms = {str(s): round(latency[entry.name][s], 3) for s in batch_sizes}
+        entry.speedup = {str(s): latency[reference.name][s] / latency[entry.name][s] for s in batch_sizes}
+        entry.accuracy_retained = entry.metrics["accuracy"] / reference.metrics["accuracy"]
+    return entries
+
+
+def recorded_techniques(config) -> dict[str, dict]:
+    """The techniques of the table that a model's config records, with their settings, in table order."""
+    record = getattr(config, CONFIG_KEY, None) or {}
+    return {name: record[name] for name in TECHNIQUES if name in record}
+
+
+def hardware(threads: int) -> Hardware:
+    """The CPU's name (from /proc/cpuinfo on Linux), the threads used and the GPU, if any."""
+    cpu = platform.processor() or platform.machine()
+    if Path("/proc/cpuinfo").is_file():
+        names = [line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")]
+        cpu = names[0] if names else cpu
+    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
+    return Hardware(cpu=cpu, cpu_threads=threads, gpu=gpu)

@@ -26,10 +26,10 @@ from pathlib import Path
 import yaml
 
 from ..data import DEFAULT_TASK
-from ..distill import PKDConfig
-from ..export.int8 import MODES, TARGETS
-from ..layerdrop import LayerDropConfig
-from ..sharing import SharingConfig
+from ..export import Int8ExportConfig
+from ..tasks import DEFAULT_TASK as DEFAULT_TASK_NAME
+from ..tasks import TASKS
+from ..techniques import TECHNIQUES, section_techniques
 
 # Short names for the models that come from PyPI packages, and their Hub ids (for model cards).
 MODEL_SHORTCUTS = {
@@ -42,15 +42,20 @@ class RecipeError(ValueError):
     """A recipe field is missing, unknown or has a bad value; the message names it and the fix."""
 
 
+def _help(text: str, **more) -> dict:
+    """Field metadata: the help of the generated command-line flag (and its choices, if any)."""
+    return {"help": text, **more}
+
+
 @dataclass
 class DataSection:
-    """The task. `source` is a CSV/TSV/JSON(L) file or the default task (Rotten Tomatoes)."""
+    """The data. `source` is a CSV/TSV/JSON(L) file or the default task (Rotten Tomatoes)."""
 
-    source: str = DEFAULT_TASK
-    text_column: str = "text"
-    label_column: str = "label"
-    max_train_samples: int | None = None
-    max_length: int = 64
+    source: str = field(default=DEFAULT_TASK, metadata=_help("CSV/TSV/JSON(L) file, or the default task", flag="data"))
+    text_column: str = field(default="text", metadata=_help("column of the texts"))
+    label_column: str = field(default="label", metadata=_help("column of the labels"))
+    max_train_samples: int | None = field(default=None, metadata=_help("training subset size (default: all rows)"))
+    max_length: int = field(default=64, metadata=_help("tokens per text"))
 
     def check(self, where: str):
         _positive(self.max_length, f"{where}.max_length")
@@ -60,13 +65,26 @@ class DataSection:
 
 @dataclass
 class TrainingSection:
-    """How a model is trained (the reference recipe of `hf_efficient.training.finetune`)."""
+    """How a model is trained (the reference recipe of `hf_efficient.training.finetune`).
 
-    epochs: float = 3.0
-    batch_size: int = 32
-    learning_rate: float = 5e-5
-    bf16: bool = False
-    layerdrop: LayerDropConfig | None = None
+    Besides these fields, the section takes a key per technique of `hf_efficient.techniques` that
+    lists the section (`layerdrop:`, `distillation:`, `sharing:`), holding that technique's config;
+    they are in `techniques` and read as attributes (`section.layerdrop`, None when absent).
+    """
+
+    SECTION = "training"
+
+    epochs: float = field(default=3.0, metadata=_help("training epochs"))
+    batch_size: int = field(default=32, metadata=_help("per-device batch size"))
+    learning_rate: float = field(default=5e-5, metadata=_help("peak learning rate"))
+    bf16: bool = field(default=False, metadata=_help("bf16 autocast (GPU, or a CPU with AVX512-BF16/AMX)"))
+    techniques: dict = field(default_factory=dict, metadata={"techniques": True})
+
+    def __getattr__(self, name: str):
+        # Only called when normal lookup fails: a technique this section can hold but does not.
+        if name != "techniques" and name in {t.name for t in section_techniques(self.SECTION)}:
+            return self.techniques.get(name)
+        raise AttributeError(f"{type(self).__name__} has no attribute {name!r}")
 
     def check(self, where: str):
         _positive(self.epochs, f"{where}.epochs")
@@ -78,18 +96,26 @@ class TrainingSection:
 class TeacherSection(TrainingSection):
     """Fine-tune `model` as the teacher, or start from an already fine-tuned `path` (no training)."""
 
-    path: str | None = None
+    SECTION = "teacher"
+
+    path: str | None = field(default=None, metadata=_help("an already fine-tuned teacher folder (no training)"))
 
 
 @dataclass
 class StudentSection(TrainingSection):
-    """A shallower student, distilled from the teacher with PKD (or fine-tuned directly without `distillation`)."""
+    """A shallower student, distilled from the teacher (or fine-tuned directly without `distillation`)."""
 
-    num_layers: int | None = None
-    init: str | list[int] = "skip"
-    init_from: str = "pretrained"
-    distillation: PKDConfig | None = None
-    sharing: SharingConfig | None = None
+    SECTION = "student"
+
+    num_layers: int | None = field(default=None, metadata=_help("depth of the student (default: the teacher's)"))
+    init: str | list[int] = field(
+        default="skip", metadata=_help("teacher layers the student starts from: skip, first, or a list like 0,2,4")
+    )
+    init_from: str = field(
+        default="pretrained",
+        metadata=_help("copy the student's layers from the pretrained model or the fine-tuned teacher",
+                       choices=("pretrained", "teacher")),
+    )
 
     def check(self, where: str):
         super().check(where)
@@ -105,9 +131,9 @@ class PruneSection:
     """Evaluate `model` pruned to each of `depths` (default: every depth down to 2) without retraining,
     and keep a copy with `num_layers` layers when given."""
 
-    model: str | None = None
-    depths: list[int] | None = None
-    num_layers: int | None = None
+    model: str | None = field(default=None, metadata=_help("the model to prune: teacher or student"))
+    depths: list[int] | None = field(default=None, metadata=_help("depths to evaluate (default: all down to 2)"))
+    num_layers: int | None = field(default=None, metadata=_help("depth of the pruned copy to keep"))
 
     def check(self, where: str):
         if self.model is not None:
@@ -119,26 +145,20 @@ class PruneSection:
 
 
 @dataclass
-class ExportSection:
-    """ONNX export and int8 quantization of `model` (default: the last model produced), with an accuracy gate."""
+class ExportSection(Int8ExportConfig):
+    """ONNX export and int8 quantization of `model` (default: the last model produced), with an accuracy gate:
+    the fields of `Int8ExportConfig` plus which model to export."""
 
-    model: str | None = None
-    mode: str = "dynamic"
-    per_channel: bool = True
-    approximate_gelu: bool = True
-    target: str = "avx512_vnni"
-    max_accuracy_drop: float = 0.01
-    calibration_samples: int = 256
-    allow_fallback: bool = False
+    model: str | None = field(default=None, metadata=_help("the model to export: teacher, student or pruned"))
 
     def check(self, where: str):
         if self.model is not None:
             _one_of(self.model, ("teacher", "student", "pruned"), f"{where}.model")
-        _one_of(self.mode, MODES, f"{where}.mode")
-        _one_of(self.target, TARGETS, f"{where}.target")
-        if not 0 <= self.max_accuracy_drop <= 1:
-            raise RecipeError(f"{where}.max_accuracy_drop={self.max_accuracy_drop}: a fraction in [0, 1], e.g. 0.01.")
-        _positive(self.calibration_samples, f"{where}.calibration_samples")
+
+    def config(self) -> Int8ExportConfig:
+        """The export settings alone, as `export_int8` takes them."""
+        names = {f.name for f in dataclasses.fields(Int8ExportConfig)}
+        return Int8ExportConfig(**{k: v for k, v in dataclasses.asdict(self).items() if k in names})
 
 
 @dataclass
@@ -187,6 +207,7 @@ class Recipe:
 
     name: str
     model: str = "minilm"
+    task: str = DEFAULT_TASK_NAME
     output_dir: str | None = None
     seed: int = 0
     data: DataSection = field(default_factory=DataSection)
@@ -203,6 +224,7 @@ class Recipe:
             raise RecipeError("name is empty: give the run a name, e.g. `name: quickstart`.")
         if self.output_dir is None:
             self.output_dir = f"runs/{self.name}"
+        _one_of(self.task, tuple(TASKS), f"{where}.task")
         if self.teacher is None and self.student is None:
             if self.prune or self.export:
                 raise RecipeError(
@@ -210,8 +232,11 @@ class Recipe:
                 )
         student = self.student
         if student is not None and self.teacher is None:
-            if student.distillation is not None or student.init_from == "teacher":
-                raise RecipeError("student.distillation and student.init_from=teacher need a `teacher` section.")
+            needing = [f"student.{name}" for name in student.techniques if TECHNIQUES[name].needs_teacher]
+            if student.init_from == "teacher":
+                needing.append("student.init_from=teacher")
+            if needing:
+                raise RecipeError(f"{' and '.join(needing)} need a `teacher` section.")
         for section, name in ((self.prune, "prune"), (self.export, "export")):
             if section is not None and section.model == "student" and student is None:
                 raise RecipeError(f"{name}.model=student, but the recipe has no `student` section.")
@@ -221,7 +246,7 @@ class Recipe:
             self.card = CardSection()  # what goes to the Hub always has a card
 
     def to_dict(self) -> dict:
-        return _plain(dataclasses.asdict(self))
+        return _plain(_flatten(dataclasses.asdict(self)))
 
 
 def load_recipe(source: str | Path | dict, overrides: list[str] | dict | None = None) -> Recipe:
@@ -276,19 +301,28 @@ def _split_override(text: str) -> tuple[str, object]:
     return key.strip(), yaml.safe_load(value)
 
 
-def _build(cls, raw, where: str):
+def _build(cls, raw, where: str, shorthand: str | None = None):
     """Build dataclass `cls` from `raw`, checking keys and types, then its own `check`."""
-    if cls is LayerDropConfig and isinstance(raw, (int, float)) and not isinstance(raw, bool):
-        raw = {"rate": raw}  # `layerdrop: 0.2` is short for `layerdrop: {rate: 0.2}`
+    if shorthand and isinstance(raw, (int, float)) and not isinstance(raw, bool):
+        raw = {shorthand: raw}  # `layerdrop: 0.2` is short for `layerdrop: {rate: 0.2}`
     if not isinstance(raw, dict):
         raise RecipeError(f"{where} must be a mapping of {cls.__name__} fields, got {raw!r}.")
     hints = typing.get_type_hints(cls)
-    fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
+    fields = {f.name: f for f in dataclasses.fields(cls) if f.init and not f.metadata.get("techniques")}
+    raw = dict(raw)
+    techniques = {}
+    for technique in section_techniques(getattr(cls, "SECTION", None)):
+        value = raw.pop(technique.name, None)
+        if value is not None and value is not False:
+            techniques[technique.name] = _build(
+                technique.config_class, {} if value is True else value, f"{where}.{technique.name}", technique.shorthand
+            )
+    known = list(fields) + [t.name for t in section_techniques(getattr(cls, "SECTION", None))]
     for key in raw:
         if key not in fields:
-            close = difflib.get_close_matches(str(key), list(fields), n=1)
+            close = difflib.get_close_matches(str(key), known, n=1)
             hint = f" Did you mean {close[0]!r}?" if close else ""
-            raise RecipeError(f"{where}: unknown key {key!r}.{hint} Known keys: {', '.join(fields)}.")
+            raise RecipeError(f"{where}: unknown key {key!r}.{hint} Known keys: {', '.join(known)}.")
     missing = [
         name
         for name, f in fields.items()
@@ -297,6 +331,8 @@ def _build(cls, raw, where: str):
     if missing:
         raise RecipeError(f"{where}: missing {', '.join(missing)} (required).")
     values = {key: _convert(hints[key], value, f"{where}.{key}") for key, value in raw.items()}
+    if "techniques" in {f.name for f in dataclasses.fields(cls)}:
+        values["techniques"] = techniques
     try:
         built = cls(**values)
     except ValueError as error:  # the technique configs validate themselves
@@ -322,7 +358,7 @@ def _convert(hint, value, where: str):
         if option is type(None):
             continue
         if dataclasses.is_dataclass(option):
-            if isinstance(value, dict) or option is LayerDropConfig:
+            if isinstance(value, dict):
                 return _build(option, value, where)
             errors.append(option.__name__)
         elif typing.get_origin(option) is list:
@@ -355,6 +391,16 @@ def _one_of(value, allowed, where: str):
         close = difflib.get_close_matches(str(value), [str(a) for a in allowed], n=1)
         hint = f" Did you mean {close[0]!r}?" if close else ""
         raise RecipeError(f"{where}={value!r}: use one of {', '.join(map(str, allowed))}.{hint}")
+
+
+def _flatten(value):
+    """A training section's techniques back among its keys, as the recipe file has them."""
+    if isinstance(value, dict):
+        techniques = value.pop("techniques", None) if isinstance(value.get("techniques"), dict) else None
+        flat = {k: _flatten(v) for k, v in value.items()}
+        flat.update({name: _flatten(config) for name, config in (techniques or {}).items()})
+        return flat
+    return value
 
 
 def _plain(value):

@@ -1,0 +1,197 @@
+"""Hub model cards: `write_model_card(folder, report)` turns a run's report into the folder's `README.md`.
+
+The metadata (tags, base model, dataset, model-index results) comes from the report (see
+`hf_efficient.report.Report`) and the tables of techniques and tasks; the body is rendered from
+the Jinja template of the final model's kind in `templates/` (one per technique, and
+`finetuned.md.j2`), around the same table of models as `report.md`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import re
+from pathlib import Path
+
+from huggingface_hub import EvalResult, ModelCard, ModelCardData
+from jinja2 import Environment, FileSystemLoader, StrictUndefined
+
+from ..report import Report
+from ..report.render import depth_table, measured, millions, models_table
+from ..tasks import get_task
+from ..techniques import FINETUNED, TECHNIQUES, hub_tags
+
+TEMPLATES = Path(__file__).parent / "templates"
+# Hub names: `owner/name` for models; datasets may be canonical (`rotten_tomatoes`) or `owner/name`.
+_REPO_ID = re.compile(r"[A-Za-z0-9][\w.-]{0,95}/[A-Za-z0-9][\w.-]{0,95}")
+_DATASET_ID = re.compile(r"[A-Za-z0-9][\w.-]{0,95}(/[A-Za-z0-9][\w.-]{0,95})?")
+_DATA_FILE_SUFFIXES = (".csv", ".tsv", ".json", ".jsonl", ".parquet", ".txt")
+
+
+def is_repo_id(value) -> bool:
+    return _is_hub_id(value, _REPO_ID)
+
+
+def _is_hub_id(value, pattern: re.Pattern) -> bool:
+    return isinstance(value, str) and pattern.fullmatch(value) is not None and ".." not in value and "--" not in value
+
+
+def _on_hub(value, pattern: re.Pattern) -> bool:
+    """Whether a report's base model or dataset names a Hub repo rather than a local folder or file."""
+    return _is_hub_id(value, pattern) and not value.lower().endswith(_DATA_FILE_SUFFIXES) and not Path(value).exists()
+
+
+def _template(kind: str) -> str:
+    """The card template of a model kind: its technique's, or the fine-tuned one's."""
+    if kind == FINETUNED:
+        return "finetuned.md.j2"
+    if kind == "onnx":  # an ONNX file of unknown origin: the export's card
+        kind = "int8"
+    if kind not in TECHNIQUES:
+        raise ValueError(f"write_model_card: a model has kind {kind!r}; use {FINETUNED!r} or one of {sorted(TECHNIQUES)}.")
+    return TECHNIQUES[kind].template
+
+
+def _settings(report: Report) -> dict[str, dict]:
+    """Each technique of the report with the settings a model of it records (for settings-dependent tags)."""
+    settings = dict.fromkeys(report.techniques, None)
+    for model in report.models:
+        for name, recorded in model.settings.items():
+            settings[name] = settings.get(name) or recorded
+    unknown = [name for name in settings if name not in TECHNIQUES]
+    if unknown:
+        raise ValueError(f"write_model_card: unknown techniques {unknown}; use those of {sorted(TECHNIQUES)}.")
+    return settings
+
+
+def _card_data(report: Report, final, license: str, language: str) -> ModelCardData:
+    task, row = report.task, get_task(report.task.name)
+    dataset = task.dataset
+    hub_dataset = _on_hub(dataset, _DATASET_ID)
+    metrics = {k: v for k, v in final.metrics.items() if k in row.card_metrics and v is not None}
+    results = [
+        EvalResult(
+            task_type=row.pipeline_tag,
+            task_name=row.title,
+            dataset_type=dataset if hub_dataset else Path(str(dataset)).stem,
+            dataset_name=str(dataset),
+            dataset_split=task.split,
+            metric_type=metric,
+            metric_value=value,
+        )
+        for metric, value in metrics.items()
+    ]
+    return ModelCardData(
+        language=language,
+        license=license,
+        library_name="transformers",
+        base_model=report.base_model if _on_hub(report.base_model, _REPO_ID) else None,
+        datasets=[dataset] if hub_dataset else None,
+        pipeline_tag=row.pipeline_tag,
+        tags=["hf_efficient", *hub_tags(_settings(report))],
+        metrics=list(metrics) or None,
+        model_name=f"{report.name}-{final.name}",
+        eval_results=results or None,  # an empty list would still write an empty model-index
+    )
+
+
+def _plots(report: Report, folder: Path) -> list[dict]:
+    plots = []
+    for plot in report.plots:
+        relative = Path(plot)
+        if relative.is_absolute() and relative.resolve().is_relative_to(folder.resolve()):
+            relative = relative.resolve().relative_to(folder.resolve())
+        # The card links plots relative to the repo root, so they must be files of the folder.
+        if relative.is_absolute() or ".." in relative.parts or not (folder / relative).is_file():
+            raise ValueError(f"write_model_card: plot {plot} is not in {folder}; write it there or drop it from plots.")
+        plots.append({"path": relative.as_posix(), "title": relative.stem.replace("_", " ")})
+    return plots
+
+
+def write_model_card(
+    folder: str | Path,
+    report: Report | dict,
+    recipe_text: str | None = None,
+    *,
+    license: str = "apache-2.0",
+    language: str = "en",
+    repo_id: str | None = None,
+) -> ModelCard:
+    """Write `folder/README.md`, the Hub model card of the compressed checkpoint in `folder`.
+
+    The metadata carries the tags of the techniques, the base model and dataset (when they are Hub
+    ids), and the final model's measured metrics as model-index results; the body, rendered from
+    the template of the final model's kind, holds the summary, the table of every model of the run,
+    the plots, the recipe, how to load the model (with Optimum when `folder/onnx` exists) and its
+    limits.
+
+    Args:
+        folder (`str` or `Path`): The checkpoint folder (config.json, weights, report, plots).
+        report (`Report` or `dict`): The run's report (`report.json` loaded, or `Report.load(...)`).
+        recipe_text (`str`, *optional*): The recipe's YAML, shown under "How it was made".
+        license (`str`): Hub license id.
+        language (`str`): Language of the training data.
+        repo_id (`str`, *optional*): The Hub repo the card will live in, used by every loading
+            snippet; a `your-name/<run>` placeholder when not given.
+
+    Returns:
+        `huggingface_hub.ModelCard`: The card written.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"write_model_card: no folder {folder}; write the checkpoint there first.")
+    if isinstance(report, dict):
+        report = Report.from_dict(report)
+    if not isinstance(report, Report):
+        raise TypeError(f"write_model_card(report=...): a Report or report.json's dict, got {type(report).__name__}.")
+    if repo_id is not None and not is_repo_id(repo_id):
+        raise ValueError(f"write_model_card(repo_id={repo_id!r}): use 'namespace/name', or None for a local folder.")
+    templates = {model.name: _template(model.kind) for model in report.models}
+    final = report.model(report.final)
+    onnx = folder / "onnx"
+    if final.kind == "int8" and not onnx.is_dir():
+        raise ValueError(
+            f"write_model_card: the final model {final.name!r} is int8 but {folder} has no onnx/ subfolder; "
+            "write it with export_int8(model, folder / 'onnx', tokenizer=tokenizer)."
+        )
+    config = json.loads((folder / "config.json").read_text()) if (folder / "config.json").exists() else {}
+    card_data = _card_data(report, final, license, language)
+    row = get_task(report.task.name)
+    # Absolute template paths in the table (a technique kept outside the package) load from their folder.
+    extra = {str(Path(t).parent) for t in templates.values() if Path(t).is_absolute()}
+    environment = Environment(
+        loader=FileSystemLoader([str(TEMPLATES), *sorted(extra)]),
+        undefined=StrictUndefined,  # a typo in a template fails here, not silently on the Hub
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+    )
+    environment.filters.update(measured=measured, millions=millions)
+    body = environment.get_template(Path(templates[final.name]).name).render(
+        title=card_data.model_name,
+        task=dataclasses.asdict(report.task),
+        task_row=row,
+        metric=report.task.metric,
+        hardware=dataclasses.asdict(report.hardware),
+        final=dataclasses.asdict(final),
+        reference=dataclasses.asdict(report.model(report.reference)),
+        speedup_batch=min(final.speedup, key=int, default=None),
+        base_model=report.base_model,
+        base_model_on_hub=card_data.base_model is not None,
+        dataset_on_hub=card_data.datasets is not None,
+        results_table=models_table(report, highlight=final.name),
+        depth_table=depth_table(report),
+        plots=_plots(report, folder),
+        recipe=recipe_text.strip() if recipe_text else None,
+        repo=repo_id or f"your-name/{report.name}",
+        repo_on_hub=repo_id is not None,
+        model_type=config.get("model_type", ""),
+        needs_import="sharing" in final.techniques,
+        has_tokenizer=(folder / "tokenizer_config.json").exists(),
+        onnx=onnx.is_dir(),
+        export=json.loads((onnx / "export_report.json").read_text()) if (onnx / "export_report.json").exists() else {},
+        energy_measured=final.energy.source is not None,
+    )
+    card = ModelCard("---\n" + card_data.to_yaml() + "\n---\n" + body)
+    card.save(folder / "README.md")
+    return card

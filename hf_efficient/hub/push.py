@@ -1,0 +1,56 @@
+"""Uploading a checkpoint folder (model, onnx/, report, plots, card) to the Hugging Face Hub."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from huggingface_hub import HfApi
+
+from .card import is_repo_id
+
+
+def push_to_hub(
+    folder: str | Path,
+    repo_id: str,
+    *,
+    private: bool = False,
+    token: str | None = None,
+    commit_message: str | None = None,
+    revision: str | None = None,
+) -> str:
+    """Upload a checkpoint folder (model, onnx/, report, plots, card) to a Hub model repo.
+
+    Creates the repo (and the `revision` branch) when missing. With `token=None`, huggingface_hub
+    finds the token (`HF_TOKEN`, then `hf auth login`'s).
+
+    Args:
+        folder (`str` or `Path`): The folder to upload, as written by the runner.
+        repo_id (`str`): `namespace/name`, e.g. `your-name/minilm-rotten-tomatoes-int8`.
+        private (`bool`): Create the repo private (an existing repo keeps its visibility).
+        token (`str`, *optional*): A Hub token with write access.
+        commit_message (`str`, *optional*): Defaults to "Upload <folder name> with hf_efficient".
+        revision (`str`, *optional*): Branch to commit to; the default branch when None.
+
+    Returns:
+        `str`: The URL of the commit.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"push_to_hub: no folder {folder}; run the recipe first, it writes the folder.")
+    if not ((folder / "config.json").exists() or (folder / "README.md").exists()):
+        raise ValueError(f"push_to_hub: {folder} holds no config.json nor README.md; is it a checkpoint folder?")
+    if not is_repo_id(repo_id):
+        raise ValueError(f"push_to_hub(repo_id={repo_id!r}): use 'namespace/name', e.g. 'your-name/{folder.name}'.")
+    api = HfApi()  # built per call, so that a patched `huggingface_hub.constants.ENDPOINT` applies
+    api.create_repo(repo_id, private=private, token=token, exist_ok=True, repo_type="model")
+    if revision is not None:
+        api.create_branch(repo_id, branch=revision, token=token, exist_ok=True)
+    info = api.upload_folder(
+        repo_id=repo_id,
+        folder_path=folder,
+        repo_type="model",
+        token=token,
+        revision=revision,
+        commit_message=commit_message or f"Upload {folder.name} with hf_efficient",
+    )
+    return info.commit_url

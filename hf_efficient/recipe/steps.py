@@ -1,0 +1,244 @@
+"""The steps of a recipe, in order: each a function `(run, folder) -> record` that writes into `folder`.
+
+`run` is the `Run` of `recipe.run` (the recipe, the output folder, the completed steps, the data,
+loaded when a step first asks for it). A step returns what `run_state.json` records of it; a
+`path` in the record names the model folder it made, relative to the run's folder. Under
+`accelerate launch` every process runs the training steps; the others run on the main process.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..distill import make_student
+from ..export import INT8_FILE, export_int8
+from ..layerdrop import prune_layers
+from ..report import Report, TaskInfo, measure_models, plot_accuracy_by_depth, plot_tradeoffs, report_markdown
+from ..report.measure import EnergyMeter, hardware
+from ..techniques import TECHNIQUES
+from ..training import finetune
+from .config import MODEL_SHORTCUTS, RecipeError
+from .state import MADE_BY, last_complete_checkpoint
+
+
+@dataclass(frozen=True)
+class Step:
+    name: str
+    run: Callable
+    folder: str  # where its output goes in the run's folder
+    wanted: Callable  # recipe -> whether the recipe runs this step
+    every_process: bool = False  # training runs on every process of `accelerate launch`
+
+
+def _train(run, model, section, folder: Path, name: str, teacher=None) -> dict:
+    """Apply the section's techniques (in table order) to `model`, fine-tune it and save it into `folder`."""
+    arguments = {"callbacks": list(run.callbacks)}
+    for technique_name, config in section.techniques.items():
+        more = TECHNIQUES[technique_name].prepare(model, config, teacher)
+        arguments["callbacks"] += more.pop("callbacks", [])
+        arguments.update(more)
+    checkpoints = run.output / "checkpoints" / name
+    resume = last_complete_checkpoint(checkpoints)
+    if resume:
+        run.say(f"    resuming from {resume}")
+    started = time.perf_counter()
+    with EnergyMeter() as meter:
+        trainer = finetune(
+            model,
+            run.tokenized,
+            str(checkpoints),
+            epochs=section.epochs,
+            batch_size=section.batch_size,
+            learning_rate=section.learning_rate,
+            seed=run.recipe.seed,
+            bf16=section.bf16,
+            resume_from_checkpoint=resume,
+            **arguments,
+        )
+    trainer.save_model(str(folder))
+    if run.process.is_main_process:
+        run.tokenizer.save_pretrained(folder)
+        # Trainer's pickled arguments would travel to the Hub; recipe.yaml holds the same settings.
+        (folder / "training_args.bin").unlink(missing_ok=True)
+    return {
+        "path": name,
+        "training_seconds": round(time.perf_counter() - started, 1),
+        "resumed_from": resume,
+        "processes": run.process.num_processes,
+        "training_joules": meter.joules,
+        "energy_source": meter.source,
+    }
+
+
+def teacher(run, folder: Path) -> dict:
+    section = run.recipe.teacher
+    if section.path:
+        if not Path(section.path, "config.json").is_file():
+            raise RecipeError(f"teacher.path={section.path!r} has no config.json: give a fine-tuned model folder.")
+        return {"path": str(Path(section.path).resolve()), "training_seconds": None}
+    return _train(run, run.pretrained(), section, folder, "teacher")
+
+
+def student(run, folder: Path) -> dict:
+    section = run.recipe.student
+    fine_tuned = run.load("teacher").eval() if run.recipe.teacher else None
+    base = fine_tuned if section.init_from == "teacher" else run.pretrained()
+    model = make_student(base, section.num_layers or base.config.num_hidden_layers, init=section.init)
+    return _train(run, model, section, folder, "student", teacher=fine_tuned)
+
+
+def prune(run, folder: Path) -> dict:
+    section = run.recipe.prune
+    source = section.model or ("student" if run.recipe.student else "teacher")
+    record = {"source": source, "depths": {}, "path": None}
+    model = run.load(source)
+    depth = model.config.num_hidden_layers
+    # Without depths, a run that keeps one depth skips the sweep; a run that keeps none sweeps all.
+    depths = section.depths if section.depths is not None else [] if section.num_layers else range(depth, 1, -1)
+    if any(d > depth for d in [*depths, section.num_layers or 0]):
+        raise RecipeError(f"prune: the {source} has only {depth} layers; depths and num_layers must be <= {depth}.")
+    for kept in depths:
+        pruned = prune_layers(run.load(source), kept)
+        metrics = run.evaluate(pruned, desc=f"{source} at {kept} layers")
+        record["depths"][str(kept)] = metrics["accuracy"]
+    if section.num_layers:
+        prune_layers(model, section.num_layers).save_pretrained(folder)
+        run.tokenizer.save_pretrained(folder)
+        record["path"] = "pruned"
+    return record
+
+
+def export(run, folder: Path) -> dict:
+    section = run.recipe.export
+    source = section.model or run.last_trained()
+    config = section.config()
+    calibration = None
+    if config.mode == "static":
+        train = run.tokenized["train"].shuffle(seed=run.recipe.seed)
+        calibration = train.select(range(min(config.calibration_samples, len(train))))
+    result = export_int8(
+        run.load(source),
+        str(folder),
+        config,
+        tokenizer=run.tokenizer,
+        calibration_dataset=calibration,
+        eval_dataset=run.tokenized["test"],
+    )
+    return {"path": "onnx", "source": source, **result.to_dict()}
+
+
+def report(run, folder: Path) -> dict:
+    """Measure every model the run made, side by side, and write report.json, report.md and the plots."""
+    recipe, settings = run.recipe, run.recipe.report
+    models = {name: run.model_folder(name) for name in ("teacher", "student", "pruned") if run.made(name)}
+    if "export" in run.steps:
+        source = run.steps["export"]["source"]
+        models[f"{source}-int8"] = run.output / "onnx" / INT8_FILE
+    threads = settings.threads or os.cpu_count()
+    entries = measure_models(
+        models,
+        run.tokenized["test"],
+        head=run.task.head(),
+        batch_sizes=settings.batch_sizes,
+        sequence_length=settings.sequence_length,
+        threads=threads,
+        seconds=settings.seconds_per_measurement,
+    )
+    by_name = {entry.name: entry for entry in entries}
+    for entry in entries:
+        path = Path(entry.path)
+        entry.path = str(path.relative_to(run.output)) if path.is_relative_to(run.output) else str(path)
+        if entry.format == "onnx":  # the int8 export of `source`
+            record = run.steps["export"]
+            source = by_name[record["source"]]
+            entry.source, entry.kind = source.name, "int8"
+            entry.techniques, entry.settings = [*source.techniques, "int8"], dict(source.settings)
+            entry.layers, entry.parameters = source.layers, source.parameters
+            entry.export = {"backend": record["backend"], "mode": record["mode"], "chosen": record["chosen"]}
+            continue
+        step = run.steps[MADE_BY[entry.name]]
+        entry.training_seconds = step.get("training_seconds")
+        entry.energy.training_joules = step.get("training_joules")
+    depths = {}
+    if run.steps.get("prune", {}).get("depths"):
+        depths[run.steps["prune"]["source"]] = run.steps["prune"]["depths"]
+    result = Report(
+        name=recipe.name,
+        base_model=MODEL_SHORTCUTS.get(recipe.model, recipe.model),
+        task=TaskInfo(
+            name=recipe.task,
+            dataset=run.dataset_name,
+            description=run.dataset_description,
+            split="test",
+            rows=len(run.tokenized["test"]),
+            metric=run.task.metric,
+        ),
+        hardware=hardware(threads),
+        models=entries,
+        techniques=list(dict.fromkeys(t for e in entries for t in e.techniques)),
+        depths=depths,
+        steps={name: record.get("seconds") for name, record in run.steps.items()},
+    )
+    write_report(result, run.output, floor=run.majority_rate())
+    return {"path": None}
+
+
+def write_report(report: Report, output: Path, floor: float | None = None) -> None:
+    """Write `report.json`, `report.md` and the plots into the run folder."""
+    if report.depths:
+        plot_accuracy_by_depth(
+            {name: {int(d): a for d, a in by_depth.items()} for name, by_depth in report.depths.items()},
+            output / "accuracy_by_depth.png",
+            title="test accuracy after pruning, without retraining",
+            floor=floor,
+        )
+        report.plots.append("accuracy_by_depth.png")
+    report.plots += plot_tradeoffs(report.models, output)
+    report.save(output / "report.json")
+    (output / "report.md").write_text(report_markdown(report))
+
+
+def card(run, folder: Path) -> dict:
+    from ..hub import write_model_card
+
+    result = Report.load(run.output / "report.json")
+    final = result.model(result.final)
+    shutil.copytree(run.model_folder(final.source or final.name), folder, dirs_exist_ok=True)
+    if "export" in run.steps:
+        shutil.copytree(run.output / "onnx", folder / "onnx")
+    for name in ["report.json", "report.md", "recipe.yaml", *result.plots]:
+        shutil.copy(run.output / name, folder / name)
+    section = run.recipe.card
+    write_model_card(
+        folder,
+        result,
+        (run.output / "recipe.yaml").read_text(),
+        license=section.license,
+        language=section.language,
+        repo_id=run.recipe.push.repo_id if run.recipe.push else None,
+    )
+    return {"path": "hub"}
+
+
+def push(run, folder: Path) -> dict:
+    from ..hub import push_to_hub
+
+    section = run.recipe.push
+    url = push_to_hub(run.output / "hub", section.repo_id, private=section.private)
+    return {"path": None, "url": url}
+
+
+STEPS: list[Step] = [
+    Step("teacher", teacher, "teacher", lambda recipe: recipe.teacher is not None, every_process=True),
+    Step("student", student, "student", lambda recipe: recipe.student is not None, every_process=True),
+    Step("prune", prune, "pruned", lambda recipe: recipe.prune is not None),
+    Step("export", export, "onnx", lambda recipe: recipe.export is not None),
+    Step("report", report, "report", lambda recipe: True),
+    Step("card", card, "hub", lambda recipe: recipe.card is not None),
+    Step("push", push, "push", lambda recipe: recipe.push is not None),
+]

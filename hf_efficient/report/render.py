@@ -1,0 +1,98 @@
+"""Markdown of a `Report`: the one table of models used by `report.md`, the command line and the model card."""
+
+from __future__ import annotations
+
+from .schema import ModelEntry, Report
+
+NOT_MEASURED = "not measured"
+NOT_APPLICABLE = "-"
+
+
+def measured(value, spec: str = "", suffix: str = "", missing: str = NOT_MEASURED) -> str:
+    """`value` formatted, or "not measured" when it is None."""
+    return missing if value is None else f"{value:{spec}}{suffix}"
+
+
+def millions(count) -> str:
+    return NOT_MEASURED if count is None else f"{count / 1e6:.1f}M"
+
+
+def markdown_table(header: list[str], rows: list[list]) -> str:
+    """A Markdown table; floats print with 4 decimals, and `|` inside a cell is escaped."""
+
+    def cell(value):
+        return f"{value:.4f}" if isinstance(value, float) else str(value).replace("|", "\\|")
+
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def _latency(model: ModelEntry, batch: str) -> str:
+    latency, speedup = model.latency_ms.get(batch), model.speedup.get(batch)
+    if latency is None:
+        return NOT_MEASURED
+    return f"{latency:.1f} ms" + ("" if speedup is None else f" ({speedup:.2f}x)")
+
+
+def _joules(model: ModelEntry, value) -> str:
+    source = model.energy.source
+    return measured(value, ",.1f", " J" + (f" ({source})" if source else ""))
+
+
+def models_table(report: Report, highlight: str | None = None) -> str:
+    """Every model of the report, one row each; `highlight` marks one as "(this model)"."""
+    metric = report.task.metric
+    batches = report.batch_sizes
+    gpu = any(model.gpu_throughput is not None for model in report.models)
+    columns = ["model", "kind", "layers", "parameters", "size (MB)", metric, f"{metric} retained"]
+    columns += [f"CPU latency, batch {batch} (speed-up)" for batch in batches]
+    columns += ["GPU rows/s"] * gpu + ["training time", "training energy", "energy / 1000 predictions"]
+    rows = []
+    for model in report.models:
+        # An export is not trained: its training time is not missing, it does not exist.
+        trained = model.format == "pytorch"
+        rows.append(
+            [
+                f"`{model.name}`" + (" (this model)" if model.name == highlight else ""),
+                model.kind,
+                measured(model.layers),
+                millions(model.parameters),
+                measured(model.size_mb, ".1f"),
+                measured(model.metrics.get(metric), ".4f"),
+                measured(model.accuracy_retained, ".1%"),
+                *[_latency(model, batch) for batch in batches],
+                *[measured(model.gpu_throughput, ",.0f")] * gpu,
+                measured(model.training_seconds, ".0f", " s", missing=NOT_MEASURED if trained else NOT_APPLICABLE),
+                _joules(model, model.energy.training_joules) if trained else NOT_APPLICABLE,
+                _joules(model, model.energy.per_1000_predictions_joules),
+            ]
+        )
+    return markdown_table(columns, rows)
+
+
+def depth_table(report: Report) -> str | None:
+    """The metric of each swept model at each depth, pruned without retraining (None without a sweep)."""
+    if not report.depths:
+        return None
+    columns = sorted({depth for by_depth in report.depths.values() for depth in by_depth}, key=int, reverse=True)
+    rows = [
+        [f"`{name}`"] + [measured(by_depth.get(d), ".4f") for d in columns] for name, by_depth in report.depths.items()
+    ]
+    return markdown_table(["model"] + [f"{d} layers" for d in columns], rows)
+
+
+def report_markdown(report: Report) -> str:
+    """`report.md`: what was measured where, the table of models and the depth sweep."""
+    hardware, task = report.hardware, report.task
+    rows = f" ({task.rows} rows)" if task.rows else ""
+    text = (
+        f"# {report.name}\n\n"
+        f"{task.split.capitalize()} split of {task.dataset}{rows}; CPU latency on {hardware.cpu_threads} threads "
+        f"of {hardware.cpu or 'an unrecorded CPU'}, side by side in one run; speed-up and {task.metric} retained "
+        f"against `{report.reference}`.\n\n{models_table(report)}\n"
+    )
+    depths = depth_table(report)
+    if depths:
+        text += f"\n{task.metric.capitalize()} after pruning to each depth, without retraining:\n\n{depths}\n"
+    return text

@@ -1,0 +1,165 @@
+"""The report's types: one `Report` per run, one `ModelEntry` per model measured, with a JSON round trip.
+
+`report.json` is `Report.to_dict()`; `Report.from_dict` also reads the reports of earlier versions,
+whose technique names were `pkd`, `knowledge-distillation` and `albert-sharing` and whose kinds were
+`pkd`, `shared` and `pruned` (now one vocabulary: the names of `hf_efficient.techniques`).
+Values measured nowhere are None.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+# Names of earlier report.json files -> today's.
+_OLD_NAMES = {
+    "pkd": "distillation",
+    "knowledge-distillation": "distillation",
+    "albert-sharing": "sharing",
+    "shared": "sharing",
+    "pruned": "pruning",
+}
+
+
+def _renamed(names: list[str]) -> list[str]:
+    return list(dict.fromkeys(_OLD_NAMES.get(name, name) for name in names))
+
+
+@dataclass
+class Energy:
+    """Joules from the hardware's counters (see `report.measure.EnergyMeter`), None where unreadable."""
+
+    training_joules: float | None = None
+    per_1000_predictions_joules: float | None = None
+    source: str | None = None
+
+
+@dataclass
+class ModelEntry:
+    """One model of a report, measured side by side with the others.
+
+    `latency_ms` and `speedup` are keyed by batch size (as a string, as in JSON); `speedup` and
+    `accuracy_retained` are against the report's reference model.
+    """
+
+    name: str
+    path: str
+    format: str = "pytorch"  # "pytorch" (a saved folder) or "onnx" (a file)
+    kind: str = "finetuned"  # "finetuned", a technique name, or "onnx" for an ONNX file of unknown origin
+    techniques: list[str] = field(default_factory=list)
+    settings: dict[str, dict] = field(default_factory=dict)  # technique -> what config.json records of it
+    layers: int | None = None
+    parameters: int | None = None
+    size_mb: float | None = None
+    metrics: dict[str, float] = field(default_factory=dict)
+    accuracy_retained: float | None = None
+    latency_ms: dict[str, float] = field(default_factory=dict)
+    speedup: dict[str, float] = field(default_factory=dict)
+    gpu_throughput: float | None = None
+    training_seconds: float | None = None
+    energy: Energy = field(default_factory=Energy)
+    source: str | None = None  # the model an export was made from
+    export: dict | None = None  # backend, mode and variant of an export
+
+    @classmethod
+    def from_dict(cls, raw: dict) -> ModelEntry:
+        raw = dict(raw)
+        raw["energy"] = Energy(**(raw.get("energy") or {}))
+        if "pkd" in (raw.get("techniques") or []):  # an earlier report's name for distillation with PKD's loss
+            raw.setdefault("settings", {}).setdefault("distillation", {"method": "pkd"})
+        raw["techniques"] = _renamed(raw.get("techniques") or [])
+        raw["kind"] = _OLD_NAMES.get(raw.get("kind", "finetuned"), raw.get("kind", "finetuned"))
+        return _known_fields(cls, raw)
+
+
+@dataclass
+class TaskInfo:
+    """What the models were measured on: a task (see `hf_efficient.tasks`), data, split and metric."""
+
+    dataset: str
+    split: str = "test"
+    rows: int | None = None
+    metric: str = "accuracy"
+    name: str = "text-classification"
+    description: str | None = None  # what the data is, in words, for the card
+
+
+@dataclass
+class Hardware:
+    cpu: str = ""
+    cpu_threads: int | str | None = None
+    gpu: str | None = None
+
+
+@dataclass
+class Report:
+    """A run's measurements: every model side by side, the depth sweep, the plots and step times."""
+
+    name: str
+    task: TaskInfo
+    models: list[ModelEntry]
+    base_model: str | None = None
+    hardware: Hardware = field(default_factory=Hardware)
+    reference: str | None = None
+    final: str | None = None
+    techniques: list[str] = field(default_factory=list)
+    depths: dict[str, dict[str, float]] = field(default_factory=dict)
+    plots: list[str] = field(default_factory=list)
+    steps: dict[str, float | None] = field(default_factory=dict)
+
+    def __post_init__(self):
+        if not self.models:
+            raise ValueError("Report: models is empty; a report measures at least one model.")
+        names = [model.name for model in self.models]
+        self.reference = self.reference or names[0]
+        self.final = self.final or names[-1]
+        for key in ("reference", "final"):
+            if getattr(self, key) not in names:
+                raise ValueError(f"Report: {key}={getattr(self, key)!r} names no model; use one of {names}.")
+
+    def model(self, name: str) -> ModelEntry:
+        return next(model for model in self.models if model.name == name)
+
+    @property
+    def batch_sizes(self) -> list[str]:
+        return sorted({size for model in self.models for size in model.latency_ms}, key=int)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, raw: dict) -> Report:
+        """Build a report from `to_dict()`'s output or an earlier version's `report.json`."""
+        if not isinstance(raw, dict) or not isinstance(raw.get("models"), list) or "task" not in raw:
+            raise ValueError("Report.from_dict: expected a report.json mapping with 'task' and 'models'.")
+        raw = dict(raw)
+        raw["task"] = _known_fields(TaskInfo, raw["task"] if isinstance(raw["task"], dict) else {})
+        raw["hardware"] = _known_fields(Hardware, raw.get("hardware") or {})
+        raw["models"] = [ModelEntry.from_dict(model) for model in raw["models"]]
+        raw["techniques"] = _renamed(raw.get("techniques") or [])
+        return _known_fields(cls, raw)
+
+    def save(self, path: str | Path) -> None:
+        Path(path).write_text(json.dumps(self.to_dict(), indent=1))
+
+    @classmethod
+    def load(cls, path: str | Path) -> Report:
+        path = Path(path)
+        if not path.is_file():
+            raise ValueError(f"No report at {path}: run a recipe first (hf-efficient run RECIPE), it writes one.")
+        return cls.from_dict(json.loads(path.read_text()))
+
+
+def _known_fields(cls, raw: dict):
+    """`cls(**raw)` keeping only its fields (a newer report's extra keys are not an error)."""
+    names = {f.name for f in dataclasses.fields(cls)}
+    missing = [f.name for f in dataclasses.fields(cls) if f.name not in raw and _required(f)]
+    if missing:
+        raise ValueError(f"{cls.__name__}: missing {', '.join(missing)} in the report.")
+    return cls(**{key: value for key, value in raw.items() if key in names})
+
+
+def _required(f: dataclasses.Field) -> bool:
+    return f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
