@@ -21,7 +21,7 @@ import onnxruntime
 import torch
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-from hf_efficient import export_int8
+from hf_efficient import Int8ExportConfig, export_int8
 from hf_efficient.data import load_default_task, tokenize_dataset
 from hf_efficient.export.int8 import onnx_accuracy
 from hf_efficient.report import markdown_table
@@ -46,14 +46,14 @@ def main():
     model = AutoModelForSequenceClassification.from_pretrained(args.model).eval()
     calibration = data["train"].shuffle(seed=0).select(range(args.calibration_rows))
     # "exact GELU" is plain Optimum dynamic quantization, without hf_efficient's tanh GELU.
-    settings = {
-        "dynamic": {"mode": "dynamic"},
-        "dynamic-exact-gelu": {"mode": "dynamic", "approximate_gelu": False},
-        "static": {"mode": "static", "calibration_dataset": calibration},
+    configs = {
+        "dynamic": Int8ExportConfig(mode="dynamic", retry=False),
+        "dynamic-exact-gelu": Int8ExportConfig(mode="dynamic", approximate_gelu=False, retry=False),
+        "static": Int8ExportConfig(mode="static", retry=False, calibration_samples=args.calibration_rows),
     }
     exports = {
-        name: export_int8(model, output / name, tokenizer=tokenizer, retry=False, **kwargs)
-        for name, kwargs in settings.items()
+        name: export_int8(model, output / name, config, tokenizer=tokenizer, calibration_dataset=calibration)
+        for name, config in configs.items()
     }
     backend = exports["dynamic"].backend
     files = {

@@ -3,7 +3,7 @@
 from .data import load_default_task, load_text_classification
 from .distill import DistillationTrainer, PKDConfig, make_student, pkd_layer_map
 from .encoders import UnsupportedModelError, encoder_family, layer_stack, record_layer_outputs
-from .export import AccuracyDropError, ExportResult, TextClassifier, export_int8
+from .export import AccuracyDropError, ExportResult, Int8ExportConfig, TextClassifier, export_int8
 from .layerdrop import (
     LayerDropCallback,
     LayerDropConfig,
@@ -44,6 +44,7 @@ __all__ = [
     # export
     "AccuracyDropError",
     "ExportResult",
+    "Int8ExportConfig",
     "TextClassifier",
     "export_int8",
     # recipes

@@ -9,14 +9,12 @@ import zipfile
 from collections.abc import Sequence
 from pathlib import Path
 
-import numpy as np
 import torch
 from datasets import Dataset, DatasetDict
-from tqdm.auto import tqdm
-from transformers import EvalPrediction, PreTrainedModel, Trainer, TrainingArguments
+from transformers import PreTrainedModel, Trainer, TrainingArguments
 
 from .layerdrop import prune_layers
-from .metrics import compute_metrics_fn
+from .metrics import compute_metrics_fn, evaluate_model
 
 # transformers 5 folded `warmup_ratio` into `warmup_steps` (a float below 1 is a ratio).
 _WARMUP_10_PERCENT = (
@@ -96,21 +94,6 @@ def finetune(
     )
     trainer.train(resume_from_checkpoint=resume_from_checkpoint)
     return trainer
-
-
-@torch.no_grad()
-def evaluate_model(model: PreTrainedModel, dataset: Dataset, *, batch_size: int = 64, desc: str = "eval") -> dict:
-    """Accuracy, F1 and Matthews correlation of `model` on a tokenized split, in eval mode."""
-    model.eval()
-    device = next(model.parameters()).device
-    columns = [c for c in ("input_ids", "attention_mask", "token_type_ids") if c in dataset.column_names]
-    logits = []
-    for start in tqdm(range(0, len(dataset), batch_size), desc=desc, leave=False):
-        batch = dataset[start : start + batch_size]
-        inputs = {c: torch.tensor(batch[c], device=device) for c in columns}
-        logits.append(model(**inputs).logits.float().cpu().numpy())
-    labels = np.asarray(dataset["label"])
-    return compute_metrics_fn()(EvalPrediction(predictions=np.concatenate(logits), label_ids=labels))
 
 
 def evaluate_depths(model: PreTrainedModel, dataset: Dataset, depths: Sequence[int], **eval_kwargs) -> dict[int, dict]:

@@ -1,3 +1,4 @@
+import dataclasses
 import json
 
 import numpy as np
@@ -6,9 +7,11 @@ import pytest
 import torch
 from conftest import FAMILY_NAMES, tiny_batch, tiny_model
 from datasets import Dataset
+from transformers import HfArgumentParser
 
 from hf_efficient import (
     AccuracyDropError,
+    Int8ExportConfig,
     SharingConfig,
     TextClassifier,
     export_int8,
@@ -21,7 +24,7 @@ from hf_efficient.export import int8 as int8_module
 from hf_efficient.export import onnx_weight_bytes, run_onnx
 from hf_efficient.export.graph import freeze_activation_ranges
 from hf_efficient.export.int8 import optimum_available
-from hf_efficient.training import evaluate_model
+from hf_efficient.metrics import evaluate_model
 
 
 def tokenized_rows(n: int = 48, seed: int = 0) -> Dataset:
@@ -49,11 +52,12 @@ def fixed_batch():
 def test_fp32_equals_pytorch_and_int8_is_close(tmp_path, family, mode):
     model = tiny_model(family)
     try:
-        result = export_int8(model, tmp_path, mode=mode, calibration_dataset=tokenized_rows())
+        result = export_int8(model, tmp_path, Int8ExportConfig(mode=mode), calibration_dataset=tokenized_rows())
     except ValueError as error:
         # Optimum exports DeBERTa-v2 with If subgraphs, which static quantization cannot calibrate.
         assert family == "deberta-v2" and "subgraphs" in str(error)
-        result = export_int8(model, tmp_path, mode=mode, calibration_dataset=tokenized_rows(), allow_fallback=True)
+        config = Int8ExportConfig(mode=mode, allow_fallback=True)
+        result = export_int8(model, tmp_path, config, calibration_dataset=tokenized_rows())
         assert result.mode == "dynamic"
         mode = "dynamic"
     inputs = fixed_batch()
@@ -139,9 +143,11 @@ def test_text_classifier_matches_pytorch(tmp_path):
 
 
 def test_static_is_the_dynamic_graph_with_calibrated_ranges(tmp_path):
-    model, calibration = tiny_model("bert"), tokenized_rows(16)
-    dynamic = export_int8(model, tmp_path / "dynamic", mode="dynamic")
-    static = export_int8(model, tmp_path / "static", mode="static", calibration_dataset=calibration)
+    model, calibration = tiny_model("bert"), tokenized_rows(48)
+    dynamic = export_int8(model, tmp_path / "dynamic", Int8ExportConfig(mode="dynamic"))
+    # Only the first 16 rows (one batch) calibrate.
+    config = Int8ExportConfig(mode="static", calibration_samples=16)
+    static = export_int8(model, tmp_path / "static", config, calibration_dataset=calibration)
     ops = {
         name: [n.op_type for n in onnx.load(tmp_path / name / "model_quantized.onnx").graph.node]
         for name in ("dynamic", "static")
@@ -154,7 +160,7 @@ def test_static_is_the_dynamic_graph_with_calibrated_ranges(tmp_path):
         "MatMulInteger"
     )
     # Calibrated on one batch of 16 rows, the frozen ranges are that batch's: same logits as dynamic on it.
-    rows = {k: np.asarray(calibration[k]) for k in ("input_ids", "attention_mask", "token_type_ids")}
+    rows = {k: np.asarray(calibration[:16][k]) for k in ("input_ids", "attention_mask", "token_type_ids")}
     expected = run_onnx(tmp_path / "dynamic/model_quantized.onnx", rows)
     np.testing.assert_allclose(run_onnx(tmp_path / "static/model_quantized.onnx", rows), expected, atol=1e-6)
     # Other rows fall outside some ranges: close, but not equal.
@@ -170,14 +176,18 @@ def test_static_is_the_dynamic_graph_with_calibrated_ranges(tmp_path):
 
 @pytest.mark.parametrize("approximate", [True, False])
 def test_tanh_gelu_only_in_the_int8_model(tmp_path, approximate):
-    model = tiny_model("bert")
-    export_int8(model, tmp_path, approximate_gelu=approximate)
+    model, config = tiny_model("bert"), Int8ExportConfig(approximate_gelu=approximate)
+    result = export_int8(model, tmp_path, config)
     fp32_ops = [n.op_type for n in onnx.load(tmp_path / "model.onnx").graph.node]
     int8_ops = [n.op_type for n in onnx.load(tmp_path / "model_quantized.onnx").graph.node]
     assert "FastGelu" not in fp32_ops and "Erf" in fp32_ops  # the fp32 export stays exact
     assert int8_ops.count("FastGelu") == (len(layer_stack(model)) if approximate else 0)
     assert ("Erf" in int8_ops) is not approximate
     assert not (tmp_path / "model_tanh_gelu.onnx").exists()
+    # The settings used are in the result and in the folder.
+    report = json.loads((tmp_path / "export_report.json").read_text())
+    assert result.config == report["config"] == config.to_dict()
+    assert Int8ExportConfig.from_dict(report["config"]) == config
 
 
 def test_accuracy_gate_retries_then_raises(tmp_path, monkeypatch):
@@ -191,7 +201,8 @@ def test_accuracy_gate_retries_then_raises(tmp_path, monkeypatch):
 
     monkeypatch.setattr(int8_module, "onnx_accuracy", fakeonnx_accuracy)
     with pytest.raises(AccuracyDropError, match="in every attempt") as error:
-        export_int8(model, tmp_path, eval_dataset=tokenized_rows(), max_accuracy_drop=0.01, per_channel=False)
+        config = Int8ExportConfig(max_accuracy_drop=0.01, per_channel=False)
+        export_int8(model, tmp_path, config, eval_dataset=tokenized_rows())
     attempts = error.value.result.attempts
     assert [a["per_channel"] for a in attempts] == [False, True, True]
     assert [a["approximate_gelu"] for a in attempts] == [True, False, False]
@@ -208,14 +219,15 @@ def test_accuracy_gate_keeps_the_first_choice_that_passes(tmp_path, monkeypatch)
         return base - next(drops) if "quantized" in str(path) else base
 
     monkeypatch.setattr(int8_module, "onnx_accuracy", fakeonnx_accuracy)
-    result = export_int8(model, tmp_path, eval_dataset=tokenized_rows(), max_accuracy_drop=0.01)
+    result = export_int8(model, tmp_path, Int8ExportConfig(max_accuracy_drop=0.01), eval_dataset=tokenized_rows())
     # The default is already per-channel: the retry keeps the exact GELU.
     assert len(result.attempts) == 2 and result.chosen["approximate_gelu"] is False and not result.chosen["exclude"]
     assert result.metrics["onnx_int8"]["accuracy"] == result.metrics["pytorch"]["accuracy"]
 
 
 def test_real_accuracy_is_reported(tmp_path):
-    result = export_int8(tiny_model("roberta"), tmp_path, eval_dataset=tokenized_rows(), max_accuracy_drop=1.0)
+    config = Int8ExportConfig(max_accuracy_drop=1.0)
+    result = export_int8(tiny_model("roberta"), tmp_path, config, eval_dataset=tokenized_rows())
     assert set(result.metrics) == {"pytorch", "onnx_fp32", "onnx_int8"}
     assert result.metrics["onnx_fp32"]["accuracy"] == result.metrics["pytorch"]["accuracy"]
 
@@ -231,13 +243,115 @@ def test_real_accuracy_is_reported(tmp_path):
 )
 def test_bad_arguments_are_refused(tmp_path, kwargs, message):
     with pytest.raises(ValueError, match=message):
-        export_int8(tiny_model("bert"), tmp_path, **kwargs)
+        export_int8(tiny_model("bert"), tmp_path, Int8ExportConfig(**kwargs))
+
+
+# One bad value per setting, and a word of the fix its message must give.
+BAD_SETTINGS = {
+    "mode": ("fast", "use 'dynamic' or 'static'"),
+    "per_channel": ("yes", "use True or False"),
+    "approximate_gelu": (1, "use True or False"),
+    "target": ("tpu", "'avx2' or 'arm64'"),
+    "exclude": ("/classifier/MatMul", "a list of ONNX node names"),
+    "max_accuracy_drop": (-0.1, "a fraction in [0, 1]"),
+    "retry": (None, "use True or False"),
+    "allow_fallback": ("no", "use True or False"),
+    "calibration_samples": (0, "a number of rows >= 1"),
+    "backend": ("tensorrt", "'optimum' or 'onnxruntime'"),
+}
+
+
+def test_every_setting_is_validated():
+    assert set(BAD_SETTINGS) == {spec.name for spec in dataclasses.fields(Int8ExportConfig)}
+
+
+@pytest.mark.parametrize("name", BAD_SETTINGS)
+def test_bad_setting_is_refused_in_one_line(name):
+    value, fix = BAD_SETTINGS[name]
+    with pytest.raises(ValueError) as error:
+        Int8ExportConfig(**{name: value})
+    message = str(error.value)
+    assert "\n" not in message and f"Int8ExportConfig({name}={value!r})" in message and fix in message
+
+
+@pytest.mark.parametrize("value", ["0.01", True, 1.5])
+def test_max_accuracy_drop_must_be_a_fraction(value):
+    with pytest.raises(ValueError, match="max_accuracy_drop="):
+        Int8ExportConfig(max_accuracy_drop=value)
+
+
+@pytest.mark.parametrize(
+    "config",
+    [
+        Int8ExportConfig(),
+        Int8ExportConfig(
+            mode="static",
+            per_channel=False,
+            approximate_gelu=False,
+            target="arm64",
+            exclude=("/a", "/b"),  # a tuple becomes a list, as JSON gives it back
+            max_accuracy_drop=0,
+            retry=False,
+            allow_fallback=True,
+            calibration_samples=16,
+            backend="onnxruntime",
+        ),
+    ],
+)
+def test_config_json_round_trip(config):
+    assert Int8ExportConfig.from_dict(json.loads(json.dumps(config.to_dict()))) == config
+    # The CLI builds its flags from the fields, and parses them back into this config.
+    (parsed,) = HfArgumentParser(Int8ExportConfig).parse_dict(config.to_dict())
+    assert parsed == config
+
+
+def test_deprecated_keywords_warn_and_export_the_same(tmp_path):
+    model, rows = tiny_model("bert"), tokenized_rows(16)
+    config = Int8ExportConfig(mode="static", per_channel=False)
+    with pytest.warns(FutureWarning) as warned:
+        old = export_int8(model, tmp_path / "old", mode="static", per_channel=False, calibration_dataset=rows)
+    (warning,) = [w for w in warned if str(w.message).startswith("export_int8(")]  # the exporters warn too
+    assert "Int8ExportConfig(mode='static', per_channel=False)" in str(warning.message)
+    assert warning.category is FutureWarning and warning.filename == __file__  # points at the caller
+    new = export_int8(model, tmp_path / "new", config, calibration_dataset=rows)
+    assert {**old.to_dict(), "output_dir": None} == {**new.to_dict(), "output_dir": None}
+    assert old.config == config.to_dict()
+    inputs = fixed_batch()
+    np.testing.assert_array_equal(
+        run_onnx(tmp_path / "old/model_quantized.onnx", inputs), run_onnx(tmp_path / "new/model_quantized.onnx", inputs)
+    )
+
+
+def test_config_and_keywords_together_are_refused(tmp_path):
+    with pytest.raises(ValueError, match="got config= and the settings \\['mode'\\]"):
+        export_int8(tiny_model("bert"), tmp_path, Int8ExportConfig(), mode="static")
+    with pytest.raises(TypeError, match="unexpected keyword arguments \\['modes'\\]"):
+        export_int8(tiny_model("bert"), tmp_path, modes="static")
+    with pytest.raises(TypeError, match="expected an Int8ExportConfig"):
+        export_int8(tiny_model("bert"), tmp_path, {"mode": "static"})
+    assert not list(tmp_path.iterdir())  # refused before writing anything
+
+
+def test_models_optimum_cannot_export_go_through_torch_onnx(tmp_path):
+    # Weights shared by hand (not by share_layers), and a Shared<Class> whose groups share nothing.
+    tied = tiny_model("bert")
+    layers = layer_stack(tied)
+    layers[1].intermediate.dense.weight = layers[0].intermediate.dense.weight
+    models = {"tied": tied, "one-layer-groups": share_layers(tiny_model("bert"), SharingConfig(num_groups=4))}
+    assert int8_module._optimum_exports(tiny_model("bert"))
+    inputs = fixed_batch()
+    for name, model in models.items():
+        assert not int8_module._optimum_exports(model), name
+        assert export_int8(model, tmp_path / name).backend == "onnxruntime"
+        with torch.no_grad():
+            expected = model(**{k: torch.from_numpy(v) for k, v in inputs.items()}).logits.numpy()
+        assert np.abs(run_onnx(tmp_path / name / "model.onnx", inputs) - expected).max() <= 1e-4, name
 
 
 @pytest.mark.parametrize("family", FAMILY_NAMES[:1])
 def test_targets_all_export(tmp_path, family):
     for target in int8_module.TARGETS:
-        assert export_int8(tiny_model(family), tmp_path / target, target=target).target == target
+        assert export_int8(tiny_model(family), tmp_path / target, Int8ExportConfig(target=target)).target == target
 
 
 def test_model_trained_under_mixed_precision_exports(tmp_path):

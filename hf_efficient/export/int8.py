@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import shutil
+import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -13,8 +14,8 @@ import onnx
 from accelerate.utils import extract_model_from_parallel
 from transformers import AutoModelForSequenceClassification, AutoTokenizer, PreTrainedModel
 
-from ..sharing.model import SharedLayersModel
-from ..training import evaluate_model
+from ..metrics import evaluate_model
+from .config import MODES, TARGETS, Int8ExportConfig  # noqa: F401 (MODES, TARGETS: still imported from here)
 from .graph import freeze_activation_ranges, use_tanh_gelu
 from .onnx import QUANTIZED_OPS, export_onnx, quantize_int8_dynamic
 
@@ -22,8 +23,6 @@ FP32_FILE = "model.onnx"
 INT8_FILE = "model_quantized.onnx"
 # Scratch file: the fp32 graph with tanh GELUs, quantized into INT8_FILE.
 TANH_GELU_FILE = "model_tanh_gelu.onnx"
-MODES = ("dynamic", "static")
-TARGETS = ("avx512_vnni", "avx512", "avx2", "arm64")
 
 
 class AccuracyDropError(RuntimeError):
@@ -47,6 +46,7 @@ class ExportResult:
     metrics: dict = field(default_factory=dict)
     attempts: list = field(default_factory=list)
     chosen: dict | None = None
+    config: dict = field(default_factory=dict)  # the `Int8ExportConfig` asked for, as `to_dict()`
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -56,6 +56,18 @@ def optimum_available() -> bool:
     return (
         importlib.util.find_spec("optimum") is not None and importlib.util.find_spec("optimum.onnxruntime") is not None
     )
+
+
+def _optimum_exports(model: PreTrainedModel) -> bool:
+    """Whether Optimum's exporter handles `model` as well as `torch.onnx` here.
+
+    Optimum picks its exporter by the library the model's class comes from, and refuses classes
+    defined elsewhere (e.g. `Shared<Class>`). It writes a parameter used under several names once
+    but feeds its other uses through `Identity` nodes, behind which the quantizer leaves fp32 copies;
+    `export_onnx` inlines those.
+    """
+    shared = len(list(model.named_parameters(remove_duplicate=False))) > len(list(model.parameters()))
+    return type(model).__module__.startswith("transformers.") and not shared
 
 
 def _has_subgraphs(path: Path) -> bool:
@@ -71,9 +83,10 @@ def _model_inputs(path: Path) -> list[str]:
     return [i.name for i in onnx.load(str(path), load_external_data=False).graph.input]
 
 
-def _batches(dataset, names: list[str], batch_size: int = 64):
-    for start in range(0, len(dataset), batch_size):
-        rows = dataset[start : start + batch_size]
+def _batches(dataset, names: list[str], batch_size: int = 64, limit: int | None = None):
+    end = len(dataset) if limit is None else min(limit, len(dataset))
+    for start in range(0, end, batch_size):
+        rows = dataset[start : min(start + batch_size, end)]
         yield {name: np.asarray(rows[name], dtype=np.int64) for name in names if name in rows}
 
 
@@ -114,72 +127,72 @@ def _quantize_optimum(source: Path, int8: Path, target: str, per_channel: bool, 
     shutil.rmtree(saved)
 
 
+def _config_from_keywords(config: Int8ExportConfig | None, settings: dict) -> Int8ExportConfig:
+    """`config`, or the config that the deprecated setting keywords of `export_int8` describe."""
+    if config is not None and not isinstance(config, Int8ExportConfig):
+        raise TypeError(f"export_int8(config={config!r}): expected an Int8ExportConfig(...).")
+    if not settings:
+        return Int8ExportConfig() if config is None else config
+    unknown = sorted(set(settings) - set(Int8ExportConfig.__dataclass_fields__))
+    if unknown:
+        raise TypeError(f"export_int8() got unexpected keyword arguments {unknown}.")
+    if config is not None:
+        raise ValueError(
+            f"export_int8: got config= and the settings {sorted(settings)}; put them in the config, "
+            "e.g. dataclasses.replace(config, ...)."
+        )
+    call = ", ".join(f"{name}={value!r}" for name, value in settings.items())
+    warnings.warn(
+        f"export_int8({call}) is deprecated and will be removed: "
+        f"call export_int8(model, output_dir, Int8ExportConfig({call})).",
+        FutureWarning,
+        stacklevel=3,
+    )
+    return Int8ExportConfig(**settings)
+
+
 def export_int8(
     model_or_path: PreTrainedModel | str,
     output_dir: str,
+    config: Int8ExportConfig | None = None,
     *,
     tokenizer=None,
-    mode: str = "dynamic",
-    calibration_dataset=None,
-    per_channel: bool = True,
-    target: str = "avx512_vnni",
-    exclude: list[str] | None = None,
-    approximate_gelu: bool = True,
     eval_dataset=None,
-    max_accuracy_drop: float = 0.01,
-    retry: bool = True,
-    allow_fallback: bool = False,
-    backend: str = "auto",
+    calibration_dataset=None,
+    **settings,
 ) -> ExportResult:
     """Export a sequence classifier to ONNX, quantize it to int8, and check what it kept.
 
     The folder holds `model.onnx` (fp32), `model_quantized.onnx` (int8), `config.json`, the
-    tokenizer and `export_report.json`, and loads with
+    tokenizer and `export_report.json` (which records the settings used), and loads with
     `ORTModelForSequenceClassification.from_pretrained(output_dir, file_name="model_quantized.onnx")`
     or with `TextClassifier`. On the optimum stack the export and the quantization go through
     Optimum (`onnx_export_from_model`, `ORTQuantizer` with an `AutoQuantizationConfig`); elsewhere,
-    and for shared models (whose weights Optimum's exporter does not know to write once), through
+    and for models of other classes or with shared weights (see `_optimum_exports`), through
     `torch.onnx` and `onnxruntime.quantization`.
 
     Args:
         model_or_path (`PreTrainedModel` or `str`): The model or its folder.
         output_dir (`str`): Where to write the export.
+        config (`Int8ExportConfig`, *optional*): The settings; `Int8ExportConfig()` when not given.
         tokenizer (*optional*): Saved with the model; loaded from `model_or_path` when it is a folder.
-        mode (`str`): "dynamic" (weights int8, activation ranges measured on each batch) or
-            "static" (the same graph with activation ranges frozen from `calibration_dataset`,
-            which saves that measurement).
-        calibration_dataset (`datasets.Dataset`, *optional*): Tokenized rows; required for static.
-        per_channel (`bool`): One scale per output channel of each weight.
-        target (`str`): CPU to tune for, one of `TARGETS`.
-        exclude (`list[str]`, *optional*): ONNX node names to keep in fp32.
-        approximate_gelu (`bool`): Compute the int8 model's GELUs with the tanh approximation
-            (faster; the fp32 `model.onnx` keeps the exact GELU).
         eval_dataset (`datasets.Dataset`, *optional*): Tokenized rows with `label`; when given, the
             accuracy of PyTorch, ONNX fp32 and int8 goes into the report and gates the result.
-        max_accuracy_drop (`float`): Largest accepted accuracy loss of int8 against PyTorch (0.01 = 1 point).
-        retry (`bool`): On a failed gate, retry with per-channel scales and the exact GELU, then
-            also with the last MatMuls (the most sensitive) in fp32, and keep the first choice that passes.
-        allow_fallback (`bool`): Let static mode fall back to dynamic where it cannot work.
-        backend (`str`): "auto", "optimum" or "onnxruntime".
+        calibration_dataset (`datasets.Dataset`, *optional*): Tokenized rows, ~100-500 of the training
+            data; required for static mode, which calibrates on the first `config.calibration_samples`.
+        **settings: Deprecated: the fields of `Int8ExportConfig` as keywords.
 
     Returns:
         `ExportResult`. Raises `AccuracyDropError` (keeping the fp32 export) when no choice passes.
     """
-    if mode not in MODES:
-        raise ValueError(f"export_int8(mode={mode!r}): use 'dynamic' or 'static'.")
-    if target not in TARGETS:
-        raise ValueError(f"export_int8(target={target!r}) is not supported: use one of {TARGETS}.")
-    if mode == "static" and calibration_dataset is None:
+    config = _config_from_keywords(config, settings)
+    if config.mode == "static" and calibration_dataset is None:
         raise ValueError(
-            "export_int8(mode='static') needs calibration_dataset=<tokenized rows, ~100-500 of the training data> "
-            "to calibrate activation ranges; or use mode='dynamic'."
+            "export_int8: Int8ExportConfig(mode='static') needs calibration_dataset=<tokenized rows, ~100-500 of "
+            "the training data> to calibrate activation ranges; or use mode='dynamic'."
         )
-    if not 0 <= max_accuracy_drop <= 1:
-        raise ValueError(f"export_int8(max_accuracy_drop={max_accuracy_drop}): a fraction in [0, 1], e.g. 0.01.")
-    if backend not in ("auto", "optimum", "onnxruntime"):
-        raise ValueError(f"export_int8(backend={backend!r}): use 'auto', 'optimum' or 'onnxruntime'.")
-    if backend == "optimum" and not optimum_available():
-        raise ValueError("export_int8(backend='optimum'): pip install 'hf_efficient[optimum]' first.")
+    if config.backend == "optimum" and not optimum_available():
+        raise ValueError("export_int8: Int8ExportConfig(backend='optimum') needs pip install 'hf_efficient[optimum]'.")
 
     model = model_or_path
     if isinstance(model_or_path, (str, Path)):
@@ -191,8 +204,8 @@ def export_int8(
     output = Path(output_dir)
     output.mkdir(parents=True, exist_ok=True)
     fp32, int8 = output / FP32_FILE, output / INT8_FILE
-    use_optimum = backend == "optimum" or (
-        backend == "auto" and optimum_available() and not isinstance(model, SharedLayersModel)
+    use_optimum = config.backend == "optimum" or (
+        config.backend == "auto" and optimum_available() and _optimum_exports(model)
     )
     if use_optimum:
         from optimum.exporters.onnx import onnx_export_from_model
@@ -204,19 +217,21 @@ def export_int8(
     if tokenizer is not None:
         tokenizer.save_pretrained(output)
 
+    mode = config.mode
     if mode == "static" and _has_subgraphs(fp32):
-        if not allow_fallback:
+        if not config.allow_fallback:
             raise ValueError(
-                "export_int8(mode='static'): this graph has control-flow subgraphs, which static quantization "
-                "cannot calibrate. Pass allow_fallback=True to quantize dynamically instead, or use mode='dynamic'."
+                "export_int8: Int8ExportConfig(mode='static') cannot calibrate this graph's control-flow subgraphs; "
+                "set allow_fallback=True to quantize dynamically instead, or use mode='dynamic'."
             )
         mode = "dynamic"
-    result = ExportResult(str(output), FP32_FILE, None, "optimum" if use_optimum else "onnxruntime", mode, target)
+    backend = "optimum" if use_optimum else "onnxruntime"
+    result = ExportResult(str(output), FP32_FILE, None, backend, mode, config.target, config=config.to_dict())
     quantize = _quantize_optimum if use_optimum else _quantize_onnxruntime
 
-    exclude = list(exclude or [])
-    choices = [{"per_channel": per_channel, "approximate_gelu": approximate_gelu, "exclude": exclude}]
-    if eval_dataset is not None and retry:
+    exclude = list(config.exclude)
+    choices = [{"per_channel": config.per_channel, "approximate_gelu": config.approximate_gelu, "exclude": exclude}]
+    if eval_dataset is not None and config.retry:
         # Per-channel scales and the exact GELU, then also the last MatMuls (the top layer's FFN and
         # the head, which move the logits most directly) in fp32.
         choices.append({"per_channel": True, "approximate_gelu": False, "exclude": exclude})
@@ -233,16 +248,16 @@ def export_int8(
             attempt["gelus_approximated"] = use_tanh_gelu(fp32, tanh_gelu)
             source = tanh_gelu
         # Static is the dynamic graph with its activation ranges frozen from calibration.
-        quantize(source, int8, target, choice["per_channel"], choice["exclude"])
+        quantize(source, int8, config.target, choice["per_channel"], choice["exclude"])
         tanh_gelu.unlink(missing_ok=True)
         if mode == "static":
-            feeds = _batches(calibration_dataset, _model_inputs(fp32), batch_size=16)
+            feeds = _batches(calibration_dataset, _model_inputs(fp32), 16, limit=config.calibration_samples)
             attempt["activations_calibrated"] = freeze_activation_ranges(int8, feeds)
         if eval_dataset is not None:
             attempt["accuracy"] = onnx_accuracy(int8, eval_dataset)
             attempt["drop"] = result.metrics["pytorch"]["accuracy"] - attempt["accuracy"]
         result.attempts.append(attempt)
-        if eval_dataset is None or attempt["drop"] <= max_accuracy_drop:
+        if eval_dataset is None or attempt["drop"] <= config.max_accuracy_drop:
             result.chosen, result.int8_file = attempt, INT8_FILE
             if eval_dataset is not None:
                 result.metrics["onnx_int8"] = {"accuracy": attempt["accuracy"]}
@@ -251,7 +266,7 @@ def export_int8(
     if result.int8_file is None:
         int8.unlink(missing_ok=True)
         raise AccuracyDropError(
-            f"export_int8: int8 lost more than max_accuracy_drop={max_accuracy_drop} in every attempt "
+            f"export_int8: int8 lost more than max_accuracy_drop={config.max_accuracy_drop} in every attempt "
             f"({[round(a['drop'], 4) for a in result.attempts]}); the fp32 model is kept in {fp32}.",
             result,
         )

@@ -1,7 +1,8 @@
 """Classification metrics that load offline: `evaluate` modules shipped inside the package, loaded by path.
 
 `evaluate.load("accuracy")` fetches the module from the Hugging Face Hub; these numpy-only copies need no network
-and no scikit-learn.
+and no scikit-learn. `evaluate_model` scores a PyTorch model with them; it lives here, beside the metrics, so that
+training and export both use it without depending on each other.
 """
 
 from __future__ import annotations
@@ -11,7 +12,10 @@ from pathlib import Path
 
 import evaluate
 import numpy as np
-from transformers import EvalPrediction
+import torch
+from datasets import Dataset
+from tqdm.auto import tqdm
+from transformers import EvalPrediction, PreTrainedModel
 
 METRICS = ("accuracy", "f1", "matthews_correlation")
 
@@ -68,3 +72,18 @@ def compute_metrics_fn(names: Iterable[str] = METRICS) -> Callable[[EvalPredicti
         return results
 
     return compute_metrics
+
+
+@torch.no_grad()
+def evaluate_model(model: PreTrainedModel, dataset: Dataset, *, batch_size: int = 64, desc: str = "eval") -> dict:
+    """Accuracy, F1 and Matthews correlation of `model` on a tokenized split, in eval mode."""
+    model.eval()
+    device = next(model.parameters()).device
+    columns = [c for c in ("input_ids", "attention_mask", "token_type_ids") if c in dataset.column_names]
+    logits = []
+    for start in tqdm(range(0, len(dataset), batch_size), desc=desc, leave=False):
+        batch = dataset[start : start + batch_size]
+        inputs = {c: torch.tensor(batch[c], device=device) for c in columns}
+        logits.append(model(**inputs).logits.float().cpu().numpy())
+    labels = np.asarray(dataset["label"])
+    return compute_metrics_fn()(EvalPrediction(predictions=np.concatenate(logits), label_ids=labels))

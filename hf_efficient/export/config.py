@@ -1,0 +1,114 @@
+"""`Int8ExportConfig`: the settings of `export_int8`, shared by the Python API, recipes and the CLI."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+
+MODES = ("dynamic", "static")
+TARGETS = ("avx512_vnni", "avx512", "avx2", "arm64")
+BACKENDS = ("auto", "optimum", "onnxruntime")
+
+
+def _one_of(choices: tuple[str, ...]) -> str:
+    return " or ".join(", ".join(map(repr, choices)).rsplit(", ", 1))
+
+
+@dataclass
+class Int8ExportConfig:
+    """Settings of `export_int8`, the one place that defines, documents and checks them.
+
+    The recipe's `export:` section and the CLI's `export` flags are built from these fields (each
+    field's `metadata` holds the argparse `help`, and `choices` where the values are a closed set),
+    so that a setting is added, defaulted and validated once. The data an export needs (tokenizer,
+    evaluation and calibration rows) are arguments of `export_int8`, not settings.
+
+    Args:
+        mode (`str`, defaults to "dynamic"): "dynamic" (weights int8, activation ranges measured on each
+            batch) or "static" (the same graph with activation ranges frozen from calibration rows,
+            which saves that measurement).
+        per_channel (`bool`, defaults to True): One scale per output channel of each weight.
+        approximate_gelu (`bool`, defaults to True): Compute the int8 model's GELUs with the tanh
+            approximation (faster; the fp32 `model.onnx` keeps the exact GELU).
+        target (`str`, defaults to "avx512_vnni"): CPU to tune for, one of `TARGETS`.
+        exclude (`list[str]`, defaults to `[]`): ONNX node names to keep in fp32.
+        max_accuracy_drop (`float`, defaults to 0.01): Largest accepted accuracy loss of int8 against
+            PyTorch (0.01 = 1 point), checked when `export_int8` gets an evaluation set.
+        retry (`bool`, defaults to True): On a failed accuracy check, retry with per-channel scales and
+            the exact GELU, then also with the last MatMuls (the most sensitive) in fp32.
+        allow_fallback (`bool`, defaults to False): Let static mode fall back to dynamic on graphs with
+            control-flow subgraphs, whose inner activations cannot be calibrated.
+        calibration_samples (`int`, defaults to 256): Static mode calibrates on the first this many
+            rows of the calibration set (a few hundred are enough; more only widen the ranges).
+        backend (`str`, defaults to "auto"): "optimum", "onnxruntime", or "auto" (Optimum where it is
+            installed and the model has no shared weights).
+    """
+
+    mode: str = field(
+        default="dynamic",
+        metadata={
+            "help": "dynamic: activation ranges measured on each batch; static: frozen from calibration rows",
+            "choices": MODES,
+        },
+    )
+    per_channel: bool = field(
+        default=True, metadata={"help": "one int8 scale per output channel of each weight, not one per weight"}
+    )
+    approximate_gelu: bool = field(
+        default=True, metadata={"help": "tanh GELU in the int8 model (faster; model.onnx keeps the exact one)"}
+    )
+    target: str = field(
+        default="avx512_vnni", metadata={"help": "CPU instruction set to tune the int8 model for", "choices": TARGETS}
+    )
+    exclude: list[str] = field(default_factory=list, metadata={"help": "ONNX node names to keep in fp32"})
+    max_accuracy_drop: float = field(
+        default=0.01, metadata={"help": "largest accepted accuracy loss of int8 against PyTorch (0.01 = 1 point)"}
+    )
+    retry: bool = field(
+        default=True,
+        metadata={
+            "help": "on too large a loss, retry with per-channel scales and exact GELU, then the last MatMuls in fp32"
+        },
+    )
+    allow_fallback: bool = field(
+        default=False, metadata={"help": "let static mode fall back to dynamic on graphs it cannot calibrate"}
+    )
+    calibration_samples: int = field(
+        default=256, metadata={"help": "how many calibration rows static mode uses (the first ones)"}
+    )
+    backend: str = field(
+        default="auto",
+        metadata={
+            "help": "auto: Optimum where installed and no weights are shared, else torch.onnx and onnxruntime",
+            "choices": BACKENDS,
+        },
+    )
+
+    def __post_init__(self):
+        if self.exclude is None or isinstance(self.exclude, tuple):
+            self.exclude = list(self.exclude or ())
+        for spec in fields(self):
+            value, name = getattr(self, spec.name), spec.name
+            if "choices" in spec.metadata and value not in spec.metadata["choices"]:
+                raise ValueError(
+                    f"Int8ExportConfig({name}={value!r}) is not supported: use {_one_of(spec.metadata['choices'])}."
+                )
+            if spec.type == "bool" and not isinstance(value, bool):
+                raise ValueError(f"Int8ExportConfig({name}={value!r}): use True or False.")
+        if not isinstance(self.exclude, list) or not all(isinstance(node, str) for node in self.exclude):
+            raise ValueError(
+                f"Int8ExportConfig(exclude={self.exclude!r}): a list of ONNX node names, e.g. ['/classifier/MatMul']."
+            )
+        drop = self.max_accuracy_drop
+        if isinstance(drop, bool) or not isinstance(drop, (int, float)) or not 0 <= drop <= 1:
+            raise ValueError(f"Int8ExportConfig(max_accuracy_drop={drop!r}): a fraction in [0, 1], e.g. 0.01.")
+        samples = self.calibration_samples
+        if isinstance(samples, bool) or not isinstance(samples, int) or samples < 1:
+            raise ValueError(f"Int8ExportConfig(calibration_samples={samples!r}): a number of rows >= 1, e.g. 256.")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, settings: dict) -> Int8ExportConfig:
+        """The config that `to_dict` wrote, e.g. read back from an `export_report.json`."""
+        return cls(**settings)
