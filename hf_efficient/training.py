@@ -3,11 +3,7 @@
 from __future__ import annotations
 
 import copy
-import importlib.metadata
-import shutil
-import zipfile
 from collections.abc import Sequence
-from pathlib import Path
 
 import torch
 from datasets import Dataset, DatasetDict

@@ -7,7 +7,6 @@ import yaml
 from conftest import tiny_recipe
 from transformers import AutoModelForSequenceClassification
 
-import hf_efficient.cli as cli
 from hf_efficient.cli import EXAMPLES, build_parser, main
 
 TINY_DATA = ["--text-column", "review", "--label-column", "stars", "--max-length", "16"]

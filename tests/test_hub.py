@@ -391,14 +391,14 @@ def test_push_to_hub_refuses_a_missing_or_empty_folder(hub, tmp_path):
 @pytest.mark.parametrize(
     "change, message",
     [
-        ({"final": "student-int9"}, r"report\['final'\] = 'student-int9' names no model; use one of \['shared', "),
-        ({"reference": "nobody"}, r"report\['reference'\] = 'nobody' names no model"),
-        ({"models": []}, r"report\['models'\] is empty"),
+        ({"final": "student-int9"}, r"Report: final='student-int9' names no model; use one of \['teacher', "),
+        ({"reference": "nobody"}, r"Report: reference='nobody' names no model"),
+        ({"models": []}, r"Report: models is empty"),
         ({"techniques": ["quantum"]}, r"unknown techniques \['quantum'\]"),
-        ({"task": {"dataset": "rotten_tomatoes"}}, r"needs 'dataset' and 'split'"),
+        ({"task": {"dataset": "rotten_tomatoes"}}, r"TaskInfo: missing split"),
         ({"plots": ["missing.png"]}, "plot missing.png is not in"),
         ({"plots": ["../recipe.yaml"]}, r"plot \.\./recipe.yaml is not in"),
-        ({"models": [{**MODELS["int8"], "kind": "quantized"}]}, "has kind 'quantized'; use one of"),
+        ({"models": [{**MODELS["int8"], "kind": "quantized"}]}, "model 'student-int8' has kind 'quantized'; use one of"),
     ],
 )
 def test_write_model_card_refuses_a_bad_report(tmp_path, change, message):

@@ -6,9 +6,9 @@ from dataclasses import asdict, dataclass
 import pytest
 import yaml
 from conftest import tiny_recipe
+from hf_efficient.provenance import record_technique
 from huggingface_hub import ModelCard
 
-from hf_efficient.provenance import record_technique
 from hf_efficient.recipe import RecipeError, load_recipe, run_recipe
 from hf_efficient.techniques import TECHNIQUES, Technique, kind_of, register_technique, unregister_technique
 
@@ -71,7 +71,7 @@ def test_a_new_row_reaches_recipe_report_tags_and_card(fake_technique, tmp_path,
     recipe["teacher"] = {"epochs": 1, "batch_size": 8, "fake": 2.5}  # the shorthand sets `strength`
     loaded = load_recipe(recipe)
     assert loaded.teacher.fake == FakeConfig(strength=2.5) and loaded.to_dict()["teacher"]["fake"] == {"strength": 2.5}
-    with pytest.raises(RecipeError, match=r"recipe.teacher.fake: FakeConfig\(strength=-1\)"):
+    with pytest.raises(RecipeError, match=r"recipe.teacher.fake: FakeConfig\(strength=-1(\.0)?\): must be > 0"):
         load_recipe({**recipe, "teacher": {"fake": -1}})
     with pytest.raises(RecipeError, match="unknown key 'fake'"):  # a teacher-only technique
         load_recipe({**recipe, "student": {"fake": 1}})

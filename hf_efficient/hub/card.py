@@ -48,7 +48,9 @@ def _template(kind: str) -> str:
     if kind == "onnx":  # an ONNX file of unknown origin: the export's card
         kind = "int8"
     if kind not in TECHNIQUES:
-        raise ValueError(f"write_model_card: a model has kind {kind!r}; use {FINETUNED!r} or one of {sorted(TECHNIQUES)}.")
+        raise ValueError(
+            f"write_model_card: a model has kind {kind!r}; use {FINETUNED!r} or one of {sorted(TECHNIQUES)}."
+        )
     return TECHNIQUES[kind].template
 
 
@@ -141,6 +143,10 @@ def write_model_card(
     if not folder.is_dir():
         raise FileNotFoundError(f"write_model_card: no folder {folder}; write the checkpoint there first.")
     if isinstance(report, dict):
+        # Which model the card is about must be said, not guessed.
+        missing = [key for key in ("name", "task", "final", "models") if key not in report]
+        if missing:
+            raise ValueError(f"write_model_card: the report lacks {missing}; pass the runner's report.json.")
         report = Report.from_dict(report)
     if not isinstance(report, Report):
         raise TypeError(f"write_model_card(report=...): a Report or report.json's dict, got {type(report).__name__}.")

@@ -113,8 +113,10 @@ class StudentSection(TrainingSection):
     )
     init_from: str = field(
         default="pretrained",
-        metadata=_help("copy the student's layers from the pretrained model or the fine-tuned teacher",
-                       choices=("pretrained", "teacher")),
+        metadata=_help(
+            "copy the student's layers from the pretrained model or the fine-tuned teacher",
+            choices=("pretrained", "teacher"),
+        ),
     )
 
     def check(self, where: str):

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from transformers import EvalPrediction
 
-from ..export.int8 import onnx_logits
+from ..export import onnx_logits
 from ..metrics import compute_metrics_fn, evaluate_model
 from ..provenance import CONFIG_KEY
 from ..techniques import TECHNIQUES, kind_of
@@ -262,7 +262,9 @@ def measure_models(
         rows = dataset.select([i % len(dataset) for i in range(size)])
         columns = [c for c in ("input_ids", "attention_mask", "token_type_ids") if c in rows.column_names]
         feeds[size] = {c: np.asarray(rows[c], dtype=np.int64)[:, :sequence_length] for c in columns}
-    print(f"    CPU latency of {len(runners)} models at batch sizes {list(batch_sizes)} on {threads} threads", flush=True)
+    print(
+        f"    CPU latency of {len(runners)} models at batch sizes {list(batch_sizes)} on {threads} threads", flush=True
+    )
     latency = measure_latency(runners, feeds, threads=threads, seconds=seconds)
     reference = entries[0]
     for entry in entries:

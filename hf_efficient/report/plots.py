@@ -70,7 +70,7 @@ def plot_tradeoffs(models: list[ModelEntry], output_dir: str | Path) -> list[str
         figure, axes = plt.subplots(figsize=(6.5, 4.2))
         xs = [value(model) for model in models]
         ys = [model.metrics["accuracy"] for model in models]
-        for model, x, y in zip(models, xs, ys):
+        for model, x, y in zip(models, xs, ys, strict=True):
             axes.scatter([x], [y], s=40)
             axes.annotate(model.name, (x, y), textcoords="offset points", xytext=(5, 5), fontsize=8)
         axes.set_xscale("log")

@@ -63,7 +63,7 @@ def models_table(report: Report, highlight: str | None = None) -> str:
                 measured(model.accuracy_retained, ".1%"),
                 *[_latency(model, batch) for batch in batches],
                 *[measured(model.gpu_throughput, ",.0f")] * gpu,
-                measured(model.training_seconds, ".0f", " s", missing=NOT_MEASURED if trained else NOT_APPLICABLE),
+                measured(model.training_seconds, ".0f", " s") if trained else NOT_APPLICABLE,
                 _joules(model, model.energy.training_joules) if trained else NOT_APPLICABLE,
                 _joules(model, model.energy.per_1000_predictions_joules),
             ]

@@ -13,6 +13,8 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..techniques import FINETUNED, TECHNIQUES
+
 # Names of earlier report.json files -> today's.
 _OLD_NAMES = {
     "pkd": "distillation",
@@ -45,7 +47,7 @@ class ModelEntry:
     """
 
     name: str
-    path: str
+    path: str = ""
     format: str = "pytorch"  # "pytorch" (a saved folder) or "onnx" (a file)
     kind: str = "finetuned"  # "finetuned", a technique name, or "onnx" for an ONNX file of unknown origin
     techniques: list[str] = field(default_factory=list)
@@ -79,7 +81,7 @@ class TaskInfo:
     """What the models were measured on: a task (see `hf_efficient.tasks`), data, split and metric."""
 
     dataset: str
-    split: str = "test"
+    split: str
     rows: int | None = None
     metric: str = "accuracy"
     name: str = "text-classification"
@@ -112,6 +114,10 @@ class Report:
     def __post_init__(self):
         if not self.models:
             raise ValueError("Report: models is empty; a report measures at least one model.")
+        kinds = {FINETUNED, "onnx", *TECHNIQUES}
+        for model in self.models:
+            if model.kind not in kinds:
+                raise ValueError(f"Report: model {model.name!r} has kind {model.kind!r}; use one of {sorted(kinds)}.")
         names = [model.name for model in self.models]
         self.reference = self.reference or names[0]
         self.final = self.final or names[-1]
