@@ -24,8 +24,8 @@ from transformers import AutoModelForSequenceClassification, AutoTokenizer
 from hf_efficient import Int8ExportConfig, export_int8
 from hf_efficient.data import load_default_task, tokenize_dataset
 from hf_efficient.export.int8 import onnx_accuracy
-from hf_efficient.report import markdown_table
 from hf_efficient.metrics import evaluate_model
+from hf_efficient.report import markdown_table
 
 
 def folder_mb(path: Path) -> float:

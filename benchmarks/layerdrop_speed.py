@@ -18,9 +18,9 @@ import torch
 from transformers import AutoModelForSequenceClassification
 
 from hf_efficient import LayerDropConfig, apply_layerdrop
+from hf_efficient.assets import default_model_path
 from hf_efficient.layerdrop.model import layerdrop_schedule
 from hf_efficient.report import markdown_table
-from hf_efficient.assets import default_model_path
 
 
 def main():

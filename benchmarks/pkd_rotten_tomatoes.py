@@ -29,11 +29,11 @@ import torch
 from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer, TrainingArguments, set_seed
 
 from hf_efficient import DistillationTrainer, PKDConfig, make_student
+from hf_efficient.assets import default_model_path, mpnet_path
 from hf_efficient.data import load_default_task, tokenize_dataset
+from hf_efficient.metrics import evaluate_model
 from hf_efficient.report import markdown_table
 from hf_efficient.report.measure import measure_latency, pytorch_runner
-from hf_efficient.assets import default_model_path, mpnet_path
-from hf_efficient.metrics import evaluate_model
 from hf_efficient.training import finetune
 
 METHODS = {

@@ -26,11 +26,11 @@ import torch
 from transformers import AutoModelForSequenceClassification, AutoTokenizer, BertConfig, set_seed
 
 from hf_efficient import DistillationTrainer, PKDConfig, SharingConfig, share_layers
+from hf_efficient.assets import default_model_path
 from hf_efficient.data import load_default_task, tokenize_dataset
 from hf_efficient.export import export_onnx, quantize_int8_dynamic
-from hf_efficient.report import markdown_table
-from hf_efficient.assets import default_model_path
 from hf_efficient.metrics import evaluate_model
+from hf_efficient.report import markdown_table
 from hf_efficient.training import finetune
 
 VARIANTS = {
