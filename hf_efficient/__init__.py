@@ -4,14 +4,8 @@ from .data import load_default_task, load_text_classification
 from .distill import DistillationTrainer, PKDConfig, make_student, pkd_layer_map
 from .encoders import UnsupportedModelError, encoder_family, layer_stack, record_layer_outputs
 from .export import AccuracyDropError, ExportResult, Int8ExportConfig, TextClassifier, export_int8
-from .layerdrop import (
-    LayerDropCallback,
-    LayerDropConfig,
-    apply_layerdrop,
-    every_other_layers,
-    prune_layers,
-    remove_layerdrop,
-)
+from .layerdrop import LayerDropCallback, LayerDropConfig, apply_layerdrop, prune_layers, remove_layerdrop
+from .layers import evenly_spaced_layers, every_other_layers
 from .metrics import load_metric
 from .recipe import RecipeError, load_recipe, run_recipe
 from .report import Report
@@ -25,11 +19,13 @@ __all__ = [
     "encoder_family",
     "layer_stack",
     "record_layer_outputs",
+    # choosing layers (shared by pruning and students)
+    "evenly_spaced_layers",
+    "every_other_layers",  # deprecated name of evenly_spaced_layers
     # LayerDrop
     "LayerDropCallback",
     "LayerDropConfig",
     "apply_layerdrop",
-    "every_other_layers",
     "prune_layers",
     "remove_layerdrop",
     # distillation

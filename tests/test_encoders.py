@@ -1,9 +1,10 @@
 import pytest
 import torch
 from conftest import FAMILY_NAMES, tiny_batch, tiny_model
-from transformers import AlbertConfig, AlbertModel, BertConfig, BertModel
+from transformers import CONFIG_MAPPING, AlbertConfig, AlbertModel, BertConfig, BertModel
 
 from hf_efficient import UnsupportedModelError, encoder_family, layer_stack, record_layer_outputs
+from hf_efficient.encoders import FAMILIES
 
 EXPECTED_FAMILY = {name: "bert-like (encoder.layer)" for name in FAMILY_NAMES}
 EXPECTED_FAMILY.update({"distilbert": "distilbert (transformer.layer)", "modernbert": "modernbert (layers)"})
@@ -15,6 +16,13 @@ def test_every_family_is_found(family):
     assert len(layer_stack(model)) == 4
     # The bare encoder and the model with a head share their layers.
     assert layer_stack(model.base_model) is layer_stack(model)
+
+
+@pytest.mark.parametrize("model_type", [t for family in FAMILIES for t in family.model_types if t in CONFIG_MAPPING])
+def test_every_model_type_the_families_name_is_found(model_type):
+    model = tiny_model(model_type)
+    assert model_type in encoder_family(model).model_types
+    assert len(layer_stack(model)) == 4
 
 
 def test_layer_outputs_match_hidden_states(family):

@@ -398,7 +398,10 @@ def test_push_to_hub_refuses_a_missing_or_empty_folder(hub, tmp_path):
         ({"task": {"dataset": "rotten_tomatoes"}}, r"TaskInfo: missing split"),
         ({"plots": ["missing.png"]}, "plot missing.png is not in"),
         ({"plots": ["../recipe.yaml"]}, r"plot \.\./recipe.yaml is not in"),
-        ({"models": [{**MODELS["int8"], "kind": "quantized"}]}, "model 'student-int8' has kind 'quantized'; use one of"),
+        (
+            {"models": [{**MODELS["int8"], "kind": "quantized"}]},
+            "model 'student-int8' has kind 'quantized'; use one of",
+        ),
     ],
 )
 def test_write_model_card_refuses_a_bad_report(tmp_path, change, message):

@@ -1,19 +1,27 @@
 import copy
 import json
+import logging
 import subprocess
 import sys
 
 import pytest
 import torch
 from conftest import FAMILY_NAMES, TRANSFORMERS_5, VOCAB, tiny_batch, tiny_model
-from transformers import GPT2Config, GPT2Model, Trainer, TrainerCallback, TrainingArguments
+from transformers import (
+    AutoModelForSequenceClassification,
+    GPT2Config,
+    GPT2Model,
+    PreTrainedModel,
+    Trainer,
+    TrainerCallback,
+    TrainingArguments,
+)
 
 from hf_efficient import (
     LayerDropCallback,
     LayerDropConfig,
     UnsupportedModelError,
     apply_layerdrop,
-    every_other_layers,
     layer_stack,
     prune_layers,
     remove_layerdrop,
@@ -132,13 +140,38 @@ def test_config_recorded_saved_and_restored(tmp_path):
     assert saved["hf_efficient"]["layerdrop"] == {"rate": [0.1, 0.2, 0.3, 0.4], "seed": 5}
     # The weights are stored under their usual names: LayerDrop adds nothing to the state dict.
     assert set(model.state_dict()) == set(tiny_model("roberta").state_dict())
-    from transformers import AutoModelForSequenceClassification
 
     reloaded = AutoModelForSequenceClassification.from_pretrained(tmp_path)
+    # Nothing is applied on load: the reloaded model is plain until LayerDrop is asked for.
+    assert layerdrop_schedule(reloaded) is None
+    assert type(layer_stack(reloaded)[0]) is type(layer_stack(tiny_model("roberta"))[0])
+    apply_layerdrop(reloaded)  # no config: the one config.json records
     schedule = layerdrop_schedule(reloaded)
     assert schedule is not None and schedule.rates == [0.1, 0.2, 0.3, 0.4] and schedule.seed == 5
     batch = tiny_batch()
     assert torch.allclose(reloaded.eval()(**batch).logits, model.eval()(**batch).logits, atol=1e-6)
+
+
+def test_apply_layerdrop_without_config_and_without_record_uses_defaults():
+    schedule = layerdrop_schedule(apply_layerdrop(tiny_model("bert")))
+    assert schedule.rates == [0.2] * 4 and schedule.seed == 0
+
+
+def test_apply_layerdrop_refuses_a_record_that_is_not_a_config():
+    model = tiny_model("bert")
+    model.config.hf_efficient = {"layerdrop": {"rate": 1.5, "seed": 0}}
+    with pytest.raises(ValueError, match=r"records LayerDrop settings .* LayerDropConfig\(rate=\.\.\., seed=\.\.\.\)"):
+        apply_layerdrop(model)
+
+
+def test_importing_hf_efficient_leaves_from_pretrained_alone():
+    import transformers.modeling_utils
+
+    # hf_efficient is imported: transformers' own loader is still the one every model class uses
+    # (a wrapper defined elsewhere would have its code in another file, whatever its __qualname__).
+    loader = PreTrainedModel.__dict__["from_pretrained"].__func__
+    assert loader.__code__.co_filename == transformers.modeling_utils.__file__
+    assert loader.__qualname__ == "PreTrainedModel.from_pretrained"
 
 
 def test_remove_layerdrop_restores_plain_model():
@@ -157,14 +190,6 @@ def test_modernbert_layers_keep_their_attributes():
     if TRANSFORMERS_5:
         assert [layer.attention_type for layer in layer_stack(model)][:2] == ["full_attention", "sliding_attention"]
     assert layer.attn is not None
-
-
-@pytest.mark.parametrize(
-    ("num_layers", "depth", "expected"),
-    [(6, 3, [0, 2, 4]), (12, 6, [0, 2, 4, 6, 8, 10]), (6, 2, [0, 3]), (6, 5, [0, 1, 2, 3, 4]), (4, 4, [0, 1, 2, 3])],
-)
-def test_every_other_layers(num_layers, depth, expected):
-    assert every_other_layers(num_layers, depth) == expected
 
 
 # Kept layers fall on ModernBERT's global/sliding pattern (global every 3 layers, as in ModernBERT),
@@ -342,6 +367,39 @@ def test_trainer_with_gradient_checkpointing_and_mixed_precision(tmp_path, setti
     assert masks == plain_masks
     tolerance = 5e-2 if setting == "bf16" else 1e-4
     assert all(losses[s] == pytest.approx(plain_losses[s], rel=tolerance) for s in (1, 2, 3))
+
+
+def test_callback_applies_the_recorded_layerdrop_at_train_start(tmp_path, caplog):
+    rates = [0.5, 0.1, 0.5, 0.1]
+    apply_layerdrop(tiny_model("bert"), LayerDropConfig(rate=rates, seed=3)).save_pretrained(tmp_path / "saved")
+    model = AutoModelForSequenceClassification.from_pretrained(tmp_path / "saved")
+    assert layerdrop_schedule(model) is None
+    args = TrainingArguments(
+        output_dir=str(tmp_path / "run"),
+        max_steps=3,
+        per_device_train_batch_size=4,
+        save_strategy="no",
+        report_to=[],
+        use_cpu=True,
+        disable_tqdm=True,
+    )
+    data = [{k: v[i] for k, v in tiny_batch(batch=12).items()} for i in range(12)]
+    recorder = RecordMasks()
+    trainer = Trainer(model=model, args=args, train_dataset=data, callbacks=[LayerDropCallback(), recorder])
+    with caplog.at_level(logging.INFO, logger="hf_efficient.layerdrop.callback"):
+        trainer.train()
+    schedule = layerdrop_schedule(model)
+    assert schedule.rates == rates and schedule.seed == 3
+    # The drop sequence is the one the recorded rates and seed give: what the original run would have dropped.
+    expected = DropSchedule(rates, seed=3)
+    for step in (1, 2, 3):
+        expected.set_step(step - 1)
+        expected.draw()
+        assert recorder.masks[step] == expected.skipped
+    applied = [
+        record.message for record in caplog.records if "LayerDrop that the model's config records" in record.message
+    ]
+    assert len(applied) == 1 and "'seed': 3" in applied[0]
 
 
 def test_callback_refuses_model_without_layerdrop(tmp_path):

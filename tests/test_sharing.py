@@ -1,13 +1,16 @@
 import json
+import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
 from conftest import FAMILY_NAMES, tiny_batch, tiny_model
 from safetensors import safe_open
-from transformers import AutoModelForSequenceClassification, Trainer, TrainingArguments
+from transformers import CONFIG_MAPPING, AutoModelForSequenceClassification, Trainer, TrainingArguments
 
+import hf_efficient
 from hf_efficient import (
     DistillationTrainer,
     LayerDropCallback,
@@ -21,6 +24,7 @@ from hf_efficient import (
     share_layers,
     unshare_layers,
 )
+from hf_efficient.encoders import FAMILIES
 from hf_efficient.sharing import shared_parameter_groups, sharing_plan
 from hf_efficient.sharing.model import _layers_prefix
 
@@ -133,6 +137,68 @@ def test_loading_without_hf_efficient_fails_loudly(tmp_path):
     result = subprocess.run([sys.executable, "-c", code, str(tmp_path)], capture_output=True, text=True, cwd=tmp_path)
     assert result.returncode != 0
     assert "hf-efficient-shared-roberta" in result.stderr
+
+
+# Every model type the encoder families name that this transformers version has.
+MODEL_TYPES = [t for family in FAMILIES for t in family.model_types if t in CONFIG_MAPPING]
+
+RELOAD_IN_A_FRESH_PROCESS = """
+import json, sys, torch
+folders, batch, with_hf_efficient = json.loads(sys.argv[1]), json.loads(sys.argv[2]), sys.argv[3] == "with"
+if with_hf_efficient:
+    import hf_efficient
+from transformers import AutoModelForSequenceClassification
+batch = {k: torch.tensor(v) for k, v in batch.items()}
+out = {}
+for folder in folders:
+    try:
+        model = AutoModelForSequenceClassification.from_pretrained(folder).eval()
+    except Exception as error:
+        out[folder] = {"error": f"{type(error).__name__}: {error}"}
+        continue
+    groups = {}
+    for name, parameter in model.named_parameters(remove_duplicate=False):
+        groups.setdefault(id(parameter), []).append(name)
+    with torch.no_grad():
+        logits = model(**batch).logits.tolist()
+    out[folder] = {"groups": sorted(g for g in groups.values() if len(g) > 1), "logits": logits}
+assert with_hf_efficient == any(name.startswith("hf_efficient") for name in sys.modules)
+print(json.dumps(out))
+"""
+
+
+def _reload_in_a_fresh_process(folders, batch, with_hf_efficient: bool) -> dict:
+    inputs = json.dumps({k: v.tolist() for k, v in batch.items()})
+    mode = "with" if with_hf_efficient else "without"
+    command = [sys.executable, "-c", RELOAD_IN_A_FRESH_PROCESS, json.dumps(folders), inputs, mode]
+    # The subprocess imports the hf_efficient this test imported, wherever it runs.
+    root = str(Path(hf_efficient.__file__).parents[1])
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")]))}
+    result = subprocess.run(command, capture_output=True, text=True, check=True, cwd=folders[0], env=env)
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def test_every_model_type_reloads_shared_with_auto_classes(tmp_path):
+    """Each model type of `encoders.FAMILIES` shares, saves, and reloads shared with `import hf_efficient` alone."""
+    assert {"bert", "camembert", "deberta", "ernie", "roformer", "data2vec-text", "xlm-roberta-xl"} <= set(MODEL_TYPES)
+    batch = {k: v for k, v in tiny_batch().items() if k != "labels"}
+    expected = {}
+    for model_type in MODEL_TYPES:
+        model = share_layers(tiny_model(model_type), SharingConfig(num_groups=2, init="mean")).eval()
+        folder = str(tmp_path / model_type)
+        model.save_pretrained(folder)
+        with torch.no_grad():
+            expected[folder] = (model_type, sorted(shared_parameter_groups(model)), model(**batch).logits)
+    folders = list(expected)
+    reloaded = _reload_in_a_fresh_process(folders, batch, with_hf_efficient=True)
+    for folder, (model_type, groups, logits) in expected.items():
+        assert "error" not in reloaded[folder], reloaded[folder]
+        assert reloaded[folder]["groups"] == groups != [], model_type
+        assert torch.allclose(torch.tensor(reloaded[folder]["logits"]), logits, atol=1e-5), model_type
+    # Without hf_efficient, transformers refuses every shared checkpoint instead of loading random layers.
+    refused = _reload_in_a_fresh_process(folders, batch, with_hf_efficient=False)
+    for folder, (model_type, _, _) in expected.items():
+        assert f"hf-efficient-shared-{model_type}" in refused[folder].get("error", ""), model_type
 
 
 def test_models_built_from_the_same_config_stay_independent():

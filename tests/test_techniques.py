@@ -6,9 +6,9 @@ from dataclasses import asdict, dataclass
 import pytest
 import yaml
 from conftest import tiny_recipe
-from hf_efficient.provenance import record_technique
 from huggingface_hub import ModelCard
 
+from hf_efficient.provenance import record_technique
 from hf_efficient.recipe import RecipeError, load_recipe, run_recipe
 from hf_efficient.techniques import TECHNIQUES, Technique, kind_of, register_technique, unregister_technique
 

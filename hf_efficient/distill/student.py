@@ -5,9 +5,7 @@ import copy
 from transformers import PreTrainedModel
 
 from ..encoders import layer_stack
-from ..layerdrop import every_other_layers, prune_layers
-
-INITS = ("skip", "first")
+from ..layers import evenly_spaced_layers, keep_layers
 
 
 def make_student(teacher: PreTrainedModel, num_layers: int, init: str | list[int] = "skip") -> PreTrainedModel:
@@ -23,8 +21,8 @@ def make_student(teacher: PreTrainedModel, num_layers: int, init: str | list[int
             layer 0 (0, 2, 4 of 6), "first" the bottom layers (0, 1, 2), or a list of 0-based layers.
 
     Returns:
-        `PreTrainedModel`: a plain transformers model of the teacher's class, in train mode with
-        every parameter trainable (even when the teacher is frozen).
+        `PreTrainedModel`: a plain transformers model of the teacher's class (without the teacher's
+        LayerDrop), in train mode with every parameter trainable (even when the teacher is frozen).
     """
     depth = len(layer_stack(teacher))
     if isinstance(num_layers, bool) or not isinstance(num_layers, int) or not 1 <= num_layers <= depth:
@@ -32,7 +30,7 @@ def make_student(teacher: PreTrainedModel, num_layers: int, init: str | list[int
             f"make_student(num_layers={num_layers!r}): the student of a {depth}-layer teacher has 1 to {depth}."
         )
     if init == "skip":
-        layers = every_other_layers(depth, num_layers)
+        layers = evenly_spaced_layers(depth, num_layers)
     elif init == "first":
         layers = list(range(num_layers))
     elif isinstance(init, (list, tuple)):
@@ -41,6 +39,6 @@ def make_student(teacher: PreTrainedModel, num_layers: int, init: str | list[int
             raise ValueError(f"make_student(init={layers}): list exactly num_layers={num_layers} teacher layers.")
     else:
         raise ValueError(f"make_student(init={init!r}): use 'skip', 'first' or a list of teacher layers.")
-    student = prune_layers(copy.deepcopy(teacher), layers)
+    student = keep_layers(copy.deepcopy(teacher), layers, call=f"make_student(init={init!r})")
     # A teacher already handed to DistillationTrainer is frozen; its copy must still learn.
     return student.train().requires_grad_(True)

@@ -7,8 +7,8 @@ import torch.nn.functional as F
 from torch import nn
 from transformers import PreTrainedModel, Trainer
 
-from ..checkpoint import record_technique
 from ..encoders import layer_stack, record_layer_outputs
+from ..provenance import record_technique
 from .config import PKDConfig, pkd_layer_map
 from .losses import patient_loss, soft_target_loss
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 from dataclasses import asdict, dataclass, field, fields
 
 MODES = ("dynamic", "static")
@@ -89,8 +90,11 @@ class Int8ExportConfig:
         for spec in fields(self):
             value, name = getattr(self, spec.name), spec.name
             if "choices" in spec.metadata and value not in spec.metadata["choices"]:
+                close = difflib.get_close_matches(str(value), spec.metadata["choices"], n=1)
+                hint = f" Did you mean {close[0]!r}?" if close else ""
                 raise ValueError(
                     f"Int8ExportConfig({name}={value!r}) is not supported: use {_one_of(spec.metadata['choices'])}."
+                    + hint
                 )
             if spec.type == "bool" and not isinstance(value, bool):
                 raise ValueError(f"Int8ExportConfig({name}={value!r}): use True or False.")

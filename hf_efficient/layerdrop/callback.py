@@ -5,7 +5,8 @@ import logging
 from transformers import TrainerCallback
 from transformers.training_args import ParallelMode
 
-from .model import layerdrop_schedule
+from ..provenance import recorded_technique
+from .model import apply_layerdrop, layerdrop_schedule
 
 logger = logging.getLogger(__name__)
 
@@ -13,6 +14,8 @@ logger = logging.getLogger(__name__)
 class LayerDropCallback(TrainerCallback):
     """Connects a LayerDrop model to `Trainer`.
 
+    - Applies the LayerDrop that the model's config records when the model has none (a LayerDrop
+      model reloaded with `from_pretrained` is plain), so training goes on with the same rates and seed.
     - Seeds each step's drop decisions with the Trainer's global step, so that every process drops
       the same layers and resuming from a checkpoint repeats the same sequence.
     - Refuses a distributed run in which DDP would fail on the parameters of skipped layers.
@@ -32,9 +35,13 @@ class LayerDropCallback(TrainerCallback):
 
     def on_train_begin(self, args, state, control, model=None, **kwargs):
         if layerdrop_schedule(model) is None:
-            raise ValueError(
-                "LayerDropCallback was given a model without LayerDrop: call apply_layerdrop(model) first."
-            )
+            if recorded_technique(model.config, "layerdrop") is None:
+                raise ValueError(
+                    "LayerDropCallback was given a model without LayerDrop: call apply_layerdrop(model) first."
+                )
+            apply_layerdrop(model)
+            settings = recorded_technique(model.config, "layerdrop")
+            logger.info("LayerDropCallback: applied the LayerDrop that the model's config records: %s.", settings)
         if args.parallel_mode == ParallelMode.DISTRIBUTED:
             # transformers 5 renamed the property; 4.x only has the old name.
             checkpointing = getattr(model, "is_activation_checkpointing", None)

@@ -2,18 +2,17 @@
 
 from __future__ import annotations
 
-import copy
 import functools
 import inspect
 import random
-from collections.abc import Sequence
 
 import torch
 from torch import nn
 from transformers import PreTrainedModel
 
-from ..checkpoint import record_technique, recorded_technique, register_restorer
-from ..encoders import encoder_family, layer_stack, replace_layer_stack
+from ..encoders import encoder_family, layer_stack
+from ..layers import keep_layers
+from ..provenance import record_technique, recorded_technique
 from .config import LayerDropConfig
 
 
@@ -76,6 +75,10 @@ class LayerDropLayer:
         skipped[self.layerdrop_family.hidden_index] = hidden_states
         return tuple(skipped)
 
+    def restore_plain_layers(self, model: nn.Module) -> None:
+        """Undo LayerDrop on the whole model (the convention of `hf_efficient.layers.restore_plain_layers`)."""
+        remove_layerdrop(model)
+
 
 def _call_arguments(layer: nn.Module, args: tuple, kwargs: dict) -> tuple[torch.Tensor, bool]:
     """The hidden states (first argument) of this layer call, and whether it asks for attentions."""
@@ -106,23 +109,31 @@ def apply_layerdrop(model: PreTrainedModel, config: LayerDropConfig | None = Non
 
     In training each forward skips each layer with its rate; a skipped layer is not computed. In eval
     mode nothing is skipped and outputs equal those of the unchanged model. The config is recorded
-    in `model.config`, so `save_pretrained` keeps it and `from_pretrained` (with hf_efficient
-    imported) applies it again. Use `LayerDropCallback` with a `Trainer`.
+    in `model.config`, so that `save_pretrained` keeps it. `from_pretrained` gives back a plain model
+    (nothing is applied on load); call `apply_layerdrop(model)` to train it with LayerDrop again, or
+    let `LayerDropCallback` do it at the start of training. Use `LayerDropCallback` with a `Trainer`.
 
     Args:
         model (`PreTrainedModel`): An encoder of a supported family, with or without a task head.
-        config (`LayerDropConfig`, *optional*): Rates and seed; `LayerDropConfig()` when omitted.
+        config (`LayerDropConfig`, *optional*): Rates and seed. When omitted: the LayerDropConfig
+            that `model.config` records (a model saved with LayerDrop and reloaded gets its own rates
+            and seed back), or `LayerDropConfig()` for a model that records none.
 
     Returns:
         `PreTrainedModel`: `model` itself.
+
+    Raises:
+        `ValueError`: when `config` is omitted and the recorded settings are not a valid LayerDropConfig.
 
     Example:
         ```python
         >>> from hf_efficient import LayerDropConfig, apply_layerdrop
         >>> model = apply_layerdrop(model, LayerDropConfig(rate=0.2))
+        >>> reloaded = apply_layerdrop(AutoModelForSequenceClassification.from_pretrained(folder))  # recorded rates
         ```
     """
-    config = LayerDropConfig() if config is None else config
+    if config is None:
+        config = recorded_layerdrop(model.config) or LayerDropConfig()
     if not isinstance(config, LayerDropConfig):
         raise TypeError(f"apply_layerdrop(config={config!r}): expected a LayerDropConfig.")
     family = encoder_family(model)
@@ -140,6 +151,20 @@ def apply_layerdrop(model: PreTrainedModel, config: LayerDropConfig | None = Non
     base.layerdrop_hook = base.register_forward_pre_hook(_draw_before_forward, with_kwargs=True)
     record_technique(model, "layerdrop", config.to_dict())
     return model
+
+
+def recorded_layerdrop(config) -> LayerDropConfig | None:
+    """The `LayerDropConfig` that a model config (as `config.json` stores it) records, or None."""
+    settings = recorded_technique(config, "layerdrop")
+    if settings is None:
+        return None
+    try:
+        return LayerDropConfig(**settings)
+    except (TypeError, ValueError) as error:
+        raise ValueError(
+            f"The model config records LayerDrop settings {settings!r} that are not a LayerDropConfig ({error}); "
+            "give the settings: apply_layerdrop(model, LayerDropConfig(rate=..., seed=...))."
+        ) from None
 
 
 def layerdrop_schedule(model: nn.Module) -> DropSchedule | None:
@@ -162,119 +187,20 @@ def remove_layerdrop(model: PreTrainedModel) -> PreTrainedModel:
     return model
 
 
-def every_other_layers(num_layers: int, depth: int) -> list[int]:
-    """Indices of `depth` layers spread evenly over `num_layers`, starting at layer 0.
-
-    For half the depth this is the paper's "every other" rule (0, 2, 4, ... as in fairseq's
-    `--encoder-layers-to-keep`), which it found best for pruning a LayerDrop model.
-    """
-    return [i * num_layers // depth for i in range(depth)]
-
-
-def _layers_to_keep(keep, num_layers: int) -> list[int]:
-    if keep == "every_other":
-        return list(range(0, num_layers, 2))
-    if isinstance(keep, int) and not isinstance(keep, bool):
-        if not 1 <= keep <= num_layers:
-            raise ValueError(f"prune_layers(keep={keep}): the depth must be between 1 and {num_layers}.")
-        return every_other_layers(num_layers, keep)
-    if isinstance(keep, Sequence) and not isinstance(keep, str):
-        keep = list(keep)
-        if not keep:
-            raise ValueError("prune_layers(keep=[]): keep at least one layer.")
-        bad = [i for i in keep if isinstance(i, bool) or not isinstance(i, int) or not 0 <= i < num_layers]
-        if bad:
-            raise ValueError(
-                f"prune_layers(keep={keep}): indices {bad} are not layers of this {num_layers}-layer model."
-            )
-        if len(set(keep)) != len(keep):
-            raise ValueError(f"prune_layers(keep={keep}): an index appears twice; each layer can be kept once.")
-        if keep != sorted(keep):
-            raise ValueError(f"prune_layers(keep={keep}): list the layers in increasing order ({sorted(keep)}).")
-        return keep
-    raise ValueError(f"prune_layers(keep={keep!r}): give a depth (int), a list of layer indices, or 'every_other'.")
-
-
-def _prune_layer_types(config, kept: list[int], num_layers: int) -> None:
-    """Keep per-layer attention types (transformers 5 configs store them) with their layers."""
-    layer_types = getattr(config, "layer_types", None)
-    if isinstance(layer_types, list) and len(layer_types) == num_layers:
-        config.layer_types = [layer_types[i] for i in kept]
-
-
-def _check_attention_pattern(config, kept: list[int]) -> None:
-    every = getattr(config, "global_attn_every_n_layers", None)
-    if config.model_type != "modernbert" or not every or getattr(config, "layer_types", None):
-        return
-    # transformers 4.x derives each ModernBERT layer's attention (global or sliding) from its
-    # position, so the kept layers must fall on the same pattern to reload as they are.
-    if [i % every == 0 for i in kept] != [i % every == 0 for i in range(len(kept))]:
-        raise ValueError(
-            f"prune_layers(keep={kept}): on this transformers version a ModernBERT layer's attention "
-            f"(global every {every} layers) follows its position, so these layers would reload with "
-            "different attention. Keep layers whose global/sliding pattern matches, or use "
-            "transformers>=5, which stores `layer_types` in the config."
-        )
-
-
-def _check_reloads_unchanged(model: PreTrainedModel, kept: list[int]) -> None:
-    """Refuse a pruning whose checkpoint a fresh model of the pruned config could not load as it is."""
-    config = copy.deepcopy(model.config)
-    config.num_hidden_layers = len(kept)
-    _prune_layer_types(config, kept, len(layer_stack(model)))
-    with torch.device("meta"):
-        fresh = type(model)(config)
-    prefix = next(name for name, module in model.named_modules() if module is layer_stack(model)) + "."
-    renumber = {str(old): str(new) for new, old in enumerate(kept)}
-    pruned = {}
-    for name, tensor in model.state_dict().items():
-        if name.startswith(prefix):
-            index, _, rest = name[len(prefix) :].partition(".")
-            if index not in renumber:
-                continue
-            name = f"{prefix}{renumber[index]}.{rest}"
-        pruned[name] = tensor.shape
-    expected = {name: tensor.shape for name, tensor in fresh.state_dict().items()}
-    if pruned != expected:
-        differing = sorted(set(pruned).symmetric_difference(expected)) or [
-            name for name in pruned if pruned[name] != expected[name]
-        ]
-        raise ValueError(
-            f"prune_layers(keep={kept}): a {type(model).__name__} with these layers would not reload as it is "
-            f"(parameters that differ from a fresh model: {differing[:4]}). Some families build their first "
-            "layer differently (ModernBERT has no attention norm in layer 0): keep layer 0."
-        )
-
-
 def prune_layers(model: PreTrainedModel, keep: int | list[int] | str) -> PreTrainedModel:
     """Keep only some layers of `model`, in place, and return it as a plain transformers model.
 
     The result has the same class, fewer layers and `num_hidden_layers` updated; LayerDrop is
     removed. Its `save_pretrained` folder loads with plain `AutoModelFor...from_pretrained`, without
-    hf_efficient, and gives the same outputs as the pruned model in memory.
+    hf_efficient, and gives the same outputs as the pruned model in memory. The cut itself is
+    `hf_efficient.layers.keep_layers`, which PKD students share.
 
     Args:
         model (`PreTrainedModel`): An encoder of a supported family, usually trained with LayerDrop.
         keep (`int`, `list[int]` or `"every_other"`): The target depth (layers spread evenly, see
-            `every_other_layers`), the 0-based indices of the layers to keep, or every other layer.
+            `evenly_spaced_layers`), the 0-based indices of the layers to keep, or every other layer.
 
     Returns:
         `PreTrainedModel`: `model` itself, pruned.
     """
-    encoder_family(model)
-    num_layers = len(layer_stack(model))
-    kept = _layers_to_keep(keep, num_layers)
-    _check_reloads_unchanged(model, kept)
-    _check_attention_pattern(model.config, kept)
-    _prune_layer_types(model.config, kept, num_layers)
-    remove_layerdrop(model)
-    layers = layer_stack(model)
-    replace_layer_stack(model, [layers[i] for i in kept])
-    history = recorded_technique(model.config, "pruning")
-    original = [history["kept_layers"][i] for i in kept] if history else kept
-    total = history["original_num_layers"] if history else num_layers
-    record_technique(model, "pruning", {"kept_layers": original, "original_num_layers": total})
-    return model
-
-
-register_restorer("layerdrop", lambda model, settings: apply_layerdrop(model, LayerDropConfig(**settings)))
+    return keep_layers(model, keep, call=f"prune_layers(keep={keep!r})", technique="pruning")

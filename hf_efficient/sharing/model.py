@@ -14,33 +14,19 @@ import functools
 
 import torch
 from torch import nn
-from transformers import (
-    CONFIG_MAPPING,
-    AutoConfig,
-    AutoModel,
-    AutoModelForMaskedLM,
-    AutoModelForMultipleChoice,
-    AutoModelForQuestionAnswering,
-    AutoModelForSequenceClassification,
-    AutoModelForTokenClassification,
-    PreTrainedModel,
-)
+from transformers import CONFIG_MAPPING, AutoConfig, PreTrainedModel
+from transformers.models.auto import modeling_auto
 
-from ..checkpoint import record_technique, recorded_technique
 from ..encoders import FAMILIES, encoder_family, layer_stack
+from ..provenance import record_technique, recorded_technique
 from .config import SharingConfig
 
 MODEL_TYPE_PREFIX = "hf-efficient-shared-"
-AUTO_CLASSES = (
-    AutoModel,
-    AutoModelForSequenceClassification,
-    AutoModelForTokenClassification,
-    AutoModelForMaskedLM,
-    AutoModelForQuestionAnswering,
-    AutoModelForMultipleChoice,
+# Every Auto model class of the installed transformers: the heads a family has differ between
+# families and between transformers versions, and each of them should load a shared checkpoint.
+AUTO_CLASSES = tuple(
+    cls for name, cls in vars(modeling_auto).items() if name.startswith("AutoModel") and hasattr(cls, "_model_mapping")
 )
-# Registered when hf_efficient is imported, so that their shared checkpoints load with Auto classes.
-REGISTERED_AT_IMPORT = ("bert", "roberta", "xlm-roberta", "distilbert", "electra", "deberta-v2", "modernbert", "mpnet")
 
 
 def _layers_prefix(model: nn.Module) -> str:
@@ -145,16 +131,15 @@ def _shared_model_class(model_class: type) -> type:
 
 
 def register_shared_model_type(model_type: str) -> None:
-    """Let Auto classes load shared checkpoints of `model_type` (done at import for common encoders)."""
+    """Let Auto classes load shared checkpoints of `model_type` (done at import for every type of `FAMILIES`)."""
     base_config = CONFIG_MAPPING[model_type]
     shared_config = _shared_config_class(base_config)
     AutoConfig.register(shared_config.model_type, shared_config, exist_ok=True)
     for auto_class in AUTO_CLASSES:
-        try:
-            base_model = auto_class._model_mapping[base_config]
-        except (KeyError, ValueError):
-            continue  # no such head for this family
-        auto_class.register(shared_config, _shared_model_class(base_model), exist_ok=True)
+        if base_config in auto_class._model_mapping:  # the family has this head
+            auto_class.register(
+                shared_config, _shared_model_class(auto_class._model_mapping[base_config]), exist_ok=True
+            )
 
 
 def share_layers(model: PreTrainedModel, config: SharingConfig | None = None) -> PreTrainedModel:
@@ -213,6 +198,9 @@ def shared_parameter_groups(model: nn.Module) -> list[list[str]]:
     return [names for names in groups.values() if len(names) > 1]
 
 
-for _model_type in REGISTERED_AT_IMPORT:
-    if _model_type in CONFIG_MAPPING and any(_model_type in f.model_types for f in FAMILIES):
+# Registered at import, so that `AutoModelFor...from_pretrained` loads the shared checkpoint of any
+# model type the encoder families name. Types this transformers version lacks are skipped: nomic_bert
+# is in transformers from 5.x; before, it exists only as remote code, which has no Auto mapping.
+for _model_type in (model_type for family in FAMILIES for model_type in family.model_types):
+    if _model_type in CONFIG_MAPPING:
         register_shared_model_type(_model_type)

@@ -1,0 +1,31 @@
+"""What a checkpoint records of how hf_efficient made it.
+
+Each technique writes its settings under one key, `hf_efficient`, of `model.config`, so that
+`save_pretrained` stores them in `config.json`, a model card can say how the model was made, and a
+technique can be applied again. Nothing is applied on load: `from_pretrained` gives the model that
+transformers builds, and a technique that changes the forward pass without changing the weights
+(LayerDrop) comes back only when asked (`apply_layerdrop(model)` reads the record).
+"""
+
+from __future__ import annotations
+
+import copy
+
+from transformers import PretrainedConfig, PreTrainedModel
+
+CONFIG_KEY = "hf_efficient"
+
+
+def record_technique(model: PreTrainedModel, technique: str, settings: dict | None) -> None:
+    """Store `settings` for `technique` in `model.config` (or remove them when `settings` is None)."""
+    record = copy.deepcopy(getattr(model.config, CONFIG_KEY, None) or {})
+    if settings is None:
+        record.pop(technique, None)
+    else:
+        record[technique] = settings
+    setattr(model.config, CONFIG_KEY, record)
+
+
+def recorded_technique(config: PretrainedConfig, technique: str) -> dict | None:
+    """Return the settings stored for `technique` in `config`, or None."""
+    return (getattr(config, CONFIG_KEY, None) or {}).get(technique)
