@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 
 import torch
 from datasets import DatasetDict
@@ -16,16 +17,27 @@ _WARMUP_10_PERCENT = (
 )
 
 
+@dataclass
+class TrainingConfig:
+    """How a model is trained: the settings of `finetune`, of a recipe's teacher and student sections
+    and of the command line's training flags (all derived from these fields)."""
+
+    epochs: float = field(default=3.0, metadata={"help": "training epochs"})
+    batch_size: int = field(default=32, metadata={"help": "per-device batch size"})
+    learning_rate: float = field(default=5e-5, metadata={"help": "peak learning rate"})
+    bf16: bool = field(default=False, metadata={"help": "bf16 autocast (GPU, or a CPU with AVX512-BF16/AMX)"})
+
+
 def finetune(
     model: PreTrainedModel,
     dataset: DatasetDict,
     output_dir: str,
     *,
-    epochs: float = 3,
-    batch_size: int = 32,
-    learning_rate: float = 5e-5,
+    epochs: float = TrainingConfig.epochs,
+    batch_size: int = TrainingConfig.batch_size,
+    learning_rate: float = TrainingConfig.learning_rate,
     seed: int = 0,
-    bf16: bool = False,
+    bf16: bool = TrainingConfig.bf16,
     callbacks: Sequence = (),
     trainer_class: type[Trainer] = Trainer,
     resume_from_checkpoint: str | None = None,

@@ -1,28 +1,71 @@
-"""The README's Python examples run as written."""
+"""The README's Python examples run as written, in order, in one namespace, and do what they say."""
 
+import json
 import re
 from pathlib import Path
 
 from conftest import minilm_path
+from transformers import AutoModelForSequenceClassification
 
-README = Path(__file__).parents[1] / "README.md"
+from hf_efficient import apply_layerdrop
+from hf_efficient.layerdrop.model import layerdrop_schedule
+
+ROOT = Path(__file__).parents[1]
+README = ROOT / "README.md"
 
 
 def test_readme_python_examples_run(tmp_path, monkeypatch):
     minilm_path()  # skips without the shipped model
     blocks = re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.DOTALL)
-    assert blocks
+    assert len(blocks) == 5  # LayerDrop, PKD, sharing, int8 export, recipes
+    # The examples run from the repository root; their outputs go to runs/ under tmp_path.
     monkeypatch.chdir(tmp_path)
+    for shipped in ("recipes", "benchmarks"):
+        (tmp_path / shipped).symlink_to(ROOT / shipped)
     namespace = {}
     for block in blocks:
         exec(compile(block, str(README), "exec"), namespace)
+
+    # LayerDrop: trained, saved with its settings, pruned to layers 0, 2, 4 as a plain model.
     small = namespace["small"]
     assert small.config.num_hidden_layers == 3
     assert small.config.hf_efficient["pruning"]["kept_layers"] == [0, 2, 4]
+    assert layerdrop_schedule(small) is None
     assert (tmp_path / "runs/readme/pruned/config.json").exists()
+    # A reloaded LayerDrop checkpoint is a plain model; apply_layerdrop() without a config applies
+    # the settings config.json recorded (checked with a rate that is not the default).
+    checkpoint = tmp_path / "runs/readme/layerdrop"
+    assert layerdrop_schedule(AutoModelForSequenceClassification.from_pretrained(checkpoint)) is None
+    assert layerdrop_schedule(namespace["teacher"]) is None
+    assert layerdrop_schedule(namespace["resumed"]).rates == [0.2] * 6
+    config = json.loads((checkpoint / "config.json").read_text())
+    assert config["hf_efficient"]["layerdrop"]["rate"] == 0.2
+    config["hf_efficient"]["layerdrop"]["rate"] = 0.3
+    (checkpoint / "config.json").write_text(json.dumps(config))
+    reapplied = apply_layerdrop(AutoModelForSequenceClassification.from_pretrained(checkpoint))
+    assert layerdrop_schedule(reapplied).rates == [0.3] * 6
+
+    # PKD: a 3-layer student of the 6-layer teacher, trained, evaluated and saved.
     assert namespace["trainer"].model.config.num_hidden_layers == 3
+    assert "eval_loss" in namespace["metrics"]
     assert (tmp_path / "runs/readme/student/config.json").exists()
+
+    # Sharing: the reloaded checkpoint is shared the same way.
     reloaded, shared = namespace["reloaded"], namespace["albert_like"]
     assert type(reloaded) is type(shared) and reloaded.sharing_plan == shared.sharing_plan
+    assert sum(p.numel() for p in reloaded.parameters()) < sum(p.numel() for p in namespace["teacher"].parameters())
+
+    # int8 export: the three accuracies, the int8 file, and the classifier's answers.
     assert set(namespace["result"].metrics) == {"pytorch", "onnx_fp32", "onnx_int8"}
     assert (tmp_path / "runs/readme/int8/model_quantized.onnx").exists()
+
+    # Recipes: every technique key parsed into its config; the shipped report reads back.
+    recipe = namespace["recipe"]
+    assert recipe.task == "text-classification" and recipe.output_dir == "runs/mine"
+    assert recipe.teacher.layerdrop.rate == 0.2
+    assert recipe.student.num_layers == 3 and recipe.student.distillation.strategy == "skip"
+    assert recipe.student.sharing.num_groups == 1
+    assert recipe.export.mode == "dynamic" and recipe.export.max_accuracy_drop == 0.01
+    quickstart = namespace["quickstart"]
+    assert [model.name for model in quickstart.models] == ["teacher", "student", "student-int8"]
+    assert quickstart.final == "student-int8" and quickstart.model("student").layers == 3

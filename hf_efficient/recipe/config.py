@@ -30,6 +30,7 @@ from ..export import Int8ExportConfig
 from ..tasks import DEFAULT_TASK as DEFAULT_TASK_NAME
 from ..tasks import TASKS
 from ..techniques import TECHNIQUES, section_techniques
+from ..training import TrainingConfig
 
 # Short names for the models that come from PyPI packages, and their Hub ids (for model cards).
 MODEL_SHORTCUTS = {
@@ -64,8 +65,8 @@ class DataSection:
 
 
 @dataclass
-class TrainingSection:
-    """How a model is trained (the reference recipe of `hf_efficient.training.finetune`).
+class TrainingSection(TrainingConfig):
+    """How a model is trained: the fields of `hf_efficient.training.TrainingConfig`.
 
     Besides these fields, the section takes a key per technique of `hf_efficient.techniques` that
     lists the section (`layerdrop:`, `distillation:`, `sharing:`), holding that technique's config;
@@ -74,10 +75,6 @@ class TrainingSection:
 
     SECTION = "training"
 
-    epochs: float = field(default=3.0, metadata=_help("training epochs"))
-    batch_size: int = field(default=32, metadata=_help("per-device batch size"))
-    learning_rate: float = field(default=5e-5, metadata=_help("peak learning rate"))
-    bf16: bool = field(default=False, metadata=_help("bf16 autocast (GPU, or a CPU with AVX512-BF16/AMX)"))
     techniques: dict = field(default_factory=dict, metadata={"techniques": True})
 
     def __getattr__(self, name: str):

@@ -8,6 +8,7 @@ loaded when a step first asks for it). A step returns what `run_state.json` reco
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import shutil
 import time
@@ -21,7 +22,7 @@ from ..layerdrop import prune_layers
 from ..report import Report, TaskInfo, measure_models, plot_accuracy_by_depth, plot_tradeoffs, report_markdown
 from ..report.measure import EnergyMeter, hardware
 from ..techniques import TECHNIQUES
-from ..training import finetune
+from ..training import TrainingConfig, finetune
 from .config import MODEL_SHORTCUTS, RecipeError
 from .state import MADE_BY, last_complete_checkpoint
 
@@ -52,12 +53,9 @@ def _train(run, model, section, folder: Path, name: str, teacher=None) -> dict:
             model,
             run.tokenized,
             str(checkpoints),
-            epochs=section.epochs,
-            batch_size=section.batch_size,
-            learning_rate=section.learning_rate,
             seed=run.recipe.seed,
-            bf16=section.bf16,
             resume_from_checkpoint=resume,
+            **{f.name: getattr(section, f.name) for f in dataclasses.fields(TrainingConfig)},
             **arguments,
         )
     trainer.save_model(str(folder))
