@@ -143,6 +143,16 @@ class FakeHub:
                 return 200, {}, info
             if request.method == "GET" and action == "tree" and not match["rest"]:
                 return self._tree(self._head(repo_id, rev), request.query)
+            if request.method == "GET" and action == "tree":  # a folder's listing: transformers 5 asks for one
+                commit, folder = self._head(repo_id, rev), match["rest"].rstrip("/") + "/"
+                entries = [
+                    {"type": "file", "path": path, "size": len(content), "oid": git_blob_id(content)}
+                    for path, content in sorted(commit.files.items())
+                    if path.startswith(folder)
+                ]
+                if not entries:
+                    return 404, {"X-Error-Code": "EntryNotFound"}, {"error": f"{match['rest']} does not exist"}
+                return 200, {}, entries
         match = _RESOLVE.fullmatch(request.path)
         if match and match["repo"] in self.repos and request.method in ("GET", "HEAD"):
             commit = self._head(match["repo"], match["rev"])

@@ -265,7 +265,8 @@ def test_local_base_model_and_dataset_stay_out_of_the_metadata(tmp_path):
         "type": "reviews",
         "split": "validation",
     }
-    assert f"`{tmp_path}` (a local checkpoint, not on the Hub)" in card.text
+    assert f"`{tmp_path.name}` (a local checkpoint, not on the Hub)" in card.text
+    assert str(tmp_path) not in card.text  # no path of the machine that made the card
     assert "| 1,234.5 J (rapl) | 3.2 J (rapl) |" in card.text
     assert "![by depth](plots/by_depth.png)" in card.text
     assert "Energy not measured" not in card.text and "```yaml" not in card.text
@@ -425,3 +426,45 @@ def test_write_model_card_refuses_missing_folder_keys_and_onnx(tmp_path):
     (tmp_path / "onnx").mkdir()
     with pytest.raises(ValueError, match=r"repo_id='quickstart'\): use 'namespace/name'"):
         write_model_card(tmp_path, report, repo_id="quickstart")
+
+
+def test_every_snippet_of_a_pushed_run_card_works_from_the_hub(
+    hub, tmp_path, tiny_bert_folder, reviews_csv, monkeypatch
+):
+    """A recipe's card, pushed with `hf-efficient push --repo-id`: each Python snippet runs against the Hub."""
+    import re
+
+    from conftest import tiny_recipe
+
+    from hf_efficient import run_recipe
+    from hf_efficient.cli import main
+
+    changes = {"student": None, "prune": None, "export": {"max_accuracy_drop": 1.0}}
+    run_recipe(tiny_recipe(tiny_bert_folder, reviews_csv, tmp_path / "run", **changes))
+    main(["push", str(tmp_path / "run"), "--repo-id", "alice/tiny-run"])
+    card = hub.files("alice/tiny-run")["README.md"].decode()
+    assert "your-name" not in card, [line for line in card.splitlines() if "your-name" in line]
+    assert str(tmp_path) not in card  # no path of the machine that made it
+    snippets = re.findall(r"```python\n(.*?)```", card, flags=re.DOTALL)
+    assert len(snippets) == 3 and all("alice/tiny-run" in snippet for snippet in snippets)
+    # transformers 4.x reads the offline switch once, at import (conftest sets HF_HUB_OFFLINE=1).
+    monkeypatch.setattr("transformers.utils.hub._is_offline_mode", False, raising=False)
+    local = tmp_path / "run" / "hub"
+    ran = []
+    for snippet in snippets:
+        if "optimum" in snippet and not optimum_available():
+            continue  # Optimum's ONNX Runtime classes exist on the optimum stack only
+        namespace = {}
+        exec(compile(snippet, "README.md", "exec"), namespace)
+        ran.append(namespace)
+    pytorch, *onnx = ran
+    expected = AutoModelForSequenceClassification.from_pretrained(local).state_dict()
+    assert all(torch.equal(pytorch["model"].state_dict()[k], v) for k, v in expected.items())
+    assert (
+        pytorch["tokenizer"]("a delight")["input_ids"]
+        == BertTokenizerFast.from_pretrained(local)("a delight")["input_ids"]
+    )
+    texts = ["a delight", "a mess"]
+    assert onnx[-1]["classify"](texts) == TextClassifier(local / "onnx")(texts)  # hf_efficient's own helper
+    if optimum_available():
+        assert [r["label"] for r in onnx[0]["classify"](texts)] == [r["label"] for r in onnx[-1]["classify"](texts)]

@@ -13,6 +13,7 @@ import json
 import re
 from pathlib import Path
 
+import yaml
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
@@ -95,6 +96,28 @@ def _card_data(report: Report, final, license: str, language: str) -> ModelCardD
         model_name=f"{report.name}-{final.name}",
         eval_results=results or None,  # an empty list would still write an empty model-index
     )
+
+
+def _public(value):
+    """A recipe value as a card may show it: local paths (absolute, or naming something that exists
+    here) become their last part, so that no path of the machine that made the model is published."""
+    if isinstance(value, dict):
+        return {key: _public(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_public(item) for item in value]
+    if isinstance(value, str) and ("/" in value or "\\" in value):
+        if Path(value).expanduser().is_absolute() or Path(value).exists():
+            return Path(value).name
+    return value
+
+
+def _public_recipe(recipe_text: str | None) -> str | None:
+    if not recipe_text:
+        return None
+    recipe = yaml.safe_load(recipe_text)
+    if not isinstance(recipe, dict) or _public(recipe) == recipe:
+        return recipe_text.strip()  # as written, comments included
+    return yaml.safe_dump(_public(recipe), sort_keys=False).strip()
 
 
 def _plots(report: Report, folder: Path) -> list[dict]:
@@ -182,13 +205,14 @@ def write_model_card(
         final=dataclasses.asdict(final),
         reference=dataclasses.asdict(report.model(report.reference)),
         speedup_batch=min(final.speedup, key=int, default=None),
-        base_model=report.base_model,
+        # A local checkpoint is named by its folder: a card never publishes a path of the machine that made it.
+        base_model=report.base_model if card_data.base_model or not report.base_model else Path(report.base_model).name,
         base_model_on_hub=card_data.base_model is not None,
         dataset_on_hub=card_data.datasets is not None,
         results_table=models_table(report, highlight=final.name),
         depth_table=depth_table(report),
         plots=_plots(report, folder),
-        recipe=recipe_text.strip() if recipe_text else None,
+        recipe=_public_recipe(recipe_text),
         repo=repo_id or f"your-name/{report.name}",
         repo_on_hub=repo_id is not None,
         model_type=config.get("model_type", ""),
