@@ -10,6 +10,7 @@ from conftest import tiny_batch, tiny_recipe
 from huggingface_hub import ModelCard
 from transformers import AutoModelForSequenceClassification, TrainerCallback
 
+import hf_efficient.recipe.run as run_module
 import hf_efficient.recipe.steps as steps
 from hf_efficient.recipe import RecipeError, load_recipe, run_recipe
 
@@ -136,7 +137,9 @@ def test_changed_recipe_refuses_to_resume_but_a_changed_card_is_rewritten(tiny_r
     readme = output / "hub" / "README.md"
     assert ModelCard.load(readme).data.license == "apache-2.0"
     relicensed = tiny_recipe(tiny_bert_folder, reviews_csv, output, card={"license": "mit"})
-    assert run_recipe(relicensed)["final"] == "pruned-int8"  # only the card step runs again
+    with pytest.MonkeyPatch.context() as patch:  # redoing the card reads no data
+        patch.setattr(run_module, "load_text_classification", lambda *a, **k: pytest.fail("the data was loaded"))
+        assert run_recipe(relicensed)["final"] == "pruned-int8"  # only the card step runs again
     assert ModelCard.load(readme).data.license == "mit"
 
 

@@ -165,3 +165,33 @@ def test_an_earlier_report_json_reads_in_todays_vocabulary(tmp_path):
 def test_a_broken_report_is_refused_with_what_is_wrong(change, message):
     with pytest.raises(ValueError, match=message):
         Report.from_dict({**OLD_REPORT, **change})
+
+
+def test_plots_have_titles_plain_ticks_and_every_label_inside(tmp_path, monkeypatch):
+    import matplotlib.pyplot as plt
+
+    from hf_efficient.report import plot_accuracy_by_depth
+
+    figures = []
+    monkeypatch.setattr(plt, "close", figures.append)  # keep each figure to look at what was drawn
+    report = Report.from_dict(OLD_REPORT)
+    for model, (size, ms) in zip(report.models, [(90.9, 21.3), (69.6, 11.2), (90.9, 21.0), (45.5, 9.0), (17.6, 3.8)]):
+        model.size_mb, model.latency_ms, model.metrics = size, {"1": ms / 10, "32": ms}, {"accuracy": 0.8}
+    report.models[-1].name = "a-long-model-name-at-the-right-edge-int8"
+    assert plot_tradeoffs(report.models, tmp_path) == ["accuracy_vs_size.png", "accuracy_vs_latency.png"]
+    plot_accuracy_by_depth({"teacher": {6: 0.84, 4: 0.8, 2: 0.6}}, tmp_path / "depth.png", floor=0.583)
+    titles = [figure.axes[0].get_title() for figure in figures]
+    assert titles == ["accuracy against size", "accuracy against CPU latency (batch 32)", "accuracy by depth"]
+    for figure in figures:
+        figure.canvas.draw()
+        axes = figure.axes[0]
+        ticks = [label.get_text() for label in axes.get_xticklabels() if label.get_text()]
+        assert ticks and all("10^" not in t and "times" not in t and "×" not in t for t in ticks), ticks
+        inside = figure.bbox
+        for text in axes.texts:  # every point's label is drawn inside the figure, not cut off
+            box = text.get_window_extent()
+            assert inside.x0 <= box.x0 and box.x1 <= inside.x1 and inside.y0 <= box.y0 and box.y1 <= inside.y1, text
+    legend = [t.get_text() for t in figures[-1].axes[0].get_legend().get_texts()]
+    assert legend == ["teacher", "majority label (0.583)"]
+    for name in ["accuracy_vs_size.png", "accuracy_vs_latency.png", "depth.png"]:
+        assert (tmp_path / name).stat().st_size > 10_000
