@@ -1,23 +1,23 @@
-"""Size, accuracy and CPU latency of PyTorch fp32, ONNX fp32 and ONNX int8 (dynamic, static), side by side.
+"""Size, accuracy and CPU latency of every way to run a fine-tuned classifier on the CPU, side by side.
 
-Takes a fine-tuned classifier (`--model`, e.g. the teacher of `hf-efficient run recipes/int8_only.yaml`),
-exports it with `export_int8` dynamic (with the tanh GELU, and with the exact one as plain Optimum
-does) and static (calibrated on 256 training rows), and times every variant in turn, in rounds,
-at batch 1 and batch 32 (sequence 64), with 1 thread and with all cores. Speed-ups are ratios to
-PyTorch fp32 measured in the same run. Accuracy is on the test split of the default task.
+Takes a fine-tuned classifier (`--model`, e.g. the quickstart's teacher or student) and times, in
+turns within each round, at batch 1 and 32 (sequence 64), with 1 thread and with all cores:
+PyTorch fp32, PyTorch bf16 (weights cast, and fp32 weights under autocast) where the CPU has bf16
+instructions, ONNX fp32, and the int8 exports of `export_int8` (dynamic with the tanh GELU, dynamic
+with the exact GELU as plain Optimum does, static calibrated on 256 training rows). Speed-ups are
+against the fastest plain-PyTorch variant of the same run, and against PyTorch fp32. Accuracy is on
+the test split of the default task. The table names the CPU and its instruction sets.
 
-    python benchmarks/int8.py --model runs/int8_only/teacher
+    python benchmarks/int8.py --model runs/quickstart/teacher
 """
 
 import argparse
+import copy
 import json
 import os
-import statistics
-import time
 from pathlib import Path
 
 import numpy as np
-import onnxruntime
 import torch
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
@@ -26,6 +26,10 @@ from hf_efficient.data import load_default_task, tokenize_dataset
 from hf_efficient.export.int8 import onnx_accuracy
 from hf_efficient.metrics import evaluate_model
 from hf_efficient.report import markdown_table
+from hf_efficient.report.cpu import cpu_features, cpu_name, has_fast_bf16
+from hf_efficient.report.measure import measure_latency, onnx_runner, pytorch_runner
+
+PLAIN = ("PyTorch fp32", "PyTorch bf16", "PyTorch bf16 autocast")
 
 
 def folder_mb(path: Path) -> float:
@@ -36,6 +40,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", required=True, help="fine-tuned sequence classifier folder")
     parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--seconds", type=float, default=3.0, help="time per variant, batch size and thread count")
     parser.add_argument("--calibration-rows", type=int, default=256)
     parser.add_argument("--output-dir", default="runs/int8")
     args = parser.parse_args()
@@ -68,61 +73,67 @@ def main():
     accuracy = {"PyTorch fp32": evaluate_model(model, data["test"])["accuracy"]}
     accuracy |= {name: onnx_accuracy(path, data["test"]) for name, path in files.items()}
 
+    plain = {"PyTorch fp32": model}
+    if has_fast_bf16():
+        plain["PyTorch bf16"] = copy.deepcopy(model).to(torch.bfloat16)
+        plain["PyTorch bf16 autocast"] = model
+        sizes["PyTorch bf16"] = sizes["PyTorch fp32"] / 2  # the same weights in 2 bytes each
+        sizes["PyTorch bf16 autocast"] = sizes["PyTorch fp32"]
+        accuracy["PyTorch bf16"] = evaluate_model(plain["PyTorch bf16"], data["test"])["accuracy"]
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            accuracy["PyTorch bf16 autocast"] = evaluate_model(model, data["test"])["accuracy"]
+    names = [*plain, *files]
+
     test = data["test"]
-    batches = {
+    feeds = {
         size: {k: np.asarray(test[:size][k], dtype=np.int64) for k in test.column_names if k != "label"}
         for size in (1, 32)
     }
-    latency = {}
-    for threads in (1, os.cpu_count()):
-        torch.set_num_threads(threads)
-        options = onnxruntime.SessionOptions()
-        options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
-        sessions = {
-            name: onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-            for name, path in files.items()
-        }
+    latency = {}  # (threads, batch) -> name -> ms
+    for threads in sorted({1, os.cpu_count()}):
+        runners = {name: pytorch_runner(module) for name, module in plain.items()}
+        if "PyTorch bf16 autocast" in runners:
+            fp32 = runners["PyTorch bf16 autocast"]
 
-        def run(name, feed, sessions=sessions):
-            if name == "PyTorch fp32":
-                with torch.no_grad():
-                    model(**{k: torch.from_numpy(v) for k, v in feed.items()})
-            else:
-                inputs = {i.name: feed[i.name] for i in sessions[name].get_inputs()}
-                sessions[name].run(["logits"], inputs)
+            def autocast(feed, fp32=fp32):
+                with torch.autocast("cpu", dtype=torch.bfloat16):
+                    fp32(feed)
 
-        for size, feed in batches.items():
-            repeats = 20 if size == 1 else 3
-            timings = {name: [] for name in sizes}
-            for round_index in range(args.rounds + 1):
-                for name in sizes:
-                    started = time.perf_counter()
-                    for _ in range(repeats):
-                        run(name, feed)
-                    if round_index:  # the first round warms up
-                        timings[name].append((time.perf_counter() - started) / repeats)
-            for name, values in timings.items():
-                latency[f"{name}|{threads}|{size}"] = statistics.median(values)
+            runners["PyTorch bf16 autocast"] = autocast
+        runners |= {name: onnx_runner(path, threads) for name, path in files.items()}
+        by_size = measure_latency(runners, feeds, threads=threads, seconds=args.seconds, rounds=args.rounds)
+        for name, per_size in by_size.items():
+            for size, ms in per_size.items():
+                latency.setdefault((threads, size), {})[name] = ms
 
-    rows, result = [], {"backend": backend, "cpu_count": os.cpu_count(), "variants": {}}
-    for name in sizes:
-        entry = {"size_mb": sizes[name], "accuracy": accuracy[name], "latency_ms": {}, "speedup": {}}
-        for threads in (1, os.cpu_count()):
-            for size in (1, 32):
-                key = f"{name}|{threads}|{size}"
-                entry["latency_ms"][f"{threads}t_b{size}"] = latency[key] * 1000
-                entry["speedup"][f"{threads}t_b{size}"] = latency[f"PyTorch fp32|{threads}|{size}"] / latency[key]
+    cpu = f"{cpu_name()} ({', '.join(cpu_features())})"
+    result = {"backend": backend, "cpu": cpu, "cpu_count": os.cpu_count(), "model": args.model, "variants": {}}
+    rows = []
+    for name in names:
+        entry = {"size_mb": sizes[name], "accuracy": accuracy[name], "latency_ms": {}, "speedup": {}, "vs_fp32": {}}
+        for (threads, size), by_name in sorted(latency.items()):
+            key = f"{threads}t_b{size}"
+            fastest_plain = min(by_name[p] for p in PLAIN if p in by_name)
+            entry["latency_ms"][key] = by_name[name]
+            entry["speedup"][key] = fastest_plain / by_name[name]
+            entry["vs_fp32"][key] = by_name["PyTorch fp32"] / by_name[name]
         result["variants"][name] = entry
-        speed = entry["speedup"]
+        keys = list(entry["speedup"])
         rows.append(
-            [name, entry["size_mb"], entry["accuracy"], entry["latency_ms"]["1t_b1"], speed["1t_b1"], speed["1t_b32"]]
-            + [speed[f"{os.cpu_count()}t_b1"], speed[f"{os.cpu_count()}t_b32"]]
+            [name, entry["size_mb"], entry["accuracy"], entry["latency_ms"]["1t_b1"], entry["latency_ms"]["1t_b32"]]
+            + [f"{entry['speedup'][k]:.2f}x" for k in keys]
+            + [f"{entry['vs_fp32']['1t_b32']:.2f}x"]
         )
-    header = ["variant", "MB", "test acc", "ms b1 1t", "x b1 1t", "x b32 1t", "x b1 all", "x b32 all"]
+    keys = list(result["variants"]["PyTorch fp32"]["speedup"])
+    header = ["variant", "MB", "test acc", "ms b1 1t", "ms b32 1t"]
+    header += [f"x {k.split('_')[1]} {k.split('_')[0].replace('t', ' thr')}" for k in keys] + ["x fp32 b32 1t"]
     table = markdown_table(header, rows)
-    print(f"\n{args.model}, sequence 64, backend {backend}, speed-up against PyTorch fp32 in the same run:\n{table}")
+    print(
+        f"\n{args.model}, sequence 64, backend {backend}, on {cpu}.\nSpeed-up against the fastest plain-PyTorch "
+        f"variant of the same run (last column: against PyTorch fp32):\n{table}"
+    )
     (output / "int8.json").write_text(json.dumps(result, indent=1))
-    (output / "int8.md").write_text(table + "\n")
+    (output / "int8.md").write_text(f"On {cpu}.\n\n{table}\n")
 
 
 if __name__ == "__main__":

@@ -1,0 +1,59 @@
+"""What the CPU at hand can do fast: the instruction sets that decide which variant of a model wins.
+
+Speed figures hold only for the CPU they came from, so every speed table names it and these
+features: AVX512-VNNI (int8 dot products), AVX512-BF16 (bf16 dot products), AMX (Intel's tile
+units for int8 and bf16 matrix products, several times the AVX-512 rate).
+"""
+
+from __future__ import annotations
+
+import platform
+from pathlib import Path
+
+# /proc/cpuinfo flag -> how tables name it.
+FEATURES = {
+    "avx2": "AVX2",
+    "avx512f": "AVX512",
+    "avx512_vnni": "AVX512-VNNI",
+    "avx512_bf16": "AVX512-BF16",
+    "amx_int8": "AMX-INT8",
+    "amx_bf16": "AMX-BF16",
+    "asimddp": "NEON-DOT",
+    "bf16": "ARM-BF16",
+}
+
+
+def _cpuinfo() -> dict[str, str]:
+    path = Path("/proc/cpuinfo")
+    fields = {}
+    if path.is_file():
+        for line in path.read_text().splitlines():
+            key, _, value = line.partition(":")
+            fields.setdefault(key.strip(), value.strip())
+    return fields
+
+
+def cpu_name() -> str:
+    info = _cpuinfo()
+    return info.get("model name") or platform.processor() or platform.machine()
+
+
+def cpu_features() -> list[str]:
+    """The speed-relevant instruction sets of this CPU, as tables name them (empty off Linux)."""
+    info = _cpuinfo()
+    flags = set((info.get("flags") or info.get("Features") or "").split())
+    return [name for flag, name in FEATURES.items() if flag in flags]
+
+
+def has_fast_bf16() -> bool:
+    """Whether bf16 matrix products run in hardware (AVX512-BF16 or AMX), so a bf16 baseline is worth timing."""
+    return bool({"AVX512-BF16", "AMX-BF16", "ARM-BF16"} & set(cpu_features()))
+
+
+def describe_cpu(threads: int | str | None = None) -> str:
+    """E.g. "AMD EPYC (AVX2, AVX512, AVX512-VNNI, AVX512-BF16), 1 thread"."""
+    features = ", ".join(cpu_features()) or "no listed vector extensions"
+    text = f"{cpu_name()} ({features})"
+    if threads is not None:
+        text += f", {threads} thread" + ("" if threads == 1 else "s")
+    return text
