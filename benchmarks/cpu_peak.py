@@ -77,10 +77,8 @@ def main():
     operations = 2.0 * M * K * N
     x = torch.randn(M, K)
     w = torch.randn(K, N)
-    peaks = {
-        "PyTorch fp32": rate(lambda: x @ w, operations),
-        "PyTorch bf16": rate(lambda xb=x.bfloat16(), wb=w.bfloat16(): xb @ wb, operations),
-    }
+    xb, wb = x.bfloat16(), w.bfloat16()
+    peaks = {"PyTorch fp32": rate(lambda: x @ w, operations), "PyTorch bf16": rate(lambda: xb @ wb, operations)}
     feed = {"x": x.numpy()}
     with tempfile.TemporaryDirectory() as folder:
         for name, int8 in (("ONNX Runtime fp32", False), ("ONNX Runtime int8 (s8 weights)", True)):
