@@ -331,7 +331,9 @@ def measure_models(
         entry.latency_ms = {str(s): round(latency[entry.name][s], 3) for s in batch_sizes}
         entry.latency_spread = {str(s): round(latency.spread[entry.name][s], 3) for s in batch_sizes}
         entry.speedup = {str(s): latency[reference.name][s] / latency[entry.name][s] for s in batch_sizes}
-        entry.accuracy_retained = entry.metrics["accuracy"] / reference.metrics["accuracy"]
+        # Undefined against a reference that scored 0 (e.g. one misclassified row).
+        accuracy = reference.metrics["accuracy"]
+        entry.accuracy_retained = entry.metrics["accuracy"] / accuracy if accuracy else None
     return Measurements(entries, latency.timing)
 
 
