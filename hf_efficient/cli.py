@@ -15,7 +15,7 @@ import types
 import typing
 from pathlib import Path
 
-from .data import load_text_classification, tokenize_dataset
+from .data import DEFAULT_TASK, SPLITS, load_text_classification, tokenize_dataset
 from .distill import PKDConfig
 from .export import Int8ExportConfig
 from .layerdrop import LayerDropConfig
@@ -47,6 +47,7 @@ EXAMPLES = {
   hf-efficient export --model runs/quickstart/student --mode static --max-accuracy-drop 0.005""",
     "evaluate": """examples:
   hf-efficient evaluate --model runs/quickstart/student
+  hf-efficient evaluate --model runs/quickstart/student --data reviews.csv --split all   # every row of the file
   hf-efficient evaluate --model runs/quickstart/onnx/model_quantized.onnx""",
     "benchmark": """examples:
   hf-efficient benchmark runs/quickstart/teacher runs/quickstart/student runs/quickstart/onnx/model_quantized.onnx""",
@@ -207,21 +208,66 @@ def export_command(args):
     return _run(recipe, args)
 
 
-def _test_split(args, model: Path):
+# Below this many rows an accuracy is not worth comparing: one row moves it by more than 3 points, and its
+# standard error, sqrt(p (1 - p) / n), is 7 points at p = 0.8 and n = 30: more than the gaps between the
+# models a run compares.
+MIN_RELIABLE_ROWS = 30
+EVALUATE_SPLITS = ("test", "validation", "train", "all")
+
+
+def _load_split(args, model: Path, split: str = "test"):
+    """The tokenized rows of `split` of `--data` ("all": every row), what they are, and a line saying so."""
+    import datasets
     from transformers import AutoTokenizer
 
     folder = model.parent if model.suffix == ".onnx" else model
     data = load_text_classification(
         args.data, text_column=args.text_column, label_column=args.label_column, seed=args.seed
     )
-    return tokenize_dataset(data, AutoTokenizer.from_pretrained(folder), max_length=args.max_length)["test"]
+    total = sum(len(part) for part in data.values())
+    rows = datasets.concatenate_datasets([data[name] for name in SPLITS]) if split == "all" else data[split]
+    name = args.data if args.data == DEFAULT_TASK else Path(args.data).name
+    if split == "all":
+        line = f"scored all {total:,} rows of {name} (a model trained on it has seen its train rows among them)"
+    else:
+        if args.data == DEFAULT_TASK:
+            how = "split by movie"
+        elif split == "train":
+            how = f"what the validation and test splits drawn with seed {args.seed} leave"
+        else:
+            how = f"a {len(rows) / total:.0%} split drawn with seed {args.seed}"
+        line = (
+            f"scored the {split} split: {len(rows):,} of {total:,} rows of {name} ({how}; --split all scores every row)"
+        )
+    scope = {"data": str(args.data), "split": split, "rows": len(rows), "data_rows": total}
+    tokenized = tokenize_dataset(
+        datasets.DatasetDict({split: rows}), AutoTokenizer.from_pretrained(folder), args.max_length
+    )
+    return tokenized[split], scope, line
+
+
+def _warn_if_few(scope: dict, split_flag: bool = False) -> None:
+    """Say on stderr that an accuracy on fewer than `MIN_RELIABLE_ROWS` rows is not to be trusted (and, where the
+    command has `--split`, that it can score every row)."""
+    rows = scope["rows"]
+    if rows >= MIN_RELIABLE_ROWS:
+        return
+    more = f"; --split all scores all {scope['data_rows']} rows" if split_flag and rows < scope["data_rows"] else ""
+    print(
+        f"warning: {rows} row{'s' * (rows != 1)} scored: an accuracy on fewer than {MIN_RELIABLE_ROWS} rows is "
+        f"not reliable (one row moves it by {100 / max(rows, 1):.1f} points){more}.",
+        file=sys.stderr,
+        flush=True,
+    )
 
 
 def evaluate_command(args):
     model = Path(args.model)
-    test = _test_split(args, model)
-    (entry,) = measure_models({model.name: model}, test, batch_sizes=[1], seconds=0.5)
-    print(json.dumps({"model": str(model), "test_rows": len(test), **entry.metrics}))
+    rows, scope, line = _load_split(args, model, args.split)
+    print(line, flush=True)
+    _warn_if_few(scope, split_flag=True)
+    (entry,) = measure_models({model.name: model}, rows, batch_sizes=[1], seconds=0.5)
+    print(json.dumps({"model": str(model), **scope, **entry.metrics}))
     return entry.metrics
 
 
@@ -233,13 +279,15 @@ def benchmark_command(args):
     if missing:  # before evaluating the others for minutes
         raise ValueError(f"benchmark: {', '.join(missing)} does not exist; give model folders or .onnx files.")
     models = {m if Path(m).suffix == ".onnx" else Path(m).name: m for m in args.models}
-    test = _test_split(args, Path(args.models[0]))
+    test, scope, _ = _load_split(args, Path(args.models[0]))
+    _warn_if_few(scope)
     entries = measure_models(models, test, batch_sizes=args.batch_sizes, threads=args.threads)
     report = Report(
         name="benchmark",
         task=TaskInfo(dataset=Path(args.data).name, split="test", rows=len(test)),
         hardware=hardware(args.threads or "all"),
-        models=entries,
+        timing=entries.timing,
+        models=list(entries),
     )
     print(report_markdown(report))
     if args.output:
@@ -348,10 +396,18 @@ def build_parser() -> argparse.ArgumentParser:
     fields["export"] = add_config_arguments(export, Int8ExportConfig, prefix="export", title="int8 export")
     export.set_defaults(fields=fields)
 
-    evaluate = command("evaluate", "test metrics of a model folder or an .onnx file", evaluate_command)
+    evaluate = command(
+        "evaluate", "metrics of a model folder or an .onnx file on a split of the data", evaluate_command
+    )
     evaluate.add_argument("--model", required=True)
     add_config_arguments(evaluate, DataSection, title="data")
     evaluate.add_argument("--seed", type=int, default=0, help="seed of the split of a single data file")
+    evaluate.add_argument(
+        "--split",
+        choices=EVALUATE_SPLITS,
+        default="test",
+        help="rows to score: a split (a single file's are carved with --seed), or all rows (default: test)",
+    )
 
     benchmark = command("benchmark", "accuracy, size and CPU latency of models, side by side", benchmark_command)
     benchmark.add_argument("models", nargs="+", help="model folders or .onnx files; the first is the reference")

@@ -86,11 +86,36 @@ def test_prune_export_evaluate_and_benchmark_commands(tmp_path, tiny_bert_folder
     assert (tmp_path / "e" / "onnx" / "model_quantized.onnx").is_file()
     capsys.readouterr()
 
-    main(["evaluate", "--model", str(tmp_path / "e" / "onnx" / "model_quantized.onnx"), *data])
-    metrics = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    onnx = str(tmp_path / "e" / "onnx" / "model_quantized.onnx")
+    main(["evaluate", "--model", onnx, *data])
+    out = capsys.readouterr().out.strip().splitlines()
+    metrics = json.loads(out[-1])
     report = json.loads((tmp_path / "e" / "report.json").read_text())
-    assert metrics["test_rows"] == 12
+    said = "scored the test split: 12 of 120 rows of reviews.csv (a 10% split drawn with seed 0; --split all scores"
+    assert out[0].startswith(said)
+    assert (metrics["split"], metrics["rows"], metrics["data_rows"]) == ("test", 12, 120)
     assert metrics["accuracy"] == pytest.approx(report["models"][-1]["metrics"]["accuracy"])
+
+    main(["evaluate", "--model", onnx, *data, "--split", "all"])
+    captured = capsys.readouterr()
+    out = captured.out.strip().splitlines()
+    assert out[0].startswith("scored all 120 rows of reviews.csv (")
+    scored = json.loads(out[-1])
+    assert (scored["split"], scored["rows"], scored["data_rows"]) == ("all", 120, 120)
+    assert "warning" not in captured.err
+
+    # A 5-row file leaves a 1-row test split: scored, with a warning.
+    small = tmp_path / "small.csv"
+    small.write_text(
+        "review,stars\n"
+        + "".join(f"a {w} film,{s}\n" for w, s in [("great", "good"), ("dull", "bad")] * 2 + [("superb", "good")])
+    )
+    main(["evaluate", "--model", onnx, "--data", str(small), *TINY_DATA])
+    captured = capsys.readouterr()
+    assert "scored the test split: 1 of 5 rows of small.csv (a 20% split" in captured.out
+    assert json.loads(captured.out.strip().splitlines()[-1])["rows"] == 1
+    assert "warning: 1 row scored: an accuracy on fewer than 30 rows is not reliable" in captured.err
+    assert "--split all scores all 5 rows" in captured.err
 
     output = tmp_path / "bench.json"
     main(
@@ -103,8 +128,12 @@ def test_prune_export_evaluate_and_benchmark_commands(tmp_path, tiny_bert_folder
             str(output),
         ]
     )
-    entries = json.loads(output.read_text())["models"]
+    benchmark = json.loads(output.read_text())
+    entries = benchmark["models"]
     assert [e["format"] for e in entries] == ["pytorch", "onnx"] and entries[0]["speedup"] == {"1": 1.0}
+    # How far the absolute times can be trusted: the spread of each model, the machine's load.
+    assert all(set(e["latency_spread"]) == {"1"} for e in entries)
+    assert benchmark["timing"]["cores"] >= 1 and isinstance(benchmark["timing"]["reliable"], bool)
     assert "| `pruned` |" in capsys.readouterr().out
 
 

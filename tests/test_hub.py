@@ -215,6 +215,22 @@ def test_card_body(tmp_path):
     assert "quantized to int8" in body and "fp32 model before quantization" in body
 
 
+def test_card_warns_when_absolute_latency_is_unreliable(tmp_path):
+    reason = "measured while the machine was busy (load 7.9 on 2 cores)"
+    timing = {"load": 7.9, "cores": 2, "threads": 2, "rounds": 5, "reliable": False, "reason": reason}
+    models = [{**MODELS["finetuned"], "latency_spread": {"1": 0.4, "32": 0.03}}, MODELS["pkd"]]
+    report = example_report("pkd", models=models, timing=timing, techniques=["pkd"])
+    write_folder_extras(tmp_path, report)
+    body = write_model_card(tmp_path, report).text
+    warning = f"**Warning: latency was {reason}: compare the speed-ups, not the milliseconds.**"
+    assert "| 5.1 ms (1.00x, spread 40%) | 80.2 ms (1.00x) |" in body
+    assert f" |\n\n{warning}\n\nSpread: how far apart the slowest and fastest of the 5 timed rounds" in body
+    # A report without timing (an earlier version's, or a quiet run) has no warning.
+    quiet = example_report("pkd")
+    write_folder_extras(tmp_path, quiet)
+    assert "Warning" not in write_model_card(tmp_path, quiet).text
+
+
 # A sentence of each kind's template, and one marker of each that no other template has.
 KIND_PHRASES = {
     "finetuned": "without compression",

@@ -91,6 +91,7 @@ def test_tiny_run_reports_every_model(tiny_run):
     assert models["pruned-int8"]["metrics"]["accuracy"] == pytest.approx(export["metrics"]["onnx_int8"]["accuracy"])
     assert models["teacher"]["speedup"] == {"1": 1.0, "8": 1.0}
     assert models["pruned"]["speedup"]["8"] > 1.5  # one layer of four
+    assert set(models["teacher"]["latency_spread"]) == {"1", "8"} and report["timing"]["rounds"] == 5
     for m in models.values():
         assert m["accuracy_retained"] == pytest.approx(
             m["metrics"]["accuracy"] / models["teacher"]["metrics"]["accuracy"]

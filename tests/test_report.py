@@ -5,7 +5,7 @@ import time
 import pytest
 
 from hf_efficient.report import ModelEntry, Report, measure, plot_tradeoffs, report_markdown
-from hf_efficient.report.measure import EnergyMeter, measure_latency, weights_size_mb
+from hf_efficient.report.measure import EnergyMeter, assess_timing, measure_latency, weights_size_mb
 
 
 def test_latency_is_measured_side_by_side_per_batch_size():
@@ -18,6 +18,43 @@ def test_latency_is_measured_side_by_side_per_batch_size():
     # Sleeps only overshoot, and by far less than these margins.
     assert 40 <= latency["slow"][4] < 60 and 10 <= latency["slow"][1] < 20
     assert 2.5 < latency["slow"][4] / latency["fast"][4] <= 4.0
+
+
+def test_latency_reports_the_spread_of_its_rounds_and_the_machine_load(monkeypatch):
+    def sleeper(milliseconds):
+        sleeps = iter(milliseconds)
+        return lambda feed: time.sleep(next(sleeps) / 1000)
+
+    # A budget below one call per round: one call a round, after the warm-up call.
+    runners = {"steady": sleeper([20] * 6), "jittery": sleeper([20, 20, 20, 40, 20, 20])}
+    loads = iter([0.5, 0.7])  # before and after
+    monkeypatch.setattr(measure, "machine_load", lambda: next(loads))
+    latency = measure_latency(runners, {1: {"input_ids": [0]}}, threads=1, seconds=0.01, rounds=5)
+    assert 20 <= latency["steady"][1] < 30 and 20 <= latency["jittery"][1] < 30  # the medians, as before
+    assert latency.spread["jittery"][1] > 0.8 and latency.spread["steady"][1] < 0.5  # (40 - 20) / 20 = 100%
+    timing = latency.timing
+    assert (timing.load, timing.threads, timing.rounds) == (0.7, 1, 5) and timing.max_spread > 0.8
+    assert (
+        timing.reliable is False
+        and "timed in rounds up to" in timing.reason
+        and "(`jittery`, batch 1)" in timing.reason
+    )
+
+    # Load: the larger of before and after, against the machine's cores.
+    monkeypatch.setattr(measure, "machine_load", lambda: 50.0 * measure.os.cpu_count())
+    busy = measure_latency({"steady": sleeper([1] * 3)}, {1: {"input_ids": [0]}}, threads=1, seconds=0.001, rounds=2)
+    assert busy.timing.reliable is False and busy.timing.reason.startswith("measured while the machine was busy (load")
+
+
+def test_timing_is_reliable_only_on_a_quiet_machine_with_close_rounds():
+    quiet = assess_timing({"a": {1: 0.05, 32: 0.02}, "b": {1: 0.2}}, 1.9, threads=2, rounds=5, cores=2)
+    assert quiet.reliable is True and quiet.reason is None and quiet.max_spread == 0.2
+    busy = assess_timing({"a": {1: 0.05}}, 7.9, threads=2, rounds=5, cores=2)
+    assert busy.reliable is False and busy.reason == "measured while the machine was busy (load 7.9 on 2 cores)"
+    both = assess_timing({"a": {1: 0.05}, "b": {32: 0.4}}, 7.9, threads=2, rounds=5, cores=2)
+    assert both.reason.endswith(" and timed in rounds up to 40% apart (`b`, batch 32)")
+    unknown = assess_timing({"a": {1: 0.05}}, None, threads=2, rounds=5, cores=2)  # no load average (Windows)
+    assert unknown.reliable is True and unknown.load is None
 
 
 def test_weights_size_counts_weight_files_only(tmp_path):
@@ -82,6 +119,42 @@ def test_report_table_and_tradeoff_plots(tmp_path):
     assert "| - | - | 41.5 J (RAPL) |" in table and "| 120 s | not measured | 41.5 J (RAPL) |" in table
     assert plot_tradeoffs(report.models, tmp_path) == ["accuracy_vs_size.png", "accuracy_vs_latency.png"]
     assert (tmp_path / "accuracy_vs_latency.png").read_bytes()[:4] == b"\x89PNG"
+    assert "Warning" not in table and "spread" not in table  # nothing assessed: nothing said
+
+
+BUSY_TIMING = {
+    "load": 7.9,
+    "cores": 2,
+    "threads": 2,
+    "rounds": 5,
+    "max_spread": 0.31,
+    "reliable": False,
+    "reason": "measured while the machine was busy (load 7.9 on 2 cores)",
+}
+
+
+def test_report_warns_when_absolute_latency_is_unreliable_and_shows_large_spreads(tmp_path):
+    raw = {**OLD_REPORT, "timing": BUSY_TIMING, "models": [dict(m) for m in OLD_REPORT["models"]]}
+    raw["models"][0]["latency_spread"] = {"1": 0.31}
+    raw["models"][1]["latency_spread"] = {"1": 0.02}
+    report = Report.from_dict(raw)
+    assert report.timing.reliable is False and report.model("teacher").latency_spread == {"1": 0.31}
+    table = report_markdown(report)
+    warning = (
+        "**Warning: latency was measured while the machine was busy (load 7.9 on 2 cores): "
+        "compare the speed-ups, not the milliseconds.**"
+    )
+    assert warning in table
+    assert "| 5.0 ms (1.00x, spread 31%) |" in table and "| 2.5 ms (2.00x) |" in table  # 2% is not shown
+    assert "the slowest and fastest of the 5 timed rounds" in table
+    # The new fields round-trip through report.json.
+    report.save(tmp_path / "report.json")
+    assert Report.load(tmp_path / "report.json") == report
+    # A quiet run with close rounds says nothing.
+    raw["timing"] = {**BUSY_TIMING, "load": 0.4, "max_spread": 0.02, "reliable": True, "reason": None}
+    raw["models"][0]["latency_spread"] = {"1": 0.02}
+    quiet = report_markdown(Report.from_dict(raw))
+    assert "Warning" not in quiet and "spread" not in quiet
 
 
 OLD_REPORT = {  # a report.json as the runner wrote it before the vocabulary was one (names of then)
@@ -152,6 +225,9 @@ def test_an_earlier_report_json_reads_in_todays_vocabulary(tmp_path):
     again = Report.load(tmp_path / "report.json")
     assert again == report and Report.from_dict(again.to_dict()).to_dict() == report.to_dict()
     assert isinstance(again.models[0], ModelEntry) and again.depths == {"teacher": {"6": 0.84, "3": 0.8}}
+    # Without `timing` and `latency_spread` (older reports), nothing was assessed.
+    assert report.timing.reliable is None and report.timing.load is None
+    assert report.model("teacher").latency_spread == {}
 
 
 @pytest.mark.parametrize(

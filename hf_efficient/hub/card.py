@@ -18,7 +18,7 @@ from huggingface_hub import EvalResult, ModelCard, ModelCardData
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
 from ..report import Report
-from ..report.render import depth_table, measured, millions, models_table
+from ..report.render import depth_table, measured, millions, models_table, timing_note
 from ..tasks import get_task
 from ..techniques import FINETUNED, TECHNIQUES, hub_tags
 
@@ -146,9 +146,9 @@ def write_model_card(
 
     The metadata carries the tags of the techniques, the base model and dataset (when they are Hub
     ids), and the final model's measured metrics as model-index results; the body, rendered from
-    the template of the final model's kind, holds the summary, the table of every model of the run,
-    the plots, the recipe, how to load the model (with Optimum when `folder/onnx` exists) and its
-    limits.
+    the template of the final model's kind, holds the summary, the table of every model of the run
+    (with the report's warning when its absolute latencies are unreliable), the plots, the recipe,
+    how to load the model (with Optimum when `folder/onnx` exists) and its limits.
 
     Args:
         folder (`str` or `Path`): The checkpoint folder (config.json, weights, report, plots).
@@ -210,6 +210,7 @@ def write_model_card(
         base_model_on_hub=card_data.base_model is not None,
         dataset_on_hub=card_data.datasets is not None,
         results_table=models_table(report, highlight=final.name),
+        timing_note=timing_note(report),
         depth_table=depth_table(report),
         plots=_plots(report, folder),
         recipe=_public_recipe(recipe_text),

@@ -2,8 +2,8 @@
 
 from .measure import measure_models
 from .plots import plot_accuracy_by_depth, plot_tradeoffs
-from .render import markdown_table, models_table, report_markdown
-from .schema import Energy, Hardware, ModelEntry, Report, TaskInfo
+from .render import markdown_table, models_table, report_markdown, timing_note
+from .schema import Energy, Hardware, ModelEntry, Report, TaskInfo, Timing
 
 __all__ = [
     "Energy",
@@ -11,10 +11,12 @@ __all__ = [
     "ModelEntry",
     "Report",
     "TaskInfo",
+    "Timing",
     "markdown_table",
     "measure_models",
     "models_table",
     "plot_accuracy_by_depth",
     "plot_tradeoffs",
     "report_markdown",
+    "timing_note",
 ]

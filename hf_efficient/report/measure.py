@@ -18,7 +18,7 @@ from ..export import onnx_logits
 from ..metrics import compute_metrics_fn, evaluate_model
 from ..provenance import CONFIG_KEY
 from ..techniques import TECHNIQUES, kind_of
-from .schema import Energy, Hardware, ModelEntry
+from .schema import BUSY_LOAD_PER_CORE, SPREAD_UNRELIABLE, Energy, Hardware, ModelEntry, Timing
 
 POWERCAP = "/sys/class/powercap"
 # Bytes of the weights themselves; tokenizer and config files are the same for every variant.
@@ -68,6 +68,47 @@ def onnx_runner(path: str | Path, threads: int) -> Callable[[dict], None]:
     return run
 
 
+class Latency(dict):
+    """What `measure_latency` measured: a dict of name -> batch size -> median milliseconds, plus
+
+    - `spread`: name -> batch size -> (slowest - fastest) / median of the timed rounds;
+    - `timing`: a `Timing`, the machine's load and whether the absolute milliseconds can be trusted.
+    """
+
+    def __init__(self, medians=(), spread: dict | None = None, timing: Timing | None = None):
+        super().__init__(medians)
+        self.spread, self.timing = spread or {}, timing or Timing()
+
+
+def machine_load() -> float | None:
+    """The machine's 1-minute load average, or None where the system does not tell (Windows)."""
+    try:
+        return os.getloadavg()[0]
+    except (AttributeError, OSError):
+        return None
+
+
+def assess_timing(spread: dict, load: float | None, *, threads: int, rounds: int, cores: int | None = None) -> Timing:
+    """Whether absolute latencies with these spreads, timed under this load on `cores` CPUs (default: this
+    machine's), can be trusted: see `Timing` and the thresholds in `report.schema`."""
+    cores = cores or os.cpu_count() or threads
+    worst = max(((s, name, size) for name, by_size in spread.items() for size, s in by_size.items()), default=None)
+    reasons = []
+    if load is not None and load > BUSY_LOAD_PER_CORE * cores:
+        reasons.append(f"measured while the machine was busy (load {load:.1f} on {cores} cores)")
+    if worst is not None and worst[0] > SPREAD_UNRELIABLE:
+        reasons.append(f"timed in rounds up to {worst[0]:.0%} apart (`{worst[1]}`, batch {worst[2]})")
+    return Timing(
+        load=None if load is None else round(load, 2),
+        cores=cores,
+        threads=threads,
+        rounds=rounds,
+        max_spread=None if worst is None else round(worst[0], 3),
+        reliable=not reasons,
+        reason=" and ".join(reasons) or None,
+    )
+
+
 def measure_latency(
     runners: dict[str, Callable[[dict], None]],
     feeds: dict[int, dict[str, np.ndarray]],
@@ -75,12 +116,14 @@ def measure_latency(
     threads: int,
     seconds: float = 3.0,
     rounds: int = 5,
-) -> dict[str, dict[int, float]]:
+) -> Latency:
     """Median milliseconds per batch of each runner at each batch size, measured side by side.
 
     The runners take turns within each round (after one warm-up round), so that a machine that
     slows down or speeds up during the measurement affects all of them alike; ratios between
     runners of one call are what to report. `seconds` bounds the time spent per runner and batch size.
+    The result also holds how far the rounds spread and the machine's load (see `Latency`), which
+    say whether the absolute milliseconds can be trusted too.
 
     Args:
         runners (`dict[str, Callable]`): Name -> function of a feed (see `pytorch_runner`, `onnx_runner`).
@@ -90,7 +133,9 @@ def measure_latency(
         rounds (`int`): Timed rounds.
     """
     torch.set_num_threads(threads)
+    load_before = machine_load()
     latency = {name: {} for name in runners}
+    spread = {name: {} for name in runners}
     for size, feed in feeds.items():
         # One warm-up call each, which also tells how many calls fit in the time budget.
         repeats = {}
@@ -106,8 +151,12 @@ def measure_latency(
                     run(feed)
                 timings[name].append((time.perf_counter() - started) / repeats[name])
         for name, values in timings.items():
-            latency[name][size] = statistics.median(values) * 1000
-    return latency
+            median = statistics.median(values)
+            latency[name][size] = median * 1000
+            spread[name][size] = (max(values) - min(values)) / median if median > 0 else 0.0
+    loads = [load for load in (load_before, machine_load()) if load is not None]
+    timing = assess_timing(spread, max(loads, default=None), threads=threads, rounds=rounds)
+    return Latency(latency, spread, timing)
 
 
 @torch.no_grad()
@@ -195,6 +244,14 @@ def _energy_readers() -> dict[str, tuple[Callable[[], float], float]]:
     return readers
 
 
+class Measurements(list):
+    """What `measure_models` measured: a list of one `ModelEntry` per model, plus `timing` (a `Timing`)."""
+
+    def __init__(self, entries=(), timing: Timing | None = None):
+        super().__init__(entries)
+        self.timing = timing or Timing()
+
+
 def measure_models(
     models: dict[str, str | Path],
     dataset,
@@ -204,7 +261,7 @@ def measure_models(
     sequence_length: int = 64,
     threads: int | None = None,
     seconds: float = 3.0,
-) -> list[ModelEntry]:
+) -> Measurements:
     """Measure models side by side on a tokenized test split; the first one is the reference.
 
     Every model is evaluated and its files weighed before any latency is timed, and the latency of
@@ -220,8 +277,9 @@ def measure_models(
         seconds (`float`): Time spent per model and batch size.
 
     Returns:
-        `list[ModelEntry]`: per model, metrics, size, latency and speed-up per batch size, metric
-        retained against the first, GPU throughput and energy (None where not measured).
+        `Measurements`: a list of `ModelEntry`, per model, metrics, size, latency, its spread and
+        speed-up per batch size, metric retained against the first, GPU throughput and energy (None
+        where not measured); its `timing` says whether the absolute latencies can be trusted.
     """
     if not models:
         raise ValueError("measure_models: give at least one model folder or .onnx file.")
@@ -271,9 +329,12 @@ def measure_models(
         if entry.name in modules:
             entry.gpu_throughput = gpu_throughput(modules[entry.name], feeds[max(batch_sizes)])
         entry.latency_ms = {str(s): round(latency[entry.name][s], 3) for s in batch_sizes}
+        entry.latency_spread = {str(s): round(latency.spread[entry.name][s], 3) for s in batch_sizes}
         entry.speedup = {str(s): latency[reference.name][s] / latency[entry.name][s] for s in batch_sizes}
-        entry.accuracy_retained = entry.metrics["accuracy"] / reference.metrics["accuracy"]
-    return entries
+        # Undefined against a reference that scored 0 (e.g. one misclassified row).
+        accuracy = reference.metrics["accuracy"]
+        entry.accuracy_retained = entry.metrics["accuracy"] / accuracy if accuracy else None
+    return Measurements(entries, latency.timing)
 
 
 def recorded_techniques(config) -> dict[str, dict]:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .schema import ModelEntry, Report
+from .schema import SPREAD_SHOWN, ModelEntry, Report
 
 NOT_MEASURED = "not measured"
 NOT_APPLICABLE = "-"
@@ -29,10 +29,32 @@ def markdown_table(header: list[str], rows: list[list]) -> str:
 
 
 def _latency(model: ModelEntry, batch: str) -> str:
-    latency, speedup = model.latency_ms.get(batch), model.speedup.get(batch)
+    latency, speedup, spread = model.latency_ms.get(batch), model.speedup.get(batch), model.latency_spread.get(batch)
     if latency is None:
         return NOT_MEASURED
-    return f"{latency:.1f} ms" + ("" if speedup is None else f" ({speedup:.2f}x)")
+    notes = [] if speedup is None else [f"{speedup:.2f}x"]
+    if _shown(spread):
+        notes.append(f"spread {spread:.0%}")
+    return f"{latency:.1f} ms" + (f" ({', '.join(notes)})" if notes else "")
+
+
+def _shown(spread: float | None) -> bool:
+    return spread is not None and spread > SPREAD_SHOWN
+
+
+def timing_note(report: Report) -> str | None:
+    """What to read under the table of models: a warning when the absolute latencies are unreliable,
+    and what the spreads printed in it are (None when there is nothing to say, e.g. older reports)."""
+    timing, lines = report.timing, []
+    if timing.reliable is False:
+        lines.append(f"**Warning: latency was {timing.reason}: compare the speed-ups, not the milliseconds.**")
+    if any(_shown(spread) for model in report.models for spread in model.latency_spread.values()):
+        rounds = f"{timing.rounds} " if timing.rounds else ""
+        lines.append(
+            f"Spread: how far apart the slowest and fastest of the {rounds}timed rounds were, relative to their "
+            f"median; printed where above {SPREAD_SHOWN:.0%}."
+        )
+    return "\n\n".join(lines) or None
 
 
 def _joules(model: ModelEntry, value) -> str:
@@ -92,6 +114,9 @@ def report_markdown(report: Report) -> str:
         f"of {hardware.cpu or 'an unrecorded CPU'}, side by side in one run; speed-up and {task.metric} retained "
         f"against `{report.reference}`.\n\n{models_table(report)}\n"
     )
+    note = timing_note(report)
+    if note:
+        text += f"\n{note}\n"
     depths = depth_table(report)
     if depths:
         text += f"\n{task.metric.capitalize()} after pruning to each depth, without retraining:\n\n{depths}\n"

@@ -2,8 +2,8 @@
 
 `report.json` is `Report.to_dict()`; `Report.from_dict` also reads the reports of earlier versions,
 whose technique names were `pkd`, `knowledge-distillation` and `albert-sharing` and whose kinds were
-`pkd`, `shared` and `pruned` (now one vocabulary: the names of `hf_efficient.techniques`).
-Values measured nowhere are None.
+`pkd`, `shared` and `pruned` (now one vocabulary: the names of `hf_efficient.techniques`), and
+which lack `latency_spread` and `timing` (read as not assessed). Values measured nowhere are None.
 """
 
 from __future__ import annotations
@@ -29,6 +29,24 @@ def _renamed(names: list[str]) -> list[str]:
     return list(dict.fromkeys(_OLD_NAMES.get(name, name) for name in names))
 
 
+# When absolute latencies are flagged (`Timing.reliable`) and spreads printed (`report.render`).
+# - BUSY_LOAD_PER_CORE: a 1-minute load average above the machine's cores means more threads wanted a
+#   core than there were cores, so the timed threads waited their turn and the waiting is in the
+#   milliseconds. The measurement itself adds at most its `threads` (<= cores) to the load, so that alone
+#   stays under the line; the 25% margin absorbs the average's noise (helper threads, I/O waits) on a
+#   machine running only the measurement with threads = cores. (It lags by about a minute: load that
+#   starts in the middle of a measurement shows in the spread instead.)
+# - SPREAD_UNRELIABLE: the timed rounds of a runner are each a mean of many calls; on a quiet machine
+#   they agree within a few percent. When the slowest and fastest differ by more than a quarter of the
+#   median, the machine's speed changed during the measurement (other work came or went, throttling),
+#   and the milliseconds depend on when they were taken; the ratios, timed in turns, still hold.
+# - SPREAD_SHOWN: from 10% on, a spread is printed next to its latency: it is then as large as the
+#   differences a reader might compare, though not yet a sign of a disturbed run.
+BUSY_LOAD_PER_CORE = 1.25
+SPREAD_UNRELIABLE = 0.25
+SPREAD_SHOWN = 0.10
+
+
 @dataclass
 class Energy:
     """Joules from the hardware's counters (see `report.measure.EnergyMeter`), None where unreadable."""
@@ -42,7 +60,8 @@ class Energy:
 class ModelEntry:
     """One model of a report, measured side by side with the others.
 
-    `latency_ms` and `speedup` are keyed by batch size (as a string, as in JSON); `speedup` and
+    `latency_ms`, `latency_spread` and `speedup` are keyed by batch size (as a string, as in JSON);
+    `latency_spread` is (slowest - fastest) / median of the timed rounds; `speedup` and
     `accuracy_retained` are against the report's reference model.
     """
 
@@ -58,6 +77,7 @@ class ModelEntry:
     metrics: dict[str, float] = field(default_factory=dict)
     accuracy_retained: float | None = None
     latency_ms: dict[str, float] = field(default_factory=dict)
+    latency_spread: dict[str, float] = field(default_factory=dict)
     speedup: dict[str, float] = field(default_factory=dict)
     gpu_throughput: float | None = None
     training_seconds: float | None = None
@@ -96,6 +116,26 @@ class Hardware:
 
 
 @dataclass
+class Timing:
+    """How far a report's absolute latencies can be trusted (see `report.measure.measure_latency`).
+
+    `load` is the machine's 1-minute load average (the larger of before and after the measurement),
+    `cores` the machine's CPUs, `threads` those the measurement used, `rounds` its timed rounds and
+    `max_spread` the largest spread of any model at any batch size. `reliable` is False when the load
+    or a spread exceeds the thresholds above (`reason` says which, in words that follow "latency
+    was"), None when nothing was assessed (reports of earlier versions).
+    """
+
+    load: float | None = None
+    cores: int | None = None
+    threads: int | None = None
+    rounds: int | None = None
+    max_spread: float | None = None
+    reliable: bool | None = None
+    reason: str | None = None
+
+
+@dataclass
 class Report:
     """A run's measurements: every model side by side, the depth sweep, the plots and step times."""
 
@@ -104,6 +144,7 @@ class Report:
     models: list[ModelEntry]
     base_model: str | None = None
     hardware: Hardware = field(default_factory=Hardware)
+    timing: Timing = field(default_factory=Timing)
     reference: str | None = None
     final: str | None = None
     techniques: list[str] = field(default_factory=list)
@@ -143,6 +184,7 @@ class Report:
         raw = dict(raw)
         raw["task"] = _known_fields(TaskInfo, raw["task"] if isinstance(raw["task"], dict) else {})
         raw["hardware"] = _known_fields(Hardware, raw.get("hardware") or {})
+        raw["timing"] = _known_fields(Timing, raw.get("timing") or {})
         raw["models"] = [ModelEntry.from_dict(model) for model in raw["models"]]
         raw["techniques"] = _renamed(raw.get("techniques") or [])
         return _known_fields(cls, raw)
