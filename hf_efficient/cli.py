@@ -281,7 +281,9 @@ def benchmark_command(args):
     models = {m if Path(m).suffix == ".onnx" else Path(m).name: m for m in args.models}
     test, scope, _ = _load_split(args, Path(args.models[0]))
     _warn_if_few(scope)
-    entries = measure_models(models, test, batch_sizes=args.batch_sizes, threads=args.threads)
+    entries = measure_models(
+        models, test, batch_sizes=args.batch_sizes, threads=args.threads, bf16_baseline=args.bf16_baseline
+    )
     report = Report(
         name="benchmark",
         task=TaskInfo(dataset=Path(args.data).name, split="test", rows=len(test)),
@@ -412,6 +414,11 @@ def build_parser() -> argparse.ArgumentParser:
     benchmark = command("benchmark", "accuracy, size and CPU latency of models, side by side", benchmark_command)
     benchmark.add_argument("models", nargs="+", help="model folders or .onnx files; the first is the reference")
     benchmark.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 32])
+    benchmark.add_argument(
+        "--bf16-baseline",
+        action=argparse.BooleanOptionalAction,
+        help="also time the first model with its weights in bf16 (default: when the CPU has bf16 instructions)",
+    )
     benchmark.add_argument("--threads", type=int, help="CPU threads (default: all cores)")
     benchmark.add_argument("--output", help="write the measurements as JSON here")
     add_config_arguments(benchmark, DataSection, title="data")

@@ -124,6 +124,7 @@ def test_prune_export_evaluate_and_benchmark_commands(tmp_path, tiny_bert_folder
             *data,
             "--batch-sizes",
             "1",
+            "--no-bf16-baseline",
             "--output",
             str(output),
         ]

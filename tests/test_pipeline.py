@@ -205,3 +205,28 @@ def test_prune_depth_beyond_the_model_is_refused(tmp_path, tiny_bert_folder, rev
     with pytest.raises(RecipeError, match="only 4 layers"):
         run_recipe(recipe)
     assert os.path.isdir(tmp_path / "run" / "teacher")
+
+
+def test_the_report_times_a_bf16_baseline_and_speed_ups_are_against_the_fastest_plain_run(
+    tmp_path, tiny_bert_folder, reviews_csv
+):
+    changes = {"student": None, "prune": None, "card": None, "export": {"max_accuracy_drop": 1.0}}
+    recipe = tiny_recipe(tiny_bert_folder, reviews_csv, tmp_path / "run", **changes)
+    recipe["teacher"] = {"epochs": 1, "batch_size": 8}
+    recipe["report"]["bf16_baseline"] = True  # forced: bf16 runs on any CPU, fast or not
+    report = run_recipe(recipe)
+    models = {m["name"]: m for m in report["models"]}
+    assert list(models) == ["teacher", "teacher-bf16", "teacher-int8"]
+    baseline = models["teacher-bf16"]
+    assert (baseline["precision"], baseline["baseline_of"], baseline["kind"]) == ("bf16", "teacher", "finetuned")
+    assert baseline["size_mb"] == pytest.approx(models["teacher"]["size_mb"] / 2, rel=0.02)
+    assert abs(baseline["metrics"]["accuracy"] - models["teacher"]["metrics"]["accuracy"]) <= 1 / 12
+    for size in ("1", "8"):  # the faster plain-PyTorch run is 1.00x, the other at most that
+        plain = [models["teacher"]["speedup"][size], baseline["speedup"][size]]
+        assert max(plain) == pytest.approx(1.0) and min(plain) <= 1.0
+        fastest = min(models["teacher"]["latency_ms"][size], baseline["latency_ms"][size])
+        int8 = models["teacher-int8"]
+        assert int8["speedup"][size] == pytest.approx(fastest / int8["latency_ms"][size], rel=1e-3)
+    table = (tmp_path / "run" / "report.md").read_text()
+    assert "speed-up against the faster of `teacher` and `teacher-bf16` (plain PyTorch)" in table
+    assert "| `teacher-bf16` | finetuned |" in table and table.count("| - | - |") == 2  # neither was trained

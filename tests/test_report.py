@@ -251,7 +251,9 @@ def test_plots_have_titles_plain_ticks_and_every_label_inside(tmp_path, monkeypa
     figures = []
     monkeypatch.setattr(plt, "close", figures.append)  # keep each figure to look at what was drawn
     report = Report.from_dict(OLD_REPORT)
-    for model, (size, ms) in zip(report.models, [(90.9, 21.3), (69.6, 11.2), (90.9, 21.0), (45.5, 9.0), (17.6, 3.8)]):
+    for model, (size, ms) in zip(
+        report.models, [(90.9, 21.3), (69.6, 11.2), (90.9, 21.0), (45.5, 9.0), (17.6, 3.8)], strict=True
+    ):
         model.size_mb, model.latency_ms, model.metrics = size, {"1": ms / 10, "32": ms}, {"accuracy": 0.8}
     report.models[-1].name = "a-long-model-name-at-the-right-edge-int8"
     assert plot_tradeoffs(report.models, tmp_path) == ["accuracy_vs_size.png", "accuracy_vs_latency.png"]

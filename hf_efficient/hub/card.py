@@ -18,7 +18,7 @@ from huggingface_hub import EvalResult, ModelCard, ModelCardData
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
 from ..report import Report
-from ..report.render import depth_table, measured, millions, models_table, timing_note
+from ..report.render import cpu_in_words, depth_table, measured, millions, models_table, timing_note
 from ..tasks import get_task
 from ..techniques import FINETUNED, TECHNIQUES, hub_tags
 
@@ -205,6 +205,8 @@ def write_model_card(
         final=dataclasses.asdict(final),
         reference=dataclasses.asdict(report.model(report.reference)),
         speedup_batch=min(final.speedup, key=int, default=None),
+        speed_baseline=report.speed_baseline.replace(" at each batch size", ""),
+        cpu=cpu_in_words(report) if report.hardware.cpu else "CPU not recorded",
         # A local checkpoint is named by its folder: a card never publishes a path of the machine that made it.
         base_model=report.base_model if card_data.base_model or not report.base_model else Path(report.base_model).name,
         base_model_on_hub=card_data.base_model is not None,

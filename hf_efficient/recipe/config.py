@@ -168,6 +168,8 @@ class ReportSection:
     sequence_length: int = 64
     threads: int | None = None
     seconds_per_measurement: float = 3.0
+    # Also time the reference with its weights in bf16 (default: when the CPU has bf16 instructions).
+    bf16_baseline: bool | None = None
 
     def check(self, where: str):
         if not self.batch_sizes:

@@ -146,6 +146,7 @@ def report(run, folder: Path) -> dict:
         sequence_length=settings.sequence_length,
         threads=threads,
         seconds=settings.seconds_per_measurement,
+        bf16_baseline=settings.bf16_baseline,
     )
     by_name = {entry.name: entry for entry in entries}
     for entry in entries:
@@ -158,6 +159,8 @@ def report(run, folder: Path) -> dict:
             entry.techniques, entry.settings = [*source.techniques, "int8"], dict(source.settings)
             entry.layers, entry.parameters = source.layers, source.parameters
             entry.export = {"backend": record["backend"], "mode": record["mode"], "chosen": record["chosen"]}
+            continue
+        if entry.baseline_of:  # a cast of a model the run made, timed as a baseline; not trained
             continue
         step = run.steps[MADE_BY[entry.name]]
         entry.training_seconds = step.get("training_seconds")

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import glob
 import os
-import platform
 import statistics
 import time
 from collections.abc import Callable, Sequence
@@ -18,6 +19,7 @@ from ..export import onnx_logits
 from ..metrics import compute_metrics_fn, evaluate_model
 from ..provenance import CONFIG_KEY
 from ..techniques import TECHNIQUES, kind_of
+from .cpu import cpu_features, cpu_name, has_fast_bf16
 from .schema import BUSY_LOAD_PER_CORE, SPREAD_UNRELIABLE, Energy, Hardware, ModelEntry, Timing
 
 POWERCAP = "/sys/class/powercap"
@@ -261,8 +263,13 @@ def measure_models(
     sequence_length: int = 64,
     threads: int | None = None,
     seconds: float = 3.0,
+    bf16_baseline: bool | None = None,
 ) -> Measurements:
     """Measure models side by side on a tokenized test split; the first one is the reference.
+
+    The reference also runs in bf16 (its weights cast: what a user tries first) when the CPU has bf16
+    instructions, as the entry `<reference>-bf16`, and speed-ups are against the faster of the
+    reference's plain-PyTorch runs, so that no compressed model looks fast against a slow baseline.
 
     Every model is evaluated and its files weighed before any latency is timed, and the latency of
     all of them is timed in turns in one call, so that their ratios hold on a busy machine too.
@@ -275,6 +282,8 @@ def measure_models(
         sequence_length (`int`): Tokens per row in the latency measurement.
         threads (`int`, *optional*): CPU threads (default: all cores).
         seconds (`float`): Time spent per model and batch size.
+        bf16_baseline (`bool`, *optional*): Time the reference in bf16 too (default: when the CPU has
+            AVX512-BF16, AMX or ARM bf16 instructions).
 
     Returns:
         `Measurements`: a list of `ModelEntry`, per model, metrics, size, latency, its spread and
@@ -314,6 +323,8 @@ def measure_models(
         per_1000 = None if meter.joules is None else meter.joules / len(dataset) * 1000
         entry.energy = Energy(per_1000_predictions_joules=per_1000, source=meter.source)
         entries.append(entry)
+        if len(entries) == 1 and name in modules and (has_fast_bf16() if bf16_baseline is None else bf16_baseline):
+            entries.append(_bf16_entry(entry, modules[name], dataset, runners, modules))
 
     feeds = {}
     for size in batch_sizes:
@@ -325,16 +336,30 @@ def measure_models(
     )
     latency = measure_latency(runners, feeds, threads=threads, seconds=seconds)
     reference = entries[0]
+    plain = [e.name for e in entries if e.name == reference.name or e.baseline_of == reference.name]
+    fastest = {s: min(latency[name][s] for name in plain) for s in batch_sizes}
     for entry in entries:
         if entry.name in modules:
             entry.gpu_throughput = gpu_throughput(modules[entry.name], feeds[max(batch_sizes)])
         entry.latency_ms = {str(s): round(latency[entry.name][s], 3) for s in batch_sizes}
         entry.latency_spread = {str(s): round(latency.spread[entry.name][s], 3) for s in batch_sizes}
-        entry.speedup = {str(s): latency[reference.name][s] / latency[entry.name][s] for s in batch_sizes}
+        entry.speedup = {str(s): fastest[s] / latency[entry.name][s] for s in batch_sizes}
         # Undefined against a reference that scored 0 (e.g. one misclassified row).
         accuracy = reference.metrics["accuracy"]
         entry.accuracy_retained = entry.metrics["accuracy"] / accuracy if accuracy else None
     return Measurements(entries, latency.timing)
+
+
+def _bf16_entry(reference: ModelEntry, model, dataset, runners: dict, modules: dict) -> ModelEntry:
+    """The reference with its weights cast to bf16, evaluated, and added to the runners."""
+    cast = copy.deepcopy(model).to(torch.bfloat16)
+    name = f"{reference.name}-bf16"
+    entry = dataclasses.replace(reference, name=name, baseline_of=reference.name, precision="bf16")
+    entry.metrics = evaluate_model(cast, dataset, desc=f"{name} on test")
+    entry.size_mb = round(sum(t.numel() * t.element_size() for t in cast.state_dict().values()) / 1e6, 2)
+    entry.energy = Energy()
+    runners[name], modules[name] = pytorch_runner(cast), cast
+    return entry
 
 
 def recorded_techniques(config) -> dict[str, dict]:
@@ -344,10 +369,6 @@ def recorded_techniques(config) -> dict[str, dict]:
 
 
 def hardware(threads: int) -> Hardware:
-    """The CPU's name (from /proc/cpuinfo on Linux), the threads used and the GPU, if any."""
-    cpu = platform.processor() or platform.machine()
-    if Path("/proc/cpuinfo").is_file():
-        names = [line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")]
-        cpu = names[0] if names else cpu
+    """The CPU's name and speed-relevant instruction sets, the threads used, and the GPU, if any."""
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
-    return Hardware(cpu=cpu, cpu_threads=threads, gpu=gpu)
+    return Hardware(cpu=cpu_name(), cpu_threads=threads, gpu=gpu, cpu_features=cpu_features())

@@ -72,8 +72,8 @@ def models_table(report: Report, highlight: str | None = None) -> str:
     columns += ["GPU rows/s"] * gpu + ["training time", "training energy", "energy / 1000 predictions"]
     rows = []
     for model in report.models:
-        # An export is not trained: its training time is not missing, it does not exist.
-        trained = model.format == "pytorch"
+        # An export or a cast baseline is not trained: its training time is not missing, it does not exist.
+        trained = model.format == "pytorch" and model.baseline_of is None
         rows.append(
             [
                 f"`{model.name}`" + (" (this model)" if model.name == highlight else ""),
@@ -104,6 +104,13 @@ def depth_table(report: Report) -> str | None:
     return markdown_table(["model"] + [f"{d} layers" for d in columns], rows)
 
 
+def cpu_in_words(report: Report) -> str:
+    """E.g. "AMD EPYC (AVX2, AVX512, AVX512-VNNI, AVX512-BF16)": speed figures hold for this CPU only."""
+    hardware = report.hardware
+    features = f" ({', '.join(hardware.cpu_features)})" if hardware.cpu_features else ""
+    return f"{hardware.cpu or 'an unrecorded CPU'}{features}"
+
+
 def report_markdown(report: Report) -> str:
     """`report.md`: what was measured where, the table of models and the depth sweep."""
     hardware, task = report.hardware, report.task
@@ -111,8 +118,8 @@ def report_markdown(report: Report) -> str:
     text = (
         f"# {report.name}\n\n"
         f"{task.split.capitalize()} split of {task.dataset}{rows}; CPU latency on {hardware.cpu_threads} threads "
-        f"of {hardware.cpu or 'an unrecorded CPU'}, side by side in one run; speed-up and {task.metric} retained "
-        f"against `{report.reference}`.\n\n{models_table(report)}\n"
+        f"of {cpu_in_words(report)}, side by side in one run; {task.metric} retained against `{report.reference}`, "
+        f"speed-up against {report.speed_baseline}.\n\n{models_table(report)}\n"
     )
     note = timing_note(report)
     if note:

@@ -83,6 +83,8 @@ class ModelEntry:
     training_seconds: float | None = None
     energy: Energy = field(default_factory=Energy)
     source: str | None = None  # the model an export was made from
+    precision: str = "fp32"  # of the weights PyTorch runs ("bf16": cast)
+    baseline_of: str | None = None  # a plain-PyTorch variant of this model, timed as a baseline, not made by the run
     export: dict | None = None  # backend, mode and variant of an export
 
     @classmethod
@@ -113,6 +115,7 @@ class Hardware:
     cpu: str = ""
     cpu_threads: int | str | None = None
     gpu: str | None = None
+    cpu_features: list[str] = field(default_factory=list)  # AVX512-VNNI, AVX512-BF16, AMX-INT8, ...
 
 
 @dataclass
@@ -165,6 +168,15 @@ class Report:
         for key in ("reference", "final"):
             if getattr(self, key) not in names:
                 raise ValueError(f"Report: {key}={getattr(self, key)!r} names no model; use one of {names}.")
+
+    @property
+    def speed_baseline(self) -> str:
+        """What speed-ups are against, in words: the reference, run the fastest plain-PyTorch way."""
+        variants = [m.name for m in self.models if m.baseline_of == self.reference]
+        if not variants:
+            return f"`{self.reference}`"
+        others = " and ".join(f"`{name}`" for name in variants)
+        return f"the faster of `{self.reference}` and {others} (plain PyTorch) at each batch size"
 
     def model(self, name: str) -> ModelEntry:
         return next(model for model in self.models if model.name == name)
