@@ -160,7 +160,9 @@ ROWS = [
         "{bad}/recipes is a folder; pass a recipe file, e.g. {bad}/recipes/a.yaml."),
     Row("run-recipe-is-a-yaml-list", ["run", "{bad}/list.yaml"],
         "{bad}/list.yaml: a recipe is a mapping of sections \\(name: ..., model: ..., teacher: ...\\), got list."),
-    Row("run-recipe-not-yaml", ["run", "{bad}/broken.yaml"], "{bad}/broken.yaml is not valid YAML: .*"),
+    Row("run-recipe-not-yaml", ["run", "{bad}/broken.yaml"],
+        "{bad}/broken.yaml is not valid YAML \\(line 2, column 1: expected ',' or '\\]', but got '<stream end>'\\); "
+        "fix it there."),
     Row("run-no-recipe", ["run", "{bad}/nope.yaml"],
         "No recipe at '{bad}/nope.yaml': pass a YAML file, e.g. recipes/quickstart.yaml."),
     Row("run-override-without-value", ["run", "{bad}/recipes/a.yaml", "--set", "teacher.epochs"],

@@ -287,7 +287,9 @@ def load_recipe(source: str | Path | dict, overrides: list[str] | dict | None = 
         except UnicodeDecodeError:
             raise RecipeError(f"{path} is not a text file; pass a YAML recipe, e.g. recipes/quickstart.yaml.") from None
         except yaml.YAMLError as error:
-            raise RecipeError(f"{path} is not valid YAML: {' '.join(str(error).split())}") from None
+            mark, problem = getattr(error, "problem_mark", None), getattr(error, "problem", None)
+            where = f"line {mark.line + 1}, column {mark.column + 1}: {problem}" if mark and problem else str(error)
+            raise RecipeError(f"{path} is not valid YAML ({' '.join(where.split())}); fix it there.") from None
     elif isinstance(source, dict):
         raw = source
     else:
