@@ -9,15 +9,19 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import difflib
 import json
+import re
+import shlex
 import sys
 import types
 import typing
 from pathlib import Path
 
+from .checks import model_source
 from .data import DEFAULT_TASK, SPLITS, load_text_classification, tokenize_dataset
 from .distill import PKDConfig
-from .export import Int8ExportConfig
+from .export import AccuracyDropError, Int8ExportConfig
 from .layerdrop import LayerDropConfig
 from .recipe import Recipe, RecipeError, load_recipe, run_recipe
 from .recipe.config import DataSection, PruneSection, StudentSection, TrainingSection
@@ -57,6 +61,24 @@ EXAMPLES = {
   hf-efficient push runs/quickstart --repo-id me/minilm-pkd-int8          # private by default
   hf-efficient push runs/quickstart --repo-id me/minilm-pkd-int8 --public""",
 }
+
+
+class Parser(argparse.ArgumentParser):
+    """An argument parser whose errors are one line: `hf-efficient COMMAND: what is wrong; see --help`."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: {message}; see `{self.prog} --help`.\n")
+
+
+def positive_int(text: str) -> int:
+    """An argparse type: an integer of 1 or more."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive integer")
+    return value
 
 
 def _values(text: str, item: type):
@@ -140,6 +162,10 @@ def _common(parser: argparse.ArgumentParser, output: str, training: bool = True)
 
 
 def _base(args, name: str) -> dict:
+    """The recipe's common part, once the model flags name models that exist (a second, not a failed training)."""
+    for flag in ("model", "teacher"):
+        if getattr(args, flag, None):
+            model_source(getattr(args, flag), f"--{flag}", tokenizer=True)
     recipe = {"name": name, "output_dir": args.output_dir, "seed": args.seed}
     recipe["data"] = config_values(args, args.fields["data"])
     if getattr(args, "model", None):
@@ -262,7 +288,7 @@ def _warn_if_few(scope: dict, split_flag: bool = False) -> None:
 
 
 def evaluate_command(args):
-    model = Path(args.model)
+    model = Path(model_source(args.model, "--model", onnx=True, tokenizer=True))
     rows, scope, line = _load_split(args, model, args.split)
     print(line, flush=True)
     _warn_if_few(scope, split_flag=True)
@@ -275,9 +301,8 @@ def benchmark_command(args):
     from .report import TaskInfo
     from .report.measure import hardware
 
-    missing = [m for m in args.models if not Path(m).exists()]
-    if missing:  # before evaluating the others for minutes
-        raise ValueError(f"benchmark: {', '.join(missing)} does not exist; give model folders or .onnx files.")
+    for number, model in enumerate(args.models):  # before evaluating the others for minutes
+        model_source(model, "", onnx=True, tokenizer=number == 0)
     models = {m if Path(m).suffix == ".onnx" else Path(m).name: m for m in args.models}
     test, scope, _ = _load_split(args, Path(args.models[0]))
     _warn_if_few(scope)
@@ -301,6 +326,8 @@ def card_command(args):
     from .hub import write_model_card
 
     run = Path(args.run_dir)
+    if not run.is_dir():
+        raise ValueError(f"{run}: no such folder; give the output_dir of a run (hf-efficient run RECIPE writes one).")
     if not (run / "report.json").is_file():
         raise RecipeError(f"{run} has no report.json: run a recipe into it first (hf-efficient run RECIPE).")
     hub = run / "hub"
@@ -320,8 +347,13 @@ def card_command(args):
 
 def push_command(args):
     from .hub import push_to_hub, write_model_card
+    from .hub.card import is_repo_id
 
+    if not is_repo_id(args.repo_id):
+        raise ValueError(f"--repo-id {args.repo_id}: write it as namespace/name, e.g. me/minilm-int8.")
     folder = Path(args.folder)
+    if not folder.is_dir():
+        raise ValueError(f"{folder}: no such folder; give a run folder or a model folder to upload.")
     if (folder / "hub").is_dir():  # a run folder: push what its card step assembled
         folder = folder / "hub"
     if (folder / "report.json").is_file() and (folder / "README.md").is_file():
@@ -339,11 +371,12 @@ def push_command(args):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="hf-efficient",
         description="Make transformer encoders smaller and faster: LayerDrop, PKD, cross-layer sharing, int8.",
         epilog="Run `hf-efficient COMMAND --help` for a command's options and examples.",
     )
+    parser.add_argument("--debug", action="store_true", help="show the traceback of an error, not one line")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def command(name: str, help: str, run) -> argparse.ArgumentParser:
@@ -354,7 +387,11 @@ def build_parser() -> argparse.ArgumentParser:
             epilog=EXAMPLES[name],
             formatter_class=argparse.RawDescriptionHelpFormatter,
         )
-        sub.set_defaults(run=run)
+        sub.set_defaults(run=run, fields={}, command_parser=sub)
+        # Also after the command; SUPPRESS keeps `hf-efficient --debug COMMAND` from being reset.
+        sub.add_argument(
+            "--debug", action="store_true", default=argparse.SUPPRESS, help="show the traceback of an error"
+        )
         return sub
 
     run = command("run", "run a recipe (YAML): the whole pipeline, resumable", run_command)
@@ -402,7 +439,7 @@ def build_parser() -> argparse.ArgumentParser:
         "evaluate", "metrics of a model folder or an .onnx file on a split of the data", evaluate_command
     )
     evaluate.add_argument("--model", required=True)
-    add_config_arguments(evaluate, DataSection, title="data")
+    evaluate.set_defaults(fields={"data": add_config_arguments(evaluate, DataSection, title="data")})
     evaluate.add_argument("--seed", type=int, default=0, help="seed of the split of a single data file")
     evaluate.add_argument(
         "--split",
@@ -413,15 +450,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     benchmark = command("benchmark", "accuracy, size and CPU latency of models, side by side", benchmark_command)
     benchmark.add_argument("models", nargs="+", help="model folders or .onnx files; the first is the reference")
-    benchmark.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 32])
+    benchmark.add_argument("--batch-sizes", type=positive_int, nargs="+", default=[1, 32])
     benchmark.add_argument(
         "--bf16-baseline",
         action=argparse.BooleanOptionalAction,
         help="also time the first model with its weights in bf16 (default: when the CPU has bf16 instructions)",
     )
-    benchmark.add_argument("--threads", type=int, help="CPU threads (default: all cores)")
+    benchmark.add_argument("--threads", type=positive_int, help="CPU threads (default: all cores)")
     benchmark.add_argument("--output", help="write the measurements as JSON here")
-    add_config_arguments(benchmark, DataSection, title="data")
+    benchmark.set_defaults(fields={"data": add_config_arguments(benchmark, DataSection, title="data")})
     benchmark.add_argument("--seed", type=int, default=0, help="seed of the split of a single data file")
 
     card = command("card", "write the Hub model card of a run", card_command)
@@ -437,15 +474,89 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# Anticipated errors (bad input, a missing file or package, a failed accuracy check): one line, no traceback.
+# Anything else is a bug.
+ANTICIPATED = (ValueError, OSError, ImportError, AccuracyDropError)
+BAD_INPUT, FAILED, INTERRUPTED = 2, 1, 130
+# `name=value` in a message (a recipe field like `data.max_length=0`, or a call like `Config(rate=1.5)`).
+_CALL = r"\b[A-Za-z_]\w*\((?P<argument>\w+)=(?P<call_value>[^()]*)\)"
+_FIELD = r"(?<![\w.-])(?P<path>(?:\w+\.)*)(?P<name>\w+)=(?P<value>\[[^\]]*\]|'[^']*'|\"[^\"]*\"|[^\s:;,()`]+)"
+_NAMED = re.compile(f"{_CALL}|{_FIELD}")
+
+
+def one_line(error: BaseException, limit: int = 400) -> str:
+    text = " ".join(str(error).split()) or type(error).__name__
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def flag_names(message: str, args) -> str:
+    """`message` with the flags of this command in place of the recipe fields and Python arguments they set:
+    `recipe.data.max_length=0` -> `--max-length 0`, `LayerDropConfig(rate=1.5)` -> `--rate 1.5`."""
+    options = {a.dest: max(a.option_strings, key=len) for a in args.command_parser._actions if a.option_strings}
+    flags = dict(options)
+    for group, pairs in args.fields.items():
+        for field, dest in pairs:
+            flags[f"{group}.{field}"] = options[dest]
+            flags.setdefault(field, options[dest])
+
+    def swap(match: re.Match) -> str:
+        if match["argument"]:
+            name, value, qualified = match["argument"], match["call_value"], None
+        else:
+            name, value, qualified = match["name"], match["value"], match["path"].split(".")[-2:-1]
+        flag = flags.get(".".join([*(qualified or []), name])) or flags.get(name)
+        if flag is None:
+            return match[0]
+        if len(value) > 1 and value[0] in "'\"" and value[-1] == value[0] and not re.search(r"\s", value):
+            value = value[1:-1]
+        return f"{flag} {value}"
+
+    return re.sub(r"^[\w.]+: (?=--)", "", _NAMED.sub(swap, message))
+
+
 def main(argv: list[str] | None = None):
-    args = build_parser().parse_args(argv)
+    """The command line. A user's error prints one line and exits with 2 (130 for Ctrl-C); `--debug` shows
+    the traceback instead."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    args, unknown = build_parser().parse_known_args(argv)
+    if unknown:  # said by the command's parser, whose --help lists its flags
+        options = [option for action in args.command_parser._actions for option in action.option_strings]
+        close = difflib.get_close_matches(unknown[0].replace("_", "-"), options, n=1)
+        hint = f" (did you mean {close[0]}?)" if close else ""
+        args.command_parser.error(f"unrecognized arguments: {' '.join(unknown)}{hint}")
     try:
         args.run(args)
-    except (RecipeError, ValueError) as error:
-        sys.exit(f"hf-efficient {args.command}: {error}")
     except KeyboardInterrupt:
-        resume = " Run the same command again to resume where it stopped." if args.command != "push" else ""
-        sys.exit(f"hf-efficient {args.command}: interrupted.{resume}")
+        if args.debug:
+            raise
+        message = "interrupted."
+        if hasattr(args, "restart"):  # a run folder keeps the steps it completed
+            command = shlex.join(["hf-efficient", *(a for a in argv if a != "--restart")])
+            message += f" Completed steps are kept: resume with `{command}`."
+        _exit(args, message, INTERRUPTED)
+    except ANTICIPATED as error:
+        if args.debug:
+            raise
+        message = one_line(error) if args.command == "run" else flag_names(one_line(error), args)
+        _exit(args, message, FAILED if isinstance(error, AccuracyDropError) else BAD_INPUT)
+    except Exception as error:
+        if args.debug:
+            raise
+        _exit(
+            args,
+            f"unexpected {type(error).__name__}: {one_line(error, 200)} (a bug of hf_efficient: "
+            "rerun with --debug for the traceback, and report it).",
+            FAILED,
+        )
+
+
+def _exit(args, message: str, code: int):
+    from tqdm import tqdm
+
+    for bar in list(getattr(tqdm, "_instances", ())):  # a bar cut short: its last state above the message
+        bar.close()
+    print(f"hf-efficient {args.command}: {message}", file=sys.stderr, flush=True)
+    sys.exit(code)
 
 
 if __name__ == "__main__":

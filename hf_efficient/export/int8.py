@@ -11,9 +11,11 @@ from pathlib import Path
 
 import numpy as np
 import onnx
+import torch
 from accelerate.utils import extract_model_from_parallel
 from transformers import AutoModelForSequenceClassification, AutoTokenizer, PreTrainedModel
 
+from ..checks import model_source
 from ..metrics import evaluate_model
 from .config import MODES, TARGETS, Int8ExportConfig  # noqa: F401 (MODES, TARGETS: still imported from here)
 from .graph import freeze_activation_ranges, use_tanh_gelu
@@ -172,7 +174,8 @@ def export_int8(
     `torch.onnx` and `onnxruntime.quantization`.
 
     Args:
-        model_or_path (`PreTrainedModel` or `str`): The model or its folder.
+        model_or_path (`PreTrainedModel` or `str`): The model, its folder or its Hub id (checked first:
+            a folder that is missing or lacks config.json is a `ValueError`).
         output_dir (`str`): Where to write the export.
         config (`Int8ExportConfig`, *optional*): The settings; `Int8ExportConfig()` when not given.
         tokenizer (*optional*): Saved with the model; loaded from `model_or_path` when it is a folder.
@@ -196,8 +199,14 @@ def export_int8(
 
     model = model_or_path
     if isinstance(model_or_path, (str, Path)):
+        model_source(model_or_path, "export_int8(model_or_path)", tokenizer=tokenizer is None)
         model = AutoModelForSequenceClassification.from_pretrained(model_or_path)
         tokenizer = tokenizer or AutoTokenizer.from_pretrained(model_or_path)
+    elif not isinstance(model_or_path, torch.nn.Module):  # a model, or one wrapped for distributed training
+        raise ValueError(
+            f"export_int8(model_or_path={type(model_or_path).__name__}): "
+            "give a PreTrainedModel, its folder or its Hub id."
+        )
     # A Trainer run under mixed precision leaves accelerate's fp32 wrapper on `forward`, which
     # neither exporter can trace.
     model = extract_model_from_parallel(model, keep_fp32_wrapper=False).eval()

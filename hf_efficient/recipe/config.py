@@ -142,6 +142,18 @@ class PruneSection:
         if self.num_layers is not None:
             _positive(self.num_layers, f"{where}.num_layers")
 
+    def check_depth(self, source: str, depth: int):
+        """Refuse depths beyond the `depth` layers of the model pruned (`source`: teacher or student)."""
+        if self.num_layers is not None and self.num_layers > depth:
+            raise RecipeError(
+                f"prune.num_layers={self.num_layers}: the {source} has only {depth} layers; keep 1 to {depth}."
+            )
+        deeper = [d for d in self.depths or [] if d > depth]
+        if deeper:
+            raise RecipeError(
+                f"prune.depths={deeper}: the {source} has only {depth} layers; give depths of 1 to {depth}."
+            )
+
 
 @dataclass
 class ExportSection(Int8ExportConfig):
@@ -266,18 +278,29 @@ def load_recipe(source: str | Path | dict, overrides: list[str] | dict | None = 
     """
     if isinstance(source, (str, Path)):
         path = Path(source)
+        if path.is_dir():
+            inside = sorted(str(p) for p in path.glob("*.y*ml"))[:3]
+            example = ", ".join(inside) or "recipes/quickstart.yaml"
+            raise RecipeError(f"{path} is a folder; pass a recipe file, e.g. {example}.")
         if not path.is_file():
             raise RecipeError(f"No recipe at {str(path)!r}: pass a YAML file, e.g. recipes/quickstart.yaml.")
         try:
             raw = yaml.safe_load(path.read_text())
+        except UnicodeDecodeError:
+            raise RecipeError(f"{path} is not a text file; pass a YAML recipe, e.g. recipes/quickstart.yaml.") from None
         except yaml.YAMLError as error:
-            raise RecipeError(f"{path} is not valid YAML: {error}") from None
+            mark, problem = getattr(error, "problem_mark", None), getattr(error, "problem", None)
+            where = f"line {mark.line + 1}, column {mark.column + 1}: {problem}" if mark and problem else str(error)
+            raise RecipeError(f"{path} is not valid YAML ({' '.join(where.split())}); fix it there.") from None
     elif isinstance(source, dict):
         raw = source
     else:
         raise RecipeError(f"load_recipe(source={type(source).__name__}): pass a YAML path or a dict.")
     if not isinstance(raw, dict):
-        raise RecipeError(f"A recipe is a mapping of sections (name, model, teacher, ...), got {type(raw).__name__}.")
+        where = f"{source}: a" if isinstance(source, (str, Path)) else "A"
+        raise RecipeError(
+            f"{where} recipe is a mapping of sections (name: ..., model: ..., teacher: ...), got {type(raw).__name__}."
+        )
     raw = _apply_overrides(dict(raw), overrides or [])
     return _build(Recipe, raw, "recipe")
 

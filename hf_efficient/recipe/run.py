@@ -18,13 +18,14 @@ import numpy as np
 import torch
 import yaml
 from accelerate import PartialState
-from transformers import AutoTokenizer, TrainerCallback
+from transformers import AutoConfig, AutoTokenizer, TrainerCallback
 
 from ..assets import default_model_path, mpnet_path
+from ..checks import data_file, model_source
 from ..data import DEFAULT_TASK, describe_default_task, load_text_classification, tokenize_dataset
 from ..metrics import evaluate_model
 from ..tasks import get_task
-from .config import Recipe, load_recipe
+from .config import Recipe, RecipeError, load_recipe
 from .state import MADE_BY, RunState
 from .steps import STEPS
 
@@ -52,6 +53,48 @@ def run_recipe(
     return Run(recipe, restart=restart, callbacks=callbacks).execute()
 
 
+def check_inputs(recipe: Recipe, model_path: str, pending: list[str]) -> None:
+    """Check the model folders (or Hub ids), the data file and the depths that the `pending` steps
+    will read, in a second, before any of them runs; a `ValueError` names the recipe field."""
+    if not set(pending) - {"card", "push"}:
+        return  # the card and the push read neither a model nor the data
+    teacher, student = recipe.teacher, recipe.student
+    teacher_path = teacher.path if teacher else None
+    if teacher_path:
+        model_source(teacher_path, "teacher.path", tokenizer=True)
+    from_model = student is not None and student.init_from == "pretrained" and "student" in pending
+    if not teacher_path or from_model:  # the tokenizer, or the weights, come from `model`
+        model_source(model_path, "model", tokenizer=not teacher_path)
+    data = recipe.data
+    if data.source != DEFAULT_TASK:
+        data_file(
+            data.source,
+            data.text_column,
+            data.label_column,
+            names=("data.source", "data.text_column", "data.label_column"),
+        )
+    model_depth = _depth(model_path)
+    teacher_depth = _depth(teacher_path) if teacher_path else model_depth
+    base_depth = teacher_depth if student and student.init_from == "teacher" else model_depth
+    if student and student.num_layers and base_depth and student.num_layers > base_depth and "student" in pending:
+        base = "teacher" if student.init_from == "teacher" else "model"
+        raise RecipeError(
+            f"student.num_layers={student.num_layers}: the {base} has only {base_depth} layers; give 1 to {base_depth}."
+        )
+    if recipe.prune and "prune" in pending:
+        source = recipe.prune.model or ("student" if student else "teacher")
+        depth = (student.num_layers or base_depth) if source == "student" else teacher_depth
+        if depth:
+            recipe.prune.check_depth(source, depth)
+
+
+def _depth(model: str) -> int | None:
+    """The number of layers of a local model folder, from its config.json; None for a Hub id."""
+    if not Path(model, "config.json").is_file():
+        return None
+    return getattr(AutoConfig.from_pretrained(model), "num_hidden_layers", None)
+
+
 class Run:
     """One recipe run in its output folder: what the steps share."""
 
@@ -60,17 +103,20 @@ class Run:
         self.task = get_task(recipe.task)
         # Without cpu=True, accelerate on a machine without GPUs would run each process alone.
         self.process = PartialState(cpu=not torch.cuda.is_available())
+        shortcuts = {"minilm": default_model_path, "mpnet": mpnet_path}
+        self.model_path = shortcuts[recipe.model]() if recipe.model in shortcuts else recipe.model
+        self.plan = [step for step in STEPS if step.wanted(recipe)]
+        self.state = RunState(self.output, recipe, [step.name for step in STEPS])
+        if not restart:
+            self.state.load()
+        # Before anything is deleted, trained or downloaded: a bad value fails now, not after training.
+        check_inputs(recipe, self.model_path, [step.name for step in self.plan if step.name not in self.steps])
         if restart and self.process.is_main_process and self.output.exists():
             shutil.rmtree(self.output)
         self.process.wait_for_everyone()
         self.output.mkdir(parents=True, exist_ok=True)
-        self.plan = [step for step in STEPS if step.wanted(recipe)]
-        self.state = RunState(self.output, recipe, [step.name for step in STEPS])
-        self.state.load()
         if self.process.is_main_process:
             (self.output / "recipe.yaml").write_text(yaml.safe_dump(recipe.to_dict(), sort_keys=False))
-        shortcuts = {"minilm": default_model_path, "mpnet": mpnet_path}
-        self.model_path = shortcuts[recipe.model]() if recipe.model in shortcuts else recipe.model
 
     @property
     def steps(self) -> dict[str, dict]:

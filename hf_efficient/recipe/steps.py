@@ -98,8 +98,7 @@ def prune(run, folder: Path) -> dict:
     depth = model.config.num_hidden_layers
     # Without depths, a run that keeps one depth skips the sweep; a run that keeps none sweeps all.
     depths = section.depths if section.depths is not None else [] if section.num_layers else range(depth, 1, -1)
-    if any(d > depth for d in [*depths, section.num_layers or 0]):
-        raise RecipeError(f"prune: the {source} has only {depth} layers; depths and num_layers must be <= {depth}.")
+    section.check_depth(source, depth)
     for kept in depths:
         pruned = prune_layers(run.load(source), kept)
         metrics = run.evaluate(pruned, desc=f"{source} at {kept} layers")

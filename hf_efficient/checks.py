@@ -1,0 +1,237 @@
+"""Checks of what a user hands in (a model folder or Hub id, a data file), shared by the command line,
+the recipes and the Python API, so that a bad value fails at once with one line naming it and the fix.
+
+Each check raises a `ValueError`. `what` is the name the user gave the value by: a flag
+(`--model`), a recipe field (`teacher.path`) or a Python argument (`export_int8(model_or_path)`).
+This is a base module: it imports no technique, and pandas and huggingface_hub only when called.
+"""
+
+from __future__ import annotations
+
+import bz2
+import gzip
+import lzma
+import os
+from pathlib import Path
+
+# Files `save_pretrained` writes for a tokenizer (one of them is enough).
+TOKENIZER_FILES = (
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "vocab.txt",
+    "vocab.json",
+    "spiece.model",
+    "sentencepiece.bpe.model",
+    "tokenizer.model",
+)
+WEIGHT_PATTERNS = ("*.safetensors", "pytorch_model*.bin", "*.safetensors.index.json")
+# A value ending like one of these names a file, never a Hub repo.
+FILE_SUFFIXES = {".onnx", ".bin", ".safetensors", ".pt", ".pth", ".ckpt", ".h5", ".gguf", ".json", ".yaml", ".yml"}
+DATA_SUFFIXES = (".csv", ".tsv", ".json", ".jsonl")
+COMPRESSIONS = {".gz": gzip.open, ".bz2": bz2.open, ".xz": lzma.open, ".zst": None}
+# Seconds to wait for the Hub before saying it cannot be reached.
+HUB_TIMEOUT = 10.0
+
+
+def named(what: str, value) -> str:
+    """`--model runs/x`, `teacher.path='runs/x'` or `export_int8(model_or_path='runs/x')`: the value as it was
+    given; a positional argument (`what=""`) is the value alone."""
+    if not what:
+        return str(value)
+    if what.startswith("--"):
+        return f"{what} {value}"
+    if what.endswith(")"):
+        return f"{what[:-1]}={value!r})"
+    return f"{what}={value!r}"
+
+
+def looks_local(value: str) -> bool:
+    """Whether `value` names a path rather than a Hub id: it exists, starts like a path (`.`, `/`, `~`),
+    has more parts than `owner/name`, or ends like a file."""
+    return (
+        Path(value).expanduser().exists()
+        or value.startswith((".", "/", "~"))
+        or any(sep in value for sep in {os.sep, os.altsep} - {None, "/"})
+        or value.count("/") > 1
+        or Path(value).suffix.lower() in FILE_SUFFIXES
+    )
+
+
+def model_source(value, what: str = "--model", *, onnx: bool = False, tokenizer: bool = False) -> str:
+    """`value` as transformers should load it, once checked: a model folder, an `.onnx` file (where
+    `onnx`) or a Hub id.
+
+    A value that looks local (see `looks_local`) is checked on disk only: it must be a folder with
+    `config.json` and weights (and tokenizer files, where `tokenizer`). Anything else is a Hub id:
+    found in the cache, or asked of the Hub, which fails at once under `HF_HUB_OFFLINE=1` and within
+    `HUB_TIMEOUT` seconds without a network.
+
+    Raises:
+        `ValueError`: one line naming `what`, the value and the fix.
+    """
+    if not isinstance(value, (str, os.PathLike)) or not str(value).strip():
+        raise ValueError(f"{named(what, value)}: give a model folder (with config.json) or a Hub id like owner/name.")
+    text = str(value)
+    if looks_local(text):
+        _local_model(Path(text).expanduser(), named(what, text), onnx, tokenizer)
+    else:
+        _hub_model(text, named(what, text))
+    return text
+
+
+def _local_model(path: Path, name: str, onnx: bool, tokenizer: bool) -> None:
+    kind = "a model folder (with config.json)" + (" or an .onnx file" if onnx else "")
+    if not path.exists():
+        raise ValueError(f"{name}: no such {'file or folder' if onnx else 'folder'}; give {kind}.")
+    if path.is_file():
+        if path.suffix != ".onnx":
+            raise ValueError(f"{name} is a file; give {kind}.")
+        if not onnx:
+            raise ValueError(f"{name} is an ONNX file; this needs the PyTorch model folder it was exported from.")
+        folder = path.parent
+    else:
+        folder = path
+        if not (folder / "config.json").is_file():
+            inside = sorted(str(p.parent) for p in folder.glob("*/config.json"))[:3]
+            hint = f" It holds model folders: give one of {', '.join(inside)}." if inside else ""
+            raise ValueError(f"{name} has no config.json: give {kind}, as save_pretrained writes it.{hint}")
+        if not any(next(folder.glob(pattern), None) for pattern in WEIGHT_PATTERNS):
+            raise ValueError(f"{name} has a config.json but no weights (model.safetensors): save the model into it.")
+    if tokenizer and not any((folder / file).is_file() for file in TOKENIZER_FILES):
+        raise ValueError(
+            f"{name} has no tokenizer files ({', '.join(TOKENIZER_FILES[:3])}, ...): "
+            f"save the model's tokenizer into it with tokenizer.save_pretrained('{folder}')."
+        )
+
+
+def _hub_model(repo_id: str, name: str) -> None:
+    from huggingface_hub import constants, model_info, try_to_load_from_cache
+    from huggingface_hub.errors import GatedRepoError, HFValidationError, RepositoryNotFoundError
+    from huggingface_hub.utils import validate_repo_id
+
+    try:
+        validate_repo_id(repo_id)
+    except HFValidationError:
+        raise ValueError(f"{name}: no such folder, nor a Hub id (owner/name); give a model folder.") from None
+    if isinstance(try_to_load_from_cache(repo_id, "config.json"), str):
+        return  # downloaded before: transformers loads it from the cache, offline too
+    if constants.HF_HUB_OFFLINE:
+        raise ValueError(
+            f"{name}: no such folder, and no Hub model of that name in the cache (HF_HUB_OFFLINE=1); "
+            f"give a model folder, or unset HF_HUB_OFFLINE to download {repo_id} from the Hub."
+        )
+    try:
+        info = model_info(repo_id, timeout=HUB_TIMEOUT)
+    except GatedRepoError:
+        raise ValueError(
+            f"{name}: the Hub model is gated; accept its terms on https://huggingface.co/{repo_id} "
+            "and log in (hf auth login)."
+        ) from None
+    except RepositoryNotFoundError:
+        raise ValueError(
+            f"{name}: no such folder, and no Hub model of that name (a private one needs hf auth login); "
+            "give a model folder or a Hub id that exists."
+        ) from None
+    except Exception as error:  # no network, a proxy, a timeout, a server error: the Hub cannot tell
+        raise ValueError(
+            f"{name}: no such folder, and the Hub cannot be reached to look for it ({type(error).__name__}); "
+            "give a model folder, or connect and try again."
+        ) from None
+    if info.siblings is not None and "config.json" not in {sibling.rfilename for sibling in info.siblings}:
+        raise ValueError(f"{name}: the Hub model has no config.json; give a transformers model.")
+
+
+def data_format(path: Path) -> str:
+    """The data suffix of `path` (`.csv`, `.tsv`, `.json` or `.jsonl`), past a compression suffix."""
+    suffixes = [suffix.lower() for suffix in path.suffixes]
+    if suffixes and suffixes[-1] in COMPRESSIONS:
+        suffixes.pop()
+    return suffixes[-1] if suffixes and suffixes[-1] in DATA_SUFFIXES else ""
+
+
+def data_file(
+    source,
+    text_column: str = "text",
+    label_column: str = "label",
+    *,
+    names: tuple[str, str, str] = ("source", "text_column", "label_column"),
+) -> list[str]:
+    """Check a data file from its first row: it exists, is readable, has a header and rows, and has
+    both columns. Returns its columns.
+
+    Args:
+        source: The file.
+        text_column, label_column (`str`): The columns that must be there.
+        names (`tuple[str, str, str]`): What the user calls the file and the two columns
+            (`("data.source", "data.text_column", "data.label_column")` in a recipe).
+
+    Raises:
+        `ValueError`: one line naming the value and the fix.
+    """
+    path = Path(source).expanduser()
+    name = named(names[0], str(source))
+    kinds = ", ".join(DATA_SUFFIXES)
+    if not path.exists():
+        raise ValueError(f"{name}: no such file; give a {kinds} file.")
+    if path.is_dir():
+        inside = sorted(str(p) for p in path.iterdir() if data_format(p))[:3]
+        hint = f", e.g. {', '.join(inside)}" if inside else ""
+        raise ValueError(f"{name} is a folder; give a {kinds} file{hint}.")
+    suffix = data_format(path)
+    if not suffix:
+        raise ValueError(
+            f"{name}: cannot read {path.suffix or 'a file without a suffix'}; give a {kinds} file, "
+            f"optionally compressed ({', '.join(COMPRESSIONS)})."
+        )
+    try:
+        with open(path, "rb") as file:
+            empty = not file.read(1)
+    except OSError as error:
+        raise ValueError(f"{name} cannot be read ({error.strerror}); check its permissions.") from None
+    if empty:
+        raise ValueError(f"{name} is empty; it needs a header row ({text_column}, {label_column}) and rows of data.")
+    frame = _first_row(path, suffix, name, text_column, label_column)
+    columns = [str(column) for column in frame.columns]
+    if not len(frame):
+        if not columns:
+            raise ValueError(f"{name} has no rows; add rows of data.")
+        raise ValueError(f"{name} has a header ({', '.join(columns)}) but no rows; add rows of data below the header.")
+    for column_name, column in ((names[1], text_column), (names[2], label_column)):
+        if column not in columns:
+            raise ValueError(
+                f"{named(column_name, column)} is not a column of {path}, whose columns are {', '.join(columns)}; "
+                "name one of those."
+            )
+    return columns
+
+
+def _first_row(path: Path, suffix: str, name: str, text_column: str, label_column: str):
+    """The header and first row of a data file, as a `pandas.DataFrame`."""
+    import pandas as pd
+
+    kind = {".tsv": "TSV", ".csv": "CSV"}.get(suffix, "JSON")
+    try:
+        if suffix in (".csv", ".tsv"):
+            return pd.read_csv(path, sep="\t" if suffix == ".tsv" else ",", nrows=1)
+        if suffix == ".jsonl" or _first_character(path) != "[":
+            return pd.read_json(path, lines=True, nrows=1)
+        return pd.read_json(path).head(1)  # a JSON array of records
+    except pd.errors.EmptyDataError:
+        raise ValueError(
+            f"{name} is empty; it needs a header row ({text_column}, {label_column}) and rows of data."
+        ) from None
+    except (ValueError, pd.errors.ParserError) as error:  # UnicodeDecodeError is a ValueError too
+        detail = " ".join(str(error).split())[:120]
+        raise ValueError(f"{name} cannot be read as {kind} ({detail}); check that it is a {kind} file.") from None
+
+
+def _first_character(path: Path) -> str:
+    """The first character of a (maybe compressed) text file that is not white space; "" when unknown."""
+    opener = COMPRESSIONS.get(path.suffix.lower(), open)
+    if opener is None:
+        return ""
+    with opener(path, "rt", encoding="utf-8", errors="replace") as file:
+        while chunk := file.read(4096):
+            if chunk.strip():
+                return chunk.strip()[0]
+    return ""
