@@ -193,7 +193,9 @@ class FakeHub:
             if line["key"] != "file":  # only regular files were offered in preupload
                 return 400, {}, {"error": f"the fake Hub only takes regular files, got {line['key']}"}
             files[line["value"]["path"]] = base64.b64decode(line["value"]["content"])
-        commit = Commit(self._oid(repo_id, header["summary"], len(self.requests)), header["summary"], files)
+        # Like git's, the id depends on the tree: a client's cache of an earlier fake Hub never matches other files.
+        tree = sorted((path, git_blob_id(content)) for path, content in files.items())
+        commit = Commit(self._oid(repo_id, header["summary"], len(self.requests), tree), header["summary"], files)
         self.repos[repo_id].branches[branch].append(commit)
         url = f"{self.url}/{repo_id}/commit/{commit.oid}"
         return 200, {}, {"success": True, "commitOid": commit.oid, "commitUrl": url, "pullRequestUrl": None}
