@@ -1,3 +1,5 @@
 from .cli import main
+from .recipe.run import end_process_group
 
 main()
+end_process_group()
