@@ -24,6 +24,7 @@ from .distill import PKDConfig
 from .export import AccuracyDropError, Int8ExportConfig
 from .layerdrop import LayerDropConfig
 from .recipe import Recipe, RecipeError, load_recipe, run_recipe
+from .recipe.run import end_process_group
 from .recipe.config import DataSection, PruneSection, StudentSection, TrainingSection
 from .report import Report, measure_models, report_markdown
 from .sharing import SharingConfig
@@ -526,6 +527,8 @@ def main(argv: list[str] | None = None):
         args.command_parser.error(f"unrecognized arguments: {' '.join(unknown)}{hint}")
     try:
         args.run(args)
+        # Under `accelerate launch`: join the process group's threads before the interpreter's teardown.
+        end_process_group()
     except KeyboardInterrupt:
         if args.debug:
             raise

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -15,6 +16,12 @@ from torch import nn
 INPUT_NAMES = ("input_ids", "attention_mask", "token_type_ids")
 # The MatMul weights and the embedding tables (Gather), which are most of an encoder's bytes.
 QUANTIZED_OPS = ["MatMul", "Gather"]
+# torch.onnx's warning for `tensor[index_a, index_b]`, which it lowers to Reshape/Transpose/Concat/Gather.
+_ADVANCED_INDEXING_WARNING = (
+    r"Exporting aten::index operator of advanced indexing in opset \d+ is achieved by combination of multiple ONNX "
+    r"operators, including Reshape, Transpose, Concat, and Gather\. If indices include negative values, the exported "
+    r"graph will produce incorrect results\."
+)
 
 
 class _LogitsOnly(nn.Module):
@@ -77,16 +84,22 @@ def export_onnx(model: nn.Module, path: str | Path, *, opset: int = 17, max_leng
     dynamic = {name: {0: "batch", 1: "sequence"} for name in names} | {"logits": {0: "batch"}}
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    torch.onnx.export(
-        _LogitsOnly(model, names).eval(),  # the exporter restores this mode on the model afterwards
-        tuple(example),
-        str(path),
-        input_names=names,
-        output_names=["logits"],
-        dynamic_axes=dynamic,
-        opset_version=opset,
-        dynamo=False,
-    )
+    with warnings.catch_warnings():
+        # Not true of our graphs. The one such index is transformers 5's attention mask
+        # (masking_utils.padding_mask_function: `padding_mask[batch_idx, kv_idx]`, from sdpa_mask), whose
+        # indices are arange(batch) and arange(sequence) + kv_offset, and kv_offset is 0 without a cache:
+        # never negative. (transformers 4.57 builds the mask without indexing: no warning there.)
+        warnings.filterwarnings("ignore", message=_ADVANCED_INDEXING_WARNING, category=UserWarning)
+        torch.onnx.export(
+            _LogitsOnly(model, names).eval(),  # the exporter restores this mode on the model afterwards
+            tuple(example),
+            str(path),
+            input_names=names,
+            output_names=["logits"],
+            dynamic_axes=dynamic,
+            opset_version=opset,
+            dynamo=False,
+        )
     proto = onnx.load(str(path))
     if inline_shared_initializers(proto):
         onnx.save(proto, str(path))

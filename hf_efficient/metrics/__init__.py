@@ -81,7 +81,8 @@ def evaluate_model(model: PreTrainedModel, dataset: Dataset, *, batch_size: int 
     device = next(model.parameters()).device
     columns = [c for c in ("input_ids", "attention_mask", "token_type_ids") if c in dataset.column_names]
     logits = []
-    for start in tqdm(range(0, len(dataset), batch_size), desc=desc, leave=False):
+    # disable=None: no bar where stderr is not a terminal (a log file), so logs get no carriage returns or cursor moves.
+    for start in tqdm(range(0, len(dataset), batch_size), desc=desc, leave=False, disable=None):
         batch = dataset[start : start + batch_size]
         inputs = {c: torch.tensor(batch[c], device=device) for c in columns}
         logits.append(model(**inputs).logits.float().cpu().numpy())

@@ -8,6 +8,7 @@ time a step asks for it, so that redoing the card or the push reads no dataset.
 from __future__ import annotations
 
 import functools
+import gc
 import json
 import shutil
 import time
@@ -16,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.distributed as dist
 import yaml
 from accelerate import PartialState
 from transformers import AutoConfig, AutoTokenizer, TrainerCallback
@@ -47,6 +49,8 @@ def run_recipe(
 
     Returns:
         `dict`: the report (see `hf_efficient.report.Report`), one entry per model the run produced.
+
+    Under `accelerate launch`, call `end_process_group()` on every process once the script is done with it.
     """
     if not isinstance(recipe, Recipe) or overrides:
         recipe = load_recipe(recipe.to_dict() if isinstance(recipe, Recipe) else recipe, overrides)
@@ -93,6 +97,34 @@ def _depth(model: str) -> int | None:
     if not Path(model, "config.json").is_file():
         return None
     return getattr(AutoConfig.from_pretrained(model), "num_hidden_layers", None)
+
+
+def end_process_group() -> None:
+    """End this process's part of a multi-process run (`accelerate launch`); does nothing in a single process.
+
+    Call it last, on every process, after a successful run and once the Trainers are gone: it waits
+    for the other processes, then destroys the process group so that its threads are joined before
+    the interpreter exits.
+
+    Why: gloo's worker threads (`pt_gloo_runloop`) drop their last reference to a collective's work
+    after the collective has returned. When that work holds tensors created in Python (the Trainer's
+    final all_gather does), freeing them takes the GIL. If the main thread has meanwhile begun to
+    finalize the interpreter, CPython before 3.14 ends a thread that asks for the GIL with
+    `pthread_exit`, whose unwinding through the work's `noexcept` destructor calls `std::terminate`:
+    "terminate called without an active exception", and the rank dies with SIGABRT (exit -6) after a
+    successful run. Destroying the process group joins those threads, but only once nothing else holds
+    the group (a Trainer's DDP model does, until garbage collection frees it), and only without
+    deadlock if the last reference goes while the GIL is released (a worker may still need it).
+    """
+    if not (dist.is_available() and dist.is_initialized()):
+        return
+    dist.barrier()  # every process is done with its collectives before any closes its connections
+    gc.collect()  # Trainers and the DDP models that hold the group, kept by reference cycles
+    # Dropped last, below: the Python handle releases the GIL while the group's destructor joins its
+    # threads; destroy_process_group drops the native registry's reference with the GIL held.
+    group = dist.group.WORLD
+    dist.destroy_process_group()
+    del group
 
 
 class Run:

@@ -2,7 +2,8 @@
 
 `--technique layerdrop`: LayerDrop 0.5 with `LayerDropCallback`; `--technique pkd`: a 3-layer
 LayerDrop-free student distilled with `DistillationTrainer` from a 6-layer teacher.
-Writes `<output>/rank<N>.json` with the logged loss of each step and the layers each step skipped.
+Writes `<output>/rank<N>.json` with the logged loss of each step and the layers each step skipped, and
+`<output>/exit<N>.json` with the threads still running once the process group is ended, as the interpreter exits.
 With 2 processes and `--batch-size 4` it sees the same samples per step as 1 process with 8.
 """
 
@@ -10,6 +11,7 @@ import argparse
 import json
 import os
 import sys
+from pathlib import Path
 
 import torch
 from transformers import Trainer, TrainerCallback, TrainingArguments
@@ -26,6 +28,7 @@ from hf_efficient import (  # noqa: E402
     make_student,
 )
 from hf_efficient.layerdrop.model import layerdrop_schedule  # noqa: E402
+from hf_efficient.recipe.run import end_process_group  # noqa: E402
 
 
 class RecordMasks(TrainerCallback):
@@ -88,11 +91,22 @@ def main():
     }
     with open(os.path.join(args.output, f"rank{training_args.process_index}.json"), "w") as f:
         json.dump(result, f)
+    return args.output, training_args.process_index
+
+
+def running_threads() -> list[str]:
+    """The names of this process's threads (Linux), e.g. gloo's `pt_gloo_runloop`."""
+    names = []
+    for path in Path("/proc/self/task").glob("*/comm"):
+        try:
+            names.append(path.read_text().strip())
+        except FileNotFoundError:  # a thread that ended while we looked
+            pass
+    return sorted(names)
 
 
 if __name__ == "__main__":
-    main()
-    # Skip the interpreter's teardown: once in a few runs, gloo's threads abort a rank while it is
-    # destroyed at exit ("terminate called without an active exception"), after its results are written.
-    sys.stdout.flush()
-    os._exit(0)
+    output, rank = main()
+    end_process_group()  # after main(): its Trainer's DDP model holds the process group
+    with open(os.path.join(output, f"exit{rank}.json"), "w") as f:
+        json.dump(running_threads(), f)
