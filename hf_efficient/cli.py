@@ -24,8 +24,8 @@ from .distill import PKDConfig
 from .export import AccuracyDropError, Int8ExportConfig
 from .layerdrop import LayerDropConfig
 from .recipe import Recipe, RecipeError, load_recipe, run_recipe
-from .recipe.run import end_process_group
 from .recipe.config import DataSection, PruneSection, StudentSection, TrainingSection
+from .recipe.run import end_process_group
 from .report import Report, measure_models, report_markdown
 from .sharing import SharingConfig
 from .techniques import TECHNIQUES
