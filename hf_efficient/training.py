@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -88,6 +89,8 @@ def finetune(
         report_to=[],
         use_cpu=not torch.cuda.is_available(),
         dataloader_num_workers=0,
+        # In a log file a progress bar is cursor-movement debris: the Trainer prints its logs as lines instead.
+        disable_tqdm=not sys.stderr.isatty(),
     )
     trainer = trainer_class(
         model=model,
