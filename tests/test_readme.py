@@ -67,5 +67,6 @@ def test_readme_python_examples_run(tmp_path, monkeypatch):
     assert recipe.student.sharing.num_groups == 1
     assert recipe.export.mode == "dynamic" and recipe.export.max_accuracy_drop == 0.01
     quickstart = namespace["quickstart"]
-    assert [model.name for model in quickstart.models] == ["teacher", "student", "student-int8"]
+    assert [model.name for model in quickstart.models] == ["teacher", "teacher-bf16", "student", "student-int8"]
+    assert quickstart.model("teacher-bf16").baseline_of == "teacher"
     assert quickstart.final == "student-int8" and quickstart.model("student").layers == 3
