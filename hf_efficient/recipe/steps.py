@@ -23,7 +23,7 @@ from ..report import Report, TaskInfo, measure_models, plot_accuracy_by_depth, p
 from ..report.measure import EnergyMeter, hardware
 from ..techniques import TECHNIQUES
 from ..training import TrainingConfig, finetune
-from .config import MODEL_SHORTCUTS, RecipeError
+from .config import MODEL_SHORTCUTS
 from .state import MADE_BY, last_complete_checkpoint
 
 
@@ -75,9 +75,7 @@ def _train(run, model, section, folder: Path, name: str, teacher=None) -> dict:
 
 def teacher(run, folder: Path) -> dict:
     section = run.recipe.teacher
-    if section.path:
-        if not Path(section.path, "config.json").is_file():
-            raise RecipeError(f"teacher.path={section.path!r} has no config.json: give a fine-tuned model folder.")
+    if section.path:  # checked with the recipe's other inputs before any step ran (`check_inputs` in run.py)
         return {"path": str(Path(section.path).resolve()), "training_seconds": None}
     return _train(run, run.pretrained(), section, folder, "teacher")
 
@@ -114,10 +112,8 @@ def export(run, folder: Path) -> dict:
     section = run.recipe.export
     source = section.model or run.last_trained()
     config = section.config()
-    calibration = None
-    if config.mode == "static":
-        train = run.tokenized["train"].shuffle(seed=run.recipe.seed)
-        calibration = train.select(range(min(config.calibration_samples, len(train))))
+    # export_int8 calibrates on the first `config.calibration_samples` rows: a seeded draw of the training set.
+    calibration = run.tokenized["train"].shuffle(seed=run.recipe.seed) if config.mode == "static" else None
     result = export_int8(
         run.load(source),
         str(folder),
