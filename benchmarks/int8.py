@@ -26,7 +26,7 @@ from hf_efficient.data import load_default_task, tokenize_dataset
 from hf_efficient.export.int8 import onnx_accuracy
 from hf_efficient.metrics import evaluate_model
 from hf_efficient.report import markdown_table
-from hf_efficient.report.cpu import cpu_features, cpu_name, has_fast_bf16
+from hf_efficient.report.cpu import describe_cpu, has_fast_bf16
 from hf_efficient.report.measure import measure_latency, onnx_runner, pytorch_runner
 
 PLAIN = ("PyTorch fp32", "PyTorch bf16", "PyTorch bf16 autocast")
@@ -106,7 +106,7 @@ def main():
             for size, ms in per_size.items():
                 latency.setdefault((threads, size), {})[name] = ms
 
-    cpu = f"{cpu_name()} ({', '.join(cpu_features())})"
+    cpu = describe_cpu()
     result = {"backend": backend, "cpu": cpu, "cpu_count": os.cpu_count(), "model": args.model, "variants": {}}
     rows = []
     for name in names:

@@ -50,10 +50,14 @@ def has_fast_bf16() -> bool:
     return bool({"AVX512-BF16", "AMX-BF16", "ARM-BF16"} & set(cpu_features()))
 
 
+def cpu_text(name: str, features: list[str]) -> str:
+    """E.g. "AMD EPYC (AVX2, AVX512, AVX512-VNNI, AVX512-BF16)": how every speed table names its CPU."""
+    return f"{name or 'an unrecorded CPU'}" + (f" ({', '.join(features)})" if features else "")
+
+
 def describe_cpu(threads: int | str | None = None) -> str:
-    """E.g. "AMD EPYC (AVX2, AVX512, AVX512-VNNI, AVX512-BF16), 1 thread"."""
-    features = ", ".join(cpu_features()) or "no listed vector extensions"
-    text = f"{cpu_name()} ({features})"
+    """This machine's CPU, e.g. "AMD EPYC (AVX2, AVX512, AVX512-VNNI, AVX512-BF16), 1 thread"."""
+    text = cpu_text(cpu_name(), cpu_features() or ["no listed vector extensions"])
     if threads is not None:
         text += f", {threads} thread" + ("" if threads == 1 else "s")
     return text

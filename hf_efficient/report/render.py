@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from .cpu import cpu_text
 from .schema import SPREAD_SHOWN, ModelEntry, Report
 
 NOT_MEASURED = "not measured"
@@ -106,9 +107,7 @@ def depth_table(report: Report) -> str | None:
 
 def cpu_in_words(report: Report) -> str:
     """E.g. "AMD EPYC (AVX2, AVX512, AVX512-VNNI, AVX512-BF16)": speed figures hold for this CPU only."""
-    hardware = report.hardware
-    features = f" ({', '.join(hardware.cpu_features)})" if hardware.cpu_features else ""
-    return f"{hardware.cpu or 'an unrecorded CPU'}{features}"
+    return cpu_text(report.hardware.cpu, report.hardware.cpu_features)
 
 
 def report_markdown(report: Report) -> str:
