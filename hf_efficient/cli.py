@@ -36,12 +36,12 @@ EXAMPLES = {
   hf-efficient run recipes/quickstart.yaml --set student.num_layers=2 --set output_dir=runs/two-layers
   accelerate launch --multi_gpu --num_processes 2 -m hf_efficient run recipes/quickstart.yaml""",
     "layerdrop": """examples:
-  hf-efficient layerdrop                              # shipped MiniLM, Rotten Tomatoes, 5,000 training rows
-  hf-efficient layerdrop --full --epochs 3            # the whole training set
+  hf-efficient layerdrop --max-train-samples 5000 --epochs 2   # shipped MiniLM, Rotten Tomatoes, 5,000 rows
+  hf-efficient layerdrop --rate 0.3                             # the whole training set, 3 epochs
   hf-efficient layerdrop --model path/to/encoder --data reviews.csv --text-column review --label-column stars""",
     "distill": """examples:
-  hf-efficient distill --teacher runs/quickstart/teacher --student-layers 3
-  hf-efficient distill --teacher runs/quickstart/teacher --student-layers 3 --strategy last --layerdrop 0.1""",
+  hf-efficient distill --teacher runs/quickstart/teacher --num-layers 3
+  hf-efficient distill --teacher runs/quickstart/teacher --num-layers 3 --strategy last --layerdrop 0.1""",
     "share": """examples:
   hf-efficient share --num-groups 1                   # all layers share one set of weights, fine-tuned directly
   hf-efficient share --teacher runs/quickstart/teacher --num-groups 2 --scope attention""",

@@ -61,6 +61,11 @@ def test_every_command_has_help_with_examples():
     )
     for name, parser in choices.items():
         assert "examples:" in parser.format_help() and f"hf-efficient {name}" in parser.format_help(), name
+    # Every example is one the parser takes: flags are generated from the configs, so a renamed field shows here.
+    examples = [line.split("#")[0].split() for text in EXAMPLES.values() for line in text.splitlines()]
+    for words in [words for words in examples if words[:1] == ["hf-efficient"]]:
+        _, unknown = build_parser().parse_known_args(words[1:])
+        assert unknown == [], words
 
 
 def test_run_with_overrides_and_a_bad_recipe(tmp_path, tiny_bert_folder, reviews_csv, capsys):
