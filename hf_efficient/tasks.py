@@ -1,17 +1,37 @@
 """The table of tasks: what an encoder is fine-tuned for, and what each task means everywhere else.
 
 The second axis beside `techniques`: a row names the task's Hub pipeline tag, the transformers
-head (Auto class), the ONNX Runtime class Optimum loads its export with, the metric the report
-ranks models by and the metrics a model card publishes. The recipe's `task` field names a row;
-the runner, the report and the card read the row instead of assuming a head.
+head (Auto class) and its `problem_type`, the label columns the head's loss reads, the outputs its
+ONNX export has, the ONNX Runtime class Optimum loads that export with, the distillation
+divergence (zero when student and teacher agree), the metric the report ranks models by and the
+metrics a model card publishes. The recipe's `task` field names a row; the trainer finds the row of
+a model from its head (`task_of`); nothing else spells a task's name.
 
-Adding a task: its data preprocessing in `data.py`, its metric modules in `metrics/`, one
-`register_task(Task(...))` below.
+Adding a task: its data preprocessing in `data.py`, its metric modules in `metrics/`, its
+divergence below, one `register_task(Task(...))` at the bottom.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+
+# Divergences: (student outputs, teacher outputs, the batch, temperature) -> a scalar that is zero
+# when the student's outputs equal the teacher's.
+def softmax_kl(student, teacher, inputs, temperature: float) -> torch.Tensor:
+    """T^2 * KL(teacher/T || student/T) over the last axis, averaged over the batch (Hinton et al.)."""
+    return (
+        F.kl_div(
+            F.log_softmax(student.logits.float() / temperature, dim=-1),
+            F.softmax(teacher.logits.float() / temperature, dim=-1),
+            reduction="batchmean",
+        )
+        * temperature**2
+    )
 
 
 @dataclass(frozen=True)
@@ -26,6 +46,10 @@ class Task:
         ort_class: Optimum's ONNX Runtime class of the exported head.
         metric: The metric the report compares models by (higher is better).
         card_metrics: The metrics the model card publishes as model-index results.
+        problem_type: The head's `config.problem_type` (text-classification variants), if any.
+        label_columns: The batch columns the head's own loss reads.
+        onnx_outputs: The output names of the head's ONNX export.
+        divergence: The distillation term; None where the task has none.
     """
 
     name: str
@@ -35,6 +59,10 @@ class Task:
     ort_class: str
     metric: str
     card_metrics: tuple[str, ...]
+    problem_type: str | None = None
+    label_columns: tuple[str, ...] = ("labels",)
+    onnx_outputs: tuple[str, ...] = ("logits",)
+    divergence: Callable | None = None
 
     def head(self):
         """The transformers Auto class, e.g. `AutoModelForSequenceClassification`."""
@@ -70,5 +98,9 @@ register_task(
         ort_class="ORTModelForSequenceClassification",
         metric="accuracy",
         card_metrics=("accuracy", "f1", "matthews_correlation"),
+        problem_type="single_label_classification",
+        divergence=softmax_kl,
     )
 )
+# The rows below are being filled in (issue 18/19): multi-label-classification, text-regression,
+# token-classification, question-answering, multiple-choice, feature-extraction, sentence-embedding.
