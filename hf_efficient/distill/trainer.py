@@ -34,6 +34,11 @@ def _check_same_vocabulary(teacher: PreTrainedModel, student: PreTrainedModel) -
 def _check_same_task(teacher: PreTrainedModel, student: PreTrainedModel) -> None:
     # The divergence compares the two heads' outputs: they must be the same head with the same labels.
     ours, theirs = task_of(student), task_of(teacher)
+    if ours.divergence is None:
+        raise ValueError(
+            f"DistillationTrainer: {type(student).__name__} is a {ours.name} model, which has no distillation "
+            "divergence; distil a model with a task head (e.g. AutoModelForSequenceClassification)."
+        )
     if ours is not theirs or student.config.num_labels != teacher.config.num_labels:
         raise ValueError(
             f"DistillationTrainer: the student is a {ours.name} model ({type(student).__name__}, "
