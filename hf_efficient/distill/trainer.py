@@ -190,7 +190,9 @@ class DistillationTrainer(Trainer):
         One all-reduce of two numbers per step.
         """
         labelled = inputs["labels"] != -100  # what the head's cross-entropy averages over
-        counts = torch.stack([labelled.sum(), (labelled & inputs["attention_mask"].bool()).sum()])  # and the KL
+        mask = inputs.get("attention_mask")
+        unpadded = labelled if mask is None else labelled & mask.bool()
+        counts = torch.stack([labelled.sum(), unpadded.sum()])  # and what the token KL averages over
         totals = self.accelerator.reduce(counts.clone(), reduction="sum")
         shares = counts.float() * self.args.world_size / totals.clamp(min=1).float()
         return [term * share for term, share in zip(terms, shares, strict=True)]
