@@ -102,5 +102,50 @@ register_task(
         divergence=softmax_kl,
     )
 )
-# The rows below are being filled in (issue 18/19): multi-label-classification, text-regression,
-# token-classification, question-answering, multiple-choice, feature-extraction, sentence-embedding.
+# Stopgap rows for the export (branch h18b) until the full rows land (branch h18a): only the fields
+# the export reads are meaningful here.
+for _row in (
+    dict(name="multi-label-classification", problem_type="multi_label_classification"),
+    dict(name="text-regression", problem_type="regression", metric="pearson", card_metrics=("pearson",)),
+    dict(name="token-classification", auto_class="AutoModelForTokenClassification"),
+    dict(
+        name="question-answering",
+        auto_class="AutoModelForQuestionAnswering",
+        label_columns=("start_positions", "end_positions"),
+        onnx_outputs=("start_logits", "end_logits"),
+    ),
+    dict(name="multiple-choice", auto_class="AutoModelForMultipleChoice"),
+    dict(name="feature-extraction", auto_class="AutoModel", label_columns=(), onnx_outputs=("last_hidden_state",)),
+):
+    _auto = _row.get("auto_class", "AutoModelForSequenceClassification")
+    register_task(
+        Task(
+            **{
+                "title": _row["name"].replace("-", " ").title(),
+                "pipeline_tag": _row["name"] if "problem_type" not in _row else "text-classification",
+                "auto_class": _auto,
+                "ort_class": _auto.replace("AutoModel", "ORTModel")
+                if _auto != "AutoModel"
+                else "ORTModelForFeatureExtraction",
+                "metric": "accuracy",
+                "card_metrics": ("accuracy",),
+                **_row,
+            }
+        )
+    )
+
+
+def task_of(model) -> Task:
+    """The row of a model, from its head class (and `problem_type` for sequence classifiers)."""
+    config = model.config
+    problem = config.problem_type or (
+        "regression" if getattr(config, "num_labels", 2) == 1 else "single_label_classification"
+    )
+    for task in TASKS.values():
+        try:
+            head = task.head()._model_mapping[type(config)]
+        except KeyError:
+            continue
+        if isinstance(model, head) and task.problem_type in (None, problem):
+            return task
+    raise ValueError(f"task_of: {type(model).__name__} has no row in the task table.")
