@@ -25,9 +25,11 @@ from .export import AccuracyDropError, Int8ExportConfig
 from .layerdrop import LayerDropConfig
 from .recipe import Recipe, RecipeError, load_recipe, run_recipe
 from .recipe.config import DataSection, PruneSection, StudentSection, TrainingSection
-from .recipe.run import end_process_group
+from .recipe.run import end_process_group, folder_task
 from .report import Report, measure_models, report_markdown
 from .sharing import SharingConfig
+from .tasks import DEFAULT_TASK as DEFAULT_TASK_NAME
+from .tasks import TASKS
 from .techniques import TECHNIQUES
 
 EXAMPLES = {
@@ -153,6 +155,12 @@ def config_values(args, fields: list) -> dict:
 
 def _common(parser: argparse.ArgumentParser, output: str, training: bool = True) -> dict:
     """The data, seed, training and output flags every technique command has."""
+    parser.add_argument(
+        "--task",
+        choices=list(TASKS),
+        help="what the model is fine-tuned for (default: the task of a fine-tuned --teacher, else "
+        f"{DEFAULT_TASK_NAME})",
+    )
     fields = {"data": add_config_arguments(parser, DataSection, title="data")}
     parser.add_argument("--seed", type=int, default=0, help="seed of data order, heads and dropout")
     if training:
@@ -168,9 +176,18 @@ def _base(args, name: str) -> dict:
         if getattr(args, flag, None):
             model_source(getattr(args, flag), f"--{flag}", tokenizer=True)
     recipe = {"name": name, "output_dir": args.output_dir, "seed": args.seed}
+    if args.task:
+        recipe["task"] = args.task
     recipe["data"] = config_values(args, args.fields["data"])
     if getattr(args, "model", None):
         recipe["model"] = args.model
+    return recipe
+
+
+def _fine_tuned(recipe: dict, path: str) -> dict:
+    """The recipe with `path` as its fine-tuned teacher, and that model's task unless --task said one."""
+    recipe["teacher"] = {"path": path}
+    recipe.setdefault("task", folder_task(path) or DEFAULT_TASK_NAME)
     return recipe
 
 
@@ -200,7 +217,7 @@ def layerdrop_command(args):
 def distill_command(args):
     recipe = _base(args, "distill")
     recipe.setdefault("model", args.teacher)
-    recipe["teacher"] = {"path": args.teacher}
+    _fine_tuned(recipe, args.teacher)
     recipe["student"] = {
         **config_values(args, args.fields["training"]),
         **config_values(args, args.fields["student"]),
@@ -214,7 +231,7 @@ def share_command(args):
     recipe = _base(args, "share")
     student = {**config_values(args, args.fields["training"]), "sharing": config_values(args, args.fields["sharing"])}
     if args.teacher:
-        recipe["teacher"] = {"path": args.teacher}
+        _fine_tuned(recipe, args.teacher)
         student["distillation"] = {}
     recipe["student"] = student
     return _run(recipe, args)
@@ -223,14 +240,14 @@ def share_command(args):
 def prune_command(args):
     recipe = _base(args, "prune")
     recipe.setdefault("model", args.model)
-    recipe["teacher"] = {"path": args.model}
+    _fine_tuned(recipe, args.model)
     recipe["prune"] = {"model": "teacher", **config_values(args, args.fields["prune"])}
     return _run(recipe, args)
 
 
 def export_command(args):
     recipe = _base(args, "export")
-    recipe["teacher"] = {"path": args.model}
+    _fine_tuned(recipe, args.model)
     recipe["export"] = config_values(args, args.fields["export"])
     return _run(recipe, args)
 

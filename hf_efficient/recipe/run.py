@@ -26,7 +26,7 @@ from ..assets import default_model_path, mpnet_path
 from ..checks import data_file, model_source
 from ..data import DEFAULT_TASK, describe_default_task, load_text_classification, tokenize_dataset
 from ..metrics import evaluate_model
-from ..tasks import get_task
+from ..tasks import TASKS, get_task
 from .config import Recipe, RecipeError, load_recipe
 from .state import MADE_BY, RunState
 from .steps import STEPS
@@ -66,6 +66,7 @@ def check_inputs(recipe: Recipe, model_path: str, pending: list[str]) -> None:
     teacher_path = teacher.path if teacher else None
     if teacher_path:
         model_source(teacher_path, "teacher.path", tokenizer=True)
+        check_task(recipe.task, teacher_path, "teacher.path")
     from_model = student is not None and student.init_from == "pretrained" and "student" in pending
     if not teacher_path or from_model:  # the tokenizer, or the weights, come from `model`
         model_source(model_path, "model", tokenizer=not teacher_path)
@@ -90,6 +91,32 @@ def check_inputs(recipe: Recipe, model_path: str, pending: list[str]) -> None:
         depth = (student.num_layers or base_depth) if source == "student" else teacher_depth
         if depth:
             recipe.prune.check_depth(source, depth)
+
+
+def folder_task(model: str) -> str | None:
+    """The task of a fine-tuned model folder, from the head its config.json names (`architectures`) and,
+    for sequence classification, its `problem_type`; None for a Hub id or a folder without a head."""
+    if not Path(model, "config.json").is_file():
+        return None
+    config = AutoConfig.from_pretrained(model)
+    architecture = (getattr(config, "architectures", None) or [""])[0]
+    rows = [row for row in TASKS.values() if architecture.endswith(row.auto_class.removeprefix("AutoModel"))]
+    if len(rows) > 1:  # the variants of one head (single-label, multi-label, regression): its problem_type says
+        # transformers' own rule when problem_type is not set: one label is regression.
+        guess = "regression" if config.num_labels == 1 else "single_label_classification"
+        rows = [row for row in rows if row.problem_type == (config.problem_type or guess)]
+    return rows[0].name if rows else None
+
+
+def check_task(task: str, model: str, what: str) -> None:
+    """Refuse a fine-tuned `model` whose head is not `task`'s: one line naming both and the fix."""
+    head = folder_task(model)
+    if head is None or head == task:
+        return
+    raise RecipeError(
+        f"task={task!r} does not match {what}={model!r}, a {head} model; set `task: {head}` "
+        f"(--task {head}), or give a model fine-tuned for {task}."
+    )
 
 
 def _depth(model: str) -> int | None:
