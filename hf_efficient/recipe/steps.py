@@ -55,6 +55,8 @@ def _train(run, model, section, folder: Path, name: str, teacher=None) -> dict:
             str(checkpoints),
             seed=run.recipe.seed,
             resume_from_checkpoint=resume,
+            compute_metrics=run.compute_metrics(),
+            metric=run.task.metric,
             **{f.name: getattr(section, f.name) for f in dataclasses.fields(TrainingConfig)},
             **arguments,
         )
