@@ -19,7 +19,8 @@ import typing
 from pathlib import Path
 
 from .checks import model_source
-from .data import DEFAULT_TASK, SPLITS, load_text_classification, tokenize_dataset
+from .data import DEFAULT_TASK as DEFAULT_DATA
+from .data import SPLITS, DataConfig, label_names, load_data, tokenize_dataset
 from .distill import PKDConfig
 from .export import AccuracyDropError, Int8ExportConfig
 from .layerdrop import LayerDropConfig
@@ -29,7 +30,7 @@ from .recipe.run import end_process_group, folder_task
 from .report import Report, measure_models, report_markdown
 from .sharing import SharingConfig
 from .tasks import DEFAULT_TASK as DEFAULT_TASK_NAME
-from .tasks import TASKS
+from .tasks import TASKS, get_task
 from .techniques import TECHNIQUES
 
 EXAMPLES = {
@@ -260,21 +261,24 @@ EVALUATE_SPLITS = ("test", "validation", "train", "all")
 
 
 def _load_split(args, model: Path, split: str = "test"):
-    """The tokenized rows of `split` of `--data` ("all": every row), what they are, and a line saying so."""
+    """The tokenized rows of `split` of the data flags ("all": every row), what they are, a line saying so, and
+    the scoring arguments of `measure_models` (the task, from the model's head)."""
     import datasets
     from transformers import AutoTokenizer
 
     folder = model.parent if model.suffix == ".onnx" else model
-    data = load_text_classification(
-        args.data, text_column=args.text_column, label_column=args.label_column, seed=args.seed
-    )
+    task = folder_task(str(folder)) or DEFAULT_TASK_NAME
+    config = DataConfig(**config_values(args, args.fields["data"]))
+    data = load_data(config, task, seed=args.seed)
     total = sum(len(part) for part in data.values())
     rows = datasets.concatenate_datasets([data[name] for name in SPLITS]) if split == "all" else data[split]
-    name = args.data if args.data == DEFAULT_TASK else Path(args.data).name
+    source = config.train_file or config.source
+    default = source == DEFAULT_DATA
+    name = source if default else Path(source).name
     if split == "all":
         line = f"scored all {total:,} rows of {name} (a model trained on it has seen its train rows among them)"
     else:
-        if args.data == DEFAULT_TASK:
+        if default:
             how = "split by movie"
         elif split == "train":
             how = f"what the validation and test splits drawn with seed {args.seed} leave"
@@ -283,11 +287,22 @@ def _load_split(args, model: Path, split: str = "test"):
         line = (
             f"scored the {split} split: {len(rows):,} of {total:,} rows of {name} ({how}; --split all scores every row)"
         )
-    scope = {"data": str(args.data), "split": split, "rows": len(rows), "data_rows": total}
+    scope = {"data": str(source), "split": split, "rows": len(rows), "data_rows": total}
     tokenized = tokenize_dataset(
-        datasets.DatasetDict({split: rows}), AutoTokenizer.from_pretrained(folder), args.max_length
+        datasets.DatasetDict({split: rows}),
+        AutoTokenizer.from_pretrained(folder),
+        config.max_length,
+        task=task,
+        doc_stride=config.doc_stride,
     )
-    return tokenized[split], scope, line
+    scoring = {
+        "task": task,
+        "examples": rows,
+        "label_names": label_names(data),
+        "n_best_size": config.n_best_size,
+        "max_answer_length": config.max_answer_length,
+    }
+    return tokenized[split], scope, line, scoring
 
 
 def _warn_if_few(scope: dict, split_flag: bool = False) -> None:
@@ -307,10 +322,10 @@ def _warn_if_few(scope: dict, split_flag: bool = False) -> None:
 
 def evaluate_command(args):
     model = Path(model_source(args.model, "--model", onnx=True, tokenizer=True))
-    rows, scope, line = _load_split(args, model, args.split)
+    rows, scope, line, scoring = _load_split(args, model, args.split)
     print(line, flush=True)
     _warn_if_few(scope, split_flag=True)
-    (entry,) = measure_models({model.name: model}, rows, batch_sizes=[1], seconds=0.5)
+    (entry,) = measure_models({model.name: model}, rows, scoring=scoring, batch_sizes=[1], seconds=0.5)
     print(json.dumps({"model": str(model), **scope, **entry.metrics}))
     return entry.metrics
 
@@ -322,14 +337,23 @@ def benchmark_command(args):
     for number, model in enumerate(args.models):  # before evaluating the others for minutes
         model_source(model, "", onnx=True, tokenizer=number == 0)
     models = {m if Path(m).suffix == ".onnx" else Path(m).name: m for m in args.models}
-    test, scope, _ = _load_split(args, Path(args.models[0]))
+    test, scope, _, scoring = _load_split(args, Path(args.models[0]))
     _warn_if_few(scope)
+    task = get_task(scoring["task"])
     entries = measure_models(
-        models, test, batch_sizes=args.batch_sizes, threads=args.threads, bf16_baseline=args.bf16_baseline
+        models,
+        test,
+        task=task,
+        scoring=scoring,
+        batch_sizes=args.batch_sizes,
+        threads=args.threads,
+        bf16_baseline=args.bf16_baseline,
     )
     report = Report(
         name="benchmark",
-        task=TaskInfo(dataset=Path(args.data).name, split="test", rows=len(test)),
+        task=TaskInfo(
+            dataset=Path(scope["data"]).name, split="test", rows=len(test), metric=task.metric, name=task.name
+        ),
         hardware=hardware(args.threads or "all"),
         timing=entries.timing,
         models=list(entries),

@@ -25,8 +25,8 @@ from transformers import AutoConfig, AutoTokenizer, TrainerCallback
 
 from ..assets import default_model_path, mpnet_path
 from ..checks import data_file, model_source
-from ..data import DataConfig, describe_default_task, label_names, load_data, tokenize_dataset
 from ..data import DEFAULT_TASK as DEFAULT_DATA
+from ..data import DataConfig, describe_default_task, label_names, load_data, tokenize_dataset
 from ..metrics import compute_metrics_fn, evaluate_model
 from ..tasks import DEFAULT_TASK, TASKS, get_task, problem_type_of
 from .config import Recipe, RecipeError, load_recipe
@@ -74,7 +74,12 @@ def check_inputs(recipe: Recipe, model_path: str, pending: list[str]) -> None:
         model_source(model_path, "model", tokenizer=not teacher_path)
     data = recipe.data
     # A single file of text classification is checked from its first row here; other data as they load.
-    if recipe.task == DEFAULT_TASK and data.train_file is None and data.source != DEFAULT_DATA and _is_file(data.source):
+    if (
+        recipe.task == DEFAULT_TASK
+        and data.train_file is None
+        and data.source != DEFAULT_DATA
+        and _is_file(data.source)
+    ):
         data_file(
             data.source,
             data.text_column,
@@ -177,7 +182,7 @@ class Run:
         pending = [step.name for step in self.plan if step.name not in self.steps]
         check_inputs(recipe, self.model_path, pending)
         if set(pending) - {"card", "push"}:
-            self.dataset  # loaded and checked row by row: bad data fail here, before any training or deletion
+            _ = self.dataset  # loaded and checked row by row: bad data fail here, before any training or deletion
         if restart and self.process.is_main_process and self.output.exists():
             shutil.rmtree(self.output)
         self.process.wait_for_everyone()
@@ -306,7 +311,11 @@ class Run:
         head = {}
         if self.labels:
             labels = self.labels
-            head = {"num_labels": len(labels), "id2label": dict(enumerate(labels)), "label2id": {n: i for i, n in enumerate(labels)}}
+            head = {
+                "num_labels": len(labels),
+                "id2label": dict(enumerate(labels)),
+                "label2id": {n: i for i, n in enumerate(labels)},
+            }
         if self.task.problem_type:
             head["problem_type"] = self.task.problem_type
             if self.task.problem_type == "regression":

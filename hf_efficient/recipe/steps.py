@@ -139,6 +139,7 @@ def report(run, folder: Path) -> dict:
         models,
         run.tokenized["test"],
         task=run.task,
+        scoring={**run.scoring(), "label_names": run.labels},
         batch_sizes=settings.batch_sizes,
         sequence_length=settings.sequence_length,
         threads=threads,

@@ -13,10 +13,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from transformers import EvalPrediction
 
-from ..export import onnx_logits
-from ..metrics import compute_metrics_fn, evaluate_model
+from ..export.int8 import onnx_outputs
+from ..metrics import evaluate_model, score_predictions
 from ..provenance import CONFIG_KEY
 from ..tasks import DEFAULT_TASK, Task, get_task
 from ..techniques import TECHNIQUES, kind_of
@@ -260,6 +259,7 @@ def measure_models(
     dataset,
     *,
     task: str | Task = DEFAULT_TASK,
+    scoring: dict | None = None,
     batch_sizes: Sequence[int] = (1, 32),
     sequence_length: int = 64,
     threads: int | None = None,
@@ -280,6 +280,8 @@ def measure_models(
         dataset (`datasets.Dataset`): Tokenized rows with the task's label columns.
         task (`str` or `Task`): The task of the models (see `hf_efficient.tasks`): its head loads the
             folders, its metrics score them and its `metric` is the one retained against the first.
+        scoring (`dict`, *optional*): More arguments of `metrics.score_predictions` (question answering:
+            `examples`, the untokenized rows; token classification: `label_names` for ONNX files).
         batch_sizes (`Sequence[int]`): Batch sizes of the CPU latency measurement.
         sequence_length (`int`): Tokens per row in the latency measurement.
         threads (`int`, *optional*): CPU threads (default: all cores).
@@ -298,6 +300,7 @@ def measure_models(
     if missing:  # before minutes of evaluating the others
         raise ValueError(f"measure_models: {', '.join(missing)} does not exist; give a model folder or an .onnx file.")
     task = get_task(task) if isinstance(task, str) else task
+    scoring = {**(scoring or {}), "task": task.name}
     threads = threads or os.cpu_count()
     entries, runners, modules = [], {}, {}
     for name, path in models.items():
@@ -305,13 +308,17 @@ def measure_models(
         entry = ModelEntry(name=name, path=str(path))
         if path.suffix == ".onnx":
             with EnergyMeter() as meter:
-                entry.metrics = _evaluate_onnx(path, dataset, task)
+                outputs = onnx_outputs(path, dataset)
+                predictions = tuple(outputs[name] for name in task.onnx_outputs)
+                entry.metrics = score_predictions(
+                    predictions if len(predictions) > 1 else predictions[0], dataset, **scoring
+                )
             entry.format, entry.kind = "onnx", "onnx"
             runners[name] = onnx_runner(path, threads)
         else:
             model = task.head().from_pretrained(path).eval()
             with EnergyMeter() as meter:
-                entry.metrics = _evaluate(model, dataset, task, desc=f"{name} on test")
+                entry.metrics = _evaluate(model, dataset, scoring, desc=f"{name} on test")
             entry.layers = model.config.num_hidden_layers
             entry.parameters = sum(p.numel() for p in model.parameters())
             entry.settings = recorded_techniques(model.config)
@@ -323,7 +330,7 @@ def measure_models(
         entry.energy = Energy(per_1000_predictions_joules=per_1000, source=meter.source)
         entries.append(entry)
         if len(entries) == 1 and name in modules and (has_fast_bf16() if bf16_baseline is None else bf16_baseline):
-            entries.append(_bf16_entry(entry, modules[name], dataset, task, runners, modules))
+            entries.append(_bf16_entry(entry, modules[name], dataset, scoring, runners, modules))
 
     feeds = {}
     for size in batch_sizes:
@@ -350,27 +357,21 @@ def measure_models(
     return Measurements(entries, latency.timing)
 
 
-def _bf16_entry(reference: ModelEntry, model, dataset, task: Task, runners: dict, modules: dict) -> ModelEntry:
+def _bf16_entry(reference: ModelEntry, model, dataset, scoring: dict, runners: dict, modules: dict) -> ModelEntry:
     """The reference with its weights cast to bf16, evaluated, and added to the runners."""
     cast = copy.deepcopy(model).to(torch.bfloat16)
     name = f"{reference.name}-bf16"
     entry = dataclasses.replace(reference, name=name, baseline_of=reference.name, precision="bf16")
-    entry.metrics = _evaluate(cast, dataset, task, desc=f"{name} on test")
+    entry.metrics = _evaluate(cast, dataset, scoring, desc=f"{name} on test")
     entry.size_mb = round(sum(t.numel() * t.element_size() for t in cast.state_dict().values()) / 1e6, 2)
     entry.energy = Energy()
     runners[name], modules[name] = pytorch_runner(cast), cast
     return entry
 
 
-def _evaluate(model, dataset, task: Task, desc: str) -> dict:
-    """The task's metrics of a PyTorch model on tokenized rows."""
-    return evaluate_model(model, dataset, desc=desc)
-
-
-def _evaluate_onnx(path: Path, dataset, task: Task) -> dict:
-    """The task's metrics of an exported model on tokenized rows."""
-    logits = onnx_logits(path, dataset)
-    return compute_metrics_fn()(EvalPrediction(predictions=logits, label_ids=np.asarray(dataset["label"])))
+def _evaluate(model, dataset, scoring: dict, desc: str) -> dict:
+    """The task's metrics of a PyTorch model on tokenized rows (its own id2label names its tags)."""
+    return evaluate_model(model, dataset, desc=desc, **{k: v for k, v in scoring.items() if k != "label_names"})
 
 
 def recorded_techniques(config) -> dict[str, dict]:
