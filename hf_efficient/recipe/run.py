@@ -320,7 +320,8 @@ class Run:
             head["problem_type"] = self.task.problem_type
             if self.task.problem_type == "regression":
                 head["num_labels"] = 1
-        return self.task.head().from_pretrained(self.model_path, **head)
+        # A `model` that already has a head of another size (a classifier of other labels) gets a new one.
+        return self.task.head().from_pretrained(self.model_path, ignore_mismatched_sizes=True, **head)
 
     def last_trained(self) -> str:
         return "pruned" if self.made("pruned") else "student" if self.recipe.student else "teacher"
