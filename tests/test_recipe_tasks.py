@@ -84,7 +84,13 @@ def task_recipe(model, folder, task: str, **changes) -> dict:
         teacher=training,
         student={**training, "num_layers": 2, "distillation": {}},
         prune=None,
-        report={"batch_sizes": [2], "sequence_length": 16, "seconds_per_measurement": 0.05, "bf16_baseline": False},
+        report={
+            "batch_sizes": [2],
+            "sequence_length": 16,
+            "seconds_per_measurement": 0.05,
+            "bf16_baseline": False,
+            "threads": 1,
+        },
     )
     recipe["data"] = task_data(folder / "data", task)
     recipe.update(changes)
