@@ -102,6 +102,8 @@ class Task:
         label_columns: The batch columns the head's own loss reads.
         onnx_outputs: The output names of the head's ONNX export.
         divergence: The distillation term; None where the task has none.
+        token_level: The loss and divergence average over labelled tokens (not -100, not padding)
+            rather than over examples.
     """
 
     name: str
@@ -115,6 +117,7 @@ class Task:
     label_columns: tuple[str, ...] = ("labels",)
     onnx_outputs: tuple[str, ...] = ("logits",)
     divergence: Callable | None = None
+    token_level: bool = False
 
     def head(self):
         """The transformers Auto class, e.g. `AutoModelForSequenceClassification`."""
@@ -225,6 +228,7 @@ register_task(
         metric="entity_f1",
         card_metrics=("entity_f1", "entity_precision", "entity_recall"),
         divergence=token_softmax_kl,
+        token_level=True,
     )
 )
 register_task(

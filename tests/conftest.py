@@ -38,8 +38,11 @@ TINY_CONFIGS = {
         dropout=0.0,
         attention_dropout=0.0,
         seq_classif_dropout=0.0,
+        qa_dropout=0.0,
     ),
-    "electra": lambda n: transformers.ElectraConfig(num_hidden_layers=n, embedding_size=16, **_COMMON, **_NO_DROPOUT),
+    "electra": lambda n: transformers.ElectraConfig(
+        num_hidden_layers=n, embedding_size=16, summary_last_dropout=0.0, **_COMMON, **_NO_DROPOUT
+    ),
     "deberta-v2": lambda n: transformers.DebertaV2Config(
         num_hidden_layers=n,
         relative_attention=True,
@@ -136,8 +139,11 @@ def tiny_task_batch(task: str | None, batch: int = 3, length: int = 20, seed: in
         labels = torch.rand(batch, generator=generator) * 5
     elif task == "token-classification":
         labels = torch.randint(0, TASK_NUM_LABELS[task], (batch, length), generator=generator)
-        labels[:, 0] = -100  # [CLS], and every third token as a later sub-word of a word
-        labels[:, 2::3] = -100
+        # [CLS] and a share of the tokens (later sub-words of words) carry no label: up to 80%, varying
+        # by row, so that rows (and the processes that share a batch) hold different numbers of labels.
+        labels[:, 0] = -100
+        share = torch.rand(batch, 1, generator=generator) * 0.8
+        labels[torch.rand(batch, length, generator=generator) < share] = -100
         labels[inputs["attention_mask"] == 0] = -100
     elif task == "question-answering":
         start = torch.randint(1, length - 6, (batch,), generator=generator)
