@@ -210,3 +210,11 @@ def test_evaluate_model_of_question_answering_needs_the_examples(tokenizer):
     tokenized = tokenize_dataset(loaded, tokenizer, 24, task="question-answering", doc_stride=8)
     with pytest.raises(ValueError, match="needs examples="):
         evaluate_model(model, tokenized["test"])
+
+
+def test_evaluate_model_refuses_a_task_of_another_head(tokenizer):
+    model = tiny_model("bert", 2, task="text-classification", vocab_size=tokenizer.vocab_size)
+    loaded = load_data(DataConfig(source=datasets.Dataset.from_list(ROWS["text-classification"])))
+    tokenized = tokenize_dataset(loaded, tokenizer, 8)
+    with pytest.raises(ValueError, match=r"task='token-classification'.*is a 'text-classification' model"):
+        evaluate_model(model, tokenized["test"], task="token-classification")
