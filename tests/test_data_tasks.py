@@ -374,3 +374,27 @@ def test_tokenize_dataset_checks_the_task_columns(tokenizer):
     loaded = _dict("text-regression", [{"text": "x", "label": 1.0}] * 10)
     with pytest.raises(ValueError, match=r"Split 'train' has no 'tokens', 'tags' column .*load_data\(task="):
         tokenize_dataset(loaded, tokenizer, task="token-classification")
+
+
+def test_qa_windows_need_room_for_the_context(tokenizer):
+    rows = [
+        {
+            "question": "what is this rather long question asking?",
+            "context": "a b c " * 20,
+            "answers": {"text": ["b"], "answer_start": [2]},
+        }
+    ]
+    loaded = _dict("question-answering", rows * 10)
+    with pytest.raises(ValueError, match=r"Row index 0 of the 'train' split: its question takes 8 of max_length=19"):
+        tokenize_dataset(loaded, tokenizer, 19, task="question-answering", doc_stride=8)
+    # A row of hf_efficient.tasks names its task as well as its name does.
+    from hf_efficient.tasks import get_task
+
+    tokenized = tokenize_dataset(loaded, tokenizer, 32, task=get_task("question-answering"), doc_stride=8)
+    assert "start_positions" in tokenized["train"].column_names
+
+
+def test_a_bad_row_past_the_first_names_the_split_file(tmp_path):
+    (tmp_path / "train.jsonl").write_text('{"tokens": ["a"], "ner_tags": ["O"]}\n{"tokens": ["a"], "ner_tags": }\n')
+    with pytest.raises(ValueError, match=r"data.train_file='.*train.jsonl' cannot be read past its first row"):
+        load_data(DataConfig(train_file=str(tmp_path / "train.jsonl")), "token-classification")

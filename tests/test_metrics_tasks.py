@@ -210,3 +210,52 @@ def test_evaluate_model_of_question_answering_needs_the_examples(tokenizer):
     tokenized = tokenize_dataset(loaded, tokenizer, 24, task="question-answering", doc_stride=8)
     with pytest.raises(ValueError, match="needs examples="):
         evaluate_model(model, tokenized["test"])
+
+
+def test_evaluate_model_refuses_a_task_of_another_head(tokenizer):
+    model = tiny_model("bert", 2, task="text-classification", vocab_size=tokenizer.vocab_size)
+    loaded = load_data(DataConfig(source=datasets.Dataset.from_list(ROWS["text-classification"])))
+    tokenized = tokenize_dataset(loaded, tokenizer, 8)
+    with pytest.raises(ValueError, match=r"task='token-classification'.*is a 'text-classification' model"):
+        evaluate_model(model, tokenized["test"], task="token-classification")
+
+
+@pytest.mark.parametrize("task", list(ROWS))
+def test_tokenized_rows_feed_the_head_and_its_loss(tokenizer, task):
+    """As the Trainer does: drop the columns forward does not take, collate, and get the head's own loss."""
+    import inspect
+
+    from transformers import DataCollatorWithPadding, default_data_collator
+
+    loaded = load_data(DataConfig(source=datasets.Dataset.from_list(ROWS[task])), task)
+    train = tokenize_dataset(loaded, tokenizer, 24, task=task, doc_stride=8)["train"]
+    names = label_names(loaded)
+    num_labels = {"text-regression": 1}.get(task, len(names) if names else 2)
+    model = tiny_model("bert", 2, task=task, vocab_size=tokenizer.vocab_size, num_labels=num_labels)
+    taken = set(inspect.signature(model.forward).parameters) | {"label"}
+    rows = train.remove_columns([c for c in train.column_names if c not in taken]).select(range(4))
+    for collate in (default_data_collator, DataCollatorWithPadding(tokenizer)):
+        batch = collate([rows[i] for i in range(4)])
+        loss = model(**batch).loss
+        assert loss.ndim == 0 and torch.isfinite(loss)
+        if task == "multiple-choice":
+            assert batch["input_ids"].shape == (4, 3, 24)
+        if task in ("multi-label-classification", "text-regression"):
+            assert batch["labels"].dtype == torch.float32
+
+
+@pytest.mark.parametrize("task", ["question-answering", "token-classification"])
+def test_trainer_evaluate_with_compute_metrics_fn_equals_evaluate_model(tokenizer, task, tmp_path):
+    from transformers import Trainer, TrainingArguments
+
+    loaded = load_data(DataConfig(source=datasets.Dataset.from_list(ROWS[task])), task)
+    tokenized = tokenize_dataset(loaded, tokenizer, 24, task=task, doc_stride=8)
+    names = label_names(loaded)
+    overrides = {"num_labels": len(names), "id2label": dict(enumerate(names))} if names else {}
+    model = tiny_model("bert", 2, task=task, vocab_size=tokenizer.vocab_size, **overrides)
+    examples = loaded["validation"] if task == "question-answering" else None
+    compute = compute_metrics_fn(task=task, label_names=names, examples=examples, features=tokenized["validation"])
+    args = TrainingArguments(tmp_path, per_device_eval_batch_size=2, report_to=[], use_cpu=True)
+    results = Trainer(model=model, args=args, compute_metrics=compute).evaluate(tokenized["validation"])
+    expected = evaluate_model(model, tokenized["validation"], examples=examples)
+    assert {name: results[f"eval_{name}"] for name in expected} == pytest.approx(expected, abs=1e-4)

@@ -37,7 +37,9 @@ DATA_TASKS = (TEXT_CLASSIFICATION, MULTI_LABEL, REGRESSION, TOKEN_CLASSIFICATION
 _DISK_FILES = ("dataset_dict.json", "state.json")
 
 
-def check_task(task: str) -> str:
+def check_task(task) -> str:
+    """The task's name (of a name or a row of `hf_efficient.tasks`), if this module loads its data."""
+    task = getattr(task, "name", task)
     if task not in DATA_TASKS:
         raise ValueError(f"task={task!r} has no data loader; use one of {', '.join(DATA_TASKS)}.")
     return task
@@ -66,7 +68,7 @@ def load_data(
     config = DataConfig() if config is None else config
     if not isinstance(config, DataConfig):
         raise ValueError(f"load_data(config=...) takes a DataConfig, got {type(config).__name__}.")
-    check_task(task)
+    task = check_task(task)
     options = dict(
         validation_split=config.validation_split,
         test_split=config.test_split,
@@ -122,7 +124,7 @@ def read_splits(config: DataConfig) -> datasets.DatasetDict:
             path = getattr(config, f"{split}_file")
             if path is not None:
                 data_file(path, None, None, names=(f"data.{split}_file", "", ""))
-                splits[split] = _read_file(Path(path).expanduser())
+                splits[split] = _read_file(Path(path).expanduser(), f"data.{split}_file")
         return datasets.DatasetDict(splits)
     source = config.source
     if isinstance(source, (str, os.PathLike)):
@@ -131,7 +133,7 @@ def read_splits(config: DataConfig) -> datasets.DatasetDict:
             source = _load_from_disk(path)
         else:
             data_file(path, None, None, names=("data.source", "", ""))
-            source = _read_file(path)
+            source = _read_file(path, "data.source")
     if isinstance(source, datasets.Dataset):
         source = datasets.DatasetDict(train=source)
     if not isinstance(source, datasets.DatasetDict):

@@ -92,14 +92,14 @@ def describe_default_task(dataset: datasets.DatasetDict) -> str:
     )
 
 
-def _read_file(path: Path) -> datasets.Dataset:
-    """A data file that `checks.data_file` accepted, as one `datasets.Dataset`."""
+def _read_file(path: Path, what: str = "source") -> datasets.Dataset:
+    """A data file that `checks.data_file` accepted, as one `datasets.Dataset`; `what` is how the user named it."""
     builder, kwargs = _BUILDERS[data_format(path)]
     try:
         return datasets.load_dataset(builder, data_files=str(path), split="train", **kwargs)
     except datasets.exceptions.DatasetGenerationError as error:  # a bad row past the first
         cause = " ".join(str(error.__cause__ or error).split())[:200]
-        raise ValueError(f"source={str(path)!r} cannot be read past its first row ({cause}); fix that row.") from None
+        raise ValueError(f"{what}={str(path)!r} cannot be read past its first row ({cause}); fix that row.") from None
 
 
 def _select_columns(

@@ -157,7 +157,8 @@ def compute_metrics_fn(
 
     Args:
         names (`Iterable[str]`, *optional*): Which metrics to return; defaults to all of `TASK_METRICS[task]`.
-        task (`str`, defaults to `"text-classification"`): The task of the predictions.
+        task (`str`, defaults to `"text-classification"`): The task of the predictions (or its row of
+            `hf_efficient.tasks`).
         label_names (`list[str]`, *optional*): token-classification: the tag names in id order.
         examples (`datasets.Dataset`, *optional*): question-answering: the evaluated examples (a split of
             `load_data(task="question-answering")`, with `id`, `context` and `answers`).
@@ -168,6 +169,7 @@ def compute_metrics_fn(
     Returns:
         `Callable[[transformers.EvalPrediction], dict[str, float]]`: Pass it as `Trainer(compute_metrics=...)`.
     """
+    task = getattr(task, "name", task)  # a row of hf_efficient.tasks, or its name
     names = _check_names(names, task)
     if task == "text-classification":
         for name in names:
@@ -258,7 +260,8 @@ def evaluate_model(
         dataset (`datasets.Dataset`): The tokenized split (`tokenize_dataset(..., task=task)[split]`).
         batch_size (`int`, defaults to 64): Rows per forward pass.
         desc (`str`): The progress bar's label.
-        task (`str`, *optional*): The task; defaults to the row of `hf_efficient.tasks.task_of(model)`.
+        task (`str`, *optional*): The task (a name or a row of `hf_efficient.tasks`); defaults to the row of
+            `task_of(model)`, and must be that row when given.
         examples (`datasets.Dataset`, *optional*): question-answering (required there): the untokenized split that
             `dataset` was tokenized from (`load_data(..., task="question-answering")[split]`); its answers are the
             references and its contexts give the answer texts.
@@ -268,10 +271,16 @@ def evaluate_model(
         `dict[str, float]`: Every metric of `TASK_METRICS[task]`, by name; token classification names the tags from
         the model's `config.id2label`.
     """
-    if task is None:
-        from ..tasks import task_of
+    from ..tasks import task_of
 
-        task = task_of(model).name
+    head = task_of(model).name  # a ValueError naming the class where no task covers its head
+    task = head if task is None else getattr(task, "name", task)
+    if task != head:
+        raise ValueError(
+            f"evaluate_model(task={task!r}): {type(model).__name__} (problem_type "
+            f"{model.config.problem_type!r}) is a {head!r} model; pass task={head!r} or a model with the head of "
+            f"{task!r}."
+        )
     model.eval()
     device = next(model.parameters()).device
     columns = [c for c in _INPUTS if c in dataset.column_names]
