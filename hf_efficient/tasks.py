@@ -259,3 +259,18 @@ register_task(
     )
 )
 # The rows below are being filled in (issue 19): feature-extraction, sentence-embedding.
+# Bare encoders (`AutoModel`), which export their `last_hidden_state`: the row as branch h19 writes it,
+# whose merge brings its divergence and the sentence-embedding row.
+register_task(
+    Task(
+        name="feature-extraction",
+        title="Feature Extraction",
+        pipeline_tag="feature-extraction",
+        auto_class="AutoModel",
+        ort_class="ORTModelForFeatureExtraction",
+        metric="cosine_to_teacher",
+        card_metrics=("cosine_to_teacher",),
+        label_columns=(),
+        onnx_outputs=("last_hidden_state",),
+    )
+)

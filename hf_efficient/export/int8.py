@@ -20,10 +20,10 @@ from ..tasks import DEFAULT_TASK, TASKS, get_task, task_of
 from .config import MODES, TARGETS, Int8ExportConfig  # noqa: F401 (MODES, TARGETS: still imported from here)
 from .gate import gate_measure
 from .graph import freeze_activation_ranges, use_tanh_gelu
+from .helpers import INT8_FILE
 from .onnx import INPUT_NAMES, QUANTIZED_OPS, export_onnx, quantize_int8_dynamic
 
 FP32_FILE = "model.onnx"
-INT8_FILE = "model_quantized.onnx"
 # Scratch file: the fp32 graph with tanh GELUs, quantized into INT8_FILE.
 TANH_GELU_FILE = "model_tanh_gelu.onnx"
 
@@ -386,56 +386,3 @@ def export_int8(
             result,
         )
     return result
-
-
-class TextClassifier:
-    """Classify text with an exported folder, in batches, without learning ONNX Runtime.
-
-    Args:
-        folder (`str`): An `export_int8` output folder.
-        file_name (`str`): `model_quantized.onnx` (int8) or `model.onnx` (fp32).
-        max_length (`int`): Truncation length.
-
-    Example:
-        ```python
-        >>> TextClassifier("runs/export")(["a delight", "a mess"])
-        [{'label': 'fresh', 'score': 0.97}, {'label': 'rotten', 'score': 0.91}]
-        ```
-    """
-
-    def __init__(self, folder: str, file_name: str = INT8_FILE, max_length: int = 64):
-        import onnxruntime
-        from transformers import AutoConfig
-
-        folder = Path(folder)
-        if not (folder / file_name).exists():
-            raise ValueError(f"TextClassifier: no {file_name} in {folder}; run export_int8 first.")
-        self.tokenizer = AutoTokenizer.from_pretrained(folder)
-        self.labels = AutoConfig.from_pretrained(folder).id2label
-        self.session = onnxruntime.InferenceSession(str(folder / file_name), providers=["CPUExecutionProvider"])
-        self.input_names = [i.name for i in self.session.get_inputs()]
-        self.max_length = max_length
-
-    def __call__(self, texts: list[str], batch_size: int = 32) -> list[dict]:
-        if isinstance(texts, str):
-            texts = [texts]
-        results = []
-        for start in range(0, len(texts), batch_size):
-            encoded = self.tokenizer(
-                texts[start : start + batch_size],
-                truncation=True,
-                max_length=self.max_length,
-                padding=True,
-                return_tensors="np",
-            )
-            feed = {
-                name: encoded.get(name, np.zeros_like(encoded["input_ids"])).astype(np.int64)
-                for name in self.input_names
-            }
-            logits = self.session.run(["logits"], feed)[0]
-            probabilities = np.exp(logits - logits.max(-1, keepdims=True))
-            probabilities /= probabilities.sum(-1, keepdims=True)
-            for row in probabilities:
-                label = int(row.argmax())
-                results.append({"label": self.labels[label], "score": float(row[label])})
-        return results
