@@ -522,5 +522,6 @@ def test_the_card_of_every_task_names_its_head_pipeline_and_metric(tmp_path, tas
     assert f"model = {row.ort_class}.from_pretrained(" in body
     pipeline_line = f'predict = pipeline("{row.pipeline_tag}", model=model, tokenizer=tokenizer'
     assert body.count(pipeline_line) == (2 if row.pipeline_tag in SUPPORTED_TASKS else 0)
+    assert "snapshot_download(" in body and "from hf_efficient import " in body  # the head's own helper
     named = "LABEL_0" not in id2label.values()
     assert ("The labels (`config.id2label`): 0 `O`, 1 `B-PER`." in body) == named

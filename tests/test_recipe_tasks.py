@@ -9,6 +9,7 @@ from conftest import tiny_recipe
 from huggingface_hub import ModelCard
 
 from hf_efficient import RecipeError, load_recipe, run_recipe
+from hf_efficient.data import DATA_TASKS
 from hf_efficient.tasks import TASKS
 
 WORDS = ["great", "awful", "film", "plot", "actor", "music", "long", "short"]
@@ -97,7 +98,7 @@ def task_recipe(model, folder, task: str, **changes) -> dict:
     return recipe
 
 
-@pytest.mark.parametrize("task", sorted(TASKS))
+@pytest.mark.parametrize("task", DATA_TASKS)
 def test_a_recipe_of_every_task_runs_end_to_end(tmp_path, tiny_bert_folder, task):
     row = TASKS[task]
     report = run_recipe(task_recipe(tiny_bert_folder, tmp_path, task))
@@ -149,3 +150,19 @@ def test_bad_task_inputs_fail_in_one_line(tmp_path, tiny_bert_folder):
         run_recipe({**recipe, "data": data})
     assert "\n" not in str(error.value)
     assert not (tmp_path / "run" / "teacher").exists()
+
+
+@pytest.mark.parametrize("task", DATA_TASKS)
+def test_a_fine_tuned_folder_names_its_task_for_the_cli(tmp_path, task):
+    """`hf-efficient distill/prune/export` take the task of the model they are given, unless --task says one."""
+    from conftest import tiny_model
+
+    from hf_efficient.cli import build_parser
+    from hf_efficient.recipe.run import folder_task
+
+    model = tiny_model("bert", num_layers=1, task=task)
+    model.config.architectures = [type(model).__name__]  # as save_pretrained writes it
+    model.config.save_pretrained(tmp_path)
+    assert folder_task(str(tmp_path)) == task
+    args = build_parser().parse_args(["layerdrop", "--task", task])
+    assert args.task == task

@@ -108,7 +108,12 @@ def folder_task(model: str) -> str | None:
         return None
     config = AutoConfig.from_pretrained(model)
     architecture = (getattr(config, "architectures", None) or [""])[0]
-    rows = [row for row in TASKS.values() if architecture.endswith(row.auto_class.removeprefix("AutoModel"))]
+    if not architecture:
+        return None
+    # The head of BertForTokenClassification is ForTokenClassification, as its row's Auto class has it; a
+    # bare BertModel has none, as AutoModel.
+    head = architecture[architecture.rfind("For") :] if "For" in architecture else ""
+    rows = [row for row in TASKS.values() if row.auto_class.removeprefix("AutoModel") == head]
     if len(rows) > 1:  # the variants of one head (single-label, multi-label, regression): its problem_type says
         rows = [row for row in rows if row.problem_type == problem_type_of(config)]
     return rows[0].name if rows else None
