@@ -176,6 +176,7 @@ def table(task: str, results: dict) -> str:
 
     labels = {
         "teacher": "teacher (MiniLM, fine-tuned)",
+        "teacher-bf16": "teacher, weights cast to bf16",
         "student": "student, PKD-Skip",
         "student-int8": "student, PKD-Skip, int8",
     }
