@@ -217,7 +217,10 @@ def main():
         parser.error("--methods needs pkd: its run trains the teacher the others learn from")
 
     output, results_dir = Path(args.output_dir), Path(args.results)
-    summary = {"args": vars(args), "cpu": cpu_text(cpu_name(), cpu_features()), "python": platform.python_version()}
+    # Tasks run by other invocations (e.g. one per process) stay in the JSON beside these.
+    earlier = results_dir / "tasks.json"
+    summary = json.loads(earlier.read_text()) if earlier.is_file() else {}
+    summary.update(args=vars(args), cpu=cpu_text(cpu_name(), cpu_features()), python=platform.python_version())
     for task in args.tasks:
         summary[task] = run_task(task, args, output / task)
         text = table(task, summary[task])
@@ -228,7 +231,7 @@ def main():
             shutil.copy(output / task / "pkd" / name, copy / name)
         shutil.copy(output / task / "pkd" / "hub" / "README.md", copy / "model_card.md")
         (results_dir / "tasks.json").write_text(json.dumps(summary, indent=1))
-        tables = [f"## {name}\n\n{table(name, summary[name])}\n" for name in args.tasks if name in summary]
+        tables = [f"## {name}\n\n{table(name, summary[name])}\n" for name in TASKS if name in summary]
         (results_dir / "tasks.md").write_text("\n".join(tables))
 
 
