@@ -217,20 +217,22 @@ def main():
         parser.error("--methods needs pkd: its run trains the teacher the others learn from")
 
     output, results_dir = Path(args.output_dir), Path(args.results)
-    # Tasks run by other invocations (e.g. one per process) stay in the JSON beside these.
-    earlier = results_dir / "tasks.json"
-    summary = json.loads(earlier.read_text()) if earlier.is_file() else {}
-    summary.update(args=vars(args), cpu=cpu_text(cpu_name(), cpu_features()), python=platform.python_version())
+    machine = {"cpu": cpu_text(cpu_name(), cpu_features()), "python": platform.python_version()}
     for task in args.tasks:
-        summary[task] = run_task(task, args, output / task)
-        text = table(task, summary[task])
-        print(f"\n{task} ({summary[task]['task']}):\n{text}\n", flush=True)
+        done = run_task(task, args, output / task)
+        print(f"\n{task} ({done['task']}):\n{table(task, done)}\n", flush=True)
         copy = results_dir / "tasks" / task
         copy.mkdir(parents=True, exist_ok=True)
         for name in ("report.md", "report.json"):
             shutil.copy(output / task / "pkd" / name, copy / name)
         shutil.copy(output / task / "pkd" / "hub" / "README.md", copy / "model_card.md")
-        (results_dir / "tasks.json").write_text(json.dumps(summary, indent=1))
+        # Read now, not at the start: tasks another invocation (e.g. one per process) wrote meanwhile stay.
+        path = results_dir / "tasks.json"
+        summary = json.loads(path.read_text()) if path.is_file() else {}
+        summary.update(machine)
+        summary.setdefault("args", {})[task] = vars(args)
+        summary[task] = done
+        path.write_text(json.dumps(summary, indent=1))
         tables = [f"## {name}\n\n{table(name, summary[name])}\n" for name in TASKS if name in summary]
         (results_dir / "tasks.md").write_text("\n".join(tables))
 
