@@ -24,7 +24,7 @@ import torch.nn.functional as F
 # Divergences: (student outputs, teacher outputs, the batch, temperature) -> a scalar that is zero
 # when the student's outputs equal the teacher's. Each is scaled by T^2 (Hinton et al.), so that its
 # gradients keep their size across temperatures; regression has no temperature.
-def _softmax_kl_rows(student, teacher, temperature: float, mask=None) -> torch.Tensor:
+def softmax_kl_rows(student, teacher, temperature: float, mask=None) -> torch.Tensor:
     """T^2 * KL(teacher/T || student/T) over the last axis, one value per row; `mask` (same shape)
     marks the entries that are classes (False entries get probability 0 in both)."""
     student, teacher = student.float() / temperature, teacher.float() / temperature
@@ -48,7 +48,7 @@ def _mean(values: torch.Tensor, keep: torch.Tensor | None = None) -> torch.Tenso
 def softmax_kl(student, teacher, inputs, temperature: float) -> torch.Tensor:
     """T^2 * KL(teacher/T || student/T) over the classes, averaged over the batch (single-label
     classification; multiple choice, whose logits are one score per choice)."""
-    return _softmax_kl_rows(student.logits, teacher.logits, temperature).mean()
+    return softmax_kl_rows(student.logits, teacher.logits, temperature).mean()
 
 
 def bernoulli_kl(student, teacher, inputs, temperature: float) -> torch.Tensor:
@@ -68,7 +68,7 @@ def logit_mse(student, teacher, inputs, temperature: float) -> torch.Tensor:
 def token_softmax_kl(student, teacher, inputs, temperature: float) -> torch.Tensor:
     """T^2 * KL per token, averaged over the tokens that carry a label (not -100, not padding), as
     the token-classification loss averages; where the batch has no labels, over the unpadded tokens."""
-    per_token = _softmax_kl_rows(student.logits, teacher.logits, temperature)  # (batch, sequence)
+    per_token = softmax_kl_rows(student.logits, teacher.logits, temperature)  # (batch, sequence)
     keep = torch.ones_like(per_token, dtype=torch.bool)
     if inputs.get("attention_mask") is not None:
         keep = keep & inputs["attention_mask"].bool()
@@ -82,8 +82,8 @@ def span_softmax_kl(student, teacher, inputs, temperature: float) -> torch.Tenso
     mean of the two, as the question-answering loss averages its start and end terms."""
     mask = inputs.get("attention_mask")
     mask = None if mask is None else mask.bool()
-    start = _softmax_kl_rows(student.start_logits, teacher.start_logits, temperature, mask).mean()
-    end = _softmax_kl_rows(student.end_logits, teacher.end_logits, temperature, mask).mean()
+    start = softmax_kl_rows(student.start_logits, teacher.start_logits, temperature, mask).mean()
+    end = softmax_kl_rows(student.end_logits, teacher.end_logits, temperature, mask).mean()
     return (start + end) / 2
 
 

@@ -157,7 +157,10 @@ def test_hard_term_is_the_models_loss_and_a_copy_has_no_soft_term(family, task, 
     trainer = DistillationTrainer(
         model=student, teacher=teacher, distillation=PKDConfig(alpha=0.0, beta=0.0), args=training_args(tmp_path)
     )
+    teacher_saw = []
+    teacher.register_forward_pre_hook(lambda module, args, kwargs: teacher_saw.append(set(kwargs)), with_kwargs=True)
     assert trainer.compute_loss(student, batch).item() == student(**batch).loss.item()  # exactly
+    assert teacher_saw == [set(batch) - set(get_task(task).label_columns)]  # the teacher gets no labels
     trainer.distillation = PKDConfig(alpha=1.0, beta=0.0)
     assert trainer.compute_loss(student, batch).item() == pytest.approx(0.0, abs=1e-7)
 
@@ -170,6 +173,20 @@ def test_distillation_needs_the_same_head(tmp_path):
         DistillationTrainer(model=tiny_model("bert", 2, num_labels=3), teacher=tiny_model("bert", 2))
 
 
+def test_float_labels_make_an_unset_problem_type_multi_label(tmp_path):
+    """transformers decides the problem type at the first labels it sees; so does the soft term."""
+    teacher = tiny_model("bert", 2, task="multi-label-classification", problem_type=None)
+    student = make_student(teacher, 1)
+    trainer = DistillationTrainer(
+        model=student, teacher=teacher, distillation=PKDConfig(alpha=1.0, beta=0.0), args=training_args(tmp_path)
+    )
+    batch = tiny_task_batch("multi-label-classification")
+    loss = trainer.compute_loss(student, batch)
+    assert task_of(student).name == "multi-label-classification"
+    expected = get_task("multi-label-classification").divergence(student(**batch), teacher(**batch), batch, 10.0)
+    assert loss.item() == pytest.approx(expected.item(), rel=1e-6)
+
+
 def test_a_batch_without_its_label_columns_is_named(tmp_path):
     teacher = tiny_model("bert", 2, task="question-answering")
     trainer = DistillationTrainer(model=make_student(teacher, 1), teacher=teacher, args=training_args(tmp_path))
@@ -177,6 +194,12 @@ def test_a_batch_without_its_label_columns_is_named(tmp_path):
     del batch["start_positions"], batch["end_positions"]
     with pytest.raises(ValueError, match="none of the label columns \\['start_positions', 'end_positions'\\]"):
         trainer.compute_loss(trainer.model, batch)
+
+
+def test_a_bare_encoder_is_refused_with_the_reason(tmp_path):
+    teacher = tiny_model("bert", 2, task=None)
+    with pytest.raises(ValueError, match="BertModel"):
+        DistillationTrainer(model=make_student(teacher, 1), teacher=teacher, args=training_args(tmp_path))
 
 
 def task_dataset(task: str, rows: int = 16) -> Dataset:
@@ -222,6 +245,7 @@ def distilled(tmp_path_factory):
                 )
                 columns = set(next(iter(trainer.get_train_dataloader())))
                 trainer.train()
+                evaluation = trainer.evaluate(task_dataset(task, rows=4))
                 results[(family, task)] = {
                     "columns": columns,
                     "teacher_changed": [
@@ -231,6 +255,7 @@ def distilled(tmp_path_factory):
                         k for k, v in student.state_dict().items() if torch.equal(v, before_student[k])
                     ],
                     "logs": [e for e in trainer.state.log_history if "loss" in e],
+                    "eval_loss": evaluation["eval_loss"],
                 }
             # Every student reloads; pruned models (cut by the same code) each head once and bare encoders.
             rotating_head = HEAD_TASKS[FAMILIES.index(family) % len(HEAD_TASKS)]
@@ -252,6 +277,7 @@ def test_pkd_steps_train_the_student_not_the_teacher(distilled, family, task):
     # The label columns of the head survived remove_unused_columns; the unused text column did not.
     assert set(get_task(task).label_columns) | {"input_ids", "attention_mask"} == result["columns"]
     assert result["teacher_changed"] == []
+    assert math.isfinite(result["eval_loss"])  # evaluation reads the same label columns
     # Every parameter learned (the pooler of a head that does not read it aside).
     assert [k for k in result["student_unchanged"] if "pooler" not in k] == []
     assert len(result["logs"]) == 2

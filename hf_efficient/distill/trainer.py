@@ -34,6 +34,11 @@ def _check_same_vocabulary(teacher: PreTrainedModel, student: PreTrainedModel) -
 def _check_same_task(teacher: PreTrainedModel, student: PreTrainedModel) -> None:
     # The divergence compares the two heads' outputs: they must be the same head with the same labels.
     ours, theirs = task_of(student), task_of(teacher)
+    if ours.divergence is None:
+        raise ValueError(
+            f"DistillationTrainer: {type(student).__name__} is a {ours.name} model, which has no distillation "
+            "divergence; distil a model with a task head (e.g. AutoModelForSequenceClassification)."
+        )
     if ours is not theirs or student.config.num_labels != teacher.config.num_labels:
         raise ValueError(
             f"DistillationTrainer: the student is a {ours.name} model ({type(student).__name__}, "
@@ -185,7 +190,9 @@ class DistillationTrainer(Trainer):
         One all-reduce of two numbers per step.
         """
         labelled = inputs["labels"] != -100  # what the head's cross-entropy averages over
-        counts = torch.stack([labelled.sum(), (labelled & inputs["attention_mask"].bool()).sum()])  # and the KL
+        mask = inputs.get("attention_mask")
+        unpadded = labelled if mask is None else labelled & mask.bool()
+        counts = torch.stack([labelled.sum(), unpadded.sum()])  # and what the token KL averages over
         totals = self.accelerator.reduce(counts.clone(), reduction="sum")
         shares = counts.float() * self.args.world_size / totals.clamp(min=1).float()
         return [term * share for term, share in zip(terms, shares, strict=True)]
