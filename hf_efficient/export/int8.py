@@ -111,11 +111,16 @@ def _batches(dataset, names: list[str], batch_size: int = 64, limit: int | None 
     end = len(dataset) if limit is None else min(limit, len(dataset))
     for start in range(0, end, batch_size):
         rows = dataset[start : min(start + batch_size, end)]
-        yield {
-            name: np.asarray(rows[name], dtype=np.int64 if name in INPUT_NAMES else None)
-            for name in names
-            if name in rows
-        }
+        yield {name: _column(rows[name], name) for name in names if name in rows}
+
+
+def _column(values: list, name: str) -> np.ndarray:
+    try:
+        return np.asarray(values, dtype=np.int64 if name in INPUT_NAMES else None)
+    except ValueError:  # ragged rows: numpy's message says nothing of the data
+        raise ValueError(
+            f"export_int8: the rows' {name!r} differ in length; tokenize with padding='max_length'."
+        ) from None
 
 
 def _onnx_batches(path: Path, dataset, columns=()):
