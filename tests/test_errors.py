@@ -70,7 +70,7 @@ class Row:
     argv: list[str]
     message: str  # a regex of the whole line after `hf-efficient COMMAND: `, with {bad}, {tiny}, {csv}
     code: int = 2
-    early: bool = True  # caught before the run folder is made (False: when the data set loads)
+    early: bool = True  # caught before the run folder is made (the data set loads before it, too)
 
 
 NO_CONFIG = "has no config.json: give a model folder \\(with config.json\\), as save_pretrained writes it."
@@ -99,7 +99,7 @@ ROWS = [
         "--text-column body is not a column of {csv}, whose columns are review, stars; name one of those."),
     # More bad input.
     Row("layerdrop-max-length-0", ["layerdrop", "--model", "{tiny}", *TINY[:-1], "0"],
-        "--max-length 0: must be positive."),
+        "--max-length 0: give a positive int."),
     Row("layerdrop-rate-1.5", ["layerdrop", "--model", "{tiny}", *TINY, "--rate", "1.5"],
         "--rate 1.5: every rate must be a number in \\[0, 1\\), got 1.5. A rate of 1 would drop the layer at every "
         "step: prune it instead."),
@@ -123,7 +123,8 @@ ROWS = [
     Row("layerdrop-missing-data-file", ["layerdrop", "--model", "{tiny}", "--data", "{bad}/nope.csv"],
         "--data {bad}/nope.csv: no such file; give a .csv, .tsv, .json, .jsonl file."),
     Row("layerdrop-data-is-a-folder", ["layerdrop", "--model", "{tiny}", "--data", "{bad}/recipes"],
-        "--data {bad}/recipes is a folder; give a .csv, .tsv, .json, .jsonl file."),
+        "--data {bad}/recipes is a folder without dataset_dict.json or state.json; give a folder written by "
+        "`datasets`' save_to_disk, or a .csv/.tsv/.json/.jsonl file."),
     Row("layerdrop-data-spreadsheet", ["layerdrop", "--model", "{tiny}", "--data", "{bad}/notes.xlsx"],
         "--data {bad}/notes.xlsx: cannot read .xlsx; give a .csv, .tsv, .json, .jsonl file, optionally compressed "
         "\\(.gz, .bz2, .xz, .zst\\)."),
@@ -134,15 +135,12 @@ ROWS = [
         "--text-column review is not a column of {bad}/reviews.jsonl, whose columns are body, stars; name one of "
         "those."),
     Row("layerdrop-label-one-class", ["layerdrop", "--model", "{tiny}", "--data", "{bad}/one_class.csv", *COLUMNS],
-        "--label-column stars holds one class only \\(good\\); a classifier needs rows of at least two classes.",
-        early=False),
+        "--label-column stars holds one class only \\(good\\); a classifier needs rows of at least two classes.",),
     Row("layerdrop-text-column-of-numbers", ["layerdrop", "--model", "{tiny}", "--data", "{bad}/numbers.csv",
         "--text-column", "id", "--label-column", "stars"],
-        "--text-column id must hold strings, but its feature is Value\\(.*int64.*\\); name the column of the texts.",
-        early=False),
+        "--text-column id must hold strings, but its feature is Value\\(.*int64.*\\); name the column of the texts.",),
     Row("layerdrop-text-cell-empty", ["layerdrop", "--model", "{tiny}", "--data", "{bad}/blank_text.csv", *COLUMNS],
-        "--text-column review has no text in row 2 of the 'train' split; fill in or drop the rows without text.",
-        early=False),
+        "--text-column review has no text in row 2 of the 'train' split; fill in or drop the rows without text.",),
     Row("layerdrop-epochs-not-a-number", ["layerdrop", "--epochs", "abc"],
         "argument --epochs: invalid float value: 'abc'; see `hf-efficient layerdrop --help`."),
     Row("layerdrop-unknown-flag", ["layerdrop", "--text_column", "review"],
