@@ -15,12 +15,12 @@ from hf_efficient.export.config import VARIANT_CHOICES
 from hf_efficient.export.onnx import run_onnx
 
 EPYC = ["AVX2", "AVX512", "AVX512-VNNI", "AVX512-BF16"]
-SAPPHIRE_RAPIDS = [*EPYC, "AMX-INT8", "AMX-BF16"]
+XEON_AMX = [*EPYC, "AMX-INT8", "AMX-BF16"]
 
 
 @pytest.mark.parametrize(
     "features, expected",
-    [(SAPPHIRE_RAPIDS, "int8-weights"), (EPYC, "int8-all"), (["AVX2"], "int8-all"), ([], "int8-all")],
+    [(XEON_AMX, "int8-weights"), (EPYC, "int8-all"), (["AVX2"], "int8-all"), ([], "int8-all")],
 )
 def test_choice_per_cpu(features, expected):
     variant, reason = variants.choose_variant("auto", features)
@@ -30,7 +30,7 @@ def test_choice_per_cpu(features, expected):
 
 
 def test_forced_variant_wins_over_the_cpu():
-    assert variants.choose_variant("int8-fused", SAPPHIRE_RAPIDS) == (
+    assert variants.choose_variant("int8-fused", XEON_AMX) == (
         "int8-fused",
         "forced with Int8ExportConfig(variant='int8-fused')",
     )
@@ -92,8 +92,34 @@ def test_each_variant_matches_pytorch_and_is_recorded(tmp_path, variant):
 
 
 def test_auto_records_the_choice_for_this_cpu(tmp_path, monkeypatch):
-    monkeypatch.setattr("hf_efficient.report.cpu.cpu_features", lambda: SAPPHIRE_RAPIDS)
+    monkeypatch.setattr("hf_efficient.report.cpu.cpu_features", lambda: XEON_AMX)
     result = export_int8(tiny_model("bert", num_layers=2), tmp_path)
     record = json.loads((tmp_path / "export_report.json").read_text())
     assert record["variant"] == "int8-weights" and "AMX-INT8" in record["variant_reason"]
     assert record["config"]["variant"] == "auto" and result.variant == "int8-weights"
+
+
+def test_report_names_the_variant_and_why():
+    from hf_efficient.report import Report, report_markdown
+
+    reason = variants.choose_variant("auto", EPYC)[1]
+    export = {
+        "backend": "onnxruntime",
+        "mode": "dynamic",
+        "chosen": {},
+        "variant": "int8-all",
+        "variant_reason": reason,
+    }
+    report = Report.from_dict(
+        {
+            "name": "demo",
+            "task": {"dataset": "rotten_tomatoes", "split": "test", "rows": 1409},
+            "hardware": {"cpu": "AMD EPYC", "cpu_threads": 1, "cpu_features": EPYC},
+            "reference": "student",
+            "models": [
+                {"name": "student"},
+                {"name": "student-int8", "format": "onnx", "kind": "int8", "export": export},
+            ],
+        }
+    )
+    assert f"`student-int8`: int8 graph `int8-all`, {reason}." in report_markdown(report)

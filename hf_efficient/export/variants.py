@@ -1,16 +1,16 @@
 """Which int8 graph `export_int8` writes, chosen per CPU from its instruction sets, and why.
 
 The variants differ in which matrix products run in int8 and in how much of the graph ONNX Runtime's
-transformer fusions merge beforehand. Measured on an AMD EPYC with AVX512-VNNI and AVX512-BF16
-(no AMX), 1 thread, MiniLM at sequence 64 (`benchmarks/int8.py`, table in `benchmarks/README.md`):
-"int8-all" is the fastest at batch 1 and 32; "int8-weights" is 3-8% slower at 1 thread; "int8-fused"
-is 15-25% slower (its `QAttention` and `SkipLayerNormalization` kernels cost more than the
-separate nodes they replace).
+transformer fusions merge beforehand. Measured on an AMD EPYC (Zen 4) with AVX512-VNNI and
+AVX512-BF16, no AMX, 1 thread, the quickstart's MiniLM teacher and 3-layer student at sequence 64
+(`benchmarks/int8.py`, tables in `benchmarks/README.md`): "int8-all" and "int8-weights" are within 3%
+of each other at batch 1 and 32, "int8-all" ahead on the teacher at batch 32; "int8-fused" is 15-25%
+slower (its `QAttention` and `SkipLayerNormalization` kernels cost more than the nodes they replace).
 
 On Intel CPUs with AMX-INT8 (not measured here: no such machine was at hand), ONNX Runtime runs
 u8 x s8 products (an activation times signed int8 weights) on the AMX tiles, but a product of two
 activations, which its dynamic quantizer makes u8 x u8, at about the fp32 rate (the GEMM
-measurements of issue 20: 1,226 GOP/s against 197 on one Sapphire Rapids core). "int8-weights"
+measurements of issue 20: 1,226 GOP/s against 197 on one core of an Intel Xeon with AMX). "int8-weights"
 keeps those products (the attention's scores and their use of the values) in fp32 and every weight
 product on the tiles, so it is the reasoned default there.
 """
@@ -61,8 +61,8 @@ def choose_variant(requested: str = "auto", features: list[str] | None = None) -
         )
     if "AVX512-VNNI" in features:
         return "int8-all", (
-            "AVX512-VNNI without AMX: every MatMul in int8 measured fastest at 1 thread, batch 1 and 32 "
-            "(AMD EPYC, benchmarks/int8.py)"
+            "AVX512-VNNI without AMX: every MatMul in int8, the fastest graph at 1 thread, batch 1 and 32, "
+            "measured on an AMD EPYC (benchmarks/README.md)"
         )
     return (
         "int8-all",
