@@ -3,7 +3,7 @@
 Times one matrix product of the shape that dominates MiniLM at batch 32 x 64 tokens (2048 x 384 x
 1536: the FFN's first projection) on one thread, in fp32 and bf16 with PyTorch, in fp32 with ONNX
 Runtime and in int8 with ONNX Runtime's dynamic quantization (signed int8 weights, as `export_int8`
-writes them), and counts the operations one batch of a BERT-like model needs. With `--int8-json`
+writes them, and unsigned ones), and counts the operations one batch of a BERT-like model needs. With `--int8-json`
 (the output of `benchmarks/int8.py`), it divides each variant's measured batch-32 rate by the
 best GEMM rate of its dtype: the percent of the reachable peak that the whole model gets.
 
@@ -41,7 +41,7 @@ def rate(run, operations: float, seconds: float = 2.0) -> float:
     return operations / best
 
 
-def onnx_matmul(folder: Path, int8: bool) -> onnxruntime.InferenceSession:
+def onnx_matmul(folder: Path, int8: QuantType | None) -> onnxruntime.InferenceSession:
     weight = helper.make_tensor("w", TensorProto.FLOAT, [K, N], np.random.default_rng(0).standard_normal(K * N))
     graph = helper.make_graph(
         [helper.make_node("MatMul", ["x", "w"], ["y"])],
@@ -52,8 +52,8 @@ def onnx_matmul(folder: Path, int8: bool) -> onnxruntime.InferenceSession:
     )
     path = folder / "gemm.onnx"
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
-    if int8:
-        quantize_dynamic(path, folder / "gemm_int8.onnx", weight_type=QuantType.QInt8)
+    if int8 is not None:
+        quantize_dynamic(path, folder / "gemm_int8.onnx", weight_type=int8)
         path = folder / "gemm_int8.onnx"
     options = onnxruntime.SessionOptions()
     options.intra_op_num_threads, options.inter_op_num_threads = 1, 1
@@ -81,7 +81,14 @@ def main():
     peaks = {"PyTorch fp32": rate(lambda: x @ w, operations), "PyTorch bf16": rate(lambda: xb @ wb, operations)}
     feed = {"x": x.numpy()}
     with tempfile.TemporaryDirectory() as folder:
-        for name, int8 in (("ONNX Runtime fp32", False), ("ONNX Runtime int8 (s8 weights)", True)):
+        # Dynamic quantization makes the activations u8: s8 weights are u8 x s8 (VNNI's and AMX's own
+        # product); u8 weights are u8 x u8, as the attention's activation-by-activation products.
+        gemms = {
+            "ONNX Runtime fp32": None,
+            "ONNX Runtime int8 (s8 weights)": QuantType.QInt8,
+            "ONNX Runtime int8 (u8 weights)": QuantType.QUInt8,
+        }
+        for name, int8 in gemms.items():
             session = onnx_matmul(Path(folder), int8)
             peaks[name] = rate(lambda session=session: session.run(None, feed), operations)
     rows = [[name, f"{value / 1e9:,.0f}"] for name, value in peaks.items()]

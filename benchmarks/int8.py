@@ -3,8 +3,10 @@
 Takes a fine-tuned classifier (`--model`, e.g. the quickstart's teacher or student) and times, in
 turns within each round, at batch 1 and 32 (sequence 64), with 1 thread and with all cores:
 PyTorch fp32, PyTorch bf16 (weights cast, and fp32 weights under autocast) where the CPU has bf16
-instructions, ONNX fp32, and the int8 exports of `export_int8` (dynamic with the tanh GELU, dynamic
-with the exact GELU as plain Optimum does, static calibrated on 256 training rows). Speed-ups are
+instructions, ONNX fp32, and the int8 exports of `export_int8`: each graph variant of
+`export.variants` (int8-all, int8-weights, int8-fused) dynamic and static (calibrated on 256 training
+rows), and int8-all dynamic with the exact GELU as plain Optimum writes it. The variant that
+`Int8ExportConfig(variant="auto")` picks on this CPU is marked "(auto)". Speed-ups are
 against the fastest plain-PyTorch variant of the same run, and against PyTorch fp32. Accuracy is on
 the test split of the default task. The table names the CPU and its instruction sets.
 
@@ -24,6 +26,7 @@ from transformers import AutoModelForSequenceClassification, AutoTokenizer
 from hf_efficient import Int8ExportConfig, export_int8
 from hf_efficient.data import load_default_task, tokenize_dataset
 from hf_efficient.export.int8 import onnx_accuracy
+from hf_efficient.export.variants import VARIANTS, choose_variant
 from hf_efficient.metrics import evaluate_model
 from hf_efficient.report import markdown_table
 from hf_efficient.report.cpu import describe_cpu, has_fast_bf16
@@ -43,6 +46,7 @@ def main():
     parser.add_argument("--seconds", type=float, default=3.0, help="time per variant, batch size and thread count")
     parser.add_argument("--calibration-rows", type=int, default=256)
     parser.add_argument("--output-dir", default="runs/int8")
+    parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
     args = parser.parse_args()
     output = Path(args.output_dir)
 
@@ -51,22 +55,23 @@ def main():
     model = AutoModelForSequenceClassification.from_pretrained(args.model).eval()
     calibration = data["train"].shuffle(seed=0).select(range(args.calibration_rows))
     # "exact GELU" is plain Optimum dynamic quantization, without hf_efficient's tanh GELU.
-    configs = {
-        "dynamic": Int8ExportConfig(mode="dynamic", retry=False),
-        "dynamic-exact-gelu": Int8ExportConfig(mode="dynamic", approximate_gelu=False, retry=False),
-        "static": Int8ExportConfig(mode="static", retry=False, calibration_samples=args.calibration_rows),
-    }
+    configs = {"int8-all-exact-gelu": Int8ExportConfig(variant="int8-all", approximate_gelu=False, retry=False)}
+    for variant in args.variants:
+        for mode in ("dynamic", "static"):
+            configs[f"{variant}-{mode}"] = Int8ExportConfig(
+                variant=variant, mode=mode, retry=False, calibration_samples=args.calibration_rows
+            )
     exports = {
         name: export_int8(model, output / name, config, tokenizer=tokenizer, calibration_dataset=calibration)
         for name, config in configs.items()
     }
-    backend = exports["dynamic"].backend
-    files = {
-        "ONNX fp32": output / "dynamic/model.onnx",
-        "ONNX int8 dynamic, exact GELU": output / "dynamic-exact-gelu/model_quantized.onnx",
-        "ONNX int8 dynamic": output / "dynamic/model_quantized.onnx",
-        "ONNX int8 static": output / "static/model_quantized.onnx",
-    }
+    backend = exports["int8-all-exact-gelu"].backend
+    auto = choose_variant()[0]
+    files = {"ONNX fp32": output / "int8-all-exact-gelu/model.onnx"}
+    for name, result in exports.items():
+        label = f"ONNX {result.variant} {result.mode}" + (", exact GELU" if "exact" in name else "")
+        label += " (auto)" if result.variant == auto and result.mode == "dynamic" and "exact" not in name else ""
+        files[label] = Path(result.output_dir) / result.int8_file
     model.save_pretrained(output / "pytorch")
     sizes = {"PyTorch fp32": folder_mb(output / "pytorch/model.safetensors")}
     sizes |= {name: folder_mb(path) for name, path in files.items()}
@@ -108,6 +113,7 @@ def main():
 
     cpu = describe_cpu()
     result = {"backend": backend, "cpu": cpu, "cpu_count": os.cpu_count(), "model": args.model, "variants": {}}
+    result["auto"] = dict(zip(("variant", "reason"), choose_variant(), strict=True))
     rows = []
     for name in names:
         entry = {"size_mb": sizes[name], "accuracy": accuracy[name], "latency_ms": {}, "speedup": {}, "vs_fp32": {}}

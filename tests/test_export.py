@@ -262,6 +262,7 @@ BAD_SETTINGS = {
     "allow_fallback": ("no", "use True or False"),
     "calibration_samples": (0, "a number of rows >= 1"),
     "backend": ("tensorrt", "'optimum' or 'onnxruntime'"),
+    "variant": ("int8-fast", "'int8-weights' or 'int8-fused'"),
 }
 
 
@@ -299,6 +300,7 @@ def test_max_accuracy_drop_must_be_a_fraction(value):
             allow_fallback=True,
             calibration_samples=16,
             backend="onnxruntime",
+            variant="int8-fused",
         ),
     ],
 )

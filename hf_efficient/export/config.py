@@ -8,6 +8,8 @@ from dataclasses import asdict, dataclass, field, fields
 MODES = ("dynamic", "static")
 TARGETS = ("avx512_vnni", "avx512", "avx2", "arm64")
 BACKENDS = ("auto", "optimum", "onnxruntime")
+# "auto" and the graphs of `variants.VARIANTS` (spelled out here: that module imports onnx).
+VARIANT_CHOICES = ("auto", "int8-all", "int8-weights", "int8-fused")
 
 
 def _one_of(choices: tuple[str, ...]) -> str:
@@ -43,6 +45,10 @@ class Int8ExportConfig:
             rows of the calibration set (a few hundred are enough; more only widen the ranges).
         backend (`str`, defaults to "auto"): "optimum", "onnxruntime", or "auto" (Optimum where it is
             installed and the model has no shared weights).
+        variant (`str`, defaults to "auto"): Which int8 graph to write: "int8-all" (every MatMul in int8),
+            "int8-weights" (the attention's activation products stay fp32), "int8-fused" (ONNX
+            Runtime's transformer fusions first), or "auto": the one chosen for this CPU's instruction
+            sets (see `export.variants.choose_variant`); the result records which and why.
     """
 
     mode: str = field(
@@ -84,6 +90,14 @@ class Int8ExportConfig:
             "help": "auto: Optimum where installed, it knows the model type and task, and no weights are shared; "
             "else torch.onnx and onnxruntime",
             "choices": BACKENDS,
+        },
+    )
+
+    variant: str = field(
+        default="auto",
+        metadata={
+            "help": "int8 graph: int8-all, int8-weights (attention products fp32), int8-fused, or auto: per CPU",
+            "choices": VARIANT_CHOICES,
         },
     )
 

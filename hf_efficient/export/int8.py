@@ -22,10 +22,12 @@ from .gate import gate_measure
 from .graph import freeze_activation_ranges, use_tanh_gelu
 from .helpers import INT8_FILE
 from .onnx import INPUT_NAMES, QUANTIZED_OPS, export_onnx, quantize_int8_dynamic
+from .variants import choose_variant, prepare_variant
 
 FP32_FILE = "model.onnx"
 # Scratch file: the fp32 graph with tanh GELUs, quantized into INT8_FILE.
 TANH_GELU_FILE = "model_tanh_gelu.onnx"
+FUSED_FILE = "model_fused.onnx"  # scratch: the graph after the "int8-fused" variant's fusions
 
 
 class AccuracyDropError(RuntimeError):
@@ -52,6 +54,8 @@ class ExportResult:
     config: dict = field(default_factory=dict)  # the `Int8ExportConfig` asked for, as `to_dict()`
     task: str | None = None  # the model's row of the task table
     gate: str | None = None  # the measure the accuracy gate compared (`export.gate`), when it ran
+    variant: str | None = None  # the int8 graph written (see `export.variants`) and why it was chosen
+    variant_reason: str | None = None
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -200,17 +204,23 @@ def _load(path) -> PreTrainedModel:
     )
 
 
-def _quantize_onnxruntime(source: Path, int8: Path, target: str, per_channel: bool, exclude: list[str]):
+def _quantize_onnxruntime(
+    source: Path, int8: Path, target: str, per_channel: bool, exclude: list[str], ops: list[str] = QUANTIZED_OPS
+):
     # u8s8 without VNNI can saturate: onnxruntime's advice for AVX2.
-    quantize_int8_dynamic(source, int8, per_channel=per_channel, reduce_range=target == "avx2", exclude=exclude)
+    quantize_int8_dynamic(
+        source, int8, per_channel=per_channel, reduce_range=target == "avx2", exclude=exclude, op_types=ops
+    )
 
 
-def _quantize_optimum(source: Path, int8: Path, target: str, per_channel: bool, exclude: list[str]):
+def _quantize_optimum(
+    source: Path, int8: Path, target: str, per_channel: bool, exclude: list[str], ops: list[str] = QUANTIZED_OPS
+):
     from optimum.onnxruntime import ORTQuantizer
     from optimum.onnxruntime.configuration import AutoQuantizationConfig
 
     config = getattr(AutoQuantizationConfig, target)(
-        is_static=False, per_channel=per_channel, nodes_to_exclude=exclude, operators_to_quantize=QUANTIZED_OPS
+        is_static=False, per_channel=per_channel, nodes_to_exclude=exclude, operators_to_quantize=ops
     )
     quantizer = ORTQuantizer.from_pretrained(source.parent, file_name=source.name)
     saved = Path(quantizer.quantize(save_dir=source.parent / "quantized", quantization_config=config))
@@ -343,6 +353,7 @@ def export_int8(
     result = ExportResult(
         str(output), FP32_FILE, None, backend, mode, config.target, config=config.to_dict(), task=task.name
     )
+    result.variant, result.variant_reason = choose_variant(config.variant)
     quantize = _quantize_optimum if use_optimum else _quantize_onnxruntime
 
     exclude = list(config.exclude)
@@ -367,9 +378,12 @@ def export_int8(
         if choice["approximate_gelu"]:
             attempt["gelus_approximated"] = use_tanh_gelu(fp32, tanh_gelu)
             source = tanh_gelu
+        source, ops, kept_fp32, notes = prepare_variant(result.variant, source, output / FUSED_FILE, model.config)
+        attempt.update(notes)
         # Static is the dynamic graph with its activation ranges frozen from calibration.
-        quantize(source, int8, config.target, choice["per_channel"], choice["exclude"])
+        quantize(source, int8, config.target, choice["per_channel"], choice["exclude"] + kept_fp32, ops)
         tanh_gelu.unlink(missing_ok=True)
+        (output / FUSED_FILE).unlink(missing_ok=True)
         if mode == "static":
             feeds = _batches(calibration_dataset, _model_inputs(fp32), 16, limit=config.calibration_samples)
             attempt["activations_calibrated"] = freeze_activation_ranges(int8, feeds)

@@ -146,6 +146,7 @@ def quantize_int8_dynamic(
     per_channel: bool = True,
     reduce_range: bool = False,
     exclude: Sequence[str] = (),
+    op_types: Sequence[str] = tuple(QUANTIZED_OPS),
 ) -> Path:
     """Dynamic int8 quantization of the MatMuls and embeddings (activations quantized at run time).
 
@@ -160,7 +161,7 @@ def quantize_int8_dynamic(
         per_channel=per_channel,
         reduce_range=reduce_range,
         nodes_to_exclude=list(exclude),
-        op_types_to_quantize=QUANTIZED_OPS,
+        op_types_to_quantize=list(op_types),
         extra_options={"MatMulConstBOnly": False},
     )
     return Path(int8_path)

@@ -157,6 +157,7 @@ def report(run, folder: Path) -> dict:
             entry.techniques, entry.settings = [*source.techniques, "int8"], dict(source.settings)
             entry.layers, entry.parameters = source.layers, source.parameters
             entry.export = {"backend": record["backend"], "mode": record["mode"], "chosen": record["chosen"]}
+            entry.export |= {key: record[key] for key in ("variant", "variant_reason") if record.get(key)}
             continue
         if entry.baseline_of:  # a cast of a model the run made, timed as a baseline; not trained
             continue

@@ -123,6 +123,9 @@ def report_markdown(report: Report) -> str:
     note = timing_note(report)
     if note:
         text += f"\n{note}\n"
+    for model in report.models:  # which int8 graph each export wrote, and why (see `export.variants`)
+        if (model.export or {}).get("variant"):
+            text += f"\n`{model.name}`: int8 graph `{model.export['variant']}`, {model.export['variant_reason']}.\n"
     depths = depth_table(report)
     if depths:
         text += f"\n{task.metric.capitalize()} after pruning to each depth, without retraining:\n\n{depths}\n"

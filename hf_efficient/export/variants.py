@@ -1,0 +1,132 @@
+"""Which int8 graph `export_int8` writes, chosen per CPU from its instruction sets, and why.
+
+The variants differ in which matrix products run in int8 and in how much of the graph ONNX Runtime's
+transformer fusions merge beforehand. Measured on an AMD EPYC (Zen 4) with AVX512-VNNI and
+AVX512-BF16, no AMX, 1 thread, the quickstart's MiniLM teacher and 3-layer student at sequence 64
+(`benchmarks/int8.py`, tables in `benchmarks/README.md`): "int8-all" and "int8-weights" are within 3%
+of each other at batch 1 and 32, "int8-all" ahead on the teacher at batch 32; "int8-fused" is 15-25%
+slower (its `QAttention` and `SkipLayerNormalization` kernels cost more than the nodes they replace).
+
+On Intel CPUs with AMX-INT8 (not measured here: no such machine was at hand), ONNX Runtime runs
+u8 x s8 products (an activation times signed int8 weights) on the AMX tiles, but a product of two
+activations, which its dynamic quantizer makes u8 x u8, at about the fp32 rate (the GEMM
+measurements of issue 20: 1,226 GOP/s against 197 on one core of an Intel Xeon with AMX). "int8-weights"
+keeps those products (the attention's scores and their use of the values) in fp32 and every weight
+product on the tiles, so it is the reasoned default there.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import onnx
+from onnx import TensorProto, helper
+
+from .config import VARIANT_CHOICES
+
+# Name -> what the variant writes (the `help` of `Int8ExportConfig.variant` lists these).
+VARIANTS = {
+    "int8-all": "every MatMul in int8, the attention's activation-by-activation products too",
+    "int8-weights": "only the MatMuls with a weight in int8; the attention's products stay fp32",
+    "int8-fused": "ONNX Runtime's transformer fusions (Attention, SkipLayerNorm, EmbedLayerNorm, FastGelu), then int8",
+}
+CHOICES = VARIANT_CHOICES  # "auto" and the names above
+# Operator types each variant quantizes (MatMul and the embedding tables, plus the fused operators).
+_FUSED_OPS = ["MatMul", "Gather", "Attention", "EmbedLayerNormalization"]
+
+
+def choose_variant(requested: str = "auto", features: list[str] | None = None) -> tuple[str, str]:
+    """The variant to export for a CPU with `features` (default: this one's), and the reason.
+
+    Args:
+        requested (`str`): "auto", or a name of `VARIANTS` to force it.
+        features (`list[str]`, *optional*): Instruction sets as `report.cpu.cpu_features` names them.
+
+    Returns:
+        `(variant, reason)`.
+    """
+    if requested not in CHOICES:
+        raise ValueError(f"variant={requested!r} is not supported: use one of {', '.join(map(repr, CHOICES))}.")
+    if requested != "auto":
+        return requested, f"forced with Int8ExportConfig(variant={requested!r})"
+    if features is None:
+        from ..report.cpu import cpu_features  # here: the report package imports this one
+
+        features = cpu_features()
+    features = list(features)
+    if "AMX-INT8" in features:
+        return "int8-weights", (
+            "AMX-INT8: every weight product u8 x s8 on the AMX tiles, the attention's activation products in fp32 "
+            "rather than u8 x u8, which AMX does not run (reasoned, not measured on AMX)"
+        )
+    if "AVX512-VNNI" in features:
+        return "int8-all", (
+            "AVX512-VNNI without AMX: every MatMul in int8, the fastest graph at 1 thread, batch 1 and 32, "
+            "measured on an AMD EPYC (benchmarks/README.md)"
+        )
+    return (
+        "int8-all",
+        f"no VNNI or AMX ({', '.join(features) or 'no listed features'}): the default graph (not measured)",
+    )
+
+
+def activation_matmuls(path: str | Path) -> list[str]:
+    """Names of the MatMuls whose second input is not a weight (the attention's scores and context)."""
+    model = onnx.load(str(path), load_external_data=False)
+    weights = {tensor.name for tensor in model.graph.initializer}
+    weights |= {out for node in model.graph.node if node.op_type == "Constant" for out in node.output}
+    return [node.name for node in model.graph.node if node.op_type == "MatMul" and node.input[1] not in weights]
+
+
+def fuse_transformer(source: str | Path, target: str | Path, *, num_heads: int, hidden_size: int) -> dict[str, int]:
+    """Write `source` with ONNX Runtime's BERT fusions applied to `target`; returns how many of each it made.
+
+    The Attention fusion needs the eager attention pattern (transformers 4.x's export, Optimum's);
+    the SDPA graph of transformers 5's `torch.onnx` export keeps its attention unfused.
+    """
+    from onnxruntime.transformers.fusion_options import FusionOptions
+    from onnxruntime.transformers.optimizer import optimize_model
+
+    options = FusionOptions("bert")
+    options.enable_gelu_approximation = False  # `use_tanh_gelu` before this, if asked for, did that already
+    fused = optimize_model(
+        str(source),
+        model_type="bert",
+        num_heads=num_heads,
+        hidden_size=hidden_size,
+        optimization_options=options,
+        opt_level=0,
+    )
+    graph = fused.model.graph
+    # ONNX shape inference does not know the contrib operators; the quantizers need the float type past them.
+    typed = {info.name for info in graph.value_info}
+    graph.value_info.extend(
+        helper.make_tensor_value_info(node.output[0], TensorProto.FLOAT, None)
+        for node in graph.node
+        if node.domain == "com.microsoft" and node.output[0] not in typed
+    )
+    fused.save_model_to_file(str(target))
+    return {name: count for name, count in fused.get_fused_operator_statistics().items() if count}
+
+
+def prepare_variant(variant: str, source: Path, scratch: Path, config) -> tuple[Path, list[str], list[str], dict]:
+    """The graph to quantize for `variant`, the operator types to quantize, extra nodes to keep fp32, and notes.
+
+    Args:
+        variant (`str`): A name of `VARIANTS`.
+        source (`Path`): The fp32 graph (with tanh GELUs when asked for).
+        scratch (`Path`): A file this may write (the fused graph); the caller deletes it.
+        config: The model's `PretrainedConfig` (heads and width, for the fusions).
+    """
+    from .onnx import QUANTIZED_OPS
+
+    if variant == "int8-all":
+        return source, list(QUANTIZED_OPS), [], {}
+    if variant == "int8-weights":
+        kept = activation_matmuls(source)
+        return source, list(QUANTIZED_OPS), kept, {"fp32_matmuls": len(kept)}
+    if variant == "int8-fused":
+        heads, width = getattr(config, "num_attention_heads", 0), getattr(config, "hidden_size", 0)
+        fused = fuse_transformer(source, scratch, num_heads=heads, hidden_size=width)
+        return scratch, list(_FUSED_OPS), [], {"fused": fused}
+    raise ValueError(f"variant={variant!r} is not supported: use one of {', '.join(map(repr, CHOICES))}.")

@@ -1,0 +1,125 @@
+"""The int8 graph chosen per CPU (`export.variants`): the choice, forcing one, its record, its numbers."""
+
+import json
+from collections import Counter
+
+import numpy as np
+import onnx
+import pytest
+import torch
+from conftest import tiny_batch, tiny_model
+
+from hf_efficient import Int8ExportConfig, export_int8
+from hf_efficient.export import variants
+from hf_efficient.export.config import VARIANT_CHOICES
+from hf_efficient.export.onnx import run_onnx
+
+EPYC = ["AVX2", "AVX512", "AVX512-VNNI", "AVX512-BF16"]
+XEON_AMX = [*EPYC, "AMX-INT8", "AMX-BF16"]
+
+
+@pytest.mark.parametrize(
+    "features, expected",
+    [(XEON_AMX, "int8-weights"), (EPYC, "int8-all"), (["AVX2"], "int8-all"), ([], "int8-all")],
+)
+def test_choice_per_cpu(features, expected):
+    variant, reason = variants.choose_variant("auto", features)
+    assert variant == expected
+    assert reason.startswith("AMX-INT8") == ("AMX-INT8" in features)
+    assert ("not measured" in reason) != (features == EPYC)  # only the VNNI choice was measured
+
+
+def test_forced_variant_wins_over_the_cpu():
+    assert variants.choose_variant("int8-fused", XEON_AMX) == (
+        "int8-fused",
+        "forced with Int8ExportConfig(variant='int8-fused')",
+    )
+    assert tuple(variants.VARIANTS) == VARIANT_CHOICES[1:]
+
+
+@pytest.mark.parametrize("bad", ["int9", "fused", None])
+def test_bad_variant_is_one_line_naming_the_choices(bad):
+    with pytest.raises(ValueError) as error:
+        Int8ExportConfig(variant=bad)
+    message = str(error.value)
+    assert "\n" not in message and f"variant={bad!r}" in message
+    assert all(repr(choice) in message for choice in VARIANT_CHOICES)
+    with pytest.raises(ValueError, match="int8-weights"):
+        variants.choose_variant(bad)
+
+
+def inputs():
+    batch = tiny_batch(batch=6, length=16, seed=5)
+    ids = batch["input_ids"].numpy()
+    return {"input_ids": ids, "attention_mask": batch["attention_mask"].numpy(), "token_type_ids": np.zeros_like(ids)}
+
+
+def op_counts(path) -> Counter:
+    return Counter(node.op_type for node in onnx.load(str(path)).graph.node)
+
+
+@pytest.mark.parametrize("variant", list(variants.VARIANTS))
+def test_each_variant_matches_pytorch_and_is_recorded(tmp_path, variant):
+    model = tiny_model("bert", num_layers=2)
+    result = export_int8(model, tmp_path, Int8ExportConfig(variant=variant))
+    record = json.loads((tmp_path / "export_report.json").read_text())
+    assert record["variant"] == result.variant == variant
+    assert record["variant_reason"] == f"forced with Int8ExportConfig(variant={variant!r})"
+    assert record["config"]["variant"] == variant
+
+    feed = inputs()
+    with torch.no_grad():
+        expected = model(**{k: torch.from_numpy(v) for k, v in feed.items()}).logits.numpy()
+    int8 = run_onnx(tmp_path / "model_quantized.onnx", feed)
+    scale = np.abs(expected).max()
+    assert np.abs(int8 - expected).max() <= 0.15 * scale
+    clear = np.abs(expected[:, 0] - expected[:, 1]) > 0.2 * scale
+    assert (int8.argmax(-1) == expected.argmax(-1))[clear].all()
+
+    ops = op_counts(tmp_path / "model_quantized.onnx")
+    attention = len(variants.activation_matmuls(tmp_path / "model.onnx"))  # 2 per layer
+    assert attention == 4
+    if variant == "int8-all":
+        assert ops["MatMul"] == 0
+    elif variant == "int8-weights":
+        assert ops["MatMul"] == attention == result.chosen["fp32_matmuls"]
+        assert ops["MatMulInteger"] + ops["DynamicQuantizeMatMul"] > 0
+    else:  # SkipLayerNormalization fuses on every export; Attention where the graph has the eager pattern
+        assert result.chosen["fused"]["SkipLayerNormalization"] == 4
+        assert ops["SkipLayerNormalization"] == 4
+        assert ops["QAttention"] == result.chosen["fused"].get("Attention", 0)
+    assert not (tmp_path / "model_fused.onnx").exists()
+
+
+def test_auto_records_the_choice_for_this_cpu(tmp_path, monkeypatch):
+    monkeypatch.setattr("hf_efficient.report.cpu.cpu_features", lambda: XEON_AMX)
+    result = export_int8(tiny_model("bert", num_layers=2), tmp_path)
+    record = json.loads((tmp_path / "export_report.json").read_text())
+    assert record["variant"] == "int8-weights" and "AMX-INT8" in record["variant_reason"]
+    assert record["config"]["variant"] == "auto" and result.variant == "int8-weights"
+
+
+def test_report_names_the_variant_and_why():
+    from hf_efficient.report import Report, report_markdown
+
+    reason = variants.choose_variant("auto", EPYC)[1]
+    export = {
+        "backend": "onnxruntime",
+        "mode": "dynamic",
+        "chosen": {},
+        "variant": "int8-all",
+        "variant_reason": reason,
+    }
+    report = Report.from_dict(
+        {
+            "name": "demo",
+            "task": {"dataset": "rotten_tomatoes", "split": "test", "rows": 1409},
+            "hardware": {"cpu": "AMD EPYC", "cpu_threads": 1, "cpu_features": EPYC},
+            "reference": "student",
+            "models": [
+                {"name": "student"},
+                {"name": "student-int8", "format": "onnx", "kind": "int8", "export": export},
+            ],
+        }
+    )
+    assert f"`student-int8`: int8 graph `int8-all`, {reason}." in report_markdown(report)
