@@ -34,6 +34,25 @@ def softmax_kl(student, teacher, inputs, temperature: float) -> torch.Tensor:
     )
 
 
+def _embeddings(outputs) -> torch.Tensor:
+    # A SentenceTransformer's dict, or the sentence vectors themselves (see `hf_efficient.sentence.embeddings`).
+    return (outputs["sentence_embedding"] if isinstance(outputs, dict) else outputs).float()
+
+
+def embedding_mse(student, teacher, inputs, temperature: float) -> torch.Tensor:
+    """Mean squared difference of the sentence embeddings (sentence-transformers' `MSELoss`)."""
+    return F.mse_loss(_embeddings(student), _embeddings(teacher))
+
+
+def embedding_cosine(student, teacher, inputs, temperature: float) -> torch.Tensor:
+    """1 - cosine similarity of the sentence embeddings, averaged over the batch."""
+    return (1 - F.cosine_similarity(_embeddings(student), _embeddings(teacher), dim=-1)).mean()
+
+
+# The embedding divergences `PKDConfig(embedding_loss=...)` chooses from.
+EMBEDDING_DIVERGENCES = {"mse": embedding_mse, "cosine": embedding_cosine}
+
+
 @dataclass(frozen=True)
 class Task:
     """One row of the table.
@@ -102,5 +121,36 @@ register_task(
         divergence=softmax_kl,
     )
 )
-# The rows below are being filled in (issue 18/19): multi-label-classification, text-regression,
-# token-classification, question-answering, multiple-choice, feature-extraction, sentence-embedding.
+# Embeddings: no label columns (labels, where a dataset has them, are only for evaluation); the ONNX
+# export is the bare encoder's `last_hidden_state`, pooled by the loader. A bare `AutoModel` encoder
+# is distilled on its mean-pooled last hidden states, a SentenceTransformer on its sentence embeddings.
+register_task(
+    Task(
+        name="feature-extraction",
+        title="Feature Extraction",
+        pipeline_tag="feature-extraction",
+        auto_class="AutoModel",
+        ort_class="ORTModelForFeatureExtraction",
+        metric="cosine_to_teacher",
+        card_metrics=("cosine_to_teacher",),
+        label_columns=(),
+        onnx_outputs=("last_hidden_state",),
+        divergence=embedding_mse,
+    )
+)
+register_task(
+    Task(
+        name="sentence-embedding",
+        title="Sentence Similarity",
+        pipeline_tag="sentence-similarity",
+        auto_class="AutoModel",
+        ort_class="ORTModelForFeatureExtraction",
+        metric="cosine_to_teacher",
+        card_metrics=("cosine_to_teacher", "top10_overlap", "knn_accuracy"),
+        label_columns=(),
+        onnx_outputs=("last_hidden_state",),
+        divergence=embedding_mse,
+    )
+)
+# The rows below are being filled in (issue 18): multi-label-classification, text-regression,
+# token-classification, question-answering, multiple-choice.

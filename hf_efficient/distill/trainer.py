@@ -9,7 +9,9 @@ from transformers import PreTrainedModel, Trainer
 
 from ..encoders import layer_stack, record_layer_outputs
 from ..provenance import record_technique
+from ..sentence import is_sentence_transformer
 from .config import PKDConfig, pkd_layer_map
+from .embedding import TEXT_COLUMN, EmbeddingDistillationLoss, TextCollator, is_embedding_model
 from .losses import patient_loss, soft_target_loss
 
 PROJECTION = "pkd_projection"
@@ -40,6 +42,10 @@ class DistillationTrainer(Trainer):
     models are read with forward hooks, so this works on any supported family and with a LayerDrop
     or shared student. Each loss term is logged (`loss_ce`, `loss_kd`, `loss_patient`).
 
+    Embedding models (a SentenceTransformer, or a bare `AutoModel` encoder with `processing_class`)
+    learn from a dataset with a `text` column and no labels: the loss is `EmbeddingDistillationLoss`
+    (logged as `loss_embedding`, `loss_patient`) and checkpoints are sentence-transformers folders.
+
     Args:
         model (`PreTrainedModel`): The student, e.g. from `make_student`.
         teacher (`PreTrainedModel`): The fine-tuned teacher, same tokenizer.
@@ -64,11 +70,15 @@ class DistillationTrainer(Trainer):
         teacher_dtype: torch.dtype | None = None,
         **kwargs,
     ):
-        if not isinstance(teacher, PreTrainedModel) or not isinstance(model, PreTrainedModel):
-            raise ValueError("DistillationTrainer needs model=<student PreTrainedModel> and teacher=<PreTrainedModel>.")
         self.distillation = PKDConfig() if distillation is None else distillation
         if not isinstance(self.distillation, PKDConfig):
             raise TypeError(f"DistillationTrainer(distillation={distillation!r}): expected a PKDConfig.")
+        self.embedding_loss = None
+        if is_embedding_model(model) or is_embedding_model(teacher):
+            self._init_embedding(model, teacher, teacher_dtype, args, kwargs)
+            return
+        if not isinstance(teacher, PreTrainedModel) or not isinstance(model, PreTrainedModel):
+            raise ValueError("DistillationTrainer needs model=<student PreTrainedModel> and teacher=<PreTrainedModel>.")
         _check_same_vocabulary(teacher, model)
         self.layer_map = pkd_layer_map(len(layer_stack(teacher)), len(layer_stack(model)), self.distillation.strategy)
         if self.distillation.beta > 0 and model.config.hidden_size != teacher.config.hidden_size:
@@ -101,13 +111,53 @@ class DistillationTrainer(Trainer):
         self._terms_count = 0
         self._unwrapped = (None, None)
 
+    def _init_embedding(self, model, teacher, teacher_dtype, args, kwargs) -> None:
+        """Embedding models (SentenceTransformer or bare encoder) learn from a dataset of plain text."""
+        self.embedding_loss = EmbeddingDistillationLoss(model, teacher, self.distillation)
+        for split in ("train_dataset", "eval_dataset"):
+            dataset = kwargs.get(split)
+            columns = getattr(dataset, "column_names", None)
+            if isinstance(columns, list) and TEXT_COLUMN not in columns:
+                raise ValueError(
+                    f"DistillationTrainer({split}=...): embedding distillation reads a {TEXT_COLUMN!r} column of "
+                    f"plain text; the dataset has {columns}. Rename the text column to {TEXT_COLUMN!r}."
+                )
+        if kwargs.get("data_collator") is None:
+            tokenizer = kwargs.get("processing_class")
+            if tokenizer is None and not is_sentence_transformer(model):
+                raise ValueError(
+                    "DistillationTrainer: a bare encoder student needs processing_class=<its tokenizer> to read text."
+                )
+            kwargs["data_collator"] = TextCollator(model, tokenizer)
+        super().__init__(model, *args, **kwargs)
+        self.teacher = teacher.to(device=self.args.device, dtype=teacher_dtype)
+        self._term_names = self.embedding_loss.term_names
+        self._terms_total = None
+        self._terms_count = 0
+
+    def _save(self, output_dir: str | None = None, state_dict=None):
+        if not is_sentence_transformer(self.model):
+            return super()._save(output_dir, state_dict)
+        # A complete sentence-transformers folder (modules, pooling, tokenizer), not a bare state dict.
+        output_dir = output_dir or self.args.output_dir
+        self.model.save(output_dir)
+        torch.save(self.args, f"{output_dir}/training_args.bin")
+
     def _set_signature_columns_if_needed(self):
+        if self.embedding_loss is not None:
+            self._signature_columns = [TEXT_COLUMN]
+            return
         # Keep the dataset columns the teacher reads, not only those the student's forward takes.
         super()._set_signature_columns_if_needed()
         extra = [name for name in self._teacher_arguments if name not in self._signature_columns]
         self._signature_columns = self._signature_columns + extra
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        if self.embedding_loss is not None:
+            terms = self.embedding_loss.terms(inputs, student=model)
+            loss = self.embedding_loss.combine(terms)
+            self._record_terms(model, terms)
+            return (loss, {"loss": loss}) if return_outputs else loss
         config = self.distillation
         # unwrap_model walks every module (about 1 ms): a few percent of a launch-bound GPU step.
         if self._unwrapped[0] is not model:
@@ -134,11 +184,14 @@ class DistillationTrainer(Trainer):
                 student_cls = projection(student_cls)
             terms.append(patient_loss(student_cls, teacher_cls, config.normalize))
             loss = loss + config.beta * terms[2]
+        self._record_terms(model, terms)
+        return (loss, outputs) if return_outputs else loss
+
+    def _record_terms(self, model, terms) -> None:
         if model.training:
             step_terms = torch.stack(terms).detach()
             self._terms_total = step_terms if self._terms_total is None else self._terms_total + step_terms
             self._terms_count += 1
-        return (loss, outputs) if return_outputs else loss
 
     def log(self, logs: dict, *args, **kwargs) -> None:
         if "loss" in logs and self._terms_count:

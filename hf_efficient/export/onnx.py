@@ -25,14 +25,14 @@ _ADVANCED_INDEXING_WARNING = (
 
 
 class _LogitsOnly(nn.Module):
-    """Positional inputs in, logits out: the signature `torch.onnx.export` traces."""
+    """Positional inputs in, one output (the logits) out: the signature `torch.onnx.export` traces."""
 
-    def __init__(self, model: nn.Module, input_names: list[str]):
+    def __init__(self, model: nn.Module, input_names: list[str], output: str = "logits"):
         super().__init__()
-        self.model, self.input_names = model, input_names
+        self.model, self.input_names, self.output = model, input_names, output
 
     def forward(self, *inputs):
-        return self.model(**dict(zip(self.input_names, inputs, strict=True))).logits
+        return getattr(self.model(**dict(zip(self.input_names, inputs, strict=True))), self.output)
 
 
 def inline_shared_initializers(model: onnx.ModelProto) -> int:
@@ -61,7 +61,9 @@ def inline_shared_initializers(model: onnx.ModelProto) -> int:
 
 
 @torch.no_grad()
-def export_onnx(model: nn.Module, path: str | Path, *, opset: int = 17, max_length: int = 16) -> Path:
+def export_onnx(
+    model: nn.Module, path: str | Path, *, opset: int = 17, max_length: int = 16, output: str = "logits"
+) -> Path:
     """Export a sequence classifier's logits to ONNX, each shared weight stored once.
 
     Uses the TorchScript exporter (`dynamo=False`): the dynamo exporter writes a weight once per use.
@@ -71,6 +73,7 @@ def export_onnx(model: nn.Module, path: str | Path, *, opset: int = 17, max_leng
         path (`str` or `Path`): The `.onnx` file to write.
         opset (`int`): ONNX opset.
         max_length (`int`): Sequence length of the example inputs (batch and length stay dynamic).
+        output (`str`): The model output to export, e.g. "last_hidden_state" of a bare encoder.
     """
     model = model.eval()
     accepted = inspect.signature(model.forward).parameters
@@ -81,7 +84,8 @@ def export_onnx(model: nn.Module, path: str | Path, *, opset: int = 17, max_leng
     if "attention_mask" in names:
         # A padded row: with an all-ones mask, transformers 5 traces an SDPA graph without any mask.
         example[names.index("attention_mask")][1, max_length // 2 :] = 0
-    dynamic = {name: {0: "batch", 1: "sequence"} for name in names} | {"logits": {0: "batch"}}
+    axes = {0: "batch", 1: "sequence"} if output == "last_hidden_state" else {0: "batch"}
+    dynamic = {name: {0: "batch", 1: "sequence"} for name in names} | {output: axes}
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     with warnings.catch_warnings():
@@ -91,11 +95,11 @@ def export_onnx(model: nn.Module, path: str | Path, *, opset: int = 17, max_leng
         # never negative. (transformers 4.57 builds the mask without indexing: no warning there.)
         warnings.filterwarnings("ignore", message=_ADVANCED_INDEXING_WARNING, category=UserWarning)
         torch.onnx.export(
-            _LogitsOnly(model, names).eval(),  # the exporter restores this mode on the model afterwards
+            _LogitsOnly(model, names, output).eval(),  # the exporter restores this mode on the model afterwards
             tuple(example),
             str(path),
             input_names=names,
-            output_names=["logits"],
+            output_names=[output],
             dynamic_axes=dynamic,
             opset_version=opset,
             dynamo=False,
