@@ -258,6 +258,7 @@ BAD_SETTINGS = {
     "allow_fallback": ("no", "use True or False"),
     "calibration_samples": (0, "a number of rows >= 1"),
     "backend": ("tensorrt", "'optimum' or 'onnxruntime'"),
+    "min_embedding_cosine": (2, "a cosine in [-1, 1]"),
 }
 
 

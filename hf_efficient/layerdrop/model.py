@@ -13,7 +13,7 @@ from transformers import PreTrainedModel
 from ..encoders import encoder_family, layer_stack
 from ..layers import keep_layers
 from ..provenance import record_technique, recorded_technique
-from ..sentence import transformers_model
+from ..sentence import calling_module, transformers_model
 from .config import LayerDropConfig
 
 
@@ -100,9 +100,9 @@ def _layerdrop_class(cls: type) -> type:
     return type(f"LayerDrop{cls.__name__}", (LayerDropLayer, cls), {"layerdrop_original_class": cls})
 
 
-def _draw_before_forward(module: nn.Module, args, kwargs) -> None:
+def _draw_before_forward(schedule: DropSchedule, module: nn.Module, args, kwargs) -> None:
     if module.training:
-        module.layerdrop_schedule.draw()
+        schedule.draw()
 
 
 def apply_layerdrop(model: PreTrainedModel, config: LayerDropConfig | None = None) -> PreTrainedModel:
@@ -151,7 +151,10 @@ def apply_layerdrop(model: PreTrainedModel, config: LayerDropConfig | None = Non
         layer.layerdrop_family = family
     base = model.base_model
     base.layerdrop_schedule = schedule
-    base.layerdrop_hook = base.register_forward_pre_hook(_draw_before_forward, with_kwargs=True)
+    # One draw per forward, before any layer runs, from the module whose call runs the encoder.
+    base.layerdrop_hook = calling_module(wrapper).register_forward_pre_hook(
+        functools.partial(_draw_before_forward, schedule), with_kwargs=True
+    )
     record_technique(model, "layerdrop", config.to_dict())
     return wrapper
 
@@ -172,6 +175,7 @@ def recorded_layerdrop(config) -> LayerDropConfig | None:
 
 def layerdrop_schedule(model: nn.Module) -> DropSchedule | None:
     """The `DropSchedule` of a model that `apply_layerdrop` changed, else None."""
+    model = transformers_model(model)
     base = getattr(model, "base_model", model)
     return getattr(base, "layerdrop_schedule", None)
 

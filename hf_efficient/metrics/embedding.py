@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 
 def _unit(vectors) -> np.ndarray:
@@ -69,21 +70,29 @@ def probe_accuracy(train, train_labels, test, test_labels, max_iter: int = 100, 
     classes, targets = np.unique(train_labels, return_inverse=True)
     x = torch.as_tensor(np.asarray(train, dtype=np.float32), dtype=torch.float64)
     y = torch.as_tensor(targets)
-    weight = torch.zeros(x.shape[1], len(classes), dtype=torch.float64, requires_grad=True)
-    bias = torch.zeros(len(classes), dtype=torch.float64, requires_grad=True)
+    # Two classes: one weight vector and the logistic loss, as scikit-learn fits them; more: softmax.
+    columns = 1 if len(classes) == 2 else len(classes)
+    weight = torch.zeros(x.shape[1], columns, dtype=torch.float64, requires_grad=True)
+    bias = torch.zeros(columns, dtype=torch.float64, requires_grad=True)
     optimizer = torch.optim.LBFGS([weight, bias], max_iter=max_iter, line_search_fn="strong_wolfe")
 
     def closure():
         optimizer.zero_grad()
+        scores = x @ weight + bias
+        if columns == 1:
+            log_loss = F.binary_cross_entropy_with_logits(scores[:, 0], y.double(), reduction="sum")
+        else:
+            log_loss = F.cross_entropy(scores, y, reduction="sum")
         # scikit-learn's objective: C * sum of log losses + 0.5 * |w|^2 (the bias is not penalised).
-        loss = c * torch.nn.functional.cross_entropy(x @ weight + bias, y, reduction="sum") + 0.5 * (weight**2).sum()
+        loss = c * log_loss + 0.5 * (weight**2).sum()
         loss.backward()
         return loss
 
     optimizer.step(closure)
     with torch.no_grad():
         scores = torch.as_tensor(np.asarray(test, dtype=np.float32), dtype=torch.float64) @ weight + bias
-    return float((classes[scores.argmax(1).numpy()] == test_labels).mean())
+    predicted = (scores[:, 0] > 0).long() if columns == 1 else scores.argmax(1)
+    return float((classes[predicted.numpy()] == test_labels).mean())
 
 
 def embedding_quality(student, teacher, *, labels=None, train=None, train_labels=None, k: int = 10) -> dict[str, float]:

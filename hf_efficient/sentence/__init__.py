@@ -13,6 +13,7 @@ from .embedder import SentenceEmbedder
 from .model import (
     ONNX_DIR,
     SentenceError,
+    calling_module,
     embeddings,
     int8_file_name,
     is_sentence_transformer,
@@ -24,6 +25,7 @@ __all__ = [
     "ONNX_DIR",
     "SentenceEmbedder",
     "SentenceError",
+    "calling_module",
     "embeddings",
     "int8_file_name",
     "is_sentence_transformer",

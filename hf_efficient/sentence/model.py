@@ -47,6 +47,15 @@ def transformers_model(model, call: str = "hf_efficient") -> nn.Module:
     return sentence_encoder(model, call) if is_sentence_transformer(model) else model
 
 
+def calling_module(model) -> nn.Module:
+    """The module whose call runs the encoder: its hooks fire once per forward.
+
+    sentence-transformers calls its encoder's `forward` method directly, so that hooks on the
+    encoder itself never fire; its first module (`Transformer`) is called as a module.
+    """
+    return model[0] if is_sentence_transformer(model) else transformers_model(model).base_model
+
+
 def is_bare_encoder(model) -> bool:
     """A transformers encoder without a task head (`AutoModel`), whose output is `last_hidden_state`."""
     return isinstance(model, PreTrainedModel) and model.base_model is model
