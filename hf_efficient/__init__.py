@@ -3,7 +3,17 @@
 from .data import load_default_task, load_text_classification
 from .distill import DistillationTrainer, PKDConfig, make_student, pkd_layer_map
 from .encoders import UnsupportedModelError, encoder_family, layer_stack, record_layer_outputs
-from .export import AccuracyDropError, ExportResult, Int8ExportConfig, TextClassifier, export_int8
+from .export import (
+    AccuracyDropError,
+    ChoiceScorer,
+    ExportResult,
+    Int8ExportConfig,
+    QuestionAnswerer,
+    TextClassifier,
+    TextEmbedder,
+    TokenClassifier,
+    export_int8,
+)
 from .layerdrop import LayerDropCallback, LayerDropConfig, apply_layerdrop, prune_layers, remove_layerdrop
 from .layers import evenly_spaced_layers, every_other_layers
 from .metrics import load_metric
@@ -42,6 +52,10 @@ __all__ = [
     "ExportResult",
     "Int8ExportConfig",
     "TextClassifier",
+    "TextEmbedder",
+    "TokenClassifier",
+    "QuestionAnswerer",
+    "ChoiceScorer",
     "export_int8",
     # recipes
     "RecipeError",

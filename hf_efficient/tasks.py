@@ -21,17 +21,69 @@ import torch.nn.functional as F
 
 
 # Divergences: (student outputs, teacher outputs, the batch, temperature) -> a scalar that is zero
-# when the student's outputs equal the teacher's.
+# when the student's outputs equal the teacher's. Each is scaled by T^2 (Hinton et al.), so that its
+# gradients keep their size across temperatures; regression has no temperature.
+def _softmax_kl_rows(student, teacher, temperature: float, mask=None) -> torch.Tensor:
+    """T^2 * KL(teacher/T || student/T) over the last axis, one value per row; `mask` (same shape)
+    marks the entries that are classes (False entries get probability 0 in both)."""
+    student, teacher = student.float() / temperature, teacher.float() / temperature
+    if mask is not None:
+        lowest = torch.finfo(student.dtype).min
+        student, teacher = student.masked_fill(~mask, lowest), teacher.masked_fill(~mask, lowest)
+    log_student, log_teacher = F.log_softmax(student, dim=-1), F.log_softmax(teacher, dim=-1)
+    pointwise = log_teacher.exp() * (log_teacher - log_student)
+    if mask is not None:  # 0 * (a huge difference) stays 0, but say so rather than rely on it
+        pointwise = pointwise.masked_fill(~mask, 0.0)
+    return pointwise.sum(-1) * temperature**2
+
+
+def _mean(values: torch.Tensor, keep: torch.Tensor | None = None) -> torch.Tensor:
+    """The mean of `values` over the entries `keep` marks (0, with a gradient, when there are none)."""
+    if keep is None:
+        return values.mean()
+    return (values * keep).sum() / keep.sum().clamp(min=1)
+
+
 def softmax_kl(student, teacher, inputs, temperature: float) -> torch.Tensor:
-    """T^2 * KL(teacher/T || student/T) over the last axis, averaged over the batch (Hinton et al.)."""
-    return (
-        F.kl_div(
-            F.log_softmax(student.logits.float() / temperature, dim=-1),
-            F.softmax(teacher.logits.float() / temperature, dim=-1),
-            reduction="batchmean",
-        )
-        * temperature**2
-    )
+    """T^2 * KL(teacher/T || student/T) over the classes, averaged over the batch (single-label
+    classification; multiple choice, whose logits are one score per choice)."""
+    return _softmax_kl_rows(student.logits, teacher.logits, temperature).mean()
+
+
+def bernoulli_kl(student, teacher, inputs, temperature: float) -> torch.Tensor:
+    """T^2 * KL(Bernoulli(sigmoid(teacher/T)) || Bernoulli(sigmoid(student/T))) per label, averaged
+    over batch and labels, as the multi-label head's BCE loss averages."""
+    s, t = student.logits.float() / temperature, teacher.logits.float() / temperature
+    p_t = torch.sigmoid(t)
+    kl = p_t * (F.logsigmoid(t) - F.logsigmoid(s)) + (1 - p_t) * (F.logsigmoid(-t) - F.logsigmoid(-s))
+    return kl.mean() * temperature**2
+
+
+def logit_mse(student, teacher, inputs, temperature: float) -> torch.Tensor:
+    """Mean squared difference of the outputs (regression: the teacher's prediction is the target)."""
+    return F.mse_loss(student.logits.float(), teacher.logits.float())
+
+
+def token_softmax_kl(student, teacher, inputs, temperature: float) -> torch.Tensor:
+    """T^2 * KL per token, averaged over the tokens that carry a label (not -100, not padding), as
+    the token-classification loss averages; where the batch has no labels, over the unpadded tokens."""
+    per_token = _softmax_kl_rows(student.logits, teacher.logits, temperature)  # (batch, sequence)
+    keep = torch.ones_like(per_token, dtype=torch.bool)
+    if inputs.get("attention_mask") is not None:
+        keep = keep & inputs["attention_mask"].bool()
+    if inputs.get("labels") is not None:
+        keep = keep & (inputs["labels"] != -100)
+    return _mean(per_token, keep)
+
+
+def span_softmax_kl(student, teacher, inputs, temperature: float) -> torch.Tensor:
+    """T^2 * KL over the start positions and over the end positions (padding is no position), the
+    mean of the two, as the question-answering loss averages its start and end terms."""
+    mask = inputs.get("attention_mask")
+    mask = None if mask is None else mask.bool()
+    start = _softmax_kl_rows(student.start_logits, teacher.start_logits, temperature, mask).mean()
+    end = _softmax_kl_rows(student.end_logits, teacher.end_logits, temperature, mask).mean()
+    return (start + end) / 2
 
 
 def _embeddings(outputs) -> torch.Tensor:
@@ -69,6 +121,10 @@ class Task:
         label_columns: The batch columns the head's own loss reads.
         onnx_outputs: The output names of the head's ONNX export.
         divergence: The distillation term; None where the task has none.
+        token_level: The loss and divergence average over labelled tokens (not -100, not padding)
+            rather than over examples.
+        library: The library whose model class the task's models are (the card's `library_name`):
+            "transformers", or "sentence-transformers" (a `SentenceTransformer`, not found by its head).
     """
 
     name: str
@@ -82,6 +138,8 @@ class Task:
     label_columns: tuple[str, ...] = ("labels",)
     onnx_outputs: tuple[str, ...] = ("logits",)
     divergence: Callable | None = None
+    token_level: bool = False
+    library: str = "transformers"
 
     def head(self):
         """The transformers Auto class, e.g. `AutoModelForSequenceClassification`."""
@@ -108,6 +166,47 @@ def get_task(name: str) -> Task:
     return TASKS[name]
 
 
+def problem_type_of(config) -> str:
+    """`config.problem_type`, or what transformers infers when it is unset: regression for one label,
+    else single-label (transformers makes it multi-label only on seeing float labels; set
+    `problem_type="multi_label_classification"` to say so up front)."""
+    if config.problem_type is not None:
+        return config.problem_type
+    return "regression" if config.num_labels == 1 else "single_label_classification"
+
+
+def _has_head(model, task: Task) -> bool:
+    if task.library != "transformers":
+        return False
+    # The head is the class name's tail after the family: BertForTokenClassification -> ForTokenClassification.
+    head = task.auto_class.removeprefix("AutoModel")
+    if head:
+        return type(model).__name__.endswith(head)
+    return getattr(model, "base_model", None) is model  # an AutoModel row: a bare encoder
+
+
+def task_of(model) -> Task:
+    """The row of `model`, found from its head class (and, on a sequence classifier, its problem type).
+
+    Raises a ValueError naming the class when no row covers its head.
+    """
+    from .sentence import is_sentence_transformer  # the one module that knows sentence-transformers
+
+    if is_sentence_transformer(model):
+        return TASKS["sentence-embedding"]
+    rows = [task for task in TASKS.values() if _has_head(model, task)]
+    if len(rows) > 1:
+        wanted = problem_type_of(model.config)
+        rows = [task for task in rows if task.problem_type == wanted]
+    if len(rows) != 1:
+        covered = sorted({task.auto_class.replace("AutoModel", "...Model") for task in TASKS.values()})
+        raise ValueError(
+            f"{type(model).__name__}: no task covers its head (the tasks cover {', '.join(covered)}); "
+            "load the model with the Auto class of its task."
+        )
+    return rows[0]
+
+
 register_task(
     Task(
         name="text-classification",
@@ -118,6 +217,71 @@ register_task(
         metric="accuracy",
         card_metrics=("accuracy", "f1", "matthews_correlation"),
         problem_type="single_label_classification",
+        divergence=softmax_kl,
+    )
+)
+register_task(
+    Task(
+        name="multi-label-classification",
+        title="Multi-Label Text Classification",
+        pipeline_tag="text-classification",
+        auto_class="AutoModelForSequenceClassification",
+        ort_class="ORTModelForSequenceClassification",
+        metric="micro_f1",
+        card_metrics=("micro_f1", "macro_f1", "subset_accuracy"),
+        problem_type="multi_label_classification",
+        divergence=bernoulli_kl,
+    )
+)
+register_task(
+    Task(
+        name="text-regression",
+        title="Text Regression",
+        pipeline_tag="text-classification",
+        auto_class="AutoModelForSequenceClassification",
+        ort_class="ORTModelForSequenceClassification",
+        metric="pearson",
+        card_metrics=("pearson", "spearman"),
+        problem_type="regression",
+        divergence=logit_mse,
+    )
+)
+register_task(
+    Task(
+        name="token-classification",
+        title="Token Classification",
+        pipeline_tag="token-classification",
+        auto_class="AutoModelForTokenClassification",
+        ort_class="ORTModelForTokenClassification",
+        metric="entity_f1",
+        card_metrics=("entity_f1", "entity_precision", "entity_recall"),
+        divergence=token_softmax_kl,
+        token_level=True,
+    )
+)
+register_task(
+    Task(
+        name="question-answering",
+        title="Question Answering",
+        pipeline_tag="question-answering",
+        auto_class="AutoModelForQuestionAnswering",
+        ort_class="ORTModelForQuestionAnswering",
+        metric="f1",
+        card_metrics=("exact_match", "f1"),
+        label_columns=("start_positions", "end_positions"),
+        onnx_outputs=("start_logits", "end_logits"),
+        divergence=span_softmax_kl,
+    )
+)
+register_task(
+    Task(
+        name="multiple-choice",
+        title="Multiple Choice",
+        pipeline_tag="multiple-choice",
+        auto_class="AutoModelForMultipleChoice",
+        ort_class="ORTModelForMultipleChoice",
+        metric="accuracy",
+        card_metrics=("accuracy",),
         divergence=softmax_kl,
     )
 )
@@ -144,6 +308,7 @@ register_task(
         title="Sentence Similarity",
         pipeline_tag="sentence-similarity",
         auto_class="AutoModel",
+        library="sentence-transformers",
         ort_class="ORTModelForFeatureExtraction",
         metric="cosine_to_teacher",
         card_metrics=("cosine_to_teacher", "top10_overlap", "knn_accuracy"),
@@ -152,5 +317,3 @@ register_task(
         divergence=embedding_mse,
     )
 )
-# The rows below are being filled in (issue 18): multi-label-classification, text-regression,
-# token-classification, question-answering, multiple-choice.

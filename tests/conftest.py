@@ -13,7 +13,6 @@ import socket  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
 import transformers  # noqa: E402
-from transformers import AutoModelForSequenceClassification  # noqa: E402
 
 torch.set_num_threads(1)
 
@@ -39,8 +38,11 @@ TINY_CONFIGS = {
         dropout=0.0,
         attention_dropout=0.0,
         seq_classif_dropout=0.0,
+        qa_dropout=0.0,
     ),
-    "electra": lambda n: transformers.ElectraConfig(num_hidden_layers=n, embedding_size=16, **_COMMON, **_NO_DROPOUT),
+    "electra": lambda n: transformers.ElectraConfig(
+        num_hidden_layers=n, embedding_size=16, summary_last_dropout=0.0, **_COMMON, **_NO_DROPOUT
+    ),
     "deberta-v2": lambda n: transformers.DebertaV2Config(
         num_hidden_layers=n,
         relative_attention=True,
@@ -80,15 +82,39 @@ def tiny_config(model_type: str, num_layers: int = 4):
     return transformers.CONFIG_MAPPING[model_type](num_hidden_layers=num_layers, **_COMMON, **_NO_DROPOUT, **extra)
 
 
-def tiny_model(family: str, num_layers: int = 4, seed: int = 0, **overrides):
+# The number of labels of each task's tiny head (the others have two; QA and multiple choice ignore it).
+TASK_NUM_LABELS = {"multi-label-classification": 3, "text-regression": 1, "token-classification": 5}
+# The tasks of `hf_efficient.tasks` that a fine-tuned head of every family has (bare encoders: task=None).
+HEAD_TASKS = [
+    "text-classification",
+    "multi-label-classification",
+    "text-regression",
+    "token-classification",
+    "question-answering",
+    "multiple-choice",
+]
+CHOICES = 3
+
+
+def tiny_model(family: str, num_layers: int = 4, seed: int = 0, task: str | None = "text-classification", **overrides):
+    """A tiny model of `family` with the head of `task` (a row of `hf_efficient.tasks`; None: a bare
+    encoder), in eval mode, with eager attention."""
+    from hf_efficient.tasks import get_task
+
     torch.manual_seed(seed)
     config = tiny_config(family, num_layers)
+    row = None if task is None else get_task(task)
+    if row is not None:
+        config.num_labels = TASK_NUM_LABELS.get(task, 2)
+        if row.problem_type:
+            config.problem_type = row.problem_type
     if "hidden_size" in overrides and hasattr(config, "pooler_hidden_size"):  # DeBERTa-v2's head width
         overrides = {"pooler_hidden_size": overrides["hidden_size"], **overrides}
     config.update(overrides)
     # Eager attention everywhere, so outputs compare exactly across save and reload.
     config._attn_implementation = "eager"
-    return AutoModelForSequenceClassification.from_config(config).eval()
+    auto_class = transformers.AutoModel if row is None else row.head()
+    return auto_class.from_config(config).eval()
 
 
 def tiny_batch(batch: int = 3, length: int = 20, seed: int = 0) -> dict[str, torch.Tensor]:
@@ -99,6 +125,38 @@ def tiny_batch(batch: int = 3, length: int = 20, seed: int = 0) -> dict[str, tor
     input_ids[0, length - 4 :] = 0
     labels = torch.randint(0, 2, (batch,), generator=generator)
     return {"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels}
+
+
+def tiny_task_batch(task: str | None, batch: int = 3, length: int = 20, seed: int = 0) -> dict[str, torch.Tensor]:
+    """A batch for `tiny_model(..., task=task)`: `tiny_batch`'s ids and mask (row 0 padded) with the
+    task's label columns; multiple choice has `CHOICES` rows of ids per example; task None: no labels."""
+    inputs = tiny_batch(batch, length, seed)
+    generator = torch.Generator().manual_seed(seed + 1)
+    labels = inputs.pop("labels")
+    if task == "multi-label-classification":
+        labels = torch.randint(0, 2, (batch, TASK_NUM_LABELS[task]), generator=generator).float()
+    elif task == "text-regression":
+        labels = torch.rand(batch, generator=generator) * 5
+    elif task == "token-classification":
+        labels = torch.randint(0, TASK_NUM_LABELS[task], (batch, length), generator=generator)
+        # [CLS] and a random third of the tokens (later sub-words of words) carry no label, so rows differ.
+        labels[:, 0] = -100
+        labels[torch.rand(batch, length, generator=generator) < 0.3] = -100
+        labels[inputs["attention_mask"] == 0] = -100
+    elif task == "question-answering":
+        start = torch.randint(1, length - 6, (batch,), generator=generator)
+        return {**inputs, "start_positions": start, "end_positions": start + 2}
+    elif task == "multiple-choice":
+        # Each choice its own ids; the padding of row 0 on every choice.
+        choices = [tiny_batch(batch, length, seed + 10 + c) for c in range(CHOICES)]
+        ids = torch.stack([c["input_ids"] for c in choices], dim=1)
+        mask = inputs["attention_mask"][:, None, :].expand(-1, CHOICES, -1).clone()
+        ids[mask == 0] = 0
+        labels = torch.randint(0, CHOICES, (batch,), generator=generator)
+        return {"input_ids": ids, "attention_mask": mask, "labels": labels}
+    elif task is None:
+        return inputs
+    return {**inputs, "labels": labels}
 
 
 @pytest.fixture(autouse=True)

@@ -192,7 +192,7 @@ def test_training_logs_terms_and_saves_a_plain_student(tmp_path):
     trainer = _trainer(tmp_path, student, teacher, PKDConfig(strategy="last"), max_steps=3)
     trainer.train()
     logged = [entry for entry in trainer.state.log_history if "loss" in entry]
-    assert len(logged) == 3 and all({"loss_ce", "loss_kd", "loss_patient"} <= set(e) for e in logged)
+    assert len(logged) == 3 and all({"loss_hard", "loss_kd", "loss_patient"} <= set(e) for e in logged)
     trainer.save_model(str(tmp_path / "student"))
     config = json.loads((tmp_path / "student/config.json").read_text())
     record = config["hf_efficient"]["distillation"]

@@ -194,12 +194,13 @@ def test_accuracy_gate_retries_then_raises(tmp_path, monkeypatch):
     model = tiny_model("bert")
     measured = {"calls": 0}
 
-    def fakeonnx_accuracy(path, dataset):
+    def fake_onnx_score(path, dataset, measure, reference):
         # fp32 keeps the PyTorch accuracy; every int8 attempt loses 5 points.
         measured["calls"] += 1
+        assert measure.name == "accuracy"
         return evaluate_model(model, dataset)["accuracy"] - (0.05 if "quantized" in str(path) else 0.0)
 
-    monkeypatch.setattr(int8_module, "onnx_accuracy", fakeonnx_accuracy)
+    monkeypatch.setattr(int8_module, "onnx_score", fake_onnx_score)
     with pytest.raises(AccuracyDropError, match="in every attempt") as error:
         config = Int8ExportConfig(max_accuracy_drop=0.01, per_channel=False)
         export_int8(model, tmp_path, config, eval_dataset=tokenized_rows())
@@ -214,11 +215,11 @@ def test_accuracy_gate_keeps_the_first_choice_that_passes(tmp_path, monkeypatch)
     model = tiny_model("bert")
     drops = iter([0.03, 0.0])
 
-    def fakeonnx_accuracy(path, dataset):
+    def fake_onnx_score(path, dataset, measure, reference):
         base = evaluate_model(model, dataset)["accuracy"]
         return base - next(drops) if "quantized" in str(path) else base
 
-    monkeypatch.setattr(int8_module, "onnx_accuracy", fakeonnx_accuracy)
+    monkeypatch.setattr(int8_module, "onnx_score", fake_onnx_score)
     result = export_int8(model, tmp_path, Int8ExportConfig(max_accuracy_drop=0.01), eval_dataset=tokenized_rows())
     # The default is already per-channel: the retry keeps the exact GELU.
     assert len(result.attempts) == 2 and result.chosen["approximate_gelu"] is False and not result.chosen["exclude"]
@@ -230,6 +231,9 @@ def test_real_accuracy_is_reported(tmp_path):
     result = export_int8(tiny_model("roberta"), tmp_path, config, eval_dataset=tokenized_rows())
     assert set(result.metrics) == {"pytorch", "onnx_fp32", "onnx_int8"}
     assert result.metrics["onnx_fp32"]["accuracy"] == result.metrics["pytorch"]["accuracy"]
+    # The same figure as the metrics module's, which the report shows.
+    assert result.metrics["pytorch"]["accuracy"] == evaluate_model(tiny_model("roberta"), tokenized_rows())["accuracy"]
+    assert (result.task, result.gate) == ("text-classification", "accuracy")
 
 
 @pytest.mark.parametrize(
@@ -258,7 +262,6 @@ BAD_SETTINGS = {
     "allow_fallback": ("no", "use True or False"),
     "calibration_samples": (0, "a number of rows >= 1"),
     "backend": ("tensorrt", "'optimum' or 'onnxruntime'"),
-    "min_embedding_cosine": (2, "a cosine in [-1, 1]"),
 }
 
 

@@ -256,8 +256,6 @@ def test_bad_input_is_one_line(tmp_path):
         hfe.export_int8(teacher, str(tmp_path / "x"), eval_dataset=datasets.Dataset.from_dict({"s": ["a"]}))
     with pytest.raises(ValueError, match=r"PKDConfig\(embedding_loss='l1'\): use 'mse' or 'cosine'"):
         hfe.PKDConfig(embedding_loss="l1")
-    with pytest.raises(ValueError, match=r"min_embedding_cosine=2"):
-        hfe.Int8ExportConfig(min_embedding_cosine=2)
 
 
 @pytest.mark.parametrize("family", SENTENCE_FAMILIES)
@@ -287,8 +285,8 @@ def test_export_int8_matches_pytorch(family, tmp_path):
 def test_export_gate_and_folder_input(tmp_path):
     model = tiny_sentence_transformer("bert", tmp_path / "model")
     model.save(str(tmp_path / "saved"))
-    with pytest.raises(hfe.AccuracyDropError, match="min_embedding_cosine=1.0") as error:
-        hfe.export_int8(str(tmp_path / "saved"), str(tmp_path / "x"), hfe.Int8ExportConfig(min_embedding_cosine=1.0),
+    with pytest.raises(hfe.AccuracyDropError, match="below 1 - max_accuracy_drop=1") as error:
+        hfe.export_int8(str(tmp_path / "saved"), str(tmp_path / "x"), hfe.Int8ExportConfig(max_accuracy_drop=0),
                         eval_dataset=SENTENCES)  # fmt: skip
     assert len(error.value.result.attempts) == 3 and (tmp_path / "x" / "onnx" / "model.onnx").exists()
 

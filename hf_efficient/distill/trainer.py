@@ -3,16 +3,16 @@ from __future__ import annotations
 import inspect
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 from transformers import PreTrainedModel, Trainer
 
 from ..encoders import layer_stack, record_layer_outputs
 from ..provenance import record_technique
 from ..sentence import is_sentence_transformer
+from ..tasks import task_of
 from .config import PKDConfig, pkd_layer_map
 from .embedding import TEXT_COLUMN, EmbeddingDistillationLoss, TextCollator, is_embedding_model
-from .losses import patient_loss, soft_target_loss
+from .losses import patient_loss
 
 PROJECTION = "pkd_projection"
 
@@ -33,6 +33,17 @@ def _check_same_vocabulary(teacher: PreTrainedModel, student: PreTrainedModel) -
             )
 
 
+def _check_same_task(teacher: PreTrainedModel, student: PreTrainedModel) -> None:
+    # The divergence compares the two heads' outputs: they must be the same head with the same labels.
+    ours, theirs = task_of(student), task_of(teacher)
+    if ours is not theirs or student.config.num_labels != teacher.config.num_labels:
+        raise ValueError(
+            f"DistillationTrainer: the student is a {ours.name} model ({type(student).__name__}, "
+            f"{student.config.num_labels} labels) but the teacher a {theirs.name} one ({type(teacher).__name__}, "
+            f"{teacher.config.num_labels} labels). Give both the teacher's head: make_student(teacher, ...)."
+        )
+
+
 class DistillationTrainer(Trainer):
     """A `Trainer` whose loss is Patient Knowledge Distillation from a fixed teacher.
 
@@ -40,7 +51,14 @@ class DistillationTrainer(Trainer):
     Trainer's. The teacher runs in eval mode without gradients (optionally in a lower precision),
     is not wrapped by DDP and never enters the student's checkpoints. The [CLS] states of both
     models are read with forward hooks, so this works on any supported family and with a LayerDrop
-    or shared student. Each loss term is logged (`loss_ce`, `loss_kd`, `loss_patient`).
+    or shared student.
+
+    Any task head of `hf_efficient.tasks` works (teacher and student must have the same one): the
+    hard term is the student's own loss on the batch's label columns (`labels`, or
+    `start_positions`/`end_positions`), the soft term the task's divergence (softmax KL, per-label
+    Bernoulli KL, MSE for regression, KL per labelled token, over start and end positions), the
+    patient term compares [CLS] vectors (of every choice, for multiple choice). Each term is logged
+    (`loss_hard`, called `loss_ce` before there were other tasks; `loss_kd`; `loss_patient`).
 
     Embedding models (a SentenceTransformer, or a bare `AutoModel` encoder with `processing_class`)
     learn from a dataset with a `text` column and no labels: the loss is `EmbeddingDistillationLoss`
@@ -80,6 +98,7 @@ class DistillationTrainer(Trainer):
         if not isinstance(teacher, PreTrainedModel) or not isinstance(model, PreTrainedModel):
             raise ValueError("DistillationTrainer needs model=<student PreTrainedModel> and teacher=<PreTrainedModel>.")
         _check_same_vocabulary(teacher, model)
+        _check_same_task(teacher, model)
         self.layer_map = pkd_layer_map(len(layer_stack(teacher)), len(layer_stack(model)), self.distillation.strategy)
         if self.distillation.beta > 0 and model.config.hidden_size != teacher.config.hidden_size:
             # A learned map from student to teacher width; a submodule of the student so that DDP
@@ -98,12 +117,16 @@ class DistillationTrainer(Trainer):
             },
         )
         super().__init__(model, *args, **kwargs)
+        # compute_loss never passes `num_items_in_batch` to the model, whose loss is then a mean over
+        # its own batch. Trainer must know, or (transformers 5, whose models all take **kwargs) it
+        # counts items it does not use and skips dividing the loss by the gradient accumulation steps.
+        self.model_accepts_loss_kwargs = False
         self.teacher = teacher.to(device=self.args.device, dtype=teacher_dtype).eval().requires_grad_(False)
         self._teacher_arguments = _forward_arguments(self.teacher)
         self._student_arguments = _forward_arguments(model)
         # Loss terms are summed on the device and read only when logging, so no step waits for a GPU.
         patient = self.distillation.beta > 0 and bool(self.layer_map)
-        self._term_names = ["ce", "kd"] + (["patient"] if patient else [])
+        self._term_names = ["hard", "kd"] + (["patient"] if patient else [])
         # Hooks only on the layers the patient loss reads: a hooked layer takes a slower call path.
         self._student_layers = list(range(len(self.layer_map))) if patient else []
         self._teacher_layers = self.layer_map if patient else []
@@ -130,6 +153,7 @@ class DistillationTrainer(Trainer):
                 )
             kwargs["data_collator"] = TextCollator(model, tokenizer)
         super().__init__(model, *args, **kwargs)
+        self.model_accepts_loss_kwargs = False  # as for task heads: compute_loss passes no item count
         self.teacher = teacher.to(device=self.args.device, dtype=teacher_dtype)
         self._term_names = self.embedding_loss.term_names
         self._terms_total = None
@@ -163,35 +187,59 @@ class DistillationTrainer(Trainer):
         if self._unwrapped[0] is not model:
             self._unwrapped = (model, self.accelerator.unwrap_model(model))
         student = self._unwrapped[1]
-        labels = inputs["labels"]
-        student_inputs = {k: v for k, v in inputs.items() if k in self._student_arguments and k != "labels"}
+        student_inputs = {k: v for k, v in inputs.items() if k in self._student_arguments}
         with record_layer_outputs(student, self._student_layers) as student_states:
             outputs = model(**student_inputs)
-        teacher_inputs = {k: v for k, v in inputs.items() if k in self._teacher_arguments and k != "labels"}
+        # After the forward: transformers sets an unset problem_type from the first labels it sees.
+        task = task_of(student)
+        if outputs.get("loss") is None:
+            raise ValueError(
+                f"DistillationTrainer: the batch has none of the label columns {list(task.label_columns)} that the "
+                f"{task.name} loss reads (it has {sorted(inputs)}); keep them in the dataset."
+            )
+        teacher_inputs = {
+            k: v for k, v in inputs.items() if k in self._teacher_arguments and k not in task.label_columns
+        }
         with torch.no_grad(), record_layer_outputs(self.teacher, self._teacher_layers) as teacher_states:
-            teacher_logits = self.teacher(**teacher_inputs).logits
+            teacher_outputs = self.teacher(**teacher_inputs)
 
-        terms = [
-            F.cross_entropy(outputs.logits.float(), labels),
-            soft_target_loss(outputs.logits, teacher_logits, config.temperature),
-        ]
-        loss = (1 - config.alpha) * terms[0] + config.alpha * terms[1]
+        terms = [outputs.loss, task.divergence(outputs, teacher_outputs, inputs, config.temperature)]
+        weights = [1 - config.alpha, config.alpha]
         if self._teacher_layers:
+            # Multiple choice runs the encoder on (batch * choices) rows: the [CLS] of every choice.
             student_cls = torch.stack([student_states[i][:, 0] for i in self._student_layers], dim=1)
             teacher_cls = torch.stack([teacher_states[j][:, 0] for j in self._teacher_layers], dim=1)
             projection = getattr(student, PROJECTION, None)
             if projection is not None:
                 student_cls = projection(student_cls)
             terms.append(patient_loss(student_cls, teacher_cls, config.normalize))
-            loss = loss + config.beta * terms[2]
+            weights.append(config.beta)
         self._record_terms(model, terms)
+        if task.token_level and model.training and self.args.world_size > 1:
+            terms[:2] = self._weigh_by_token_share(terms[:2], inputs)
+        # Terms of weight 0 are left out, so that alpha=0, beta=0 gives exactly the model's own loss.
+        loss = sum(weight * term for weight, term in zip(weights, terms, strict=True) if weight)
         return (loss, outputs) if return_outputs else loss
 
-    def _record_terms(self, model, terms) -> None:
+    def _record_terms(self, model, terms: list[torch.Tensor]) -> None:
         if model.training:
-            step_terms = torch.stack(terms).detach()
+            step_terms = torch.stack([term.detach().float() for term in terms])
             self._terms_total = step_terms if self._terms_total is None else self._terms_total + step_terms
             self._terms_count += 1
+
+    def _weigh_by_token_share(self, terms: list[torch.Tensor], inputs: dict) -> list[torch.Tensor]:
+        """Means over this process's labelled tokens -> its share of the mean over every process's.
+
+        DDP averages gradients over processes, so two processes of 4 rows would weigh a token of a
+        row with few labelled tokens more than one process of the same 8 rows does. Scaled by
+        P * n_local / n_all, the average of the processes' losses is the mean over all their tokens,
+        as one process computes it (per micro-batch: gradient accumulation weighs each equally).
+        """
+        labelled = inputs["labels"] != -100  # what the head's cross-entropy averages over
+        counts = torch.stack([labelled.sum(), (labelled & inputs["attention_mask"].bool()).sum()])  # and the KL
+        totals = self.accelerator.reduce(counts.clone(), reduction="sum")
+        shares = counts.float() * self.args.world_size / totals.clamp(min=1).float()
+        return [term * share for term, share in zip(terms, shares, strict=True)]
 
     def log(self, logs: dict, *args, **kwargs) -> None:
         if "loss" in logs and self._terms_count:

@@ -33,7 +33,8 @@ class Int8ExportConfig:
         target (`str`, defaults to "avx512_vnni"): CPU to tune for, one of `TARGETS`.
         exclude (`list[str]`, defaults to `[]`): ONNX node names to keep in fp32.
         max_accuracy_drop (`float`, defaults to 0.01): Largest accepted accuracy loss of int8 against
-            PyTorch (0.01 = 1 point), checked when `export_int8` gets an evaluation set.
+            PyTorch (0.01 = 1 point), checked when `export_int8` gets an evaluation set; for embedding
+            models, 1 - the mean cosine of int8 to PyTorch embeddings (0.01: cosine >= 0.99).
         retry (`bool`, defaults to True): On a failed accuracy check, retry with per-channel scales and
             the exact GELU, then also with the last MatMuls (the most sensitive) in fp32.
         allow_fallback (`bool`, defaults to False): Let static mode fall back to dynamic on graphs with
@@ -42,8 +43,6 @@ class Int8ExportConfig:
             rows of the calibration set (a few hundred are enough; more only widen the ranges).
         backend (`str`, defaults to "auto"): "optimum", "onnxruntime", or "auto" (Optimum where it is
             installed and the model has no shared weights).
-        min_embedding_cosine (`float`, defaults to 0.99): Embedding models: the smallest accepted mean
-            cosine between int8 and PyTorch fp32 embeddings of the evaluation texts.
     """
 
     mode: str = field(
@@ -86,11 +85,6 @@ class Int8ExportConfig:
         },
     )
 
-    min_embedding_cosine: float = field(
-        default=0.99,
-        metadata={"help": "embedding models: smallest accepted mean cosine of int8 to fp32 embeddings"},
-    )
-
     def __post_init__(self):
         if self.exclude is None or isinstance(self.exclude, tuple):
             self.exclude = list(self.exclude or ())
@@ -112,9 +106,6 @@ class Int8ExportConfig:
         drop = self.max_accuracy_drop
         if isinstance(drop, bool) or not isinstance(drop, (int, float)) or not 0 <= drop <= 1:
             raise ValueError(f"Int8ExportConfig(max_accuracy_drop={drop!r}): a fraction in [0, 1], e.g. 0.01.")
-        cosine = self.min_embedding_cosine
-        if isinstance(cosine, bool) or not isinstance(cosine, (int, float)) or not -1 <= cosine <= 1:
-            raise ValueError(f"Int8ExportConfig(min_embedding_cosine={cosine!r}): a cosine in [-1, 1], e.g. 0.99.")
         samples = self.calibration_samples
         if isinstance(samples, bool) or not isinstance(samples, int) or samples < 1:
             raise ValueError(f"Int8ExportConfig(calibration_samples={samples!r}): a number of rows >= 1, e.g. 256.")

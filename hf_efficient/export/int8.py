@@ -13,17 +13,18 @@ import numpy as np
 import onnx
 import torch
 from accelerate.utils import extract_model_from_parallel
-from transformers import AutoModelForSequenceClassification, AutoTokenizer, PreTrainedModel
+from transformers import AutoConfig, AutoTokenizer, PreTrainedModel
 
 from ..checks import model_source
-from ..metrics import evaluate_model
 from ..sentence.model import sentence_transformer_of
+from ..tasks import DEFAULT_TASK, TASKS, get_task, task_of
 from .config import MODES, TARGETS, Int8ExportConfig  # noqa: F401 (MODES, TARGETS: still imported from here)
+from .gate import gate_measure
 from .graph import freeze_activation_ranges, use_tanh_gelu
-from .onnx import QUANTIZED_OPS, export_onnx, quantize_int8_dynamic
+from .helpers import INT8_FILE
+from .onnx import INPUT_NAMES, QUANTIZED_OPS, export_onnx, quantize_int8_dynamic
 
 FP32_FILE = "model.onnx"
-INT8_FILE = "model_quantized.onnx"
 # Scratch file: the fp32 graph with tanh GELUs, quantized into INT8_FILE.
 TANH_GELU_FILE = "model_tanh_gelu.onnx"
 
@@ -50,6 +51,8 @@ class ExportResult:
     attempts: list = field(default_factory=list)
     chosen: dict | None = None
     config: dict = field(default_factory=dict)  # the `Int8ExportConfig` asked for, as `to_dict()`
+    task: str | None = None  # the model's row of the task table
+    gate: str | None = None  # the measure the accuracy gate compared (`export.gate`), when it ran
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -61,16 +64,34 @@ def optimum_available() -> bool:
     )
 
 
-def _optimum_exports(model: PreTrainedModel) -> bool:
+def _optimum_exports(model: PreTrainedModel, task=None) -> bool:
     """Whether Optimum's exporter handles `model` as well as `torch.onnx` here.
 
     Optimum picks its exporter by the library the model's class comes from, and refuses classes
     defined elsewhere (e.g. `Shared<Class>`). It writes a parameter used under several names once
     but feeds its other uses through `Identity` nodes, behind which the quantizer leaves fp32 copies;
-    `export_onnx` inlines those.
+    `export_onnx` inlines those. And where it is installed, it must have an ONNX configuration for the
+    model's type and task: it has none for ERNIE, XLM-RoBERTa-XL or NomicBERT, nor for ModernBERT's
+    question answering or multiple choice.
     """
     shared = len(list(model.named_parameters(remove_duplicate=False))) > len(list(model.parameters()))
-    return type(model).__module__.startswith("transformers.") and not shared
+    ours = type(model).__module__.startswith("transformers.") and not shared
+    return ours and (not optimum_available() or _optimum_knows(model, task))
+
+
+def _optimum_knows(model: PreTrainedModel, task=None) -> bool:
+    """Whether Optimum has an ONNX configuration for the model's type and its task's pipeline tag."""
+    import optimum.exporters.onnx.model_configs  # noqa: F401 (registers the configurations)
+    from optimum.exporters.tasks import TasksManager
+
+    task = task or task_of(model)
+    try:
+        tasks = TasksManager.get_supported_tasks_for_model_type(
+            model.config.model_type.replace("_", "-"), exporter="onnx", library_name="transformers"
+        )
+    except KeyError:
+        return False
+    return task.pipeline_tag in tasks
 
 
 def _has_subgraphs(path: Path) -> bool:
@@ -87,28 +108,92 @@ def _model_inputs(path: Path) -> list[str]:
 
 
 def _batches(dataset, names: list[str], batch_size: int = 64, limit: int | None = None):
+    """Batches of tokenized rows: the model inputs among `names` as int64, the other columns as they are."""
     end = len(dataset) if limit is None else min(limit, len(dataset))
     for start in range(0, end, batch_size):
         rows = dataset[start : min(start + batch_size, end)]
-        yield {name: np.asarray(rows[name], dtype=np.int64) for name in names if name in rows}
+        yield {
+            name: np.asarray(rows[name], dtype=np.int64 if name in INPUT_NAMES else None)
+            for name in names
+            if name in rows
+        }
 
 
-def onnx_logits(path: Path, dataset) -> np.ndarray:
-    """Logits of an exported model on tokenized rows, in order."""
+def _onnx_batches(path: Path, dataset, columns=()):
+    """(outputs by name, batch) of an exported model over tokenized rows, in order."""
     import onnxruntime
 
     session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     names = [i.name for i in session.get_inputs()]
-    logits = []
-    for batch in _batches(dataset, names):
+    outputs = [o.name for o in session.get_outputs()]
+    for batch in _batches(dataset, list(dict.fromkeys([*names, "attention_mask", *columns]))):
         feed = {name: batch.get(name, np.zeros_like(batch["input_ids"])) for name in names}
-        logits.append(session.run(["logits"], feed)[0])
-    return np.concatenate(logits)
+        yield dict(zip(outputs, session.run(outputs, feed), strict=True)), batch
+
+
+def onnx_outputs(path: Path, dataset) -> dict[str, np.ndarray]:
+    """Every output of an exported model on tokenized rows, in order, by name."""
+    outputs = [outputs for outputs, _ in _onnx_batches(path, dataset)]
+    return {name: np.concatenate([o[name] for o in outputs]) for name in outputs[0]}
+
+
+def onnx_logits(path: Path, dataset) -> np.ndarray:
+    """Logits of an exported model on tokenized rows, in order."""
+    return onnx_outputs(path, dataset)["logits"]
 
 
 def onnx_accuracy(path: Path, dataset) -> float:
     """Accuracy of an exported model on tokenized rows with a `label` column."""
     return float((onnx_logits(path, dataset).argmax(-1) == np.asarray(dataset["label"])).mean())
+
+
+@torch.no_grad()
+def _pytorch_batches(model: PreTrainedModel, task, dataset, columns=()):
+    """(outputs by name, batch) of a PyTorch model over tokenized rows, as `_onnx_batches` gives them."""
+    device = next(model.parameters()).device
+    for batch in _batches(dataset, list(dict.fromkeys([*INPUT_NAMES, *columns]))):
+        inputs = {name: torch.from_numpy(batch[name]).to(device) for name in INPUT_NAMES if name in batch}
+        outputs = model(**inputs)
+        yield {name: outputs[name].float().cpu().numpy() for name in task.onnx_outputs}, batch
+
+
+def _predict(measure, run) -> tuple[np.ndarray, np.ndarray | None]:
+    """A gate measure's predictions over a run of (outputs, batch), and the batches' labels where it reads them."""
+    predictions, labels = [], []
+    for outputs, batch in run:
+        predictions.append(measure.predict(outputs, batch))
+        if measure.references is not None:
+            labels.append(measure.references(batch))
+    return np.concatenate(predictions), np.concatenate(labels) if labels else None
+
+
+def onnx_score(path: Path, dataset, measure, reference: np.ndarray) -> float:
+    """The gate measure of an exported model on tokenized rows, against `reference` (labels or PyTorch's)."""
+    return measure.score(_predict(measure, _onnx_batches(path, dataset, _label_columns(dataset)))[0], reference)
+
+
+def _label_columns(dataset) -> list[str]:
+    names = [name for task in TASKS.values() for name in (*task.label_columns, "label")]
+    return [name for name in dict.fromkeys(names) if name in dataset.column_names]
+
+
+def _load(path) -> PreTrainedModel:
+    """The model of a folder, with the head its config.json names (`architectures`)."""
+    config = AutoConfig.from_pretrained(path)
+    architecture = (config.architectures or [None])[0]
+    if architecture is None:  # saved without its class: the default task's head, as before
+        return get_task(DEFAULT_TASK).head().from_pretrained(path)
+    for task in TASKS.values():
+        head = task.head()
+        try:
+            if head._model_mapping[type(config)].__name__ == architecture:
+                return head.from_pretrained(path)
+        except KeyError:
+            continue
+    raise ValueError(
+        f"export_int8(model_or_path={str(path)!r}): its config.json names architectures=[{architecture!r}], a head "
+        "no task exports; load the model yourself and pass it, or save it with save_pretrained."
+    )
 
 
 def _quantize_onnxruntime(source: Path, int8: Path, target: str, per_channel: bool, exclude: list[str]):
@@ -164,22 +249,25 @@ def export_int8(
     calibration_dataset=None,
     **settings,
 ) -> ExportResult:
-    """Export a sequence classifier to ONNX, quantize it to int8, and check what it kept.
+    """Export an encoder, bare or with any task head, to ONNX, quantize it to int8, and check what it kept.
 
     The folder holds `model.onnx` (fp32), `model_quantized.onnx` (int8), `config.json`, the
-    tokenizer and `export_report.json` (which records the settings used), and loads with
-    `ORTModelForSequenceClassification.from_pretrained(output_dir, file_name="model_quantized.onnx")`
-    or with `TextClassifier`. On the optimum stack the export and the quantization go through
-    Optimum (`onnx_export_from_model`, `ORTQuantizer` with an `AutoQuantizationConfig`); elsewhere,
-    and for models of other classes or with shared weights (see `_optimum_exports`), through
-    `torch.onnx` and `onnxruntime.quantization`.
+    tokenizer and `export_report.json` (which records the settings used). The outputs are the task
+    table's `onnx_outputs` of the model's head (`logits`, `start_logits`/`end_logits`,
+    `last_hidden_state`); the folder loads with the row's Optimum class, e.g.
+    `ORTModelForQuestionAnswering.from_pretrained(output_dir, file_name="model_quantized.onnx")`, or
+    with the helpers of `export.helpers` (`TextClassifier`, `TokenClassifier`, ...). On the optimum
+    stack the export and the quantization go through Optimum (`onnx_export_from_model`,
+    `ORTQuantizer` with an `AutoQuantizationConfig`); elsewhere, and for models of other classes,
+    with shared weights or of a type or task Optimum has no ONNX configuration for (see
+    `_optimum_exports`), through `torch.onnx` and `onnxruntime.quantization`.
 
     A SentenceTransformer (or its folder, which has modules.json) gives a complete sentence-transformers
     folder with `onnx/model.onnx` and `onnx/model_qint8_<target>.onnx`, the names of its own
     `export_dynamic_quantized_onnx_model`: the graphs output `last_hidden_state`, and the loader
     pools and normalises (`SentenceTransformer(out, backend="onnx", model_kwargs={"file_name": ...})`
     or `SentenceEmbedder(out)`). Its evaluation and calibration sets are plain text (a `text` column),
-    and the gate is the mean cosine of int8 to PyTorch embeddings (`min_embedding_cosine`).
+    and the gate is the mean cosine of int8 to PyTorch embeddings (>= 1 - `max_accuracy_drop`).
 
     Args:
         model_or_path (`PreTrainedModel`, `SentenceTransformer` or `str`): The model, its folder or its Hub
@@ -187,8 +275,11 @@ def export_int8(
         output_dir (`str`): Where to write the export.
         config (`Int8ExportConfig`, *optional*): The settings; `Int8ExportConfig()` when not given.
         tokenizer (*optional*): Saved with the model; loaded from `model_or_path` when it is a folder.
-        eval_dataset (`datasets.Dataset`, *optional*): Tokenized rows with `label`; when given, the
-            accuracy of PyTorch, ONNX fp32 and int8 goes into the report and gates the result.
+        eval_dataset (`datasets.Dataset`, *optional*): Tokenized rows, with labels where they exist; when
+            given, a measure of PyTorch, ONNX fp32 and int8 goes into the report and gates the result:
+            the labels' accuracy (span exact match, micro F1 or Pearson, by head), else the agreement of
+            int8 with PyTorch (mean cosine of mean-pooled `last_hidden_state` for bare encoders).
+            `result.gate` names it.
         calibration_dataset (`datasets.Dataset`, *optional*): Tokenized rows, ~100-500 of the training
             data; required for static mode, which calibrates on the first `config.calibration_samples`.
         **settings: Deprecated: the fields of `Int8ExportConfig` as keywords.
@@ -213,7 +304,7 @@ def export_int8(
     model = model_or_path
     if isinstance(model_or_path, (str, Path)):
         model_source(model_or_path, "export_int8(model_or_path)", tokenizer=tokenizer is None)
-        model = AutoModelForSequenceClassification.from_pretrained(model_or_path)
+        model = _load(model_or_path)
         tokenizer = tokenizer or AutoTokenizer.from_pretrained(model_or_path)
     elif not isinstance(model_or_path, torch.nn.Module):  # a model, or one wrapped for distributed training
         raise ValueError(
@@ -223,18 +314,27 @@ def export_int8(
     # A Trainer run under mixed precision leaves accelerate's fp32 wrapper on `forward`, which
     # neither exporter can trace.
     model = extract_model_from_parallel(model, keep_fp32_wrapper=False).eval()
+    task = task_of(model)
+    if config.backend == "optimum" and not _optimum_knows(model, task):
+        raise ValueError(
+            "export_int8: Int8ExportConfig(backend='optimum'): Optimum has no ONNX configuration for "
+            f"model_type={model.config.model_type!r} and task {task.pipeline_tag!r}; "
+            "use backend='auto' or 'onnxruntime'."
+        )
     output = Path(output_dir)
     output.mkdir(parents=True, exist_ok=True)
     fp32, int8 = output / FP32_FILE, output / INT8_FILE
     use_optimum = config.backend == "optimum" or (
-        config.backend == "auto" and optimum_available() and _optimum_exports(model)
+        config.backend == "auto" and optimum_available() and _optimum_exports(model, task)
     )
     if use_optimum:
         from optimum.exporters.onnx import onnx_export_from_model
 
-        onnx_export_from_model(model, output, task="text-classification")
+        onnx_export_from_model(model, output, task=task.pipeline_tag)
     else:
-        export_onnx(model, fp32)
+        # Multiple-choice heads take (batch, choices, sequence) inputs.
+        choices = task.auto_class == "AutoModelForMultipleChoice"
+        export_onnx(model, fp32, output_names=task.onnx_outputs, choices=choices)
         model.config.save_pretrained(output)
     if tokenizer is not None:
         tokenizer.save_pretrained(output)
@@ -248,7 +348,9 @@ def export_int8(
             )
         mode = "dynamic"
     backend = "optimum" if use_optimum else "onnxruntime"
-    result = ExportResult(str(output), FP32_FILE, None, backend, mode, config.target, config=config.to_dict())
+    result = ExportResult(
+        str(output), FP32_FILE, None, backend, mode, config.target, config=config.to_dict(), task=task.name
+    )
     quantize = _quantize_optimum if use_optimum else _quantize_onnxruntime
 
     exclude = list(config.exclude)
@@ -260,8 +362,12 @@ def export_int8(
         choices.append({"per_channel": True, "approximate_gelu": False, "exclude": exclude + _matmul_nodes(fp32)[-4:]})
         choices = [c for i, c in enumerate(choices) if c not in choices[:i]]
     if eval_dataset is not None:
-        result.metrics["pytorch"] = {"accuracy": evaluate_model(model, eval_dataset, desc="pytorch")["accuracy"]}
-        result.metrics["onnx_fp32"] = {"accuracy": onnx_accuracy(fp32, eval_dataset)}
+        measure = gate_measure(task, eval_dataset.column_names)
+        pytorch, labels = _predict(measure, _pytorch_batches(model, task, eval_dataset, _label_columns(eval_dataset)))
+        reference = pytorch if labels is None else labels  # agreement with PyTorch where there are no labels
+        result.gate = measure.name
+        result.metrics["pytorch"] = {measure.name: measure.score(pytorch, reference)}
+        result.metrics["onnx_fp32"] = {measure.name: onnx_score(fp32, eval_dataset, measure, reference)}
     tanh_gelu = output / TANH_GELU_FILE
     for choice in choices:
         attempt = dict(choice)
@@ -276,13 +382,13 @@ def export_int8(
             feeds = _batches(calibration_dataset, _model_inputs(fp32), 16, limit=config.calibration_samples)
             attempt["activations_calibrated"] = freeze_activation_ranges(int8, feeds)
         if eval_dataset is not None:
-            attempt["accuracy"] = onnx_accuracy(int8, eval_dataset)
-            attempt["drop"] = result.metrics["pytorch"]["accuracy"] - attempt["accuracy"]
+            attempt[measure.name] = onnx_score(int8, eval_dataset, measure, reference)
+            attempt["drop"] = result.metrics["pytorch"][measure.name] - attempt[measure.name]
         result.attempts.append(attempt)
         if eval_dataset is None or attempt["drop"] <= config.max_accuracy_drop:
             result.chosen, result.int8_file = attempt, INT8_FILE
             if eval_dataset is not None:
-                result.metrics["onnx_int8"] = {"accuracy": attempt["accuracy"]}
+                result.metrics["onnx_int8"] = {measure.name: attempt[measure.name]}
             break
     (output / "export_report.json").write_text(json.dumps(result.to_dict(), indent=1))
     if result.int8_file is None:
@@ -293,56 +399,3 @@ def export_int8(
             result,
         )
     return result
-
-
-class TextClassifier:
-    """Classify text with an exported folder, in batches, without learning ONNX Runtime.
-
-    Args:
-        folder (`str`): An `export_int8` output folder.
-        file_name (`str`): `model_quantized.onnx` (int8) or `model.onnx` (fp32).
-        max_length (`int`): Truncation length.
-
-    Example:
-        ```python
-        >>> TextClassifier("runs/export")(["a delight", "a mess"])
-        [{'label': 'fresh', 'score': 0.97}, {'label': 'rotten', 'score': 0.91}]
-        ```
-    """
-
-    def __init__(self, folder: str, file_name: str = INT8_FILE, max_length: int = 64):
-        import onnxruntime
-        from transformers import AutoConfig
-
-        folder = Path(folder)
-        if not (folder / file_name).exists():
-            raise ValueError(f"TextClassifier: no {file_name} in {folder}; run export_int8 first.")
-        self.tokenizer = AutoTokenizer.from_pretrained(folder)
-        self.labels = AutoConfig.from_pretrained(folder).id2label
-        self.session = onnxruntime.InferenceSession(str(folder / file_name), providers=["CPUExecutionProvider"])
-        self.input_names = [i.name for i in self.session.get_inputs()]
-        self.max_length = max_length
-
-    def __call__(self, texts: list[str], batch_size: int = 32) -> list[dict]:
-        if isinstance(texts, str):
-            texts = [texts]
-        results = []
-        for start in range(0, len(texts), batch_size):
-            encoded = self.tokenizer(
-                texts[start : start + batch_size],
-                truncation=True,
-                max_length=self.max_length,
-                padding=True,
-                return_tensors="np",
-            )
-            feed = {
-                name: encoded.get(name, np.zeros_like(encoded["input_ids"])).astype(np.int64)
-                for name in self.input_names
-            }
-            logits = self.session.run(["logits"], feed)[0]
-            probabilities = np.exp(logits - logits.max(-1, keepdims=True))
-            probabilities /= probabilities.sum(-1, keepdims=True)
-            for row in probabilities:
-                label = int(row.argmax())
-                results.append({"label": self.labels[label], "score": float(row[label])})
-        return results

@@ -24,15 +24,38 @@ _ADVANCED_INDEXING_WARNING = (
 )
 
 
-class _LogitsOnly(nn.Module):
-    """Positional inputs in, one output (the logits) out: the signature `torch.onnx.export` traces."""
+class _NamedOutputs(nn.Module):
+    """Positional inputs in, the named outputs out: the signature `torch.onnx.export` traces."""
 
-    def __init__(self, model: nn.Module, input_names: list[str], output: str = "logits"):
+    def __init__(self, model: nn.Module, input_names: list[str], output_names: Sequence[str]):
         super().__init__()
-        self.model, self.input_names, self.output = model, input_names, output
+        self.model, self.input_names, self.output_names = model, input_names, list(output_names)
 
     def forward(self, *inputs):
-        return getattr(self.model(**dict(zip(self.input_names, inputs, strict=True))), self.output)
+        outputs = self.model(**dict(zip(self.input_names, inputs, strict=True)))
+        return tuple(outputs[name] for name in self.output_names)
+
+
+def _example(names: list[str], shape: tuple[int, ...], device) -> list[torch.Tensor]:
+    example = [torch.ones(shape, dtype=torch.long, device=device) for _ in names]
+    if "attention_mask" in names:
+        # A padded row: with an all-ones mask, transformers 5 traces an SDPA graph without any mask.
+        example[names.index("attention_mask")][1, ..., shape[-1] // 2 :] = 0
+    return example
+
+
+def _dynamic_axes(module: nn.Module, names: list[str], shapes: list[tuple[int, ...]], device) -> dict:
+    """Name every axis of the inputs, and each output axis that follows an input axis between two shapes."""
+    axis_names = ["batch", "choices", "sequence"] if len(shapes[0]) == 3 else ["batch", "sequence"]
+    axes = {name: dict(enumerate(axis_names)) for name in names}
+    first, second = (module(*_example(names, shape, device)) for shape in shapes)
+    for name, a, b in zip(module.output_names, first, second, strict=True):
+        axes[name] = {
+            i: axis_names[shapes[0].index(size)]
+            for i, (size, other) in enumerate(zip(a.shape, b.shape, strict=True))
+            if size != other
+        }
+    return axes
 
 
 def inline_shared_initializers(model: onnx.ModelProto) -> int:
@@ -62,30 +85,36 @@ def inline_shared_initializers(model: onnx.ModelProto) -> int:
 
 @torch.no_grad()
 def export_onnx(
-    model: nn.Module, path: str | Path, *, opset: int = 17, max_length: int = 16, output: str = "logits"
+    model: nn.Module,
+    path: str | Path,
+    *,
+    opset: int = 17,
+    max_length: int = 16,
+    output_names: Sequence[str] = ("logits",),
+    choices: bool = False,
 ) -> Path:
-    """Export a sequence classifier's logits to ONNX, each shared weight stored once.
+    """Export a model's named outputs to ONNX, each shared weight stored once.
 
     Uses the TorchScript exporter (`dynamo=False`): the dynamo exporter writes a weight once per use.
+    Every input axis is dynamic, and so is each output axis that follows one (batch, choices, sequence).
 
     Args:
-        model (`PreTrainedModel`): A `...ForSequenceClassification` model.
+        model (`PreTrainedModel`): An encoder, bare or with a task head.
         path (`str` or `Path`): The `.onnx` file to write.
         opset (`int`): ONNX opset.
-        max_length (`int`): Sequence length of the example inputs (batch and length stay dynamic).
-        output (`str`): The model output to export, e.g. "last_hidden_state" of a bare encoder.
+        max_length (`int`): Sequence length of the example inputs.
+        output_names (`Sequence[str]`): The model outputs to export, e.g. `("start_logits", "end_logits")`.
+        choices (`bool`): Inputs of shape (batch, choices, sequence), as multiple-choice heads take.
     """
     model = model.eval()
     accepted = inspect.signature(model.forward).parameters
     # Like Optimum: token types only where the model has more than one (not RoBERTa or DeBERTa-v2).
     takes_types = getattr(model.config, "type_vocab_size", 0) > 1
     names = [name for name in INPUT_NAMES if name in accepted and (name != "token_type_ids" or takes_types)]
-    example = [torch.ones(2, max_length, dtype=torch.long, device=model.device) for _ in names]
-    if "attention_mask" in names:
-        # A padded row: with an all-ones mask, transformers 5 traces an SDPA graph without any mask.
-        example[names.index("attention_mask")][1, max_length // 2 :] = 0
-    axes = {0: "batch", 1: "sequence"} if output == "last_hidden_state" else {0: "batch"}
-    dynamic = {name: {0: "batch", 1: "sequence"} for name in names} | {output: axes}
+    module = _NamedOutputs(model, names, output_names).eval()  # the exporter restores this mode on the model
+    # Two shapes that differ in every axis tell which output axes follow which input axis.
+    shapes = [(2, 3, max_length), (3, 4, max_length + 1)] if choices else [(2, max_length), (3, max_length + 1)]
+    dynamic = _dynamic_axes(module, names, shapes, model.device)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     with warnings.catch_warnings():
@@ -95,11 +124,11 @@ def export_onnx(
         # never negative. (transformers 4.57 builds the mask without indexing: no warning there.)
         warnings.filterwarnings("ignore", message=_ADVANCED_INDEXING_WARNING, category=UserWarning)
         torch.onnx.export(
-            _LogitsOnly(model, names, output).eval(),  # the exporter restores this mode on the model afterwards
-            tuple(example),
+            module,
+            tuple(_example(names, shapes[0], model.device)),
             str(path),
             input_names=names,
-            output_names=[output],
+            output_names=list(output_names),
             dynamic_axes=dynamic,
             opset_version=opset,
             dynamo=False,
@@ -150,10 +179,16 @@ def onnx_weight_bytes(path: str | Path) -> int:
     return int(sum(a.nbytes for a in arrays if a.dtype.kind == "f" or a.dtype.itemsize == 1))
 
 
-def run_onnx(path: str | Path, inputs: dict[str, np.ndarray]) -> np.ndarray:
-    """Logits of an exported model on `inputs` (the names it takes are picked from `inputs`)."""
+def run_onnx_outputs(path: str | Path, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Every output of an exported model on `inputs`, by name (the inputs it takes are picked from `inputs`)."""
     import onnxruntime
 
     session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     feed = {i.name: np.asarray(inputs[i.name], dtype=np.int64) for i in session.get_inputs()}
-    return session.run(["logits"], feed)[0]
+    names = [o.name for o in session.get_outputs()]
+    return dict(zip(names, session.run(names, feed), strict=True))
+
+
+def run_onnx(path: str | Path, inputs: dict[str, np.ndarray]) -> np.ndarray:
+    """Logits of an exported model on `inputs` (the names it takes are picked from `inputs`)."""
+    return run_onnx_outputs(path, inputs)["logits"]

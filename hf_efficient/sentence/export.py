@@ -54,9 +54,10 @@ def export_sentence_int8(
     output = Path(output_dir)
     model.save(str(output))
     fp32, int8 = output / FP32_FILE, output / ONNX_DIR / int8_file_name(config.target)
-    export_onnx(encoder, fp32, output="last_hidden_state")
+    export_onnx(encoder, fp32, output_names=("last_hidden_state",))
     result = ExportResult(str(output), FP32_FILE, None, "onnxruntime", config.mode, config.target)
-    result.config = config.to_dict()
+    result.config, result.task = config.to_dict(), "sentence-embedding"
+    result.gate = "cosine_to_pytorch" if eval_texts is not None else None
     reference = None
     if eval_texts is not None:
         reference = model.encode(eval_texts, batch_size=32, convert_to_numpy=True)
@@ -101,7 +102,7 @@ def export_sentence_int8(
                 SentenceEmbedder(output, int8.relative_to(output))(eval_texts), reference
             )
         result.attempts.append(attempt)
-        if eval_texts is None or attempt["cosine_to_pytorch"] >= config.min_embedding_cosine:
+        if eval_texts is None or 1 - attempt["cosine_to_pytorch"] <= config.max_accuracy_drop:
             result.chosen, result.int8_file = attempt, str(int8.relative_to(output))
             if eval_texts is not None:
                 result.metrics["onnx_int8"] = {"cosine_to_pytorch": attempt["cosine_to_pytorch"]}
@@ -110,8 +111,8 @@ def export_sentence_int8(
     if result.int8_file is None:
         int8.unlink(missing_ok=True)
         raise AccuracyDropError(
-            f"export_int8: the int8 embeddings' mean cosine to PyTorch stayed below min_embedding_cosine="
-            f"{config.min_embedding_cosine} ({[round(a['cosine_to_pytorch'], 4) for a in result.attempts]}); "
+            f"export_int8: the int8 embeddings' mean cosine to PyTorch stayed below 1 - max_accuracy_drop="
+            f"{1 - config.max_accuracy_drop} ({[round(a['cosine_to_pytorch'], 4) for a in result.attempts]}); "
             f"the fp32 model is kept in {fp32}.",
             result,
         )
