@@ -50,12 +50,12 @@ def arguments():
     parser.add_argument("--output-dir", default="runs/embeddings")
     parser.add_argument("--student-layers", type=int, default=3)
     parser.add_argument("--train-samples", type=int, default=10283, help="training texts (all: 10283)")
-    parser.add_argument("--steps", type=int, default=600)
+    parser.add_argument("--steps", type=int, default=400)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--learning-rate", type=float, default=1e-4)
     parser.add_argument("--embedding-loss", default="cosine", choices=["mse", "cosine"])
     parser.add_argument("--beta", type=float, default=100.0, help="weight of hf_efficient's patient term")
-    parser.add_argument("--probe-train", type=int, default=2000, help="labelled training rows for kNN and probe")
+    parser.add_argument("--probe-train", type=int, default=1000, help="labelled training rows for kNN and probe")
     parser.add_argument("--eval-samples", type=int, default=None, help="test rows (all: 1409)")
     parser.add_argument("--seconds", type=float, default=2.0, help="latency budget per model and batch size")
     parser.add_argument("--seed", type=int, default=0)
@@ -140,9 +140,8 @@ def main():
     probe_texts, probe_labels = list(probe["text"]), np.asarray(probe["label"])
 
     teacher = SentenceTransformer(args.teacher, device="cpu").eval()
-    layers = make_student(teacher, args.student_layers)  # layers 0, 2, 4 of 6
-    kept = json.loads(json.dumps(sentence_encoder(layers).config.hf_efficient["layers"]["kept_layers"]))
-    untrained = make_student(teacher, args.student_layers).eval()
+    untrained = make_student(teacher, args.student_layers).eval()  # layers 0, 2, 4 of 6
+    kept = sentence_encoder(untrained).config.hf_efficient["layers"]["kept_layers"]
     ours = make_student(teacher, args.student_layers)
     theirs = make_student(teacher, args.student_layers)
     times = {
