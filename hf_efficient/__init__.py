@@ -1,6 +1,6 @@
 """hf_efficient: smaller, faster transformer encoders that keep their accuracy."""
 
-from .data import load_default_task, load_text_classification
+from .data import DataConfig, load_data, load_default_task, load_text_classification
 from .distill import DistillationTrainer, PKDConfig, make_student, pkd_layer_map
 from .encoders import UnsupportedModelError, encoder_family, layer_stack, record_layer_outputs
 from .export import (
@@ -64,6 +64,8 @@ __all__ = [
     # reports
     "Report",
     # data and metrics
+    "DataConfig",
+    "load_data",
     "load_default_task",
     "load_metric",
     "load_text_classification",

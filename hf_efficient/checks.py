@@ -151,8 +151,8 @@ def data_format(path: Path) -> str:
 
 def data_file(
     source,
-    text_column: str = "text",
-    label_column: str = "label",
+    text_column: str | None = "text",
+    label_column: str | None = "label",
     *,
     names: tuple[str, str, str] = ("source", "text_column", "label_column"),
 ) -> list[str]:
@@ -161,7 +161,7 @@ def data_file(
 
     Args:
         source: The file.
-        text_column, label_column (`str`): The columns that must be there.
+        text_column, label_column (`str`): The columns that must be there (None: not checked here).
         names (`tuple[str, str, str]`): What the user calls the file and the two columns
             (`("data.source", "data.text_column", "data.label_column")` in a recipe).
 
@@ -188,16 +188,17 @@ def data_file(
             empty = not file.read(1)
     except OSError as error:
         raise ValueError(f"{name} cannot be read ({error.strerror}); check its permissions.") from None
+    header = ", ".join(column for column in (text_column, label_column) if column)
     if empty:
-        raise ValueError(f"{name} is empty; it needs a header row ({text_column}, {label_column}) and rows of data.")
-    frame = _first_row(path, suffix, name, text_column, label_column)
+        raise ValueError(f"{name} is empty; it needs a header row ({header or 'the column names'}) and rows of data.")
+    frame = _first_row(path, suffix, name, header or "the column names")
     columns = [str(column) for column in frame.columns]
     if not len(frame):
         if not columns:
             raise ValueError(f"{name} has no rows; add rows of data.")
         raise ValueError(f"{name} has a header ({', '.join(columns)}) but no rows; add rows of data below the header.")
     for column_name, column in ((names[1], text_column), (names[2], label_column)):
-        if column not in columns:
+        if column is not None and column not in columns:
             raise ValueError(
                 f"{named(column_name, column)} is not a column of {path}, whose columns are {', '.join(columns)}; "
                 "name one of those."
@@ -205,7 +206,7 @@ def data_file(
     return columns
 
 
-def _first_row(path: Path, suffix: str, name: str, text_column: str, label_column: str):
+def _first_row(path: Path, suffix: str, name: str, header: str):
     """The header and first row of a data file, as a `pandas.DataFrame`."""
     import pandas as pd
 
@@ -217,9 +218,7 @@ def _first_row(path: Path, suffix: str, name: str, text_column: str, label_colum
             return pd.read_json(path, lines=True, nrows=1)
         return pd.read_json(path).head(1)  # a JSON array of records
     except pd.errors.EmptyDataError:
-        raise ValueError(
-            f"{name} is empty; it needs a header row ({text_column}, {label_column}) and rows of data."
-        ) from None
+        raise ValueError(f"{name} is empty; it needs a header row ({header}) and rows of data.") from None
     except (ValueError, pd.errors.ParserError) as error:  # UnicodeDecodeError is a ValueError too
         detail = " ".join(str(error).split())[:120]
         raise ValueError(f"{name} cannot be read as {kind} ({detail}); check that it is a {kind} file.") from None

@@ -19,15 +19,18 @@ import typing
 from pathlib import Path
 
 from .checks import model_source
-from .data import DEFAULT_TASK, SPLITS, load_text_classification, tokenize_dataset
+from .data import DEFAULT_TASK as DEFAULT_DATA
+from .data import SPLITS, DataConfig, label_names, load_data, tokenize_dataset
 from .distill import PKDConfig
 from .export import AccuracyDropError, Int8ExportConfig
 from .layerdrop import LayerDropConfig
 from .recipe import Recipe, RecipeError, load_recipe, run_recipe
 from .recipe.config import DataSection, PruneSection, StudentSection, TrainingSection
-from .recipe.run import end_process_group
+from .recipe.run import end_process_group, folder_task
 from .report import Report, measure_models, report_markdown
 from .sharing import SharingConfig
+from .tasks import DEFAULT_TASK as DEFAULT_TASK_NAME
+from .tasks import TASKS, get_task
 from .techniques import TECHNIQUES
 
 EXAMPLES = {
@@ -153,6 +156,12 @@ def config_values(args, fields: list) -> dict:
 
 def _common(parser: argparse.ArgumentParser, output: str, training: bool = True) -> dict:
     """The data, seed, training and output flags every technique command has."""
+    parser.add_argument(
+        "--task",
+        choices=list(TASKS),
+        help="what the model is fine-tuned for (default: the task of a fine-tuned --teacher, else "
+        f"{DEFAULT_TASK_NAME})",
+    )
     fields = {"data": add_config_arguments(parser, DataSection, title="data")}
     parser.add_argument("--seed", type=int, default=0, help="seed of data order, heads and dropout")
     if training:
@@ -168,9 +177,18 @@ def _base(args, name: str) -> dict:
         if getattr(args, flag, None):
             model_source(getattr(args, flag), f"--{flag}", tokenizer=True)
     recipe = {"name": name, "output_dir": args.output_dir, "seed": args.seed}
+    if args.task:
+        recipe["task"] = args.task
     recipe["data"] = config_values(args, args.fields["data"])
     if getattr(args, "model", None):
         recipe["model"] = args.model
+    return recipe
+
+
+def _fine_tuned(recipe: dict, path: str) -> dict:
+    """The recipe with `path` as its fine-tuned teacher, and that model's task unless --task said one."""
+    recipe["teacher"] = {"path": path}
+    recipe.setdefault("task", folder_task(path) or DEFAULT_TASK_NAME)
     return recipe
 
 
@@ -200,7 +218,7 @@ def layerdrop_command(args):
 def distill_command(args):
     recipe = _base(args, "distill")
     recipe.setdefault("model", args.teacher)
-    recipe["teacher"] = {"path": args.teacher}
+    _fine_tuned(recipe, args.teacher)
     recipe["student"] = {
         **config_values(args, args.fields["training"]),
         **config_values(args, args.fields["student"]),
@@ -214,7 +232,7 @@ def share_command(args):
     recipe = _base(args, "share")
     student = {**config_values(args, args.fields["training"]), "sharing": config_values(args, args.fields["sharing"])}
     if args.teacher:
-        recipe["teacher"] = {"path": args.teacher}
+        _fine_tuned(recipe, args.teacher)
         student["distillation"] = {}
     recipe["student"] = student
     return _run(recipe, args)
@@ -223,14 +241,14 @@ def share_command(args):
 def prune_command(args):
     recipe = _base(args, "prune")
     recipe.setdefault("model", args.model)
-    recipe["teacher"] = {"path": args.model}
+    _fine_tuned(recipe, args.model)
     recipe["prune"] = {"model": "teacher", **config_values(args, args.fields["prune"])}
     return _run(recipe, args)
 
 
 def export_command(args):
     recipe = _base(args, "export")
-    recipe["teacher"] = {"path": args.model}
+    _fine_tuned(recipe, args.model)
     recipe["export"] = config_values(args, args.fields["export"])
     return _run(recipe, args)
 
@@ -243,21 +261,24 @@ EVALUATE_SPLITS = ("test", "validation", "train", "all")
 
 
 def _load_split(args, model: Path, split: str = "test"):
-    """The tokenized rows of `split` of `--data` ("all": every row), what they are, and a line saying so."""
+    """The tokenized rows of `split` of the data flags ("all": every row), what they are, a line saying so, and
+    the scoring arguments of `measure_models` (the task, from the model's head)."""
     import datasets
     from transformers import AutoTokenizer
 
     folder = model.parent if model.suffix == ".onnx" else model
-    data = load_text_classification(
-        args.data, text_column=args.text_column, label_column=args.label_column, seed=args.seed
-    )
+    task = folder_task(str(folder)) or DEFAULT_TASK_NAME
+    config = DataConfig(**config_values(args, args.fields["data"]))
+    data = load_data(config, task, seed=args.seed)
     total = sum(len(part) for part in data.values())
     rows = datasets.concatenate_datasets([data[name] for name in SPLITS]) if split == "all" else data[split]
-    name = args.data if args.data == DEFAULT_TASK else Path(args.data).name
+    source = config.train_file or config.source
+    default = source == DEFAULT_DATA
+    name = source if default else Path(source).name
     if split == "all":
         line = f"scored all {total:,} rows of {name} (a model trained on it has seen its train rows among them)"
     else:
-        if args.data == DEFAULT_TASK:
+        if default:
             how = "split by movie"
         elif split == "train":
             how = f"what the validation and test splits drawn with seed {args.seed} leave"
@@ -266,11 +287,22 @@ def _load_split(args, model: Path, split: str = "test"):
         line = (
             f"scored the {split} split: {len(rows):,} of {total:,} rows of {name} ({how}; --split all scores every row)"
         )
-    scope = {"data": str(args.data), "split": split, "rows": len(rows), "data_rows": total}
+    scope = {"data": str(source), "split": split, "rows": len(rows), "data_rows": total}
     tokenized = tokenize_dataset(
-        datasets.DatasetDict({split: rows}), AutoTokenizer.from_pretrained(folder), args.max_length
+        datasets.DatasetDict({split: rows}),
+        AutoTokenizer.from_pretrained(folder),
+        config.max_length,
+        task=task,
+        doc_stride=config.doc_stride,
     )
-    return tokenized[split], scope, line
+    scoring = {
+        "task": task,
+        "examples": rows,
+        "label_names": label_names(data),
+        "n_best_size": config.n_best_size,
+        "max_answer_length": config.max_answer_length,
+    }
+    return tokenized[split], scope, line, scoring
 
 
 def _warn_if_few(scope: dict, split_flag: bool = False) -> None:
@@ -290,10 +322,10 @@ def _warn_if_few(scope: dict, split_flag: bool = False) -> None:
 
 def evaluate_command(args):
     model = Path(model_source(args.model, "--model", onnx=True, tokenizer=True))
-    rows, scope, line = _load_split(args, model, args.split)
+    rows, scope, line, scoring = _load_split(args, model, args.split)
     print(line, flush=True)
     _warn_if_few(scope, split_flag=True)
-    (entry,) = measure_models({model.name: model}, rows, batch_sizes=[1], seconds=0.5)
+    (entry,) = measure_models({model.name: model}, rows, scoring=scoring, batch_sizes=[1], seconds=0.5)
     print(json.dumps({"model": str(model), **scope, **entry.metrics}))
     return entry.metrics
 
@@ -305,14 +337,23 @@ def benchmark_command(args):
     for number, model in enumerate(args.models):  # before evaluating the others for minutes
         model_source(model, "", onnx=True, tokenizer=number == 0)
     models = {m if Path(m).suffix == ".onnx" else Path(m).name: m for m in args.models}
-    test, scope, _ = _load_split(args, Path(args.models[0]))
+    test, scope, _, scoring = _load_split(args, Path(args.models[0]))
     _warn_if_few(scope)
+    task = get_task(scoring["task"])
     entries = measure_models(
-        models, test, batch_sizes=args.batch_sizes, threads=args.threads, bf16_baseline=args.bf16_baseline
+        models,
+        test,
+        task=task,
+        scoring=scoring,
+        batch_sizes=args.batch_sizes,
+        threads=args.threads,
+        bf16_baseline=args.bf16_baseline,
     )
     report = Report(
         name="benchmark",
-        task=TaskInfo(dataset=Path(args.data).name, split="test", rows=len(test)),
+        task=TaskInfo(
+            dataset=Path(scope["data"]).name, split="test", rows=len(test), metric=task.metric, name=task.name
+        ),
         hardware=hardware(args.threads or "all"),
         timing=entries.timing,
         models=list(entries),

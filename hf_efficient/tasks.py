@@ -7,8 +7,9 @@ divergence (zero when student and teacher agree), the metric the report ranks mo
 metrics a model card publishes. The recipe's `task` field names a row; the trainer finds the row of
 a model from its head (`task_of`); nothing else spells a task's name.
 
-Adding a task: its data preprocessing in `data.py`, its metric modules in `metrics/`, its
-divergence below, one `register_task(Task(...))` at the bottom.
+Adding a task: its loading and tokenization in `data/` (`load.py`, `preprocess.py`), its metric
+modules and scorer in `metrics/` (`evaluation.py`), its divergence below, one
+`register_task(Task(...))` at the bottom.
 """
 
 from __future__ import annotations

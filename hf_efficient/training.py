@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import torch
@@ -42,15 +42,17 @@ def finetune(
     callbacks: Sequence = (),
     trainer_class: type[Trainer] = Trainer,
     resume_from_checkpoint: str | None = None,
+    compute_metrics: Callable | None = None,
+    metric: str = "accuracy",
     **trainer_kwargs,
 ) -> Trainer:
-    """Fine-tune `model` on a tokenized `dataset` and keep the epoch with the best validation accuracy.
+    """Fine-tune `model` on a tokenized `dataset` and keep the epoch with the best validation `metric`.
 
     The recipe of `shared/reference` (AdamW, weight decay 0.01, 10% linear warm-up then linear decay),
     so that results compare with plain transformers.
 
     Args:
-        model (`PreTrainedModel`): A sequence classification model.
+        model (`PreTrainedModel`): A model with a task head.
         dataset (`DatasetDict`): Tokenized, with `train` and `validation` splits.
         output_dir (`str`): Where the Trainer writes checkpoints.
         epochs (`float`): Training epochs.
@@ -61,6 +63,10 @@ def finetune(
         callbacks (`Sequence[TrainerCallback]`): e.g. `LayerDropCallback()`.
         trainer_class (`type[Trainer]`): A Trainer subclass, e.g. `DistillationTrainer`.
         resume_from_checkpoint (`str`, *optional*): A checkpoint of an interrupted run to go on from.
+        compute_metrics (`Callable`, *optional*): The Trainer's `compute_metrics` (default: text
+            classification's, `metrics.compute_metrics_fn()`); another task's comes from
+            `compute_metrics_fn(task=...)`.
+        metric (`str`): The validation metric (higher is better) that picks the epoch kept.
         **trainer_kwargs: More arguments of `trainer_class` (e.g. `teacher=`).
 
     Returns:
@@ -82,7 +88,7 @@ def finetune(
         save_strategy="epoch",
         save_total_limit=1,
         load_best_model_at_end=True,
-        metric_for_best_model="accuracy",
+        metric_for_best_model=metric,
         logging_steps=20,
         seed=seed,
         bf16=bf16,
@@ -97,7 +103,7 @@ def finetune(
         args=args,
         train_dataset=dataset["train"],
         eval_dataset=dataset["validation"],
-        compute_metrics=compute_metrics_fn(),
+        compute_metrics=compute_metrics or compute_metrics_fn(),
         callbacks=list(callbacks),
         **trainer_kwargs,
     )

@@ -139,9 +139,11 @@ def tiny_task_batch(task: str | None, batch: int = 3, length: int = 20, seed: in
         labels = torch.rand(batch, generator=generator) * 5
     elif task == "token-classification":
         labels = torch.randint(0, TASK_NUM_LABELS[task], (batch, length), generator=generator)
-        # [CLS] and a random third of the tokens (later sub-words of words) carry no label, so rows differ.
+        # [CLS] and a share of the tokens (later sub-words of words) carry no label: up to 80%, varying
+        # by row, so that rows (and the processes that share a batch) hold different numbers of labels.
         labels[:, 0] = -100
-        labels[torch.rand(batch, length, generator=generator) < 0.3] = -100
+        share = torch.rand(batch, 1, generator=generator) * 0.8
+        labels[torch.rand(batch, length, generator=generator) < share] = -100
         labels[inputs["attention_mask"] == 0] = -100
     elif task == "question-answering":
         start = torch.randint(1, length - 6, (batch,), generator=generator)

@@ -280,3 +280,34 @@ def test_mpnet_assembles_from_its_parts(tmp_path):
     teacher = AutoModelForSequenceClassification.from_pretrained(folder, num_labels=2)
     assert teacher.config.model_type == "mpnet" and teacher.config.num_hidden_layers == 12
     assert make_student(teacher, 6).config.hf_efficient["layers"]["kept_layers"] == [0, 2, 4, 6, 8, 10]
+
+
+def test_gradient_accumulation_matches_one_big_batch(tmp_path):
+    """Two micro-batches of 4 make the same steps as batches of 8 (transformers 5 counted loss items
+    for a model that never received them, and so skipped dividing by the accumulation steps)."""
+    teacher = tiny_model("bert", num_layers=4, seed=1)
+    batch = tiny_batch(batch=32, seed=2)
+    data = [{k: v[i] for k, v in batch.items()} for i in range(32)]
+    runs = []
+    for batch_size, accumulation in ((8, 1), (4, 2)):
+        student = make_student(teacher, 2)
+        args = TrainingArguments(
+            output_dir=str(tmp_path / str(accumulation)),
+            per_device_train_batch_size=batch_size,
+            gradient_accumulation_steps=accumulation,
+            max_steps=3,
+            learning_rate=1e-2,
+            logging_steps=1,
+            save_strategy="no",
+            report_to=[],
+            use_cpu=True,
+            disable_tqdm=True,
+        )
+        trainer = DistillationTrainer(
+            model=student, teacher=teacher, distillation=PKDConfig(beta=10.0), args=args, train_dataset=data
+        )
+        trainer.train()
+        runs.append(([e["loss"] for e in trainer.state.log_history if "loss" in e], student.state_dict()))
+    (losses, weights), (accumulated_losses, accumulated_weights) = runs
+    assert accumulated_losses == pytest.approx(losses, rel=1e-4)
+    assert all(torch.allclose(accumulated_weights[k], weights[k], atol=1e-5) for k in weights)

@@ -47,20 +47,24 @@ def test_layerdrop_two_processes_match_one(tmp_path):
 
 @pytest.mark.multiprocess
 def test_distillation_two_processes_match_one(tmp_path):
-    script, technique = str(SCRIPTS / "train_tiny.py"), ["--technique", "pkd"]
+    """Token classification, whose losses are means over labelled tokens: each process weighs its
+    terms by its share of the step's labelled tokens (the one case where processes' means differ)."""
+    script, options = str(SCRIPTS / "train_tiny.py"), ["--technique", "pkd", "--task", "token-classification"]
     (one,) = run(
-        [sys.executable, script, *technique, "--output", str(tmp_path / "one"), "--batch-size", "8"], tmp_path / "one"
+        [sys.executable, script, *options, "--output", str(tmp_path / "one"), "--batch-size", "8"], tmp_path / "one"
     )
     ranks = run(
-        [*ACCELERATE, *TWO_PROCESSES, script, *technique, "--output", str(tmp_path / "two"), "--batch-size", "4"],
+        [*ACCELERATE, *TWO_PROCESSES, script, *options, "--output", str(tmp_path / "two"), "--batch-size", "4"],
         tmp_path / "two",
     )
     assert [r["world_size"] for r in ranks] == [2, 2]
     # The teacher stays a plain model on each rank: DDP wraps only the student.
-    assert ranks[0]["teacher_class"] == "BertForSequenceClassification"
+    assert ranks[0]["teacher_class"] == "BertForTokenClassification"
     assert all(term is not None and term > 0 for term in one["loss_terms"].values())
-    for step, loss in one["losses"].items():
-        assert ranks[0]["losses"][step] == pytest.approx(loss, rel=1e-4), step
+    # The rows carry different numbers of labelled tokens, so a plain mean per process would differ.
+    assert len(set(ranks[0]["labelled_tokens"])) > 1
+    for step, loss in one["losses"].items():  # unweighted, they differ by 2e-4 from the first step
+        assert ranks[0]["losses"][step] == pytest.approx(loss, rel=1e-5), step
 
 
 @pytest.mark.multiprocess

@@ -183,7 +183,7 @@ def gate_rows(head: str, labelled: bool, n: int = 32) -> Dataset:
 
 GATES = {
     "single-label": ("accuracy", "agreement"),
-    "multi-label": ("f1_micro", "agreement"),
+    "multi-label": ("micro_f1", "agreement"),
     "regression": ("pearson", "pearson_to_pytorch"),
     "token": ("accuracy", "agreement"),
     "question-answering": ("span_exact_match", "span_agreement"),

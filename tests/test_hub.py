@@ -27,6 +27,7 @@ from hf_efficient import (
 from hf_efficient.export import run_onnx
 from hf_efficient.export.int8 import optimum_available
 from hf_efficient.hub import push_to_hub, write_model_card
+from hf_efficient.tasks import TASKS
 
 TOKEN = "hf_fake_write_token"
 RECIPE = "name: quickstart\nmodel: sentence-transformers/all-MiniLM-L6-v2\nsteps:\n  - layerdrop: {rate: 0.2}\n"
@@ -483,5 +484,44 @@ def test_every_snippet_of_a_pushed_run_card_works_from_the_hub(
     )
     texts = ["a delight", "a mess"]
     assert onnx[-1]["classify"](texts) == TextClassifier(local / "onnx")(texts)  # hf_efficient's own helper
+    labels = [r["label"] for r in onnx[-1]["classify"](texts)]
+    with torch.no_grad():  # the task's transformers pipeline gives the PyTorch model's labels
+        ids = pytorch["model"](**pytorch["tokenizer"](texts, return_tensors="pt", padding=True)).logits.argmax(-1)
+    assert [r["label"] for r in pytorch["predict"](texts)] == [pytorch["model"].config.id2label[int(i)] for i in ids]
     if optimum_available():
-        assert [r["label"] for r in onnx[0]["classify"](texts)] == [r["label"] for r in onnx[-1]["classify"](texts)]
+        assert [r["label"] for r in onnx[0]["predict"](texts)] == labels
+
+
+@pytest.mark.parametrize("task", sorted(TASKS))
+def test_the_card_of_every_task_names_its_head_pipeline_and_metric(tmp_path, task):
+    """The card's metadata and loading snippets come from the task's row, not from classification's."""
+    from transformers.pipelines import SUPPORTED_TASKS
+
+    row = TASKS[task]
+    metrics = {name: 0.5 + i / 10 for i, name in enumerate(row.card_metrics)}
+    models = [
+        model_entry("teacher", "finetuned", 6, 0.84, metrics=metrics),
+        model_entry("teacher-int8", "int8", 6, 0.84, metrics=metrics, training_seconds=None),
+    ]
+    task_info = {"name": task, "dataset": "data.jsonl", "split": "test", "rows": 24, "metric": row.metric}
+    report = example_report("finetuned", task=task_info, models=models, final="teacher-int8", depths={}, plots=[])
+    write_folder_extras(tmp_path, report)
+    (tmp_path / "onnx").mkdir()
+    (tmp_path / "tokenizer_config.json").write_text("{}")
+    id2label = {"0": "O", "1": "B-PER"} if row.auto_class.endswith("Classification") else {"0": "LABEL_0"}
+    (tmp_path / "config.json").write_text(json.dumps({"model_type": "bert", "id2label": id2label}))
+    card = write_model_card(tmp_path, report, repo_id="alice/tiny")
+
+    data = card.data.to_dict()
+    assert data["pipeline_tag"] == row.pipeline_tag
+    assert {m["type"]: m["value"] for m in data["model-index"][0]["results"][0]["metrics"]} == metrics
+    assert data["model-index"][0]["results"][0]["task"]["type"] == row.pipeline_tag
+    body = card.text
+    assert f"scores {row.metric} {metrics[row.metric]:.4f} on the test split" in body
+    assert f'model = {row.auto_class}.from_pretrained("alice/tiny")' in body
+    assert f"model = {row.ort_class}.from_pretrained(" in body
+    pipeline_line = f'predict = pipeline("{row.pipeline_tag}", model=model, tokenizer=tokenizer'
+    assert body.count(pipeline_line) == (2 if row.pipeline_tag in SUPPORTED_TASKS else 0)
+    assert "snapshot_download(" in body and "from hf_efficient import " in body  # the head's own helper
+    named = "LABEL_0" not in id2label.values()
+    assert ("The labels (`config.id2label`): 0 `O`, 1 `B-PER`." in body) == named

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from transformers import EvalPrediction
 
-from hf_efficient.metrics import METRICS, compute_metrics_fn, load_metric
+from hf_efficient.metrics import METRICS, MODULES, compute_metrics_fn, load_metric
 
 sklearn_metrics = pytest.importorskip("sklearn.metrics")
 
@@ -89,7 +89,7 @@ def test_f1_rejects_bad_arguments(metrics):
 def test_load_metric_unknown_name():
     with pytest.raises(ValueError, match="'bleu'") as error:
         load_metric("bleu")
-    assert str(METRICS) in str(error.value)
+    assert str(MODULES) in str(error.value)
 
 
 @pytest.mark.parametrize("num_labels", [2, 3])

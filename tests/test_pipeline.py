@@ -139,7 +139,7 @@ def test_changed_recipe_refuses_to_resume_but_a_changed_card_is_rewritten(tiny_r
     assert ModelCard.load(readme).data.license == "apache-2.0"
     relicensed = tiny_recipe(tiny_bert_folder, reviews_csv, output, card={"license": "mit"})
     with pytest.MonkeyPatch.context() as patch:  # redoing the card reads no data
-        patch.setattr(run_module, "load_text_classification", lambda *a, **k: pytest.fail("the data was loaded"))
+        patch.setattr(run_module, "load_data", lambda *a, **k: pytest.fail("the data was loaded"))
         assert run_recipe(relicensed)["final"] == "pruned-int8"  # only the card step runs again
     assert ModelCard.load(readme).data.license == "mit"
 

@@ -215,7 +215,9 @@ class DistillationTrainer(Trainer):
             terms.append(patient_loss(student_cls, teacher_cls, config.normalize))
             weights.append(config.beta)
         self._record_terms(model, terms)
-        if task.token_level and model.training and self.args.world_size > 1:
+        # average_tokens_across_devices (default True) says how Trainer averages a per-token loss
+        # over processes; Trainer itself leaves that to compute_loss here (model_accepts_loss_kwargs).
+        if task.token_level and model.training and self.args.world_size > 1 and self.args.average_tokens_across_devices:
             terms[:2] = self._weigh_by_token_share(terms[:2], inputs)
         # Terms of weight 0 are left out, so that alpha=0, beta=0 gives exactly the model's own loss.
         loss = sum(weight * term for weight, term in zip(weights, terms, strict=True) if weight)
@@ -234,6 +236,7 @@ class DistillationTrainer(Trainer):
         row with few labelled tokens more than one process of the same 8 rows does. Scaled by
         P * n_local / n_all, the average of the processes' losses is the mean over all their tokens,
         as one process computes it (per micro-batch: gradient accumulation weighs each equally).
+        One all-reduce of two numbers per step.
         """
         labelled = inputs["labels"] != -100  # what the head's cross-entropy averages over
         counts = torch.stack([labelled.sum(), (labelled & inputs["attention_mask"].bool()).sum()])  # and the KL

@@ -32,9 +32,10 @@ class Int8ExportConfig:
             approximation (faster; the fp32 `model.onnx` keeps the exact GELU).
         target (`str`, defaults to "avx512_vnni"): CPU to tune for, one of `TARGETS`.
         exclude (`list[str]`, defaults to `[]`): ONNX node names to keep in fp32.
-        max_accuracy_drop (`float`, defaults to 0.01): Largest accepted accuracy loss of int8 against
-            PyTorch (0.01 = 1 point), checked when `export_int8` gets an evaluation set; for embedding
-            models, 1 - the mean cosine of int8 to PyTorch embeddings (0.01: cosine >= 0.99).
+        max_accuracy_drop (`float`, defaults to 0.01): Largest accepted loss of int8 against PyTorch in
+            the head's gate measure (accuracy: 0.01 = 1 point; agreement with PyTorch: 1 - agreement, e.g.
+            a mean cosine >= 0.99 for bare encoders and sentence-transformers models), checked when
+            `export_int8` gets an evaluation set.
         retry (`bool`, defaults to True): On a failed accuracy check, retry with per-channel scales and
             the exact GELU, then also with the last MatMuls (the most sensitive) in fp32.
         allow_fallback (`bool`, defaults to False): Let static mode fall back to dynamic on graphs with
@@ -63,7 +64,8 @@ class Int8ExportConfig:
     )
     exclude: list[str] = field(default_factory=list, metadata={"help": "ONNX node names to keep in fp32"})
     max_accuracy_drop: float = field(
-        default=0.01, metadata={"help": "largest accepted accuracy loss of int8 against PyTorch (0.01 = 1 point)"}
+        default=0.01,
+        metadata={"help": "largest accepted loss of int8 against PyTorch in the head's measure (0.01 = 1 point)"},
     )
     retry: bool = field(
         default=True,
@@ -80,7 +82,8 @@ class Int8ExportConfig:
     backend: str = field(
         default="auto",
         metadata={
-            "help": "auto: Optimum where installed and no weights are shared, else torch.onnx and onnxruntime",
+            "help": "auto: Optimum where installed, it knows the model type and task, and no weights are shared; "
+            "else torch.onnx and onnxruntime",
             "choices": BACKENDS,
         },
     )

@@ -125,7 +125,7 @@ def gate_measure(task, columns) -> Measure:
     if outputs == ("start_logits", "end_logits"):
         return Measure("span_exact_match" if labels else "span_agreement", _best_span, _equal, labels)
     if task.problem_type == "multi_label_classification":
-        return Measure("f1_micro" if labels else "agreement", _multi_hot, _micro_f1 if labels else _equal, labels)
+        return Measure("micro_f1" if labels else "agreement", _multi_hot, _micro_f1 if labels else _equal, labels)
     if task.problem_type == "regression":
         return Measure("pearson" if labels else "pearson_to_pytorch", _value, _pearson, labels)
     return Measure("accuracy" if labels else "agreement", _argmax, _equal, labels)

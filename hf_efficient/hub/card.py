@@ -120,6 +120,51 @@ def _public_recipe(recipe_text: str | None) -> str | None:
     return yaml.safe_dump(_public(recipe), sort_keys=False).strip()
 
 
+# Arguments of the transformers `pipeline` that make its output the task's: every label's score of a
+# multi-label model (not only the best one's), whole entities rather than sub-word tokens.
+_PIPELINE_ARGUMENTS = {
+    "multi_label_classification": "top_k=None",
+    "token-classification": 'aggregation_strategy="simple"',
+}
+
+
+def _pipeline_call(row, has_tokenizer: bool) -> str | None:
+    """The line of the loading snippet that wraps `model` in the task's transformers `pipeline`; None
+    where transformers has no pipeline for the task (multiple choice; question answering in 5.x)."""
+    from transformers.pipelines import SUPPORTED_TASKS
+
+    if row.pipeline_tag not in SUPPORTED_TASKS or not has_tokenizer:
+        return None
+    extra = _PIPELINE_ARGUMENTS.get(row.problem_type) or _PIPELINE_ARGUMENTS.get(row.pipeline_tag)
+    extra = f", {extra}" if extra else ""
+    return f'predict = pipeline("{row.pipeline_tag}", model=model, tokenizer=tokenizer{extra})'
+
+
+def _labels(config: dict) -> list[tuple[int, str]]:
+    """The model's named labels, by id; none where they are transformers' placeholders (LABEL_0, ...)."""
+    labels = sorted((int(i), str(label)) for i, label in (config.get("id2label") or {}).items())
+    return [] if all(label == f"LABEL_{i}" for i, label in labels) else labels
+
+
+# hf_efficient's inference helper of each head (`export.helpers`), the variable the card names it by, and an
+# example call's arguments.
+_HELPERS = {
+    "AutoModelForSequenceClassification": ("TextClassifier", "classify", '["a delight", "a mess"]'),
+    "AutoModelForTokenClassification": ("TokenClassifier", "tag", '["Ann saw the film in Paris."]'),
+    "AutoModelForQuestionAnswering": ("QuestionAnswerer", "answer", '["Who saw it?"], ["Ann saw the film."]'),
+    "AutoModelForMultipleChoice": ("ChoiceScorer", "choose", '["The film was"], [["a delight.", "a mess."]]'),
+    "AutoModel": ("TextEmbedder", "embed", '["a delight", "a mess"]'),
+}
+
+
+def _helper(row) -> dict | None:
+    """hf_efficient's own inference helper for the int8 folder, with an example call."""
+    if row.auto_class not in _HELPERS:
+        return None
+    name, variable, example = _HELPERS[row.auto_class]
+    return {"name": name, "variable": variable, "example": example}
+
+
 def _plots(report: Report, folder: Path) -> list[dict]:
     plots = []
     for plot in report.plots:
@@ -186,6 +231,7 @@ def write_model_card(
     config = json.loads((folder / "config.json").read_text()) if (folder / "config.json").exists() else {}
     card_data = _card_data(report, final, license, language)
     row = get_task(report.task.name)
+    has_tokenizer = (folder / "tokenizer_config.json").exists()
     # Absolute template paths in the table (a technique kept outside the package) load from their folder.
     extra = {str(Path(t).parent) for t in templates.values() if Path(t).is_absolute()}
     environment = Environment(
@@ -220,7 +266,11 @@ def write_model_card(
         repo_on_hub=repo_id is not None,
         model_type=config.get("model_type", ""),
         needs_import="sharing" in final.techniques,
-        has_tokenizer=(folder / "tokenizer_config.json").exists(),
+        has_tokenizer=has_tokenizer,
+        pipeline_call=_pipeline_call(row, has_tokenizer),
+        ort_pipeline_call=_pipeline_call(row, True),  # the onnx/ folder always has the tokenizer
+        labels=_labels(config),
+        helper=_helper(row),
         onnx=onnx.is_dir(),
         export=json.loads((onnx / "export_report.json").read_text()) if (onnx / "export_report.json").exists() else {},
         energy_measured=final.energy.source is not None,

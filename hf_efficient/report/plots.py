@@ -1,4 +1,4 @@
-"""The report's plots: accuracy against depth (the pruning sweep) and against size and latency."""
+"""The report's plots: the task's metric against depth (the pruning sweep) and against size and latency."""
 
 from __future__ import annotations
 
@@ -17,11 +17,15 @@ def _pyplot():
 
 
 def plot_accuracy_by_depth(
-    series: dict[str, dict[int, float]], path: str | Path, title: str = "", floor: float | None = None
+    series: dict[str, dict[int, float]],
+    path: str | Path,
+    title: str = "",
+    floor: float | None = None,
+    metric: str = "accuracy",
 ) -> Path:
-    """Plot accuracy against depth, one line per model; write a PNG.
+    """Plot the task's `metric` (default: accuracy) against depth, one line per model; write a PNG.
 
-    `floor`, when given, is drawn as a dashed line: the accuracy of always answering the most
+    `floor`, when given, is drawn as a dashed line: the metric of always answering the most
     frequent label, the level a model that learned nothing reaches.
     """
     plt = _pyplot()
@@ -33,8 +37,8 @@ def plot_accuracy_by_depth(
     if floor is not None:
         axes.axhline(floor, color="grey", linestyle="--", linewidth=1, label=f"majority label ({floor:.3f})")
     axes.set_xlabel("layers kept (pruned without retraining)")
-    axes.set_ylabel("test accuracy")
-    axes.set_title(title or "accuracy by depth")
+    axes.set_ylabel(f"test {metric}")
+    axes.set_title(title or f"{metric} by depth")
     axes.grid(alpha=0.3)
     axes.legend()
     figure.tight_layout()
@@ -44,8 +48,9 @@ def plot_accuracy_by_depth(
     return path
 
 
-def plot_tradeoffs(models: list[ModelEntry], output_dir: str | Path) -> list[str]:
-    """Plot accuracy against size on disk and against CPU latency, one point per model; write two PNGs.
+def plot_tradeoffs(models: list[ModelEntry], output_dir: str | Path, metric: str = "accuracy") -> list[str]:
+    """Plot the task's `metric` (default: accuracy) against size on disk and against CPU latency, one
+    point per model; write two PNGs, `<metric>_vs_size.png` and `<metric>_vs_latency.png`.
 
     The x axes are logarithmic (sizes and latencies span orders of magnitude) with plain tick labels
     ("40", not "4x10^1"), and the axes leave room for every point's label.
@@ -58,10 +63,10 @@ def plot_tradeoffs(models: list[ModelEntry], output_dir: str | Path) -> list[str
     plt = _pyplot()
     batch = max(models[0].latency_ms, key=int)
     axes_values = {
-        "accuracy_vs_size.png": ("size on disk (MB)", "accuracy against size", lambda m: m.size_mb),
-        "accuracy_vs_latency.png": (
+        f"{metric}_vs_size.png": ("size on disk (MB)", f"{metric} against size", lambda m: m.size_mb),
+        f"{metric}_vs_latency.png": (
             f"CPU latency at batch {batch} (ms)",
-            f"accuracy against CPU latency (batch {batch})",
+            f"{metric} against CPU latency (batch {batch})",
             lambda m: m.latency_ms[batch],
         ),
     }
@@ -69,7 +74,7 @@ def plot_tradeoffs(models: list[ModelEntry], output_dir: str | Path) -> list[str
     for file_name, (label, title, value) in axes_values.items():
         figure, axes = plt.subplots(figsize=(6.5, 4.2))
         xs = [value(model) for model in models]
-        ys = [model.metrics["accuracy"] for model in models]
+        ys = [model.metrics[metric] for model in models]
         for model, x, y in zip(models, xs, ys, strict=True):
             axes.scatter([x], [y], s=40)
             axes.annotate(model.name, (x, y), textcoords="offset points", xytext=(5, 5), fontsize=8)
@@ -83,7 +88,7 @@ def plot_tradeoffs(models: list[ModelEntry], output_dir: str | Path) -> list[str
         axes.xaxis.set_major_formatter(plain)
         axes.xaxis.set_minor_formatter(FuncFormatter(lambda *_: ""))
         axes.set_xlabel(label)
-        axes.set_ylabel("test accuracy")
+        axes.set_ylabel(f"test {metric}")
         axes.set_title(title)
         axes.grid(alpha=0.3)
         figure.tight_layout()

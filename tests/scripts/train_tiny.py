@@ -1,7 +1,8 @@
 """Train a tiny BERT with Trainer, alone or under `accelerate launch`.
 
 `--technique layerdrop`: LayerDrop 0.5 with `LayerDropCallback`; `--technique pkd`: a 3-layer
-LayerDrop-free student distilled with `DistillationTrainer` from a 6-layer teacher.
+LayerDrop-free student distilled with `DistillationTrainer` from a 6-layer teacher, with the head of
+`--task` (a row of `hf_efficient.tasks`).
 Writes `<output>/rank<N>.json` with the logged loss of each step and the layers each step skipped, and
 `<output>/exit<N>.json` with the threads still running once the process group is ended, as the interpreter exits.
 With 2 processes and `--batch-size 4` it sees the same samples per step as 1 process with 8.
@@ -17,7 +18,7 @@ import torch
 from transformers import Trainer, TrainerCallback, TrainingArguments
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
-from conftest import tiny_batch, tiny_model  # noqa: E402
+from conftest import tiny_model, tiny_task_batch  # noqa: E402
 
 from hf_efficient import (  # noqa: E402
     DistillationTrainer,
@@ -46,6 +47,7 @@ def main():
     parser.add_argument("--batch-size", type=int, required=True)
     parser.add_argument("--steps", type=int, default=6)
     parser.add_argument("--technique", choices=["layerdrop", "pkd"], default="layerdrop")
+    parser.add_argument("--task", default="text-classification")
     args = parser.parse_args()
 
     torch.manual_seed(0)
@@ -54,11 +56,11 @@ def main():
         extra = {"callbacks": [LayerDropCallback()]}
         trainer_class = Trainer
     else:
-        teacher = tiny_model("bert", num_layers=6, seed=1)
+        teacher = tiny_model("bert", num_layers=6, seed=1, task=args.task)
         model = make_student(teacher, 3)
         extra = {"teacher": teacher, "distillation": PKDConfig(beta=100.0), "callbacks": []}
         trainer_class = DistillationTrainer
-    batch = tiny_batch(batch=64, seed=2)
+    batch = tiny_task_batch(args.task, batch=64, seed=2)
     data = [{k: v[i] for k, v in batch.items()} for i in range(64)]
     recorder = RecordMasks()
     training_args = TrainingArguments(
@@ -85,6 +87,7 @@ def main():
         else None,
         "average_tokens_across_devices": training_args.average_tokens_across_devices,
         "losses": losses,
+        "labelled_tokens": [int((row != -100).sum()) for row in batch["labels"]] if batch["labels"].dim() == 2 else [],
         "loss_terms": {e["step"]: e.get("loss_patient") for e in trainer.state.log_history if "loss" in e},
         "teacher_class": type(getattr(trainer, "teacher", None)).__name__,
         "masks": recorder.masks,

