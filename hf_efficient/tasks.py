@@ -87,6 +87,25 @@ def span_softmax_kl(student, teacher, inputs, temperature: float) -> torch.Tenso
     return (start + end) / 2
 
 
+def _embeddings(outputs) -> torch.Tensor:
+    # A SentenceTransformer's dict, or the sentence vectors themselves (see `hf_efficient.sentence.embeddings`).
+    return (outputs["sentence_embedding"] if isinstance(outputs, dict) else outputs).float()
+
+
+def embedding_mse(student, teacher, inputs, temperature: float) -> torch.Tensor:
+    """Mean squared difference of the sentence embeddings (sentence-transformers' `MSELoss`)."""
+    return F.mse_loss(_embeddings(student), _embeddings(teacher))
+
+
+def embedding_cosine(student, teacher, inputs, temperature: float) -> torch.Tensor:
+    """1 - cosine similarity of the sentence embeddings, averaged over the batch."""
+    return (1 - F.cosine_similarity(_embeddings(student), _embeddings(teacher), dim=-1)).mean()
+
+
+# The embedding divergences `PKDConfig(embedding_loss=...)` chooses from.
+EMBEDDING_DIVERGENCES = {"mse": embedding_mse, "cosine": embedding_cosine}
+
+
 @dataclass(frozen=True)
 class Task:
     """One row of the table.
@@ -105,6 +124,8 @@ class Task:
         divergence: The distillation term; None where the task has none.
         token_level: The loss and divergence average over labelled tokens (not -100, not padding)
             rather than over examples.
+        library: The library whose model class the task's models are (the card's `library_name`):
+            "transformers", or "sentence-transformers" (a `SentenceTransformer`, not found by its head).
     """
 
     name: str
@@ -119,6 +140,7 @@ class Task:
     onnx_outputs: tuple[str, ...] = ("logits",)
     divergence: Callable | None = None
     token_level: bool = False
+    library: str = "transformers"
 
     def head(self):
         """The transformers Auto class, e.g. `AutoModelForSequenceClassification`."""
@@ -155,6 +177,8 @@ def problem_type_of(config) -> str:
 
 
 def _has_head(model, task: Task) -> bool:
+    if task.library != "transformers":
+        return False
     # The head is the class name's tail after the family: BertForTokenClassification -> ForTokenClassification.
     head = task.auto_class.removeprefix("AutoModel")
     if head:
@@ -167,6 +191,10 @@ def task_of(model) -> Task:
 
     Raises a ValueError naming the class when no row covers its head.
     """
+    from .sentence import is_sentence_transformer  # the one module that knows sentence-transformers
+
+    if is_sentence_transformer(model):
+        return TASKS["sentence-embedding"]
     rows = [task for task in TASKS.values() if _has_head(model, task)]
     if len(rows) > 1:
         wanted = problem_type_of(model.config)
@@ -258,9 +286,9 @@ register_task(
         divergence=softmax_kl,
     )
 )
-# The rows below are being filled in (issue 19): feature-extraction, sentence-embedding.
-# Bare encoders (`AutoModel`), which export their `last_hidden_state`: the row as branch h19 writes it,
-# whose merge brings its divergence and the sentence-embedding row.
+# Embeddings: no label columns (labels, where a dataset has them, are only for evaluation); the ONNX
+# export is the bare encoder's `last_hidden_state`, pooled by the loader. A bare `AutoModel` encoder
+# is distilled on its mean-pooled last hidden states, a SentenceTransformer on its sentence embeddings.
 register_task(
     Task(
         name="feature-extraction",
@@ -272,5 +300,21 @@ register_task(
         card_metrics=("cosine_to_teacher",),
         label_columns=(),
         onnx_outputs=("last_hidden_state",),
+        divergence=embedding_mse,
+    )
+)
+register_task(
+    Task(
+        name="sentence-embedding",
+        title="Sentence Similarity",
+        pipeline_tag="sentence-similarity",
+        auto_class="AutoModel",
+        library="sentence-transformers",
+        ort_class="ORTModelForFeatureExtraction",
+        metric="cosine_to_teacher",
+        card_metrics=("cosine_to_teacher", "top10_overlap", "knn_accuracy"),
+        label_columns=(),
+        onnx_outputs=("last_hidden_state",),
+        divergence=embedding_mse,
     )
 )

@@ -261,3 +261,53 @@ def tiny_recipe(model, data, output, **changes) -> dict:
     }
     recipe.update(changes)
     return {k: v for k, v in recipe.items() if v is not None}
+
+
+# Families of the tiny sentence-transformers models (issue 19: BERT, RoBERTa, MPNet, ModernBERT).
+SENTENCE_FAMILIES = ["bert", "roberta", "mpnet", "modernbert"]
+_WORDS = "a an the film movie is was very not good bad great awful dull moving plot actor scene story".split()
+
+
+def tiny_sentence_transformer(family: str, folder, num_layers: int = 4, seed: int = 0, normalize: bool = True):
+    """A tiny SentenceTransformer: Transformer (tiny config, a 100-token WordPiece tokenizer) + mean Pooling
+    (+ Normalize), built in `folder` from nothing but a config."""
+    from sentence_transformers import SentenceTransformer, models
+    from transformers import AutoModel, BertTokenizerFast
+
+    folder = os.fspath(folder)
+    os.makedirs(folder, exist_ok=True)
+    torch.manual_seed(seed)
+    config = tiny_config(family, num_layers)
+    config._attn_implementation = "eager"
+    AutoModel.from_config(config).save_pretrained(folder)
+    # Special tokens at the ids the config names (RoBERTa pads with 1, ModernBERT's [CLS] is 1).
+    vocab = [f"[unused{i}]" for i in range(VOCAB)]
+    specials = {"[PAD]": config.pad_token_id or 0}
+    specials.update({name: i for i, name in enumerate(["[UNK]", "[CLS]", "[SEP]", "[MASK]"], start=2)})
+    if family == "modernbert":
+        specials.update({"[CLS]": 1, "[SEP]": 2, "[UNK]": 3})
+    elif family == "roberta":
+        specials.update({"[CLS]": 0})
+    for name, index in specials.items():
+        vocab[index] = name
+    words = iter(_WORDS)
+    for i, token in enumerate(vocab):
+        if token.startswith("[unused"):
+            vocab[i] = next(words, token)
+    with open(os.path.join(folder, "vocab.txt"), "w") as file:
+        file.write("\n".join(vocab) + "\n")
+    # Token types only where the model reads them (ModernBERT's forward refuses them on transformers 4.57).
+    names = ["input_ids", "attention_mask"] + (["token_type_ids"] if family == "bert" else [])
+    BertTokenizerFast(os.path.join(folder, "vocab.txt"), model_input_names=names).save_pretrained(folder)
+    transformer = models.Transformer(folder, max_seq_length=32)
+    transformer.auto_model.eval()
+    modules = [transformer, models.Pooling(config.hidden_size, "mean")] + ([models.Normalize()] if normalize else [])
+    return SentenceTransformer(modules=modules, device="cpu").eval()
+
+
+SENTENCES = [
+    f"{a} {b} is {c}"
+    for a in ("the film", "a movie", "the plot")
+    for b in ("actor", "scene", "story")
+    for c in ("good", "not good", "very dull", "great", "awful")
+]

@@ -3,6 +3,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 STRATEGIES = ("skip", "last")
+EMBEDDING_LOSSES = ("mse", "cosine")
 
 
 @dataclass
@@ -28,6 +29,12 @@ class PKDConfig:
         temperature (`float`, defaults to 10.0): Softmax temperature of the soft targets.
         normalize (`bool`, defaults to True): L2-normalise the [CLS] vectors before comparing them
             (the paper: without it the loss is dominated by the scale of the teacher's states).
+        embedding_loss (`str`, defaults to "mse"): Embedding models (a SentenceTransformer or a bare
+            encoder, trained on plain text): "mse" (sentence-transformers' `MSELoss`) or "cosine"
+            (1 - cosine) between the student's and the teacher's sentence embeddings. Their loss is
+            this divergence + beta * the patient loss (on mean-pooled states; there is no hard term).
+        projection (`bool`, defaults to True): Learn a linear map from the student's width to the
+            teacher's where they differ (left out of the saved student); False refuses different widths.
 
     The defaults come from the paper's search grid (alpha in {0.2, 0.5, 0.7}, T in {5, 10, 20},
     beta in {10, 100, 500, 1000}), at the values its official code used for PKD.
@@ -38,6 +45,8 @@ class PKDConfig:
     beta: float = 500.0
     temperature: float = 10.0
     normalize: bool = True
+    embedding_loss: str = "mse"
+    projection: bool = True
 
     def __post_init__(self):
         if isinstance(self.strategy, tuple):
@@ -53,6 +62,11 @@ class PKDConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
                 raise ValueError(f"PKDConfig({name}={value!r}): must be a number >= 0.")
+        if self.embedding_loss not in EMBEDDING_LOSSES:
+            raise ValueError(f"PKDConfig(embedding_loss={self.embedding_loss!r}): use 'mse' or 'cosine'.")
+        for name in ("normalize", "projection"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"PKDConfig({name}={getattr(self, name)!r}): use True or False.")
         if self.alpha > 1:
             raise ValueError(f"PKDConfig(alpha={self.alpha}): alpha weighs soft against hard targets, in [0, 1].")
         if self.temperature == 0:

@@ -6,6 +6,7 @@ from transformers import PreTrainedModel
 
 from ..encoders import layer_stack
 from ..layers import evenly_spaced_layers, keep_layers
+from ..sentence import transformers_model
 
 
 def make_student(teacher: PreTrainedModel, num_layers: int, init: str | list[int] = "skip") -> PreTrainedModel:
@@ -15,7 +16,9 @@ def make_student(teacher: PreTrainedModel, num_layers: int, init: str | list[int
     from (the official PKD code starts students from the pretrained model).
 
     Args:
-        teacher (`PreTrainedModel`): An encoder of a supported family.
+        teacher (`PreTrainedModel` or `SentenceTransformer`): An encoder of a supported family, or a
+            SentenceTransformer around one (the student is then a SentenceTransformer with the same
+            pooling, normalisation and tokenizer).
         num_layers (`int`): Depth of the student.
         init (`str` or `list[int]`, defaults to "skip"): "skip" takes layers spread evenly from
             layer 0 (0, 2, 4 of 6), "first" the bottom layers (0, 1, 2), or a list of 0-based layers.
@@ -24,7 +27,7 @@ def make_student(teacher: PreTrainedModel, num_layers: int, init: str | list[int
         `PreTrainedModel`: a plain transformers model of the teacher's class (without the teacher's
         LayerDrop), in train mode with every parameter trainable (even when the teacher is frozen).
     """
-    depth = len(layer_stack(teacher))
+    depth = len(layer_stack(transformers_model(teacher, "make_student")))
     if isinstance(num_layers, bool) or not isinstance(num_layers, int) or not 1 <= num_layers <= depth:
         raise ValueError(
             f"make_student(num_layers={num_layers!r}): the student of a {depth}-layer teacher has 1 to {depth}."
@@ -39,6 +42,7 @@ def make_student(teacher: PreTrainedModel, num_layers: int, init: str | list[int
             raise ValueError(f"make_student(init={layers}): list exactly num_layers={num_layers} teacher layers.")
     else:
         raise ValueError(f"make_student(init={init!r}): use 'skip', 'first' or a list of teacher layers.")
-    student = keep_layers(copy.deepcopy(teacher), layers, call=f"make_student(init={init!r})")
+    student = copy.deepcopy(teacher)
+    keep_layers(transformers_model(student), layers, call=f"make_student(init={init!r})")
     # A teacher already handed to DistillationTrainer is frozen; its copy must still learn.
     return student.train().requires_grad_(True)

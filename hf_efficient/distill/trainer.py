@@ -8,8 +8,10 @@ from transformers import PreTrainedModel, Trainer
 
 from ..encoders import layer_stack, record_layer_outputs
 from ..provenance import record_technique
+from ..sentence import is_sentence_transformer
 from ..tasks import task_of
 from .config import PKDConfig, pkd_layer_map
+from .embedding import TEXT_COLUMN, EmbeddingDistillationLoss, TextCollator, is_embedding_model
 from .losses import patient_loss
 
 PROJECTION = "pkd_projection"
@@ -63,6 +65,10 @@ class DistillationTrainer(Trainer):
     patient term compares [CLS] vectors (of every choice, for multiple choice). Each term is logged
     (`loss_hard`, called `loss_ce` before there were other tasks; `loss_kd`; `loss_patient`).
 
+    Embedding models (a SentenceTransformer, or a bare `AutoModel` encoder with `processing_class`)
+    learn from a dataset with a `text` column and no labels: the loss is `EmbeddingDistillationLoss`
+    (logged as `loss_embedding`, `loss_patient`) and checkpoints are sentence-transformers folders.
+
     Args:
         model (`PreTrainedModel`): The student, e.g. from `make_student`.
         teacher (`PreTrainedModel`): The fine-tuned teacher, same tokenizer.
@@ -87,11 +93,15 @@ class DistillationTrainer(Trainer):
         teacher_dtype: torch.dtype | None = None,
         **kwargs,
     ):
-        if not isinstance(teacher, PreTrainedModel) or not isinstance(model, PreTrainedModel):
-            raise ValueError("DistillationTrainer needs model=<student PreTrainedModel> and teacher=<PreTrainedModel>.")
         self.distillation = PKDConfig() if distillation is None else distillation
         if not isinstance(self.distillation, PKDConfig):
             raise TypeError(f"DistillationTrainer(distillation={distillation!r}): expected a PKDConfig.")
+        self.embedding_loss = None
+        if is_embedding_model(model) or is_embedding_model(teacher):
+            self._init_embedding(model, teacher, teacher_dtype, args, kwargs)
+            return
+        if not isinstance(teacher, PreTrainedModel) or not isinstance(model, PreTrainedModel):
+            raise ValueError("DistillationTrainer needs model=<student PreTrainedModel> and teacher=<PreTrainedModel>.")
         _check_same_vocabulary(teacher, model)
         _check_same_task(teacher, model)
         self.layer_map = pkd_layer_map(len(layer_stack(teacher)), len(layer_stack(model)), self.distillation.strategy)
@@ -129,13 +139,54 @@ class DistillationTrainer(Trainer):
         self._terms_count = 0
         self._unwrapped = (None, None)
 
+    def _init_embedding(self, model, teacher, teacher_dtype, args, kwargs) -> None:
+        """Embedding models (SentenceTransformer or bare encoder) learn from a dataset of plain text."""
+        self.embedding_loss = EmbeddingDistillationLoss(model, teacher, self.distillation)
+        for split in ("train_dataset", "eval_dataset"):
+            dataset = kwargs.get(split)
+            columns = getattr(dataset, "column_names", None)
+            if isinstance(columns, list) and TEXT_COLUMN not in columns:
+                raise ValueError(
+                    f"DistillationTrainer({split}=...): embedding distillation reads a {TEXT_COLUMN!r} column of "
+                    f"plain text; the dataset has {columns}. Rename the text column to {TEXT_COLUMN!r}."
+                )
+        if kwargs.get("data_collator") is None:
+            tokenizer = kwargs.get("processing_class")
+            if tokenizer is None and not is_sentence_transformer(model):
+                raise ValueError(
+                    "DistillationTrainer: a bare encoder student needs processing_class=<its tokenizer> to read text."
+                )
+            kwargs["data_collator"] = TextCollator(model, tokenizer)
+        super().__init__(model, *args, **kwargs)
+        self.model_accepts_loss_kwargs = False  # as for task heads: compute_loss passes no item count
+        self.teacher = teacher.to(device=self.args.device, dtype=teacher_dtype)
+        self._term_names = self.embedding_loss.term_names
+        self._terms_total = None
+        self._terms_count = 0
+
+    def _save(self, output_dir: str | None = None, state_dict=None):
+        if not is_sentence_transformer(self.model):
+            return super()._save(output_dir, state_dict)
+        # A complete sentence-transformers folder (modules, pooling, tokenizer), not a bare state dict.
+        output_dir = output_dir or self.args.output_dir
+        self.model.save(output_dir)
+        torch.save(self.args, f"{output_dir}/training_args.bin")
+
     def _set_signature_columns_if_needed(self):
+        if self.embedding_loss is not None:
+            self._signature_columns = [TEXT_COLUMN]
+            return
         # Keep the dataset columns the teacher reads, not only those the student's forward takes.
         super()._set_signature_columns_if_needed()
         extra = [name for name in self._teacher_arguments if name not in self._signature_columns]
         self._signature_columns = self._signature_columns + extra
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        if self.embedding_loss is not None:
+            terms = self.embedding_loss.terms(inputs, student=model)
+            loss = self.embedding_loss.combine(terms)
+            self._record_terms(model, terms)
+            return (loss, {"loss": loss}) if return_outputs else loss
         config = self.distillation
         # unwrap_model walks every module (about 1 ms): a few percent of a launch-bound GPU step.
         if self._unwrapped[0] is not model:
@@ -168,10 +219,7 @@ class DistillationTrainer(Trainer):
                 student_cls = projection(student_cls)
             terms.append(patient_loss(student_cls, teacher_cls, config.normalize))
             weights.append(config.beta)
-        if model.training:
-            step_terms = torch.stack([term.detach().float() for term in terms])
-            self._terms_total = step_terms if self._terms_total is None else self._terms_total + step_terms
-            self._terms_count += 1
+        self._record_terms(model, terms)
         # average_tokens_across_devices (default True) says how Trainer averages a per-token loss
         # over processes; Trainer itself leaves that to compute_loss here (model_accepts_loss_kwargs).
         if task.token_level and model.training and self.args.world_size > 1 and self.args.average_tokens_across_devices:
@@ -179,6 +227,12 @@ class DistillationTrainer(Trainer):
         # Terms of weight 0 are left out, so that alpha=0, beta=0 gives exactly the model's own loss.
         loss = sum(weight * term for weight, term in zip(weights, terms, strict=True) if weight)
         return (loss, outputs) if return_outputs else loss
+
+    def _record_terms(self, model, terms: list[torch.Tensor]) -> None:
+        if model.training:
+            step_terms = torch.stack([term.detach().float() for term in terms])
+            self._terms_total = step_terms if self._terms_total is None else self._terms_total + step_terms
+            self._terms_count += 1
 
     def _weigh_by_token_share(self, terms: list[torch.Tensor], inputs: dict) -> list[torch.Tensor]:
         """Means over this process's labelled tokens -> its share of the mean over every process's.

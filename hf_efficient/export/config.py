@@ -36,7 +36,8 @@ class Int8ExportConfig:
         exclude (`list[str]`, defaults to `[]`): ONNX node names to keep in fp32.
         max_accuracy_drop (`float`, defaults to 0.01): Largest accepted loss of int8 against PyTorch in
             the head's gate measure (accuracy: 0.01 = 1 point; agreement with PyTorch: 1 - agreement, e.g.
-            a mean cosine >= 0.99 for bare encoders), checked when `export_int8` gets an evaluation set.
+            a mean cosine >= 0.99 for bare encoders and sentence-transformers models), checked when
+            `export_int8` gets an evaluation set.
         retry (`bool`, defaults to True): On a failed accuracy check, retry with per-channel scales and
             the exact GELU, then also with the last MatMuls (the most sensitive) in fp32.
         allow_fallback (`bool`, defaults to False): Let static mode fall back to dynamic on graphs with

@@ -16,6 +16,7 @@ from accelerate.utils import extract_model_from_parallel
 from transformers import AutoConfig, AutoTokenizer, PreTrainedModel
 
 from ..checks import model_source
+from ..sentence.model import sentence_transformer_of
 from ..tasks import DEFAULT_TASK, TASKS, get_task, task_of
 from .config import MODES, TARGETS, Int8ExportConfig  # noqa: F401 (MODES, TARGETS: still imported from here)
 from .gate import gate_measure
@@ -276,9 +277,16 @@ def export_int8(
     with shared weights or of a type or task Optimum has no ONNX configuration for (see
     `_optimum_exports`), through `torch.onnx` and `onnxruntime.quantization`.
 
+    A SentenceTransformer (or its folder, which has modules.json) gives a complete sentence-transformers
+    folder with `onnx/model.onnx` and `onnx/model_qint8_<target>.onnx`, the names of its own
+    `export_dynamic_quantized_onnx_model`: the graphs output `last_hidden_state`, and the loader
+    pools and normalises (`SentenceTransformer(out, backend="onnx", model_kwargs={"file_name": ...})`
+    or `SentenceEmbedder(out)`). Its evaluation and calibration sets are plain text (a `text` column),
+    and the gate is the mean cosine of int8 to PyTorch embeddings (>= 1 - `max_accuracy_drop`).
+
     Args:
-        model_or_path (`PreTrainedModel` or `str`): The model, its folder or its Hub id (checked first:
-            a folder that is missing or lacks config.json is a `ValueError`).
+        model_or_path (`PreTrainedModel`, `SentenceTransformer` or `str`): The model, its folder or its Hub
+            id (checked first: a folder that is missing or lacks config.json is a `ValueError`).
         output_dir (`str`): Where to write the export.
         config (`Int8ExportConfig`, *optional*): The settings; `Int8ExportConfig()` when not given.
         tokenizer (*optional*): Saved with the model; loaded from `model_or_path` when it is a folder.
@@ -303,6 +311,11 @@ def export_int8(
     if config.backend == "optimum" and not optimum_available():
         raise ValueError("export_int8: Int8ExportConfig(backend='optimum') needs pip install 'hf_efficient[optimum]'.")
 
+    sentence = sentence_transformer_of(model_or_path)
+    if sentence is not None:
+        from ..sentence.export import export_sentence_int8
+
+        return export_sentence_int8(sentence, output_dir, config, eval_dataset, calibration_dataset)
     model = model_or_path
     if isinstance(model_or_path, (str, Path)):
         model_source(model_or_path, "export_int8(model_or_path)", tokenizer=tokenizer is None)

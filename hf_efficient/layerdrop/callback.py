@@ -6,6 +6,7 @@ from transformers import TrainerCallback
 from transformers.training_args import ParallelMode
 
 from ..provenance import recorded_technique
+from ..sentence import transformers_model
 from .model import apply_layerdrop, layerdrop_schedule
 
 logger = logging.getLogger(__name__)
@@ -35,12 +36,12 @@ class LayerDropCallback(TrainerCallback):
 
     def on_train_begin(self, args, state, control, model=None, **kwargs):
         if layerdrop_schedule(model) is None:
-            if recorded_technique(model.config, "layerdrop") is None:
+            if recorded_technique(transformers_model(model).config, "layerdrop") is None:
                 raise ValueError(
                     "LayerDropCallback was given a model without LayerDrop: call apply_layerdrop(model) first."
                 )
             apply_layerdrop(model)
-            settings = recorded_technique(model.config, "layerdrop")
+            settings = recorded_technique(transformers_model(model).config, "layerdrop")
             logger.info("LayerDropCallback: applied the LayerDrop that the model's config records: %s.", settings)
         if args.parallel_mode == ParallelMode.DISTRIBUTED:
             # transformers 5 renamed the property; 4.x only has the old name.

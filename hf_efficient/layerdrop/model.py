@@ -13,6 +13,7 @@ from transformers import PreTrainedModel
 from ..encoders import encoder_family, layer_stack
 from ..layers import keep_layers
 from ..provenance import record_technique, recorded_technique
+from ..sentence import calling_module, transformers_model
 from .config import LayerDropConfig
 
 
@@ -99,9 +100,9 @@ def _layerdrop_class(cls: type) -> type:
     return type(f"LayerDrop{cls.__name__}", (LayerDropLayer, cls), {"layerdrop_original_class": cls})
 
 
-def _draw_before_forward(module: nn.Module, args, kwargs) -> None:
+def _draw_before_forward(schedule: DropSchedule, module: nn.Module, args, kwargs) -> None:
     if module.training:
-        module.layerdrop_schedule.draw()
+        schedule.draw()
 
 
 def apply_layerdrop(model: PreTrainedModel, config: LayerDropConfig | None = None) -> PreTrainedModel:
@@ -114,7 +115,8 @@ def apply_layerdrop(model: PreTrainedModel, config: LayerDropConfig | None = Non
     let `LayerDropCallback` do it at the start of training. Use `LayerDropCallback` with a `Trainer`.
 
     Args:
-        model (`PreTrainedModel`): An encoder of a supported family, with or without a task head.
+        model (`PreTrainedModel` or `SentenceTransformer`): An encoder of a supported family, with or
+            without a task head, or a SentenceTransformer around one (its encoder changes).
         config (`LayerDropConfig`, *optional*): Rates and seed. When omitted: the LayerDropConfig
             that `model.config` records (a model saved with LayerDrop and reloaded gets its own rates
             and seed back), or `LayerDropConfig()` for a model that records none.
@@ -132,6 +134,7 @@ def apply_layerdrop(model: PreTrainedModel, config: LayerDropConfig | None = Non
         >>> reloaded = apply_layerdrop(AutoModelForSequenceClassification.from_pretrained(folder))  # recorded rates
         ```
     """
+    wrapper, model = model, transformers_model(model, "apply_layerdrop")
     if config is None:
         config = recorded_layerdrop(model.config) or LayerDropConfig()
     if not isinstance(config, LayerDropConfig):
@@ -148,9 +151,12 @@ def apply_layerdrop(model: PreTrainedModel, config: LayerDropConfig | None = Non
         layer.layerdrop_family = family
     base = model.base_model
     base.layerdrop_schedule = schedule
-    base.layerdrop_hook = base.register_forward_pre_hook(_draw_before_forward, with_kwargs=True)
+    # One draw per forward, before any layer runs, from the module whose call runs the encoder.
+    base.layerdrop_hook = calling_module(wrapper).register_forward_pre_hook(
+        functools.partial(_draw_before_forward, schedule), with_kwargs=True
+    )
     record_technique(model, "layerdrop", config.to_dict())
-    return model
+    return wrapper
 
 
 def recorded_layerdrop(config) -> LayerDropConfig | None:
@@ -169,22 +175,24 @@ def recorded_layerdrop(config) -> LayerDropConfig | None:
 
 def layerdrop_schedule(model: nn.Module) -> DropSchedule | None:
     """The `DropSchedule` of a model that `apply_layerdrop` changed, else None."""
+    model = transformers_model(model)
     base = getattr(model, "base_model", model)
     return getattr(base, "layerdrop_schedule", None)
 
 
 def remove_layerdrop(model: PreTrainedModel) -> PreTrainedModel:
     """Undo `apply_layerdrop` in place: the layers and the config are plain again."""
+    wrapper, model = model, transformers_model(model, "remove_layerdrop")
     base = model.base_model
     if getattr(base, "layerdrop_schedule", None) is None:
-        return model
+        return wrapper
     for layer in layer_stack(model):
         layer.__class__ = layer.layerdrop_original_class
         del layer.layerdrop_schedule, layer.layerdrop_index, layer.layerdrop_family
     base.layerdrop_hook.remove()
     del base.layerdrop_schedule, base.layerdrop_hook
     record_technique(model, "layerdrop", None)
-    return model
+    return wrapper
 
 
 def prune_layers(model: PreTrainedModel, keep: int | list[int] | str) -> PreTrainedModel:
@@ -196,11 +204,14 @@ def prune_layers(model: PreTrainedModel, keep: int | list[int] | str) -> PreTrai
     `hf_efficient.layers.keep_layers`, which PKD students share.
 
     Args:
-        model (`PreTrainedModel`): An encoder of a supported family, usually trained with LayerDrop.
+        model (`PreTrainedModel` or `SentenceTransformer`): An encoder of a supported family, usually
+            trained with LayerDrop; a SentenceTransformer is pruned in its encoder and stays one.
         keep (`int`, `list[int]` or `"every_other"`): The target depth (layers spread evenly, see
             `evenly_spaced_layers`), the 0-based indices of the layers to keep, or every other layer.
 
     Returns:
         `PreTrainedModel`: `model` itself, pruned.
     """
-    return keep_layers(model, keep, call=f"prune_layers(keep={keep!r})", technique="pruning")
+    call = f"prune_layers(keep={keep!r})"
+    keep_layers(transformers_model(model, call), keep, call=call, technique="pruning")
+    return model

@@ -19,6 +19,7 @@ from transformers.models.auto import modeling_auto
 
 from ..encoders import FAMILIES, encoder_family, layer_stack
 from ..provenance import record_technique, recorded_technique
+from ..sentence import transformers_model
 from .config import SharingConfig
 
 MODEL_TYPE_PREFIX = "hf-efficient-shared-"
@@ -150,7 +151,8 @@ def share_layers(model: PreTrainedModel, config: SharingConfig | None = None) ->
     `AutoModelFor...from_pretrained` (with hf_efficient imported) restores the sharing.
 
     Args:
-        model (`PreTrainedModel`): An encoder of a supported family.
+        model (`PreTrainedModel` or `SentenceTransformer`): An encoder of a supported family, or a
+            SentenceTransformer around one (its saved folder then loads with hf_efficient imported).
         config (`SharingConfig`, *optional*): Groups, scope and init; `SharingConfig()` shares all
             parameters of all layers, starting from the first layer.
 
@@ -160,6 +162,7 @@ def share_layers(model: PreTrainedModel, config: SharingConfig | None = None) ->
     config = SharingConfig() if config is None else config
     if not isinstance(config, SharingConfig):
         raise TypeError(f"share_layers(config={config!r}): expected a SharingConfig.")
+    wrapper, model = model, transformers_model(model, "share_layers")
     encoder_family(model)
     if isinstance(model, SharedLayersModel):
         raise ValueError("share_layers: this model's layers are already shared; call unshare_layers(model) first.")
@@ -170,13 +173,14 @@ def share_layers(model: PreTrainedModel, config: SharingConfig | None = None) ->
     model.__class__ = _shared_model_class(type(model))
     model.sharing_plan = plan
     record_technique(model, "sharing", config.to_dict())
-    return model
+    return wrapper
 
 
 def unshare_layers(model: PreTrainedModel) -> PreTrainedModel:
     """Give every layer its own copy of the shared weights, in place: a plain model of the base class."""
+    wrapper, model = model, transformers_model(model, "unshare_layers")
     if not isinstance(model, SharedLayersModel):
-        return model
+        return wrapper
     with torch.no_grad():
         for alias in model.sharing_plan:
             module_name, _, parameter_name = alias.rpartition(".")
@@ -187,7 +191,7 @@ def unshare_layers(model: PreTrainedModel) -> PreTrainedModel:
     model.config.__dict__.pop("model_type", None)  # a loaded config may hold the shared type itself
     del model.sharing_plan
     record_technique(model, "sharing", None)
-    return model
+    return wrapper
 
 
 def shared_parameter_groups(model: nn.Module) -> list[list[str]]:

@@ -1,0 +1,136 @@
+"""`SentenceEmbedder`: texts -> embeddings with an exported sentence-transformers folder and ONNX Runtime.
+
+The ONNX graph is the encoder (`last_hidden_state`); the pooling and normalisation that the folder's
+`modules.json` names are applied here, in numpy, as sentence-transformers' `Pooling` and
+`Normalize` apply them in PyTorch. Works on both stacks (no Optimum, no sentence-transformers).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+# sentence-transformers' legacy pooling flags -> its `pooling_mode` names.
+_LEGACY_POOLING = {
+    "pooling_mode_cls_token": "cls",
+    "pooling_mode_max_tokens": "max",
+    "pooling_mode_mean_tokens": "mean",
+    "pooling_mode_mean_sqrt_len_tokens": "mean_sqrt_len_tokens",
+    "pooling_mode_weightedmean_tokens": "weightedmean",
+    "pooling_mode_lasttoken": "lasttoken",
+}
+
+
+def _read_json(path: Path) -> dict:
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+def pooling_mode(config: dict) -> str:
+    """The one pooling mode a sentence-transformers `Pooling` config names (new or legacy keys)."""
+    mode = config.get("pooling_mode")
+    if mode is None:
+        mode = [name for flag, name in _LEGACY_POOLING.items() if config.get(flag)]
+    if isinstance(mode, list):
+        if len(mode) != 1:
+            raise ValueError(f"SentenceEmbedder: pooling {mode} combines several modes; only one is supported.")
+        mode = mode[0]
+    return mode
+
+
+def pool(states: np.ndarray, mask: np.ndarray, mode: str) -> np.ndarray:
+    """sentence-transformers' `Pooling` in numpy: `(batch, length, hidden)` token states -> `(batch, hidden)`."""
+    mask = mask.astype(states.dtype)[..., None]
+    if mode == "cls":
+        return states[:, 0]
+    if mode == "max":
+        return np.where(mask > 0, states, -1e9).max(axis=1)
+    if mode in ("mean", "mean_sqrt_len_tokens"):
+        total, count = (states * mask).sum(axis=1), np.clip(mask.sum(axis=1), 1e-9, None)
+        return total / (count if mode == "mean" else np.sqrt(count))
+    if mode == "weightedmean":
+        weights = mask * np.arange(1, states.shape[1] + 1, dtype=states.dtype)[None, :, None]
+        return (states * weights).sum(axis=1) / np.clip(weights.sum(axis=1), 1e-9, None)
+    if mode == "lasttoken":
+        last = mask[..., 0].sum(axis=1).astype(int) - 1  # right padding
+        return states[np.arange(len(states)), np.clip(last, 0, None)]
+    raise ValueError(f"SentenceEmbedder: pooling mode {mode!r} is not one of cls, max, mean, weightedmean, lasttoken.")
+
+
+class SentenceEmbedder:
+    """Embed texts with an `export_int8` sentence-transformers folder, in batches, with ONNX Runtime.
+
+    Args:
+        folder (`str`): The exported folder (modules.json, tokenizer, `onnx/`).
+        file_name (`str`, *optional*): The ONNX file under the folder, e.g. "onnx/model.onnx" (fp32);
+            the int8 file that `export_report.json` names when omitted.
+        threads (`int`, *optional*): ONNX Runtime's intra-op threads; its default (all cores) when omitted.
+
+    Example:
+        ```python
+        >>> SentenceEmbedder("runs/export")(["a delight", "a mess"]).shape
+        (2, 384)
+        ```
+    """
+
+    def __init__(self, folder: str, file_name: str | None = None, threads: int | None = None):
+        import onnxruntime
+        from transformers import AutoTokenizer
+
+        folder = Path(folder)
+        modules = _read_json(folder / "modules.json")
+        if not modules:
+            raise ValueError(f"SentenceEmbedder: {folder} has no modules.json; give a sentence-transformers folder.")
+        if file_name is None:
+            file_name = _read_json(folder / "export_report.json").get("int8_file") or "onnx/model.onnx"
+        if not (folder / file_name).exists():
+            raise ValueError(f"SentenceEmbedder: no {file_name} in {folder}; run export_int8 on the model first.")
+        self.pooling, self.normalize = None, False
+        settings = {}
+        for module in modules:
+            kind = module["type"].rsplit(".", 1)[-1]
+            if kind == "Transformer":
+                settings = _read_json(folder / module["path"] / "sentence_bert_config.json")
+            elif kind == "Pooling":
+                self.pooling = pooling_mode(_read_json(folder / module["path"] / "config.json"))
+            elif kind == "Normalize":
+                self.normalize = True
+            else:
+                raise ValueError(
+                    f"SentenceEmbedder: module {module['type']} is not supported here; load the folder with "
+                    f"SentenceTransformer(folder, backend='onnx', model_kwargs={{'file_name': {file_name!r}}})."
+                )
+        self.tokenizer = AutoTokenizer.from_pretrained(folder)
+        self.max_length = settings.get("max_seq_length") or min(self.tokenizer.model_max_length, 512)
+        self.lower_case = settings.get("do_lower_case", False)
+        options = onnxruntime.SessionOptions()
+        if threads:
+            options.intra_op_num_threads = threads
+        self.session = onnxruntime.InferenceSession(
+            str(folder / file_name), options, providers=["CPUExecutionProvider"]
+        )
+        self.input_names = [i.name for i in self.session.get_inputs()]
+
+    def __call__(self, texts: list[str], batch_size: int = 32) -> np.ndarray:
+        """`(len(texts), dimension)` float32 embeddings, normalised when the folder has `Normalize`."""
+        if isinstance(texts, str):
+            texts = [texts]
+        parts = []
+        for start in range(0, len(texts), batch_size):
+            batch = [text.strip() for text in texts[start : start + batch_size]]
+            if self.lower_case:
+                batch = [text.lower() for text in batch]
+            encoded = self.tokenizer(
+                batch, truncation="longest_first", max_length=self.max_length, padding=True, return_tensors="np"
+            )
+            feed = {
+                name: encoded.get(name, np.zeros_like(encoded["input_ids"])).astype(np.int64)
+                for name in self.input_names
+            }
+            states = self.session.run(["last_hidden_state"], feed)[0]
+            vectors = states if self.pooling is None else pool(states, encoded["attention_mask"], self.pooling)
+            if self.normalize:
+                vectors = vectors / np.clip(np.linalg.norm(vectors, axis=-1, keepdims=True), 1e-12, None)
+            parts.append(vectors.astype(np.float32))
+        return np.concatenate(parts) if parts else np.zeros((0, 0), dtype=np.float32)

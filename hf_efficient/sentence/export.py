@@ -1,0 +1,119 @@
+"""`export_int8` for sentence-transformers models: a complete folder with `onnx/model.onnx` and its int8 twin.
+
+The layout and names are sentence-transformers' own (`export_dynamic_quantized_onnx_model`):
+`onnx/model.onnx` (fp32 encoder) and `onnx/model_qint8_<target>.onnx`, beside the usual folder
+(modules.json, pooling, tokenizer, PyTorch weights). The graphs output the encoder's
+`last_hidden_state`; pooling and normalisation are the loader's (sentence-transformers' modules
+with `backend="onnx"`, or `SentenceEmbedder`), exactly as in PyTorch.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from ..export.config import Int8ExportConfig
+from ..export.graph import freeze_activation_ranges, use_tanh_gelu
+from ..export.int8 import AccuracyDropError, ExportResult, _matmul_nodes
+from ..export.onnx import export_onnx, quantize_int8_dynamic
+from .embedder import SentenceEmbedder
+from .model import ONNX_DIR, int8_file_name, sentence_encoder
+
+FP32_FILE = f"{ONNX_DIR}/model.onnx"
+TEXT_COLUMN = "text"
+
+
+def _texts(dataset, call: str) -> list[str] | None:
+    if dataset is None:
+        return None
+    if isinstance(dataset, (list, tuple)):
+        return [str(text) for text in dataset]
+    columns = getattr(dataset, "column_names", [])
+    if TEXT_COLUMN not in columns:
+        raise ValueError(f"export_int8({call}=...): an embedding model reads a {TEXT_COLUMN!r} column; got {columns}.")
+    return list(dataset[TEXT_COLUMN])
+
+
+def mean_cosine(a: np.ndarray, b: np.ndarray) -> float:
+    """Mean cosine similarity of matching rows of `a` and `b`."""
+    a = a / np.clip(np.linalg.norm(a, axis=-1, keepdims=True), 1e-12, None)
+    b = b / np.clip(np.linalg.norm(b, axis=-1, keepdims=True), 1e-12, None)
+    return float((a * b).sum(-1).mean())
+
+
+def export_sentence_int8(
+    model, output_dir: str, config: Int8ExportConfig, eval_dataset=None, calibration_dataset=None
+) -> ExportResult:
+    """The sentence-transformers branch of `export_int8` (see there); `model` is a SentenceTransformer."""
+    eval_texts = _texts(eval_dataset, "eval_dataset")
+    calibration_texts = _texts(calibration_dataset, "calibration_dataset")
+    encoder = sentence_encoder(model, "export_int8")
+    model = model.eval()
+    output = Path(output_dir)
+    model.save(str(output))
+    fp32, int8 = output / FP32_FILE, output / ONNX_DIR / int8_file_name(config.target)
+    export_onnx(encoder, fp32, output_names=("last_hidden_state",))
+    result = ExportResult(str(output), FP32_FILE, None, "onnxruntime", config.mode, config.target)
+    result.config, result.task = config.to_dict(), "sentence-embedding"
+    result.gate = "cosine_to_pytorch" if eval_texts is not None else None
+    reference = None
+    if eval_texts is not None:
+        reference = model.encode(eval_texts, batch_size=32, convert_to_numpy=True)
+        fp32_vectors = SentenceEmbedder(output, FP32_FILE)(eval_texts)
+        result.metrics["onnx_fp32"] = {"cosine_to_pytorch": mean_cosine(fp32_vectors, reference)}
+    exclude = list(config.exclude)
+    choices = [{"per_channel": config.per_channel, "approximate_gelu": config.approximate_gelu, "exclude": exclude}]
+    if eval_texts is not None and config.retry:
+        choices.append({"per_channel": True, "approximate_gelu": False, "exclude": exclude})
+        choices.append({"per_channel": True, "approximate_gelu": False, "exclude": exclude + _matmul_nodes(fp32)[-2:]})
+        choices = [c for i, c in enumerate(choices) if c not in choices[:i]]
+    scratch = fp32.with_name("model_tanh_gelu.onnx")
+    for choice in choices:
+        attempt, source = dict(choice), fp32
+        if choice["approximate_gelu"]:
+            attempt["gelus_approximated"] = use_tanh_gelu(fp32, scratch)
+            source = scratch
+        quantize_int8_dynamic(
+            source, int8, per_channel=choice["per_channel"], reduce_range=config.target == "avx2", exclude=exclude
+        )
+        scratch.unlink(missing_ok=True)
+        if config.mode == "static":
+            embedder = SentenceEmbedder(output, FP32_FILE)
+            texts = calibration_texts[: config.calibration_samples]
+            feeds = (
+                {
+                    name: value.astype(np.int64)
+                    for name, value in embedder.tokenizer(
+                        texts[i : i + 16],
+                        truncation=True,
+                        max_length=embedder.max_length,
+                        padding=True,
+                        return_tensors="np",
+                    ).items()
+                    if name in embedder.input_names
+                }
+                for i in range(0, len(texts), 16)
+            )
+            attempt["activations_calibrated"] = freeze_activation_ranges(int8, feeds)
+        if eval_texts is not None:
+            attempt["cosine_to_pytorch"] = mean_cosine(
+                SentenceEmbedder(output, int8.relative_to(output))(eval_texts), reference
+            )
+        result.attempts.append(attempt)
+        if eval_texts is None or 1 - attempt["cosine_to_pytorch"] <= config.max_accuracy_drop:
+            result.chosen, result.int8_file = attempt, str(int8.relative_to(output))
+            if eval_texts is not None:
+                result.metrics["onnx_int8"] = {"cosine_to_pytorch": attempt["cosine_to_pytorch"]}
+            break
+    (output / "export_report.json").write_text(json.dumps(result.to_dict(), indent=1))
+    if result.int8_file is None:
+        int8.unlink(missing_ok=True)
+        raise AccuracyDropError(
+            f"export_int8: the int8 embeddings' mean cosine to PyTorch stayed below 1 - max_accuracy_drop="
+            f"{1 - config.max_accuracy_drop} ({[round(a['cosine_to_pytorch'], 4) for a in result.attempts]}); "
+            f"the fp32 model is kept in {fp32}.",
+            result,
+        )
+    return result

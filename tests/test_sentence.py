@@ -1,0 +1,323 @@
+"""sentence-transformers models: techniques, embedding distillation, int8 export, metrics (issue 19)."""
+
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+from conftest import SENTENCE_FAMILIES, SENTENCES, tiny_sentence_transformer
+
+pytest.importorskip("sentence_transformers")
+import datasets  # noqa: E402
+from sentence_transformers import SentenceTransformer, models  # noqa: E402
+from transformers import TrainingArguments  # noqa: E402
+
+import hf_efficient as hfe  # noqa: E402
+from hf_efficient.distill.embedding import EmbeddingDistillationLoss  # noqa: E402
+from hf_efficient.metrics.embedding import (  # noqa: E402
+    cosine_to_teacher,
+    knn_accuracy,
+    neighbour_overlap,
+    probe_accuracy,
+)
+from hf_efficient.sentence import SentenceEmbedder, SentenceError, sentence_encoder  # noqa: E402
+from hf_efficient.sharing.model import shared_parameter_groups  # noqa: E402
+
+OPTIMUM = (
+    importlib.util.find_spec("optimum") is not None and importlib.util.find_spec("optimum.onnxruntime") is not None
+)
+
+
+def encode(model, texts=SENTENCES):
+    return model.encode(texts, convert_to_numpy=True)
+
+
+def layers(model):
+    return len(hfe.layer_stack(sentence_encoder(model)))
+
+
+def same_modules(a, b):
+    return [type(m).__name__ for m in a] == [type(m).__name__ for m in b] and a[1].get_config_dict() == b[
+        1
+    ].get_config_dict()
+
+
+@pytest.mark.parametrize("family", SENTENCE_FAMILIES)
+def test_student_layerdrop_and_pruning_round_trip(family, tmp_path):
+    teacher = tiny_sentence_transformer(family, tmp_path / "teacher")
+    original = encode(teacher)
+    student = hfe.make_student(teacher, 2)
+    assert isinstance(student, SentenceTransformer) and layers(student) == 2 and layers(teacher) == 4
+    student.eval().save(str(tmp_path / "student"))
+    reloaded = SentenceTransformer(str(tmp_path / "student"), device="cpu")
+    assert same_modules(reloaded, teacher) and layers(reloaded) == 2
+    np.testing.assert_allclose(encode(reloaded), encode(student), atol=1e-6)
+    assert np.allclose(np.linalg.norm(encode(reloaded), axis=-1), 1)  # Normalize kept
+
+    # LayerDrop: the same object back, skipping layers in training only; pruning keeps it a SentenceTransformer.
+    assert hfe.apply_layerdrop(teacher, hfe.LayerDropConfig(rate=0.9)) is teacher
+    np.testing.assert_allclose(encode(teacher.eval()), original, atol=1e-6)
+    features = teacher.tokenize(SENTENCES[:4])
+    with torch.no_grad():  # dropout is off: only skipped layers make training mode differ
+        assert not torch.allclose(teacher.train()(dict(features))["sentence_embedding"], torch.tensor(original[:4]))
+    pruned = hfe.prune_layers(teacher, [0, 1, 2])
+    assert pruned is teacher and layers(pruned) == 3
+    pruned.save(str(tmp_path / "pruned"))
+    config = json.loads((tmp_path / "pruned" / "config.json").read_text())
+    assert config["hf_efficient"]["pruning"]["kept_layers"] == [0, 1, 2] and "layerdrop" not in config["hf_efficient"]
+    np.testing.assert_allclose(encode(SentenceTransformer(str(tmp_path / "pruned"))), encode(pruned), atol=1e-6)
+
+
+@pytest.mark.parametrize("family", ["bert", "modernbert"])
+def test_shared_round_trip_and_plain_loading(family, tmp_path):
+    model = tiny_sentence_transformer(family, tmp_path / "m")
+    student = hfe.make_student(model, 2).eval()
+    student.save(str(tmp_path / "student"))
+    shared = hfe.share_layers(hfe.make_student(model, 2).eval())
+    assert isinstance(shared, SentenceTransformer)
+    shared.save(str(tmp_path / "shared"))
+    reloaded = SentenceTransformer(str(tmp_path / "shared"), device="cpu")
+    np.testing.assert_allclose(encode(reloaded), encode(shared), atol=1e-6)
+    assert shared_parameter_groups(sentence_encoder(reloaded))
+
+
+@pytest.mark.slow  # a fresh interpreter importing sentence-transformers: 10-25 s on two busy cores
+def test_folders_load_without_hf_efficient(tmp_path):
+    model = tiny_sentence_transformer("bert", tmp_path / "m")
+    hfe.make_student(model, 2).save(str(tmp_path / "student"))
+    hfe.share_layers(hfe.make_student(model, 2)).save(str(tmp_path / "shared"))
+    # Without hf_efficient: the student loads with plain sentence-transformers, the shared model refuses.
+    script = (
+        "import sys; from sentence_transformers import SentenceTransformer\n"
+        f"SentenceTransformer({str(tmp_path / 'student')!r}, device='cpu')\n"
+        "try:\n"
+        f"    SentenceTransformer({str(tmp_path / 'shared')!r}, device='cpu')\n"
+        "except Exception as error:\n"
+        "    print('refused:', 'hf-efficient-shared' in str(error))\n"
+        "assert 'hf_efficient' not in sys.modules\n"
+    )
+    environment = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=environment, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "refused: True" in done.stdout
+
+
+def text_dataset(labels=False):
+    columns = {"text": SENTENCES}
+    if labels:
+        columns["label"] = [i % 2 for i in range(len(SENTENCES))]
+    return datasets.Dataset.from_dict(columns)
+
+
+def training_args(tmp_path, steps=6):
+    return TrainingArguments(
+        str(tmp_path / "out"),
+        max_steps=steps,
+        per_device_train_batch_size=8,
+        learning_rate=2e-3,
+        report_to=[],
+        save_strategy="no",
+        logging_steps=1,
+        use_cpu=True,
+        disable_tqdm=True,
+    )
+
+
+@torch.no_grad()
+def held_out_loss(loss: EmbeddingDistillationLoss) -> float:
+    """Both terms, summed, on texts the training never saw, in eval mode."""
+    loss.model.eval()
+    texts = ["the story is dull", "a great actor", "the plot was not awful", "very moving scene"]
+    total = float(sum(term for term in loss.terms(dict(loss.model.tokenize(texts)))))
+    loss.model.train()
+    return total
+
+
+@pytest.mark.parametrize("family", ["bert", "mpnet"])
+@pytest.mark.parametrize("embedding_loss", ["mse", "cosine"])
+def test_embedding_distillation_trains_student_not_teacher(family, embedding_loss, tmp_path):
+    teacher = tiny_sentence_transformer(family, tmp_path / "teacher")
+    # A student far from its teacher (random tiny layers barely change the states, so a cut one is close).
+    student = tiny_sentence_transformer(family, tmp_path / "student", num_layers=2, seed=1).train()
+    before = {k: v.clone() for k, v in teacher.state_dict().items()}
+    trainer = hfe.DistillationTrainer(
+        model=student,
+        teacher=teacher,
+        distillation=hfe.PKDConfig(beta=10, embedding_loss=embedding_loss),
+        args=training_args(tmp_path, steps=12),
+        train_dataset=text_dataset(labels=True),  # labels are not read
+    )
+    start = held_out_loss(trainer.embedding_loss)
+    trainer.train()
+    logged = [entry for entry in trainer.state.log_history if "loss" in entry]
+    assert {"loss_embedding", "loss_patient"} <= set(logged[0])
+    assert all(torch.equal(before[k], v) for k, v in teacher.state_dict().items())
+    assert held_out_loss(trainer.embedding_loss) < 0.7 * start
+    trainer.save_model(str(tmp_path / "saved"))
+    reloaded = SentenceTransformer(str(tmp_path / "saved"), device="cpu")
+    np.testing.assert_allclose(encode(reloaded), encode(student), atol=1e-6)
+    record = json.loads((tmp_path / "saved" / "config.json").read_text())["hf_efficient"]["distillation"]
+    assert record["method"] == "embedding_pkd" and record["embedding_loss"] == embedding_loss
+
+
+def narrow_student(teacher, tmp_path, hidden=48):
+    # A student of another width, same tokenizer: the teacher's config at hidden 48.
+    from transformers import AutoModel
+
+    encoder = sentence_encoder(teacher)
+    config = encoder.config.__class__(**{**encoder.config.to_dict(), "hidden_size": hidden, "num_hidden_layers": 2})
+    AutoModel.from_config(config).save_pretrained(tmp_path / "narrow")
+    teacher.tokenizer.save_pretrained(tmp_path / "narrow")
+    return SentenceTransformer(
+        modules=[models.Transformer(str(tmp_path / "narrow")), models.Pooling(hidden, "mean"), models.Normalize()],
+        device="cpu",
+    )
+
+
+def test_projection_between_widths_is_learned_and_not_saved(tmp_path):
+    teacher = tiny_sentence_transformer("bert", tmp_path / "teacher")
+    with pytest.raises(SentenceError, match=r"embedding dimension is 48 but the teacher's is 32; set PKDConfig\("):
+        EmbeddingDistillationLoss(narrow_student(teacher, tmp_path), teacher, hfe.PKDConfig(projection=False))
+    student = narrow_student(teacher, tmp_path)
+    trainer = hfe.DistillationTrainer(
+        model=student, teacher=teacher, args=training_args(tmp_path), train_dataset=text_dataset()
+    )
+    encoder = sentence_encoder(student)
+    projection = encoder.pkd_embedding_projection.weight.detach().clone()
+    trainer.train()
+    assert not torch.equal(projection, encoder.pkd_embedding_projection.weight)
+    student.save(str(tmp_path / "saved"))
+    reloaded = SentenceTransformer(str(tmp_path / "saved"), device="cpu")
+    assert not hasattr(sentence_encoder(reloaded), "pkd_embedding_projection")
+    assert not hasattr(sentence_encoder(reloaded), "pkd_projection")
+    assert encode(reloaded).shape == (len(SENTENCES), 48)
+
+
+def test_loss_module_in_sentence_transformers_trainer(tmp_path):
+    from sentence_transformers import SentenceTransformerTrainer, SentenceTransformerTrainingArguments
+
+    teacher = tiny_sentence_transformer("roberta", tmp_path / "teacher")
+    student = tiny_sentence_transformer("roberta", tmp_path / "student", num_layers=2, seed=1).train()
+    loss = EmbeddingDistillationLoss(student, teacher, hfe.PKDConfig(embedding_loss="cosine", beta=10))
+    start = held_out_loss(loss)
+    args = SentenceTransformerTrainingArguments(
+        str(tmp_path / "out"), max_steps=12, per_device_train_batch_size=8, learning_rate=2e-3, report_to=[],
+        save_strategy="no", use_cpu=True, disable_tqdm=True,
+    )  # fmt: skip
+    SentenceTransformerTrainer(model=student, args=args, train_dataset=text_dataset(), loss=loss).train()
+    assert held_out_loss(loss) < 0.7 * start
+
+
+def test_bare_encoder_distillation(tmp_path):
+    from transformers import AutoModel, AutoTokenizer
+
+    tiny_sentence_transformer("bert", tmp_path / "teacher")
+    teacher = AutoModel.from_pretrained(tmp_path / "teacher")
+    student = hfe.make_student(teacher, 2)
+    assert type(student) is type(teacher) and len(hfe.layer_stack(student)) == 2
+    with pytest.raises(ValueError, match="processing_class=<its tokenizer>"):
+        hfe.DistillationTrainer(
+            model=student, teacher=teacher, args=training_args(tmp_path), train_dataset=text_dataset()
+        )
+    trainer = hfe.DistillationTrainer(
+        model=student,
+        teacher=teacher,
+        args=training_args(tmp_path),
+        train_dataset=text_dataset(),
+        processing_class=AutoTokenizer.from_pretrained(tmp_path / "teacher"),
+    )
+    before = {k: v.clone() for k, v in student.state_dict().items()}
+    trainer.train()
+    assert any(not torch.equal(before[k], v) for k, v in student.state_dict().items())
+
+
+def test_bad_input_is_one_line(tmp_path):
+    teacher = tiny_sentence_transformer("bert", tmp_path / "teacher")
+    student = hfe.make_student(teacher, 2)
+    with pytest.raises(ValueError, match=r"reads a 'text' column of plain text; the dataset has \['sentence'\]"):
+        hfe.DistillationTrainer(
+            model=student,
+            teacher=teacher,
+            args=training_args(tmp_path),
+            train_dataset=datasets.Dataset.from_dict({"sentence": SENTENCES}),
+        )
+    pooling_only = SentenceTransformer(modules=[models.Pooling(32, "mean")], device="cpu")
+    for call in (hfe.make_student, hfe.prune_layers):
+        with pytest.raises(SentenceError, match="first module is Pooling, not a transformers encoder") as error:
+            call(pooling_only, 1)
+        assert "\n" not in str(error.value)
+    with pytest.raises(SentenceError, match="first module is Pooling"):
+        hfe.export_int8(pooling_only, str(tmp_path / "x"))
+    with pytest.raises(ValueError, match="reads a 'text' column"):
+        hfe.export_int8(teacher, str(tmp_path / "x"), eval_dataset=datasets.Dataset.from_dict({"s": ["a"]}))
+    with pytest.raises(ValueError, match=r"PKDConfig\(embedding_loss='l1'\): use 'mse' or 'cosine'"):
+        hfe.PKDConfig(embedding_loss="l1")
+
+
+@pytest.mark.parametrize("family", SENTENCE_FAMILIES)
+def test_export_int8_matches_pytorch(family, tmp_path):
+    model = tiny_sentence_transformer(family, tmp_path / "model")
+    out = tmp_path / "export"
+    result = hfe.export_int8(model, str(out), eval_dataset=text_dataset())
+    int8_file = "onnx/model_qint8_avx512_vnni.onnx"
+    assert result.fp32_file == "onnx/model.onnx" and result.int8_file == int8_file
+    assert {"modules.json", "1_Pooling", "2_Normalize", "config.json", "tokenizer.json"} <= set(os.listdir(out))
+    reference = encode(model)
+    fp32 = SentenceEmbedder(str(out), "onnx/model.onnx")(SENTENCES, batch_size=7)
+    int8 = SentenceEmbedder(str(out))(SENTENCES)
+    assert cosine_to_teacher(fp32, reference) >= 0.9999
+    assert cosine_to_teacher(int8, reference) >= 0.99
+    assert result.metrics["onnx_int8"]["cosine_to_pytorch"] == pytest.approx(
+        cosine_to_teacher(int8, reference), abs=1e-4
+    )
+    assert np.allclose(np.linalg.norm(int8, axis=-1), 1, atol=1e-5)
+    if OPTIMUM:  # sentence-transformers' own ONNX backend loads the export (optimum-onnx: transformers < 4.58)
+        loaded = SentenceTransformer(str(out), backend="onnx", model_kwargs={"file_name": int8_file}, device="cpu")
+        assert cosine_to_teacher(encode(loaded), reference) >= 0.99
+        loaded = SentenceTransformer(str(out), backend="onnx", model_kwargs={"file_name": "onnx/model.onnx"})
+        assert cosine_to_teacher(encode(loaded), reference) >= 0.9999
+
+
+def test_export_gate_and_folder_input(tmp_path):
+    model = tiny_sentence_transformer("bert", tmp_path / "model")
+    model.save(str(tmp_path / "saved"))
+    with pytest.raises(hfe.AccuracyDropError, match="below 1 - max_accuracy_drop=1") as error:
+        hfe.export_int8(str(tmp_path / "saved"), str(tmp_path / "x"), hfe.Int8ExportConfig(max_accuracy_drop=0),
+                        eval_dataset=SENTENCES)  # fmt: skip
+    assert len(error.value.result.attempts) == 3 and (tmp_path / "x" / "onnx" / "model.onnx").exists()
+
+
+def test_metrics_against_references():
+    rng = np.random.default_rng(0)
+    teacher = rng.normal(size=(40, 8))
+    assert cosine_to_teacher(teacher, 3 * teacher) == pytest.approx(1)
+    assert neighbour_overlap(teacher, 2 * teacher, k=10) == 1
+    assert neighbour_overlap(teacher, rng.normal(size=(40, 8)), k=10) < 0.6
+    # Two clusters: both classifiers find them.
+    labels = np.repeat([0, 1], 20)
+    points = rng.normal(size=(40, 8)) * 0.1 + np.where(labels[:, None] == 0, 1.0, -1.0)
+    assert knn_accuracy(points, labels, points, labels) == 1
+    assert probe_accuracy(points, labels, points, labels) == 1
+    # A kNN vote by hand: the 3 nearest of [1, 0] are labelled 1, 1, 0.
+    train = np.array([[1, 0.1], [1, -0.1], [1, 0.3], [-1, 0]])
+    assert knn_accuracy(train, ["b", "b", "a", "a"], np.array([[1.0, 0]]), ["b"], k=3) == 1
+    with pytest.raises(ValueError, match="12 student rows but 40 teacher rows"):
+        cosine_to_teacher(teacher[:12], teacher)
+
+
+def test_probe_and_knn_equal_scikit_learn():
+    pytest.importorskip("sklearn")
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.neighbors import KNeighborsClassifier
+
+    rng = np.random.default_rng(1)
+    train, test = rng.normal(size=(120, 6)), rng.normal(size=(60, 6))
+    train_labels, test_labels = (train[:, 0] + 0.8 * rng.normal(size=120) > 0) * 1, (test[:, 0] > 0) * 1
+    probe = LogisticRegression(max_iter=100).fit(train, train_labels)
+    assert probe_accuracy(train, train_labels, test, test_labels) == pytest.approx(probe.score(test, test_labels))
+    knn = KNeighborsClassifier(n_neighbors=10, metric="cosine").fit(train, train_labels)
+    assert knn_accuracy(train, train_labels, test, test_labels) == pytest.approx(knn.score(test, test_labels))
