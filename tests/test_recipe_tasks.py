@@ -166,3 +166,10 @@ def test_a_fine_tuned_folder_names_its_task_for_the_cli(tmp_path, task):
     assert folder_task(str(tmp_path)) == task
     args = build_parser().parse_args(["layerdrop", "--task", task])
     assert args.task == task
+
+
+@pytest.mark.parametrize("task", sorted(set(TASKS) - set(DATA_TASKS)))
+def test_a_task_without_a_data_loader_is_refused_by_recipes(task):
+    with pytest.raises(RecipeError, match=f"task='{task}': recipes run the tasks with a data loader") as caught:
+        load_recipe({"name": "x", "task": task})
+    assert "\n" not in str(caught.value) and "from Python" in str(caught.value)

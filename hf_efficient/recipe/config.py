@@ -25,7 +25,7 @@ from pathlib import Path
 
 import yaml
 
-from ..data import DataConfig
+from ..data import DATA_TASKS, DataConfig
 from ..export import Int8ExportConfig
 from ..tasks import DEFAULT_TASK as DEFAULT_TASK_NAME
 from ..tasks import TASKS
@@ -227,7 +227,12 @@ class Recipe:
             raise RecipeError("name is empty: give the run a name, e.g. `name: quickstart`.")
         if self.output_dir is None:
             self.output_dir = f"runs/{self.name}"
-        _one_of(self.task, tuple(TASKS), f"{where}.task")
+        if self.task in TASKS and self.task not in DATA_TASKS:
+            raise RecipeError(
+                f"{where}.task={self.task!r}: recipes run the tasks with a data loader ({', '.join(DATA_TASKS)}); "
+                f"compress a {self.task} model from Python (make_student, DistillationTrainer, export_int8)."
+            )
+        _one_of(self.task, DATA_TASKS, f"{where}.task")
         if self.teacher is None and self.student is None:
             if self.prune or self.export:
                 raise RecipeError(
