@@ -10,6 +10,7 @@ from huggingface_hub import ModelCard
 
 from hf_efficient import RecipeError, load_recipe, run_recipe
 from hf_efficient.data import DATA_TASKS
+from hf_efficient.data.load import TEXT_TASKS
 from hf_efficient.tasks import TASKS
 
 WORDS = ["great", "awful", "film", "plot", "actor", "music", "long", "short"]
@@ -168,7 +169,7 @@ def test_a_fine_tuned_folder_names_its_task_for_the_cli(tmp_path, task):
     assert args.task == task
 
 
-@pytest.mark.parametrize("task", sorted(set(TASKS) - set(DATA_TASKS)))
+@pytest.mark.parametrize("task", sorted(set(TASKS) - set(DATA_TASKS) - set(TEXT_TASKS)))
 def test_a_task_without_a_data_loader_is_refused_by_recipes(task):
     with pytest.raises(RecipeError, match=f"task='{task}': recipes run the tasks with a data loader") as caught:
         load_recipe({"name": "x", "task": task})

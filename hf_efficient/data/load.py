@@ -33,6 +33,9 @@ QUESTION_ANSWERING = "question-answering"
 MULTIPLE_CHOICE = "multiple-choice"
 # The data tasks: a task row of `hf_efficient.tasks` whose data this module loads has its name here.
 DATA_TASKS = (TEXT_CLASSIFICATION, MULTI_LABEL, REGRESSION, TOKEN_CLASSIFICATION, QUESTION_ANSWERING, MULTIPLE_CHOICE)
+SENTENCE_EMBEDDING = "sentence-embedding"
+# Tasks whose data are plain texts without a head to train: loaded here too, but not in DATA_TASKS.
+TEXT_TASKS = (SENTENCE_EMBEDDING,)
 # Files that `save_to_disk` writes: dataset_dict.json for a DatasetDict, state.json for a Dataset.
 _DISK_FILES = ("dataset_dict.json", "state.json")
 
@@ -40,8 +43,8 @@ _DISK_FILES = ("dataset_dict.json", "state.json")
 def check_task(task) -> str:
     """The task's name (of a name or a row of `hf_efficient.tasks`), if this module loads its data."""
     task = getattr(task, "name", task)
-    if task not in DATA_TASKS:
-        raise ValueError(f"task={task!r} has no data loader; use one of {', '.join(DATA_TASKS)}.")
+    if task not in DATA_TASKS + TEXT_TASKS:
+        raise ValueError(f"task={task!r} has no data loader; use one of {', '.join(DATA_TASKS + TEXT_TASKS)}.")
     return task
 
 
@@ -468,7 +471,17 @@ def _multiple_choice(splits: dict, config: DataConfig) -> dict:
     return out
 
 
+def _sentences(splits: dict, config: DataConfig) -> dict:
+    """Plain texts (`text`), with a `label` kept where the label column exists (for evaluation only)."""
+    out = {}
+    for name, split in splits.items():
+        label = config.label_column if config.label_column in split.column_names else None
+        out[name] = _select_columns(split, config.text_column, label, name)
+    return out
+
+
 _NORMALISE = {
+    SENTENCE_EMBEDDING: _sentences,
     MULTI_LABEL: _multi_label,
     REGRESSION: _regression,
     TOKEN_CLASSIFICATION: _token_classification,

@@ -26,6 +26,7 @@ from pathlib import Path
 import yaml
 
 from ..data import DATA_TASKS, DataConfig
+from ..data.load import TEXT_TASKS
 from ..export import Int8ExportConfig
 from ..tasks import DEFAULT_TASK as DEFAULT_TASK_NAME
 from ..tasks import TASKS
@@ -227,19 +228,26 @@ class Recipe:
             raise RecipeError("name is empty: give the run a name, e.g. `name: quickstart`.")
         if self.output_dir is None:
             self.output_dir = f"runs/{self.name}"
-        if self.task in TASKS and self.task not in DATA_TASKS:
+        tasks = DATA_TASKS + TEXT_TASKS
+        if self.task in TASKS and self.task not in tasks:
             raise RecipeError(
-                f"{where}.task={self.task!r}: recipes run the tasks with a data loader ({', '.join(DATA_TASKS)}); "
+                f"{where}.task={self.task!r}: recipes run the tasks with a data loader ({', '.join(tasks)}); "
                 f"compress a {self.task} model from Python (make_student, DistillationTrainer, export_int8)."
             )
-        _one_of(self.task, DATA_TASKS, f"{where}.task")
-        if self.teacher is None and self.student is None:
+        _one_of(self.task, tasks, f"{where}.task")
+        # An embedding model is its own teacher: the pretrained `model`, never fine-tuned (`sentence.recipe`).
+        own_teacher = TASKS[self.task].library == "sentence-transformers"
+        if own_teacher:
+            from ..sentence.recipe import check_recipe
+
+            check_recipe(self, RecipeError)
+        if self.teacher is None and self.student is None and not own_teacher:
             if self.prune or self.export:
                 raise RecipeError(
                     "prune/export need a model: add `teacher: {path: <fine-tuned model>}` (or a teacher to fine-tune)."
                 )
         student = self.student
-        if student is not None and self.teacher is None:
+        if student is not None and self.teacher is None and not own_teacher:
             needing = [f"student.{name}" for name in student.techniques if TECHNIQUES[name].needs_teacher]
             if student.init_from == "teacher":
                 needing.append("student.init_from=teacher")

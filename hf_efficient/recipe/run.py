@@ -106,6 +106,8 @@ def folder_task(model: str) -> str | None:
     for sequence classification, its `problem_type`; None for a Hub id or a folder without a head."""
     if not Path(model, "config.json").is_file():
         return None
+    if Path(model, "modules.json").is_file():  # a sentence-transformers folder
+        return "sentence-embedding"
     config = AutoConfig.from_pretrained(model)
     architecture = (getattr(config, "architectures", None) or [""])[0]
     if not architecture:
@@ -175,6 +177,12 @@ class Run:
     def __init__(self, recipe: Recipe, *, restart: bool = False, callbacks: Sequence[TrainerCallback] = ()):
         self.recipe, self.output, self.callbacks = recipe, Path(recipe.output_dir), list(callbacks)
         self.task = get_task(recipe.task)
+        # sentence-transformers models run their own versions of some steps (`sentence.recipe`).
+        self.step_functions = {}
+        if self.task.library == "sentence-transformers":
+            from ..sentence.recipe import STEPS as sentence_steps
+
+            self.step_functions = sentence_steps
         # Without cpu=True, accelerate on a machine without GPUs would run each process alone.
         self.process = PartialState(cpu=not torch.cuda.is_available())
         shortcuts = {"minilm": default_model_path, "mpnet": mpnet_path}
@@ -210,7 +218,8 @@ class Run:
             if self.process.is_main_process:
                 folder = self.state.start(step.name)
             self.process.wait_for_everyone()
-            record = step.run(self, folder) if step.every_process or self.process.is_main_process else {}
+            function = self.step_functions.get(step.name, step.run)
+            record = function(self, folder) if step.every_process or self.process.is_main_process else {}
             if self.process.is_main_process:
                 record["seconds"] = round(time.perf_counter() - started, 1)
                 self.state.finish(step.name, folder, step.folder, record)
