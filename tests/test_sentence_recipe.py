@@ -72,3 +72,16 @@ def test_sentence_embedding_recipe_refuses_a_teacher_to_fine_tune_and_pruning():
         load_recipe({"name": "x", "task": "sentence-embedding", "student": {}, "prune": {}})
     with pytest.raises(RecipeError, match=r"student.layerdrop: a sentence-embedding student takes only"):
         load_recipe({"name": "x", "task": "sentence-embedding", "student": {"layerdrop": 0.1}})
+
+
+def test_cli_distill_finds_the_sentence_embedding_task_of_a_sentence_transformers_folder(tmp_path, capsys):
+    from hf_efficient.cli import main
+
+    tiny_sentence_transformer("bert", tmp_path / "model", num_layers=4).save(str(tmp_path / "model"))
+    argv = ["distill", "--teacher", str(tmp_path / "model"), "--num-layers", "2", "--epochs", "1"]
+    argv += ["--data", str(texts_file(tmp_path)), "--test-split", "0.4", "--output-dir", str(tmp_path / "run")]
+    main(argv + ["--batch-size", "8"])
+    report = json.loads((tmp_path / "run" / "report.json").read_text())
+    assert report["task"] == "sentence-embedding" and [e["name"] for e in report["models"]] == ["teacher", "student"]
+    assert "| student | 2 |" in capsys.readouterr().out
+    assert SentenceTransformer(str(tmp_path / "run" / "student"), device="cpu").encode(["a film"]).shape == (1, 32)
