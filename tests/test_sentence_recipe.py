@@ -1,7 +1,9 @@
 """Recipes with `task: sentence-embedding` (issue 19): distil, export and report a sentence-transformers model."""
 
+import importlib.util
 import json
 
+import numpy as np
 import pytest
 from conftest import tiny_sentence_transformer
 
@@ -63,6 +65,13 @@ def test_sentence_embedding_recipe_end_to_end(tmp_path):
     assert (hub / int8).is_file() and int8.startswith("onnx/")
     assert 'SentenceTransformer("path/to/this/folder")' in card
     assert f'backend="onnx", model_kwargs={{"file_name": "{int8}"}}' in card
+    if importlib.util.find_spec("optimum") and importlib.util.find_spec("optimum.onnxruntime"):  # the snippet runs
+        onnx = SentenceTransformer(str(hub), backend="onnx", model_kwargs={"file_name": int8}, device="cpu")
+        vectors, reference = (
+            onnx.encode(["a great film", "a dull plot"]),
+            student.encode(["a great film", "a dull plot"]),
+        )
+        assert np.sum(vectors * reference, axis=1).min() > 0.99
 
 
 def test_sentence_embedding_recipe_refuses_a_teacher_to_fine_tune_and_pruning():
