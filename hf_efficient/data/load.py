@@ -80,7 +80,7 @@ def load_data(
     )
     source = config.source
     if config.train_file is None and isinstance(source, str) and source == DEFAULT_TASK:
-        if task != TEXT_CLASSIFICATION:
+        if task not in (TEXT_CLASSIFICATION, SENTENCE_EMBEDDING):  # embeddings read its texts (labels: evaluation)
             raise ValueError(
                 f"The default data ({DEFAULT_TASK}) are text classification; for task={task!r} give "
                 "data.source (a file or save_to_disk folder) or data.train_file."
