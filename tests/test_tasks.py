@@ -196,9 +196,10 @@ def test_a_batch_without_its_label_columns_is_named(tmp_path):
         trainer.compute_loss(trainer.model, batch)
 
 
-def test_a_bare_encoder_is_refused_with_the_reason(tmp_path):
+def test_a_bare_encoder_without_its_tokenizer_is_refused_with_the_fix(tmp_path):
+    # Bare encoders distil their embeddings from plain text (tests/test_sentence.py), so they need the tokenizer.
     teacher = tiny_model("bert", 2, task=None)
-    with pytest.raises(ValueError, match="BertModel"):
+    with pytest.raises(ValueError, match="a bare encoder student needs processing_class=<its tokenizer>"):
         DistillationTrainer(model=make_student(teacher, 1), teacher=teacher, args=training_args(tmp_path))
 
 
