@@ -185,7 +185,7 @@ GATES = {
     "single-label": ("accuracy", "agreement"),
     "multi-label": ("micro_f1", "agreement"),
     "regression": ("pearson", "pearson_to_pytorch"),
-    "token": ("accuracy", "agreement"),
+    "token": ("entity_f1", "agreement"),  # IOB tags: seqeval entity F1
     "question-answering": ("span_exact_match", "span_agreement"),
     "multiple-choice": ("accuracy", "agreement"),
     "bare": (None, "cosine"),
@@ -210,6 +210,30 @@ def test_gate_uses_the_heads_measure(tmp_path, head):
             assert result.metrics["pytorch"][name] == pytest.approx(1.0)
             assert result.metrics["onnx_int8"][name] > 0.9
         assert result.chosen[name] == result.metrics["onnx_int8"][name]
+
+
+def test_the_token_gate_of_iob_tags_is_seqeval_entity_f1(tmp_path):
+    from seqeval.metrics import f1_score
+
+    model = head_model("bert", "token")
+    names = ["O", "B-PER", "I-PER", "B-LOC", "I-LOC"]
+    model.config.id2label = dict(enumerate(names))
+    model.config.label2id = {name: i for i, name in enumerate(names)}
+    rows = gate_rows("token", labelled=True)
+    result = export_int8(model, tmp_path / "export", Int8ExportConfig(max_accuracy_drop=1.0), eval_dataset=rows)
+    assert result.gate == "entity_f1"
+    # The same as seqeval on PyTorch's tags, row by row, over the labelled tokens.
+    with torch.no_grad():
+        logits = model(
+            input_ids=torch.tensor(rows["input_ids"]), attention_mask=torch.tensor(rows["attention_mask"])
+        ).logits
+    predicted, gold = [], []
+    for row_logits, row_labels in zip(logits.argmax(-1).tolist(), rows["labels"], strict=True):
+        predicted.append([names[p] for p, label in zip(row_logits, row_labels, strict=True) if label != -100])
+        gold.append([names[label] for label in row_labels if label != -100])
+    expected = f1_score(gold, predicted, zero_division=0)
+    assert result.metrics["pytorch"]["entity_f1"] == pytest.approx(expected, abs=1e-9)
+    assert result.metrics["onnx_fp32"]["entity_f1"] == pytest.approx(expected, abs=1e-6)
 
 
 def test_gate_refuses_an_encoder_whose_embeddings_int8_bends(tmp_path, monkeypatch):

@@ -82,6 +82,34 @@ def _best_span(outputs: dict, batch: dict) -> np.ndarray:
     return np.stack(np.unravel_index(flat, allowed.shape), axis=-1)
 
 
+def _tag_rows(ids: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """Each row's labelled-token tag ids, rows joined by -1 (read as "O", so no entity crosses rows)."""
+    rows = [np.append(row[keep], -1) for row, keep in zip(ids, labels != -100, strict=True)]
+    return np.concatenate(rows) if rows else np.zeros(0, dtype=np.int64)
+
+
+def _tags_predicted(outputs: dict, batch: dict) -> np.ndarray:
+    return _tag_rows(outputs["logits"].argmax(-1), np.asarray(batch["labels"]))
+
+
+def _tags_labelled(batch: dict) -> np.ndarray:
+    return _tag_rows(np.asarray(batch["labels"]), np.asarray(batch["labels"]))
+
+
+def _entity_f1(label_names: list[str]) -> Callable[[np.ndarray, np.ndarray], float]:
+    """seqeval's entity F1 (the token-classification metric) over the joined rows."""
+
+    def score(predictions: np.ndarray, references: np.ndarray) -> float:
+        from seqeval.metrics import f1_score
+
+        def tags(ids):
+            return [label_names[i] if i >= 0 else "O" for i in ids.tolist()]
+
+        return float(f1_score([tags(references)], [tags(predictions)], zero_division=0))
+
+    return score
+
+
 def _mean_pooled(outputs: dict, batch: dict) -> np.ndarray:
     mask = batch["attention_mask"][..., None].astype(np.float32)
     return (outputs["last_hidden_state"] * mask).sum(1) / np.maximum(mask.sum(1), 1e-9)
@@ -108,12 +136,14 @@ def _cosine(predictions: np.ndarray, references: np.ndarray) -> float:
     return float(((predictions * references).sum(-1) / np.maximum(norms, 1e-12)).mean())
 
 
-def gate_measure(task, columns) -> Measure:
+def gate_measure(task, columns, label_names: list[str] | None = None) -> Measure:
     """The measure for a row of the task table, scored on labels where `columns` has them.
 
     Args:
         task (`Task`): The model's row (its `onnx_outputs`, `problem_type` and `label_columns`).
         columns (`Iterable[str]`): The evaluation rows' columns.
+        label_names (`list[str]`, *optional*): The head's labels (`config.id2label`); IOB tags
+            (B-/I-) make a labelled token-classification gate the entity F1 of seqeval.
     """
     columns = set(columns)
     # Text classification datasets name their label column "label"; the head's loss reads "labels".
@@ -124,6 +154,9 @@ def gate_measure(task, columns) -> Measure:
         return Measure("cosine", _mean_pooled, _cosine)
     if outputs == ("start_logits", "end_logits"):
         return Measure("span_exact_match" if labels else "span_agreement", _best_span, _equal, labels)
+    iob = bool(label_names) and any(name[:2] in ("B-", "I-") for name in label_names)
+    if task.token_level and labels and iob:
+        return Measure("entity_f1", _tags_predicted, _entity_f1(label_names), _tags_labelled)
     if task.problem_type == "multi_label_classification":
         return Measure("micro_f1" if labels else "agreement", _multi_hot, _micro_f1 if labels else _equal, labels)
     if task.problem_type == "regression":

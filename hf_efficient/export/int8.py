@@ -378,7 +378,9 @@ def export_int8(
         choices.append({"per_channel": True, "approximate_gelu": False, "exclude": exclude + _matmul_nodes(fp32)[-4:]})
         choices = [c for i, c in enumerate(choices) if c not in choices[:i]]
     if eval_dataset is not None:
-        measure = gate_measure(task, eval_dataset.column_names)
+        id2label = getattr(model.config, "id2label", None) or {}
+        label_names = [id2label.get(i, str(i)) for i in range(len(id2label))]
+        measure = gate_measure(task, eval_dataset.column_names, label_names)
         pytorch, labels = _predict(measure, _pytorch_batches(model, task, eval_dataset, _label_columns(eval_dataset)))
         reference = pytorch if labels is None else labels  # agreement with PyTorch where there are no labels
         result.gate = measure.name
