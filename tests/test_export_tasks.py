@@ -186,7 +186,7 @@ GATES = {
     "multi-label": ("micro_f1", "agreement"),
     "regression": ("pearson", "pearson_to_pytorch"),
     "token": ("entity_f1", "agreement"),  # IOB tags: seqeval entity F1
-    "question-answering": ("span_exact_match", "span_agreement"),
+    "question-answering": ("span_f1", "span_agreement"),
     "multiple-choice": ("accuracy", "agreement"),
     "bare": (None, "cosine"),
 }
@@ -420,3 +420,11 @@ def test_ragged_evaluation_rows_are_refused_in_one_line(tmp_path):
     rows = Dataset.from_dict({"input_ids": [[5, 6, 7], [5, 6]], "attention_mask": [[1, 1, 1], [1, 1]], "label": [0, 1]})
     with pytest.raises(ValueError, match="the rows' 'input_ids' differ in length; tokenize with padding='max_length'"):
         export_int8(head_model("bert", "single-label"), tmp_path, eval_dataset=rows)
+
+
+def test_the_labelled_qa_gate_is_squad_f1_over_sub_word_positions():
+    from hf_efficient.export.gate import _span_f1
+
+    predicted = np.array([[3, 5], [3, 5], [2, 2]])
+    gold = np.array([[4, 7], [3, 5], [6, 9]])  # 2 of 3 and 4 tokens shared; exact; disjoint
+    assert _span_f1(predicted, gold) == pytest.approx((2 * 2 / 7 + 1 + 0) / 3)

@@ -120,6 +120,16 @@ def _equal(predictions: np.ndarray, references: np.ndarray) -> float:
     return float(equal.reshape(len(equal), -1).all(-1).mean()) if len(equal) else 1.0
 
 
+def _span_f1(predictions: np.ndarray, references: np.ndarray) -> float:
+    """SQuAD's F1 (token overlap of predicted and gold answer), counted in sub-word positions."""
+    start, end = predictions[:, 0], predictions[:, 1]
+    gold_start, gold_end = references[:, 0], references[:, 1]
+    overlap = np.maximum(0, np.minimum(end, gold_end) - np.maximum(start, gold_start) + 1)
+    length, gold_length = end - start + 1, gold_end - gold_start + 1
+    f1 = np.where(overlap > 0, 2 * overlap / np.maximum(length + gold_length, 1), 0.0)
+    return float(f1.mean()) if len(f1) else 1.0
+
+
 def _micro_f1(predictions: np.ndarray, references: np.ndarray) -> float:
     references = np.asarray(references) > 0.5
     true_positives = (predictions.astype(bool) & references).sum()
@@ -153,7 +163,8 @@ def gate_measure(task, columns, label_names: list[str] | None = None) -> Measure
     if outputs == ("last_hidden_state",):
         return Measure("cosine", _mean_pooled, _cosine)
     if outputs == ("start_logits", "end_logits"):
-        return Measure("span_exact_match" if labels else "span_agreement", _best_span, _equal, labels)
+        # Labelled: SQuAD's F1 over sub-word positions (the metric's own F1 needs the answers' text).
+        return Measure("span_f1" if labels else "span_agreement", _best_span, _span_f1 if labels else _equal, labels)
     iob = bool(label_names) and any(name[:2] in ("B-", "I-") for name in label_names)
     if task.token_level and labels and iob:
         return Measure("entity_f1", _tags_predicted, _entity_f1(label_names), _tags_labelled)
