@@ -107,3 +107,15 @@ def pkd_layer_map(teacher_layers: int, student_layers: int, strategy: str | list
     if bad:
         raise ValueError(f"PKDConfig(strategy={layer_map}): {bad} are not layers of a {teacher_layers}-layer teacher.")
     return layer_map
+
+
+def check_same_vocabulary(teacher, student, caller: str) -> None:
+    """Token ids mean nothing across vocabularies: both models (their configs) must read one tokenization."""
+    for key in ("vocab_size", "pad_token_id"):
+        ours, theirs = getattr(student.config, key, None), getattr(teacher.config, key, None)
+        if ours != theirs:
+            raise ValueError(
+                f"{caller}: the student's {key} is {ours} but the teacher's is {theirs}. Teacher and student must "
+                "share one tokenizer; build the student with make_student(teacher, ...) or from a checkpoint of the "
+                "same tokenizer."
+            )

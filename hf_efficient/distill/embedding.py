@@ -18,7 +18,7 @@ from ..provenance import record_technique
 from ..sentence import SentenceError, is_sentence_transformer, transformers_model
 from ..sentence.model import embeddings, is_bare_encoder, mean_pool
 from ..tasks import EMBEDDING_DIVERGENCES
-from .config import PKDConfig, pkd_layer_map
+from .config import PKDConfig, check_same_vocabulary, pkd_layer_map
 from .losses import patient_loss
 
 TEXT_COLUMN = "text"
@@ -80,13 +80,7 @@ class EmbeddingDistillationLoss(nn.Module):
         self.model = model  # sentence-transformers' trainer reads `loss.model`
         object.__setattr__(self, "teacher", teacher.eval().requires_grad_(False))
         student_encoder, teacher_encoder = transformers_model(model), transformers_model(teacher)
-        for key in ("vocab_size", "pad_token_id"):
-            ours, theirs = getattr(student_encoder.config, key, None), getattr(teacher_encoder.config, key, None)
-            if ours != theirs:
-                raise ValueError(
-                    f"EmbeddingDistillationLoss: the student's {key} is {ours} but the teacher's is {theirs}; build "
-                    "the student with make_student(teacher, ...) so that both read one tokenizer."
-                )
+        check_same_vocabulary(teacher_encoder, student_encoder, "EmbeddingDistillationLoss")
         depth, teacher_depth = len(layer_stack(student_encoder)), len(layer_stack(teacher_encoder))
         self.layer_map = pkd_layer_map(teacher_depth, depth, self.config.strategy)
         self.patient = self.config.beta > 0 and bool(self.layer_map)

@@ -10,7 +10,7 @@ from ..encoders import layer_stack, record_layer_outputs
 from ..provenance import record_technique
 from ..sentence import is_sentence_transformer
 from ..tasks import task_of
-from .config import PKDConfig, pkd_layer_map
+from .config import PKDConfig, check_same_vocabulary, pkd_layer_map
 from .embedding import TEXT_COLUMN, EmbeddingDistillationLoss, TextCollator, is_embedding_model
 from .losses import patient_loss
 
@@ -19,18 +19,6 @@ PROJECTION = "pkd_projection"
 
 def _forward_arguments(model: nn.Module) -> set[str]:
     return set(inspect.signature(model.forward).parameters)
-
-
-def _check_same_vocabulary(teacher: PreTrainedModel, student: PreTrainedModel) -> None:
-    # Token ids mean nothing across vocabularies: both models must read the same tokenization.
-    for key in ("vocab_size", "pad_token_id"):
-        ours, theirs = getattr(student.config, key, None), getattr(teacher.config, key, None)
-        if ours != theirs:
-            raise ValueError(
-                f"DistillationTrainer: the student's {key} is {ours} but the teacher's is {theirs}. Teacher and "
-                "student must share one tokenizer; build the student with make_student(teacher, ...) or from a "
-                "checkpoint of the same tokenizer."
-            )
 
 
 def _check_same_task(teacher: PreTrainedModel, student: PreTrainedModel) -> None:
@@ -102,7 +90,7 @@ class DistillationTrainer(Trainer):
             return
         if not isinstance(teacher, PreTrainedModel) or not isinstance(model, PreTrainedModel):
             raise ValueError("DistillationTrainer needs model=<student PreTrainedModel> and teacher=<PreTrainedModel>.")
-        _check_same_vocabulary(teacher, model)
+        check_same_vocabulary(teacher, model, "DistillationTrainer")
         _check_same_task(teacher, model)
         self.layer_map = pkd_layer_map(len(layer_stack(teacher)), len(layer_stack(model)), self.distillation.strategy)
         if self.distillation.beta > 0 and model.config.hidden_size != teacher.config.hidden_size:
