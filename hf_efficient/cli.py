@@ -196,9 +196,7 @@ def _run(recipe, args) -> dict:
     recipe = recipe if isinstance(recipe, Recipe) else load_recipe(recipe)
     report = run_recipe(recipe, restart=args.restart)
     if report:
-        # A sentence-transformers run writes its own report (`sentence.recipe`): its report.md is the table.
-        own = get_task(recipe.task).library != "transformers"
-        table = Path(recipe.output_dir, "report.md").read_text() if own else report_markdown(Report.from_dict(report))
+        table = report_markdown(Report.from_dict(report))
         print(f"\n{table}\nWrote {recipe.output_dir}/report.json, report.md and the plots.")
     return report
 

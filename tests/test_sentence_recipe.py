@@ -12,6 +12,7 @@ import yaml  # noqa: E402
 from sentence_transformers import SentenceTransformer  # noqa: E402
 
 from hf_efficient import RecipeError, load_recipe, run_recipe  # noqa: E402
+from hf_efficient.report import Report  # noqa: E402
 
 WORDS = ["good", "bad", "great", "awful", "dull", "moving"]
 
@@ -36,22 +37,44 @@ def test_sentence_embedding_recipe_end_to_end(tmp_path):
         "data": {"source": str(texts_file(tmp_path)), "test_split": 0.4, "validation_split": 0.1},
         "student": {"num_layers": 2, "epochs": 2, "batch_size": 8, "learning_rate": 1e-3, "distillation": {}},
         "export": {"max_accuracy_drop": 0.5},
-        "report": {"seconds_per_measurement": 0.05, "threads": 1},
+        "report": {"seconds_per_measurement": 0.05, "threads": 1, "batch_sizes": [1, 8], "bf16_baseline": True},
         "card": {},
     }
-    report = run_recipe(recipe)
-    models = {entry["name"]: entry for entry in report["models"]}
-    assert list(models) == ["teacher", "student", "student-int8"]
-    assert models["teacher"]["metrics"]["cosine_to_teacher"] == pytest.approx(1, abs=1e-5)
-    assert models["teacher"]["metrics"]["top10_overlap"] == pytest.approx(1)
+    raw = run_recipe(recipe)
+    report = Report.load(tmp_path / "run" / "report.json")  # the typed report of every task
+    assert report.to_dict() == raw and report.task.name == "sentence-embedding"
+    assert report.task.metric == "knn_accuracy"  # the texts have labels
+    models = {entry.name: entry for entry in report.models}
+    assert list(models) == ["teacher", "teacher-bf16", "student", "student-int8"]
+    assert report.reference == "teacher" and report.final == "student-int8"
+    teacher, bf16, student, int8 = models.values()
+    assert teacher.metrics["cosine_to_teacher"] == pytest.approx(1, abs=1e-5) and teacher.metrics["top10_overlap"] == 1
+    assert student.metrics["cosine_to_teacher"] < 1 and int8.metrics["cosine_to_teacher"] < 1
     for entry in models.values():
-        metrics = entry["metrics"]
-        assert 0.5 < metrics["cosine_to_teacher"] <= 1 + 1e-5
-        assert 0 <= metrics["top10_overlap"] <= 1 and 0 <= metrics["knn_accuracy"] <= 1
-        assert entry["size_mb"] > 0 and entry["latency_ms_per_text"] > 0
-    assert models["student"]["layers"] == 2 and models["student-int8"]["layers"] == 2
-    assert models["student-int8"]["size_mb"] < models["student"]["size_mb"] < models["teacher"]["size_mb"]
-    assert "| student-int8 | 2 |" in (tmp_path / "run" / "report.md").read_text()
+        assert 0.5 < entry.metrics["cosine_to_teacher"] <= 1 + 1e-5
+        assert 0 <= entry.metrics["top10_overlap"] <= 1 and 0 <= entry.metrics["knn_accuracy"] <= 1
+        assert entry.size_mb > 0 and set(entry.latency_ms) == set(entry.speedup) == {"1", "8"}
+    # Speed-ups are against the faster of the teacher's plain-PyTorch runs (fp32 and the bf16 cast).
+    for size in ("1", "8"):
+        assert max(teacher.speedup[size], bf16.speedup[size]) == pytest.approx(1)
+    assert bf16.baseline_of == "teacher" and bf16.precision == "bf16" and bf16.size_mb < teacher.size_mb
+    assert (student.kind, student.techniques, student.layers, student.format) == (
+        "distillation",
+        ["distillation"],
+        2,
+        "pytorch",
+    )
+    assert student.training_seconds > 0 and teacher.training_seconds is None
+    assert (int8.source, int8.kind, int8.techniques, int8.format) == (
+        "student",
+        "int8",
+        ["distillation", "int8"],
+        "onnx",
+    )
+    assert int8.layers == 2 and int8.export["backend"] == "onnxruntime" and int8.path.startswith("onnx/onnx/")
+    assert int8.size_mb < student.size_mb < teacher.size_mb
+    table = (tmp_path / "run" / "report.md").read_text()
+    assert "| `student-int8` | int8 | 2 |" in table and "top10_overlap" in table
 
     student = SentenceTransformer(str(tmp_path / "run" / "student"), device="cpu")
     assert student[0].auto_model.config.num_hidden_layers == 2
@@ -61,12 +84,15 @@ def test_sentence_embedding_recipe_end_to_end(tmp_path):
     card = (hub / "README.md").read_text()
     metadata = yaml.safe_load(card.split("---")[1])
     assert metadata["library_name"] == "sentence-transformers" and metadata["pipeline_tag"] == "sentence-similarity"
-    int8 = models["student-int8"]["file"]
-    assert (hub / int8).is_file() and int8.startswith("onnx/")
-    assert 'SentenceTransformer("path/to/this/folder")' in card
-    assert f'backend="onnx", model_kwargs={{"file_name": "{int8}"}}' in card
+    assert {"sentence-transformers", "knowledge-distillation", "int8"} <= set(metadata["tags"])
+    results = {r["type"]: r["value"] for r in metadata["model-index"][0]["results"][0]["metrics"]}
+    assert results == {k: int8.metrics[k] for k in ("cosine_to_teacher", "top10_overlap", "knn_accuracy")}
+    int8_file = json.loads((hub / "export_report.json").read_text())["int8_file"]
+    assert (hub / int8_file).is_file() and int8_file.startswith("onnx/") and int8.path == f"onnx/{int8_file}"
+    assert 'SentenceTransformer("path/to/this/folder")' in card and "| `student-int8` (this model) |" in card
+    assert f'backend="onnx", model_kwargs={{"file_name": "{int8_file}"}}' in card
     if importlib.util.find_spec("optimum") and importlib.util.find_spec("optimum.onnxruntime"):  # the snippet runs
-        onnx = SentenceTransformer(str(hub), backend="onnx", model_kwargs={"file_name": int8}, device="cpu")
+        onnx = SentenceTransformer(str(hub), backend="onnx", model_kwargs={"file_name": int8_file}, device="cpu")
         vectors, reference = (
             onnx.encode(["a great film", "a dull plot"]),
             student.encode(["a great film", "a dull plot"]),
@@ -90,7 +116,10 @@ def test_cli_distill_finds_the_sentence_embedding_task_of_a_sentence_transformer
     argv = ["distill", "--teacher", str(tmp_path / "model"), "--num-layers", "2", "--epochs", "1"]
     argv += ["--data", str(texts_file(tmp_path)), "--test-split", "0.4", "--output-dir", str(tmp_path / "run")]
     main(argv + ["--batch-size", "8"])
-    report = json.loads((tmp_path / "run" / "report.json").read_text())
-    assert report["task"] == "sentence-embedding" and [e["name"] for e in report["models"]] == ["teacher", "student"]
-    assert "| student | 2 |" in capsys.readouterr().out
+    report = Report.load(tmp_path / "run" / "report.json")
+    assert report.task.name == "sentence-embedding" and [e.name for e in report.models if not e.baseline_of] == [
+        "teacher",
+        "student",
+    ]
+    assert "| `student` | distillation | 2 |" in capsys.readouterr().out
     assert SentenceTransformer(str(tmp_path / "run" / "student"), device="cpu").encode(["a film"]).shape == (1, 32)

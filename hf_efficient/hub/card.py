@@ -87,7 +87,7 @@ def _card_data(report: Report, final, license: str, language: str) -> ModelCardD
     return ModelCardData(
         language=language,
         license=license,
-        library_name="transformers",
+        library_name=row.library,
         base_model=report.base_model if _on_hub(report.base_model, _REPO_ID) else None,
         datasets=[dataset] if hub_dataset else None,
         pipeline_tag=row.pipeline_tag,
@@ -220,8 +220,12 @@ def write_model_card(
         raise TypeError(f"write_model_card(report=...): a Report or report.json's dict, got {type(report).__name__}.")
     if repo_id is not None and not is_repo_id(repo_id):
         raise ValueError(f"write_model_card(repo_id={repo_id!r}): use 'namespace/name', or None for a local folder.")
-    templates = {model.name: _template(model.kind) for model in report.models}
     final = report.model(report.final)
+    if get_task(report.task.name).library == "sentence-transformers":
+        card = ModelCard(_sentence_card(folder, report, recipe_text, license, language, repo_id))
+        card.save(folder / "README.md")
+        return card
+    templates = {model.name: _template(model.kind) for model in report.models}
     onnx = folder / "onnx"
     if final.kind == "int8" and not onnx.is_dir():
         raise ValueError(
@@ -278,3 +282,41 @@ def write_model_card(
     card = ModelCard("---\n" + card_data.to_yaml() + "\n---\n" + body)
     card.save(folder / "README.md")
     return card
+
+
+def _sentence_card(
+    folder: Path, report: Report, recipe_text: str | None, license: str, language: str, repo_id: str | None
+) -> str:
+    """A sentence-transformers card: the metadata of `_card_data`, usage with `SentenceTransformer` (and
+    its ONNX backend, when the folder has the int8 export), the report's table and the recipe."""
+    final = report.model(report.final)
+    card_data = _card_data(report, final, license, language)
+    card_data.tags = ["sentence-transformers", "feature-extraction", *card_data.tags]
+    repo = repo_id or "path/to/this/folder"
+    example = 'embeddings = model.encode(["A delight from start to finish.", "A mess."])'
+    export = folder / "export_report.json"
+    onnx = ""
+    if final.format == "onnx" and export.is_file():
+        file = json.loads(export.read_text())["int8_file"]
+        onnx = (
+            "\nThe int8 ONNX model (`pip install sentence-transformers[onnx]`):\n\n```python\n"
+            "from sentence_transformers import SentenceTransformer\n\n"
+            f'model = SentenceTransformer("{repo}", backend="onnx", model_kwargs={{"file_name": "{file}"}})\n'
+            f"{example}\n```\n"
+        )
+    base = report.base_model if card_data.base_model or not report.base_model else Path(report.base_model).name
+    note = timing_note(report)
+    recipe = _public_recipe(recipe_text)
+    body = (
+        f"# {card_data.model_name}\n\n"
+        f"A compressed sentence embedding model made with hf_efficient from `{base}`.\n\n"
+        "## Usage\n\n```python\nfrom sentence_transformers import SentenceTransformer\n\n"
+        f'model = SentenceTransformer("{repo}")\n{example}\n```\n{onnx}\n'
+        f"## Evaluation\n\n{report.task.split.capitalize()} split of {report.task.dataset}: embedding quality "
+        f"against `{report.reference}`'s embeddings, CPU latency on {report.hardware.cpu_threads} threads of "
+        f"{cpu_in_words(report) if report.hardware.cpu else 'a CPU not recorded'}, side by side in one run; "
+        f"speed-up against {report.speed_baseline}.\n\n{models_table(report, highlight=final.name)}\n"
+        + (f"\n{note}\n" if note else "")
+        + (f"\n## How it was made\n\n```yaml\n{recipe}\n```\n" if recipe else "")
+    )
+    return "---\n" + card_data.to_yaml() + "\n---\n" + body

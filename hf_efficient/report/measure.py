@@ -329,44 +329,67 @@ def measure_models(
         per_1000 = None if meter.joules is None else meter.joules / len(dataset) * 1000
         entry.energy = Energy(per_1000_predictions_joules=per_1000, source=meter.source)
         entries.append(entry)
-        if len(entries) == 1 and name in modules and (has_fast_bf16() if bf16_baseline is None else bf16_baseline):
-            entries.append(_bf16_entry(entry, modules[name], dataset, scoring, runners, modules))
+        if len(entries) == 1 and name in modules and wants_bf16(bf16_baseline):
+            bf16, cast = bf16_entry(
+                entry, model, lambda m, d=f"{name}-bf16 on test": _evaluate(m, dataset, scoring, desc=d)
+            )
+            entries.append(bf16)
+            runners[bf16.name], modules[bf16.name] = pytorch_runner(cast), cast
 
+    feeds = latency_feeds(dataset, batch_sizes, sequence_length)
+    timing = time_side_by_side(entries, runners, modules, feeds, metric=task.metric, threads=threads, seconds=seconds)
+    return Measurements(entries, timing)
+
+
+def latency_feeds(dataset, batch_sizes: Sequence[int], sequence_length: int) -> dict[int, dict[str, np.ndarray]]:
+    """Batch size -> the first rows of a tokenized dataset (repeated where it has fewer), `sequence_length` tokens."""
     feeds = {}
     for size in batch_sizes:
         rows = dataset.select([i % len(dataset) for i in range(size)])
         columns = [c for c in ("input_ids", "attention_mask", "token_type_ids") if c in rows.column_names]
         # The last axis is the tokens' (multiple choice has a choices axis before it).
         feeds[size] = {c: np.asarray(rows[c], dtype=np.int64)[..., :sequence_length] for c in columns}
-    print(
-        f"    CPU latency of {len(runners)} models at batch sizes {list(batch_sizes)} on {threads} threads", flush=True
-    )
+    return feeds
+
+
+def time_side_by_side(
+    entries: list[ModelEntry], runners: dict, modules: dict, feeds: dict, *, metric: str, threads: int, seconds: float
+) -> Timing:
+    """Time every entry's runner in turns (`measure_latency`) and fill in its latency, spread, speed-up
+    against the fastest plain-PyTorch run of the reference (the first entry), `metric` retained against
+    the reference, and GPU throughput of the PyTorch `modules`; returns the `Timing`."""
+    batch_sizes = list(feeds)
+    print(f"    CPU latency of {len(runners)} models at batch sizes {batch_sizes} on {threads} threads", flush=True)
     latency = measure_latency(runners, feeds, threads=threads, seconds=seconds)
     reference = entries[0]
     plain = [e.name for e in entries if e.name == reference.name or e.baseline_of == reference.name]
     fastest = {s: min(latency[name][s] for name in plain) for s in batch_sizes}
+    # Undefined against a reference that scored 0 (e.g. one misclassified row) or below (a correlation).
+    score = reference.metrics.get(metric)
     for entry in entries:
         if entry.name in modules:
             entry.gpu_throughput = gpu_throughput(modules[entry.name], feeds[max(batch_sizes)])
         entry.latency_ms = {str(s): round(latency[entry.name][s], 3) for s in batch_sizes}
         entry.latency_spread = {str(s): round(latency.spread[entry.name][s], 3) for s in batch_sizes}
         entry.speedup = {str(s): fastest[s] / latency[entry.name][s] for s in batch_sizes}
-        # Undefined against a reference that scored 0 (e.g. one misclassified row) or below (a correlation).
-        score = reference.metrics.get(task.metric)
-        entry.accuracy_retained = entry.metrics[task.metric] / score if score and score > 0 else None
-    return Measurements(entries, latency.timing)
+        entry.accuracy_retained = entry.metrics[metric] / score if score and score > 0 else None
+    return latency.timing
 
 
-def _bf16_entry(reference: ModelEntry, model, dataset, scoring: dict, runners: dict, modules: dict) -> ModelEntry:
-    """The reference with its weights cast to bf16, evaluated, and added to the runners."""
+def wants_bf16(bf16_baseline: bool | None) -> bool:
+    """Whether to time the reference in bf16 too: as asked, else when the CPU has fast bf16 instructions."""
+    return has_fast_bf16() if bf16_baseline is None else bf16_baseline
+
+
+def bf16_entry(reference: ModelEntry, model: torch.nn.Module, evaluate: Callable) -> tuple[ModelEntry, torch.nn.Module]:
+    """The reference with its weights cast to bf16 (`<reference>-bf16`, a baseline, not made by the run),
+    its metrics `evaluate(cast)`, and the cast model (to time)."""
     cast = copy.deepcopy(model).to(torch.bfloat16)
-    name = f"{reference.name}-bf16"
-    entry = dataclasses.replace(reference, name=name, baseline_of=reference.name, precision="bf16")
-    entry.metrics = _evaluate(cast, dataset, scoring, desc=f"{name} on test")
+    entry = dataclasses.replace(reference, name=f"{reference.name}-bf16", baseline_of=reference.name, precision="bf16")
+    entry.metrics = evaluate(cast)
     entry.size_mb = round(sum(t.numel() * t.element_size() for t in cast.state_dict().values()) / 1e6, 2)
     entry.energy = Energy()
-    runners[name], modules[name] = pytorch_runner(cast), cast
-    return entry
+    return entry, cast
 
 
 def _evaluate(model, dataset, scoring: dict, desc: str) -> dict:

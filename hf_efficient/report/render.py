@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from ..tasks import TASKS
 from .cpu import cpu_text
 from .schema import SPREAD_SHOWN, ModelEntry, Report
 
@@ -66,9 +67,11 @@ def _joules(model: ModelEntry, value) -> str:
 def models_table(report: Report, highlight: str | None = None) -> str:
     """Every model of the report, one row each; `highlight` marks one as "(this model)"."""
     metric = report.task.metric
+    row = TASKS.get(report.task.name)
+    more = [m for m in (row.table_metrics if row else ()) if m != metric and any(m in e.metrics for e in report.models)]
     batches = report.batch_sizes
     gpu = any(model.gpu_throughput is not None for model in report.models)
-    columns = ["model", "kind", "layers", "parameters", "size (MB)", metric, f"{metric} retained"]
+    columns = ["model", "kind", "layers", "parameters", "size (MB)", metric, f"{metric} retained", *more]
     columns += [f"CPU latency, batch {batch} (speed-up)" for batch in batches]
     columns += ["GPU rows/s"] * gpu + ["training time", "training energy", "energy / 1000 predictions"]
     rows = []
@@ -84,6 +87,7 @@ def models_table(report: Report, highlight: str | None = None) -> str:
                 measured(model.size_mb, ".1f"),
                 measured(model.metrics.get(metric), ".4f"),
                 measured(model.accuracy_retained, ".1%"),
+                *[measured(model.metrics.get(m), ".4f") for m in more],
                 *[_latency(model, batch) for batch in batches],
                 *[measured(model.gpu_throughput, ",.0f")] * gpu,
                 measured(model.training_seconds, ".0f", " s") if trained else NOT_APPLICABLE,

@@ -8,22 +8,20 @@ embedding quality (to the teacher), size and latency side by side; the card is a
 
 from __future__ import annotations
 
-import json
+import os
 import shutil
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
-import yaml
 
 from ..metrics.embedding import embedding_quality
+from ..recipe.config import MODEL_SHORTCUTS
 
 # The sections a sentence-embedding recipe can use, and the one technique its student takes.
 _REFUSED = ("prune",)
 _STUDENT_TECHNIQUES = ("distillation",)
-# Latency is timed on the first test texts, at most this many (enough for a steady figure).
-LATENCY_TEXTS = 256
 
 
 def check_recipe(recipe, error) -> None:
@@ -118,161 +116,163 @@ def export(run, folder: Path) -> dict:
     return {"path": "onnx", "source": source, **result.to_dict()}
 
 
-def _size_mb(files) -> float:
-    return round(sum(Path(f).stat().st_size for f in files) / 2**20, 3)
-
-
-def _latency_ms(encode, texts, seconds: float) -> float:
-    """Milliseconds per text, embedding the test texts in batches of 32 for about `seconds`."""
-    encode(texts[:32])  # warm-up
-    started, rounds = time.perf_counter(), 0
-    while True:
-        encode(texts)
-        rounds += 1
-        elapsed = time.perf_counter() - started
-        if elapsed >= seconds:
-            return round(1000 * elapsed / (rounds * len(texts)), 4)
-
-
 def report(run, folder: Path) -> dict:
-    """Embed the test texts with every model the run made: quality against the teacher, size, latency."""
-    from . import SentenceEmbedder
+    """Measure every model the run made side by side, as `recipe.steps.report` does for the other tasks:
+    embedding quality of the test texts against the teacher's, size, and CPU latency of the encoders in
+    turns (pooling, the same small cost for all, is left out); writes the typed report (`write_report`)."""
+    from datasets import Dataset
 
-    settings, data = run.recipe.report, run.dataset
+    from ..recipe.steps import write_report
+    from ..report import ModelEntry, Report, TaskInfo
+    from ..report.measure import (
+        EnergyMeter,
+        bf16_entry,
+        hardware,
+        latency_feeds,
+        onnx_runner,
+        pytorch_runner,
+        recorded_techniques,
+        time_side_by_side,
+        wants_bf16,
+        weights_size_mb,
+    )
+    from ..techniques import kind_of
+    from . import SentenceEmbedder
+    from .model import sentence_encoder
+
+    recipe, settings, data = run.recipe, run.recipe.report, run.dataset
+    threads = settings.threads or os.cpu_count()
     test, train = list(data["test"]["text"]), list(data["train"]["text"])
     labelled = "label" in data["test"].column_names
-    if settings.threads:
-        torch.set_num_threads(settings.threads)
-    encoders = {"teacher": (_teacher_path(run), None)}
-    if run.made("student"):
-        encoders["student"] = (run.model_folder("student"), None)
-    if "export" in run.steps:
-        record = run.steps["export"]
-        encoders[f"{record['source']}-int8"] = (run.output / "onnx", record["int8_file"])
+    # Ranked by kNN accuracy where the texts have labels; without them, by closeness to the teacher.
+    metric = "knn_accuracy" if labelled else run.task.metric
     teacher_vectors = None
-    entries = []
-    for name, (path, onnx_file) in encoders.items():
-        if onnx_file is None:
-            model = _st(path)
-            encode = lambda texts, model=model: model.encode(texts, batch_size=32, convert_to_numpy=True)  # noqa: E731
-            weights = [p for p in Path(path).glob("*.safetensors")] or list(Path(path).glob("*.bin"))
-            layers = model[0].auto_model.config.num_hidden_layers
-            parameters = sum(p.numel() for p in model.parameters())
-        else:
-            encode = SentenceEmbedder(str(path), onnx_file, threads=settings.threads)
-            weights = [Path(path) / onnx_file]
-            source = next(e for e in entries if e["name"] == run.steps["export"]["source"])
-            layers, parameters = source["layers"], source["parameters"]
-        vectors, train_vectors = encode(test), encode(train) if labelled else None
+    embedded = len(test) + len(train) * labelled  # texts each model embeds
+
+    def quality(encode) -> dict[str, float]:
+        nonlocal teacher_vectors
+        vectors = encode(test)
         teacher_vectors = vectors if teacher_vectors is None else teacher_vectors
-        quality = embedding_quality(
+        scores = embedding_quality(
             vectors,
             teacher_vectors,
             labels=np.asarray(data["test"]["label"]) if labelled else None,
-            train=train_vectors,
+            train=encode(train) if labelled else None,
             train_labels=np.asarray(data["train"]["label"]) if labelled else None,
             k=min(10, len(test) - 1),
         )
-        entries.append(
-            {
-                "name": name,
-                "path": str(Path(path).relative_to(run.output)) if Path(path).is_relative_to(run.output) else str(path),
-                "file": onnx_file,
-                "layers": layers,
-                "parameters": parameters,
-                "size_mb": _size_mb(weights),
-                "latency_ms_per_text": _latency_ms(encode, test[:LATENCY_TEXTS], settings.seconds_per_measurement),
-                "metrics": {k: round(v, 4) for k, v in quality.items()},
-                "training_seconds": run.steps.get("student", {}).get("training_seconds") if name == "student" else None,
-            }
+        return {key: round(value, 4) for key, value in scores.items()}
+
+    def st_encode(model):
+        return lambda texts: model.encode(texts, batch_size=32, convert_to_numpy=True)
+
+    paths = {"teacher": _teacher_path(run)}
+    if run.made("student"):
+        paths["student"] = run.model_folder("student")
+    entries, runners, modules, tokenizer = [], {}, {}, None
+    for name, path in paths.items():
+        model = _st(path)
+        tokenizer = tokenizer if entries else model.tokenizer  # the teacher's (the student shares it)
+        encoder = sentence_encoder(model)
+        entry = ModelEntry(name=name, path=_relative(run, path), layers=encoder.config.num_hidden_layers)
+        entry.parameters = sum(p.numel() for p in model.parameters())
+        entry.settings = recorded_techniques(encoder.config)
+        entry.techniques, entry.kind = list(entry.settings), kind_of(list(entry.settings))
+        entry.size_mb = round(weights_size_mb(path), 2)
+        with EnergyMeter() as meter:
+            entry.metrics = quality(st_encode(model))
+        entry.energy.per_1000_predictions_joules = None if meter.joules is None else meter.joules / embedded * 1000
+        entry.energy.source = meter.source
+        step = run.steps.get(name, {})
+        entry.training_seconds, entry.energy.training_joules = step.get("training_seconds"), step.get("training_joules")
+        entries.append(entry)
+        runners[name], modules[name] = pytorch_runner(encoder), encoder
+        if name == "teacher" and wants_bf16(settings.bf16_baseline):
+            bf16, cast = bf16_entry(entry, model, lambda cast: quality(st_encode(cast)))
+            entries.append(bf16)
+            runners[bf16.name], modules[bf16.name] = pytorch_runner(sentence_encoder(cast)), sentence_encoder(cast)
+    if "export" in run.steps:
+        record = run.steps["export"]
+        source = next(e for e in entries if e.name == record["source"])
+        onnx_file = run.output / "onnx" / record["int8_file"]
+        entry = ModelEntry(
+            name=f"{source.name}-int8",
+            path=_relative(run, onnx_file),
+            format="onnx",
+            kind="int8",
+            techniques=[*source.techniques, "int8"],
+            settings=dict(source.settings),
+            layers=source.layers,
+            parameters=source.parameters,
+            size_mb=round(weights_size_mb(onnx_file), 2),
+            source=source.name,
+            export={"backend": record["backend"], "mode": record["mode"], "chosen": record["chosen"]},
         )
-    result = {
-        "name": run.recipe.name,
-        "task": run.recipe.task,
-        "base_model": _base_model(run),
-        "dataset": run.dataset_name,
-        "split": "test",
-        "rows": len(test),
-        "threads": settings.threads,
-        "models": entries,
-        "final": entries[-1]["name"],
-    }
-    (run.output / "report.json").write_text(json.dumps(result, indent=1))
-    (run.output / "report.md").write_text(_markdown(result))
+        entry.export |= {key: record[key] for key in ("variant", "variant_reason") if record.get(key)}
+        entry.metrics = quality(SentenceEmbedder(str(run.output / "onnx"), record["int8_file"], threads=threads))
+        entries.append(entry)
+        runners[entry.name] = onnx_runner(onnx_file, threads)
+    tokenized = tokenizer(
+        test[: max(settings.batch_sizes)], padding="max_length", truncation=True, max_length=settings.sequence_length
+    )
+    timing = time_side_by_side(
+        entries,
+        runners,
+        modules,
+        latency_feeds(Dataset.from_dict(dict(tokenized)), settings.batch_sizes, settings.sequence_length),
+        metric=metric,
+        threads=threads,
+        seconds=settings.seconds_per_measurement,
+    )
+    result = Report(
+        name=recipe.name,
+        base_model=MODEL_SHORTCUTS.get(recipe.model, recipe.model),
+        task=TaskInfo(
+            name=recipe.task,
+            dataset=run.dataset_name,
+            description=run.dataset_description,
+            split="test",
+            rows=len(test),
+            metric=metric,
+        ),
+        hardware=hardware(threads),
+        timing=timing,
+        models=entries,
+        techniques=list(dict.fromkeys(t for e in entries for t in e.techniques)),
+        steps={name: record.get("seconds") for name, record in run.steps.items()},
+    )
+    write_report(result, run.output)
     return {"path": None}
 
 
-def _base_model(run) -> str:
-    from ..recipe.config import MODEL_SHORTCUTS
-
-    return MODEL_SHORTCUTS.get(run.recipe.model, run.recipe.model)
-
-
-def _markdown(report: dict) -> str:
-    metrics = list(dict.fromkeys(k for entry in report["models"] for k in entry["metrics"]))
-    head = ["model", "layers", "size (MB)", "ms / text", *metrics]
-    rows = [
-        [e["name"], e["layers"], e["size_mb"], e["latency_ms_per_text"], *[e["metrics"].get(m, "") for m in metrics]]
-        for e in report["models"]
-    ]
-    lines = [
-        f"# {report['name']}: {report['task']}",
-        "",
-        f"Embedding quality on the {report['rows']} {report['split']} texts of {report['dataset']}, "
-        "measured against the teacher's embeddings; latency embeds (up to 256 of) those texts in batches of 32 "
-        "on this CPU.",
-        "",
-        "| " + " | ".join(head) + " |",
-        "|" + "---|" * len(head),
-        *("| " + " | ".join(str(v) for v in row) + " |" for row in rows),
-    ]
-    return "\n".join(lines) + "\n"
+def _relative(run, path: Path) -> str:
+    path = Path(path)
+    return str(path.relative_to(run.output)) if path.is_relative_to(run.output) else str(path)
 
 
 def card(run, folder: Path) -> dict:
     """The hub folder: the final model's sentence-transformers folder (with onnx/ when exported) and its card."""
-    report = json.loads((run.output / "report.json").read_text())
-    final = next(e for e in report["models"] if e["name"] == report["final"])
-    source = run.output / "onnx" if final["file"] else Path(final["path"])
-    source = source if source.is_absolute() else run.output / source
-    shutil.copytree(source, folder, dirs_exist_ok=True)
-    for name in ("report.json", "report.md", "recipe.yaml"):
+    from ..hub import write_model_card
+    from ..report import Report
+
+    result = Report.load(run.output / "report.json")
+    final = result.model(result.final)
+    # The export is a whole sentence-transformers folder, its ONNX files under onnx/ (sentence-transformers' layout).
+    shutil.copytree(
+        run.output / "onnx" if final.format == "onnx" else run.output / final.path, folder, dirs_exist_ok=True
+    )
+    for name in ["report.json", "report.md", "recipe.yaml", *result.plots]:
         shutil.copy(run.output / name, folder / name)
     section = run.recipe.card
-    (folder / "README.md").write_text(model_card(report, section.license, section.language, run.recipe.push))
-    return {"path": "hub"}
-
-
-def model_card(report: dict, license: str, language: str, push=None) -> str:
-    """A sentence-transformers model card: metadata, usage (PyTorch and ONNX) and the report's table."""
-    final = next(e for e in report["models"] if e["name"] == report["final"])
-    repo = push.repo_id if push else "path/to/this/folder"
-    metadata = {
-        "language": language,
-        "license": license,
-        "library_name": "sentence-transformers",
-        "pipeline_tag": "sentence-similarity",
-        "tags": ["sentence-transformers", "feature-extraction", "hf_efficient"],
-    }
-    if report["base_model"].count("/") == 1 and not Path(report["base_model"]).exists():
-        metadata["base_model"] = report["base_model"]
-    onnx = ""
-    if final["file"]:
-        onnx = (
-            "\nThe int8 ONNX model (`pip install sentence-transformers[onnx]`):\n\n```python\n"
-            "from sentence_transformers import SentenceTransformer\n\n"
-            f'model = SentenceTransformer("{repo}", backend="onnx", model_kwargs={{"file_name": "{final["file"]}"}})\n'
-            'embeddings = model.encode(["A delight from start to finish.", "A mess."])\n```\n'
-        )
-    body = (
-        f"# {report['name']}\n\n"
-        f"A compressed sentence embedding model made with hf_efficient from `{report['base_model']}`.\n\n"
-        "## Usage\n\n```python\nfrom sentence_transformers import SentenceTransformer\n\n"
-        f'model = SentenceTransformer("{repo}")\n'
-        'embeddings = model.encode(["A delight from start to finish.", "A mess."])\n```\n'
-        f"{onnx}\n## Evaluation\n\n" + _markdown(report).split("\n", 2)[2]
+    write_model_card(
+        folder,
+        result,
+        (run.output / "recipe.yaml").read_text(),
+        license=section.license,
+        language=section.language,
+        repo_id=run.recipe.push.repo_id if run.recipe.push else None,
     )
-    return "---\n" + yaml.safe_dump(metadata, sort_keys=False) + "---\n\n" + body
+    return {"path": "hub"}
 
 
 STEPS = {"teacher": teacher, "student": student, "export": export, "report": report, "card": card}
