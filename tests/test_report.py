@@ -122,6 +122,16 @@ def test_report_table_and_tradeoff_plots(tmp_path):
     assert "Warning" not in table and "spread" not in table  # nothing assessed: nothing said
 
 
+def test_a_report_defaults_to_the_last_model_made_not_a_baseline_and_shows_its_tasks_table_metrics():
+    entry = {"metrics": {"knn_accuracy": 0.8, "cosine_to_teacher": 1.0, "top10_overlap": 1.0}}
+    models = [{"name": "teacher", **entry}, {"name": "teacher-bf16", "baseline_of": "teacher", **entry}]
+    task = {"name": "sentence-embedding", "dataset": "texts", "split": "test", "metric": "knn_accuracy"}
+    report = Report.from_dict({"name": "embed", "task": task, "models": models})
+    assert report.final == "teacher"  # the bf16 cast is timed as a baseline, not made by the run
+    header = report_markdown(report).split("| model |")[1].split("\n")[0]
+    assert "| knn_accuracy | knn_accuracy retained | cosine_to_teacher | top10_overlap | training time |" in header
+
+
 BUSY_TIMING = {
     "load": 7.9,
     "cores": 2,

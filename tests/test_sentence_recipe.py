@@ -12,6 +12,7 @@ import yaml  # noqa: E402
 from sentence_transformers import SentenceTransformer  # noqa: E402
 
 from hf_efficient import RecipeError, load_recipe, run_recipe  # noqa: E402
+from hf_efficient.cli import main  # noqa: E402
 from hf_efficient.report import Report  # noqa: E402
 
 WORDS = ["good", "bad", "great", "awful", "dull", "moving"]
@@ -91,6 +92,9 @@ def test_sentence_embedding_recipe_end_to_end(tmp_path):
     assert (hub / int8_file).is_file() and int8_file.startswith("onnx/") and int8.path == f"onnx/{int8_file}"
     assert 'SentenceTransformer("path/to/this/folder")' in card and "| `student-int8` (this model) |" in card
     assert f'backend="onnx", model_kwargs={{"file_name": "{int8_file}"}}' in card
+    main(["card", str(tmp_path / "run"), "--repo-id", "alice/tiny-embed"])  # rewrites the card from report.json
+    card = (hub / "README.md").read_text()
+    assert 'SentenceTransformer("alice/tiny-embed")' in card and "library_name: sentence-transformers" in card
     if importlib.util.find_spec("optimum") and importlib.util.find_spec("optimum.onnxruntime"):  # the snippet runs
         onnx = SentenceTransformer(str(hub), backend="onnx", model_kwargs={"file_name": int8_file}, device="cpu")
         vectors, reference = (
@@ -110,8 +114,6 @@ def test_sentence_embedding_recipe_refuses_a_teacher_to_fine_tune_and_pruning():
 
 
 def test_cli_distill_finds_the_sentence_embedding_task_of_a_sentence_transformers_folder(tmp_path, capsys):
-    from hf_efficient.cli import main
-
     tiny_sentence_transformer("bert", tmp_path / "model", num_layers=4).save(str(tmp_path / "model"))
     argv = ["distill", "--teacher", str(tmp_path / "model"), "--num-layers", "2", "--epochs", "1"]
     argv += ["--data", str(texts_file(tmp_path)), "--test-split", "0.4", "--output-dir", str(tmp_path / "run")]

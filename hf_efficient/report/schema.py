@@ -164,7 +164,8 @@ class Report:
                 raise ValueError(f"Report: model {model.name!r} has kind {model.kind!r}; use one of {sorted(kinds)}.")
         names = [model.name for model in self.models]
         self.reference = self.reference or names[0]
-        self.final = self.final or names[-1]
+        # By default the last model the run made: a baseline (a bf16 cast) is timed, not made.
+        self.final = self.final or [model.name for model in self.models if not model.baseline_of][-1]
         for key in ("reference", "final"):
             if getattr(self, key) not in names:
                 raise ValueError(f"Report: {key}={getattr(self, key)!r} names no model; use one of {names}.")
