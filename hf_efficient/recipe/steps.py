@@ -19,7 +19,15 @@ from pathlib import Path
 from ..distill import make_student
 from ..export import INT8_FILE, export_int8
 from ..layerdrop import prune_layers
-from ..report import Report, TaskInfo, measure_models, plot_accuracy_by_depth, plot_tradeoffs, report_markdown
+from ..report import (
+    ModelEntry,
+    Report,
+    TaskInfo,
+    measure_models,
+    plot_accuracy_by_depth,
+    plot_tradeoffs,
+    report_markdown,
+)
 from ..report.measure import EnergyMeter, hardware
 from ..techniques import TECHNIQUES
 from ..training import TrainingConfig, finetune
@@ -129,7 +137,7 @@ def export(run, folder: Path) -> dict:
 
 def report(run, folder: Path) -> dict:
     """Measure every model the run made, side by side, and write report.json, report.md and the plots."""
-    recipe, settings = run.recipe, run.recipe.report
+    settings = run.recipe.report
     models = {name: run.model_folder(name) for name in ("teacher", "student", "pruned") if run.made(name)}
     if "export" in run.steps:
         source = run.steps["export"]["source"]
@@ -152,12 +160,7 @@ def report(run, folder: Path) -> dict:
         entry.path = str(path.relative_to(run.output)) if path.is_relative_to(run.output) else str(path)
         if entry.format == "onnx":  # the int8 export of `source`
             record = run.steps["export"]
-            source = by_name[record["source"]]
-            entry.source, entry.kind = source.name, "int8"
-            entry.techniques, entry.settings = [*source.techniques, "int8"], dict(source.settings)
-            entry.layers, entry.parameters = source.layers, source.parameters
-            entry.export = {"backend": record["backend"], "mode": record["mode"], "chosen": record["chosen"]}
-            entry.export |= {key: record[key] for key in ("variant", "variant_reason") if record.get(key)}
+            describe_export(entry, by_name[record["source"]], record)
             continue
         if entry.baseline_of:  # a cast of a model the run made, timed as a baseline; not trained
             continue
@@ -167,7 +170,28 @@ def report(run, folder: Path) -> dict:
     depths = {}
     if run.steps.get("prune", {}).get("depths"):
         depths[run.steps["prune"]["source"]] = run.steps["prune"]["depths"]
-    result = Report(
+    result = run_report(
+        run, list(entries), entries.timing, threads=threads, rows=len(run.tokenized["test"]), depths=depths
+    )
+    write_report(result, run.output, floor=run.majority_rate())
+    return {"path": None}
+
+
+def describe_export(entry: ModelEntry, source: ModelEntry, record: dict) -> None:
+    """Fill in what the measured int8 file `entry` is: the export of `source` that the step recorded."""
+    entry.source, entry.kind = source.name, "int8"
+    entry.techniques, entry.settings = [*source.techniques, "int8"], dict(source.settings)
+    entry.layers, entry.parameters = source.layers, source.parameters
+    entry.export = {"backend": record["backend"], "mode": record["mode"], "chosen": record["chosen"]}
+    entry.export |= {key: record[key] for key in ("variant", "variant_reason") if record.get(key)}
+
+
+def run_report(
+    run, models: list[ModelEntry], timing, *, threads: int, rows: int, metric: str | None = None, depths=None
+) -> Report:
+    """The run's `Report` of the measured `models` on its test split (`metric`: default the task's)."""
+    recipe = run.recipe
+    return Report(
         name=recipe.name,
         base_model=MODEL_SHORTCUTS.get(recipe.model, recipe.model),
         task=TaskInfo(
@@ -175,18 +199,16 @@ def report(run, folder: Path) -> dict:
             dataset=run.dataset_name,
             description=run.dataset_description,
             split="test",
-            rows=len(run.tokenized["test"]),
-            metric=run.task.metric,
+            rows=rows,
+            metric=metric or run.task.metric,
         ),
         hardware=hardware(threads),
-        timing=entries.timing,
-        models=list(entries),
-        techniques=list(dict.fromkeys(t for e in entries for t in e.techniques)),
-        depths=depths,
+        timing=timing,
+        models=models,
+        techniques=list(dict.fromkeys(t for e in models for t in e.techniques)),
+        depths=depths or {},
         steps={name: record.get("seconds") for name, record in run.steps.items()},
     )
-    write_report(result, run.output, floor=run.majority_rate())
-    return {"path": None}
 
 
 def write_report(report: Report, output: Path, floor: float | None = None) -> None:

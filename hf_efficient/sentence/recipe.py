@@ -17,7 +17,6 @@ import numpy as np
 import torch
 
 from ..metrics.embedding import embedding_quality
-from ..recipe.config import MODEL_SHORTCUTS
 
 # The sections a sentence-embedding recipe can use, and the one technique its student takes.
 _REFUSED = ("prune",)
@@ -122,12 +121,11 @@ def report(run, folder: Path) -> dict:
     turns (pooling, the same small cost for all, is left out); writes the typed report (`write_report`)."""
     from datasets import Dataset
 
-    from ..recipe.steps import write_report
-    from ..report import ModelEntry, Report, TaskInfo
+    from ..recipe.steps import describe_export, run_report, write_report
+    from ..report import ModelEntry
     from ..report.measure import (
         EnergyMeter,
         bf16_entry,
-        hardware,
         latency_feeds,
         onnx_runner,
         pytorch_runner,
@@ -140,7 +138,7 @@ def report(run, folder: Path) -> dict:
     from . import SentenceEmbedder
     from .model import sentence_encoder
 
-    recipe, settings, data = run.recipe, run.recipe.report, run.dataset
+    settings, data = run.recipe.report, run.dataset
     threads = settings.threads or os.cpu_count()
     test, train = list(data["test"]["text"]), list(data["train"]["text"])
     labelled = "label" in data["test"].column_names
@@ -195,20 +193,9 @@ def report(run, folder: Path) -> dict:
         record = run.steps["export"]
         source = next(e for e in entries if e.name == record["source"])
         onnx_file = run.output / "onnx" / record["int8_file"]
-        entry = ModelEntry(
-            name=f"{source.name}-int8",
-            path=_relative(run, onnx_file),
-            format="onnx",
-            kind="int8",
-            techniques=[*source.techniques, "int8"],
-            settings=dict(source.settings),
-            layers=source.layers,
-            parameters=source.parameters,
-            size_mb=round(weights_size_mb(onnx_file), 2),
-            source=source.name,
-            export={"backend": record["backend"], "mode": record["mode"], "chosen": record["chosen"]},
-        )
-        entry.export |= {key: record[key] for key in ("variant", "variant_reason") if record.get(key)}
+        entry = ModelEntry(f"{source.name}-int8", _relative(run, onnx_file), format="onnx")
+        describe_export(entry, source, record)
+        entry.size_mb = round(weights_size_mb(onnx_file), 2)
         entry.metrics = quality(SentenceEmbedder(str(run.output / "onnx"), record["int8_file"], threads=threads))
         entries.append(entry)
         runners[entry.name] = onnx_runner(onnx_file, threads)
@@ -224,23 +211,7 @@ def report(run, folder: Path) -> dict:
         threads=threads,
         seconds=settings.seconds_per_measurement,
     )
-    result = Report(
-        name=recipe.name,
-        base_model=MODEL_SHORTCUTS.get(recipe.model, recipe.model),
-        task=TaskInfo(
-            name=recipe.task,
-            dataset=run.dataset_name,
-            description=run.dataset_description,
-            split="test",
-            rows=len(test),
-            metric=metric,
-        ),
-        hardware=hardware(threads),
-        timing=timing,
-        models=entries,
-        techniques=list(dict.fromkeys(t for e in entries for t in e.techniques)),
-        steps={name: record.get("seconds") for name, record in run.steps.items()},
-    )
+    result = run_report(run, entries, timing, threads=threads, rows=len(test), metric=metric)
     write_report(result, run.output)
     return {"path": None}
 
