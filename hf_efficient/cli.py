@@ -124,6 +124,10 @@ def add_config_arguments(parser: argparse.ArgumentParser, cls, *, prefix: str = 
             continue
         name = f.metadata.get("flag", f.name.replace("_", "-"))
         if f"--{name}" in taken:
+            if not prefix:  # a bug of the caller: without a prefix the flag would be `---name`
+                raise ValueError(
+                    f"add_config_arguments({cls.__name__}): --{name} is taken; skip the field or give a prefix"
+                )
             name = f"{prefix}-{name}"
         default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
         dest = name.replace("-", "_")
@@ -455,7 +459,9 @@ def build_parser() -> argparse.ArgumentParser:
     distill.add_argument("--teacher", required=True, help="fine-tuned teacher folder")
     distill.add_argument("--model", help="pretrained model the student starts from (default: the teacher)")
     fields = _common(distill, "runs/distill")
-    fields["student"] = add_config_arguments(distill, StudentSection, skip=("path",), title="student")
+    # The student's training fields are the --epochs, --batch-size, ... flags `_common` added.
+    training = tuple(f.name for f in dataclasses.fields(TrainingSection))
+    fields["student"] = add_config_arguments(distill, StudentSection, skip=("path", *training), title="student")
     fields["distillation"] = add_config_arguments(distill, PKDConfig, prefix="pkd", title="PKD")
     distill.add_argument("--layerdrop", type=float, help="LayerDrop rate of the student (default: none)")
     distill.set_defaults(fields=fields)
