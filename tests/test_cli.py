@@ -69,6 +69,19 @@ def test_every_command_has_help_with_examples():
         assert unknown == [], words
 
 
+def test_every_config_flag_has_help_and_only_recipe_tasks_are_offered():
+    # Flags come from the config dataclasses; a field without metadata help takes its docstring's.
+    for name, parser in build_parser()._subparsers._group_actions[0].choices.items():
+        for action in parser._actions:
+            if action.option_strings and action.dest != "help":
+                text = (action.help or "").replace("do not:", "").split("(default")[0].strip()
+                assert text, f"{name} {action.option_strings[0]} has no help"
+            if "--task" in action.option_strings:
+                assert "feature-extraction" not in action.choices and "sentence-embedding" in action.choices
+    distill = build_parser()._subparsers._group_actions[0].choices["distill"].format_help()
+    assert "Weight of the patient loss (default: 500.0)" in " ".join(distill.split())
+
+
 def test_distill_training_flags_reach_the_student(monkeypatch):
     # `--epochs` & co. were once shadowed by duplicate `---epochs` flags that always gave the defaults.
     import hf_efficient.cli as cli
