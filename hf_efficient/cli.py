@@ -25,12 +25,12 @@ from .distill import PKDConfig
 from .export import AccuracyDropError, Int8ExportConfig
 from .layerdrop import LayerDropConfig
 from .recipe import Recipe, RecipeError, load_recipe, run_recipe
-from .recipe.config import DataSection, PruneSection, StudentSection, TrainingSection
+from .recipe.config import RECIPE_TASKS, DataSection, PruneSection, StudentSection, TrainingSection
 from .recipe.run import end_process_group, folder_task
 from .report import Report, measure_models, report_markdown
 from .sharing import SharingConfig
 from .tasks import DEFAULT_TASK as DEFAULT_TASK_NAME
-from .tasks import TASKS, get_task
+from .tasks import get_task
 from .techniques import TECHNIQUES
 
 EXAMPLES = {
@@ -109,6 +109,24 @@ def _flag_type(hint):
     return scalars[0], None
 
 
+def docstring_help(cls) -> dict[str, str]:
+    """Field name -> the first sentence of its entry in `cls`'s "Args:" docstring section."""
+    found, name = {}, None
+    for line in (cls.__doc__ or "").split("Args:", 1)[-1].splitlines():
+        match = re.match(r"\s{8}(\w+) \(.*?\):\s*(.*)", line)
+        if match:
+            name = match.group(1)
+            found[name] = match.group(2)
+        elif name and line.startswith(" " * 12):
+            found[name] += " " + line.strip()
+        else:
+            name = None
+    return {
+        key: re.split(r"(?<=[a-z0-9)])[.;] ", text + " ", maxsplit=1)[0].strip().rstrip(".")
+        for key, text in found.items()
+    }
+
+
 def add_config_arguments(parser: argparse.ArgumentParser, cls, *, prefix: str = "", skip=(), title: str = "") -> list:
     """Add a `--flag` per field of dataclass `cls` (help and choices from the field's metadata).
 
@@ -118,16 +136,20 @@ def add_config_arguments(parser: argparse.ArgumentParser, cls, *, prefix: str = 
     group = parser.add_argument_group(title or cls.__name__)
     hints = typing.get_type_hints(cls)
     taken = {option for action in parser._actions for option in action.option_strings}
-    added = []
+    added, documented = [], docstring_help(cls)
     for f in dataclasses.fields(cls):
         if not f.init or f.name in skip or f.metadata.get("techniques"):
             continue
         name = f.metadata.get("flag", f.name.replace("_", "-"))
         if f"--{name}" in taken:
+            if not prefix:  # a bug of the caller: without a prefix the flag would be `---name`
+                raise ValueError(
+                    f"add_config_arguments({cls.__name__}): --{name} is taken; skip the field or give a prefix"
+                )
             name = f"{prefix}-{name}"
         default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
         dest = name.replace("-", "_")
-        help_text = f.metadata.get("help", "")
+        help_text = f.metadata.get("help") or documented.get(f.name, "")
         if hints[f.name] is bool:
             if default:
                 group.add_argument(f"--no-{name}", dest=dest, action="store_false", help=f"do not: {help_text}")
@@ -158,7 +180,7 @@ def _common(parser: argparse.ArgumentParser, output: str, training: bool = True)
     """The data, seed, training and output flags every technique command has."""
     parser.add_argument(
         "--task",
-        choices=list(TASKS),
+        choices=list(RECIPE_TASKS),
         help="what the model is fine-tuned for (default: the task of a fine-tuned --teacher, else "
         f"{DEFAULT_TASK_NAME})",
     )
@@ -166,7 +188,7 @@ def _common(parser: argparse.ArgumentParser, output: str, training: bool = True)
     parser.add_argument("--seed", type=int, default=0, help="seed of data order, heads and dropout")
     if training:
         fields["training"] = add_config_arguments(parser, TrainingSection, title="training")
-    parser.add_argument("--output-dir", default=output)
+    parser.add_argument("--output-dir", default=output, help=f"run folder (default: {output})")
     parser.add_argument("--restart", action="store_true", help="start over instead of resuming a run in --output-dir")
     return fields
 
@@ -453,7 +475,9 @@ def build_parser() -> argparse.ArgumentParser:
     distill.add_argument("--teacher", required=True, help="fine-tuned teacher folder")
     distill.add_argument("--model", help="pretrained model the student starts from (default: the teacher)")
     fields = _common(distill, "runs/distill")
-    fields["student"] = add_config_arguments(distill, StudentSection, skip=("path",), title="student")
+    # The student's training fields are the --epochs, --batch-size, ... flags `_common` added.
+    training = tuple(f.name for f in dataclasses.fields(TrainingSection))
+    fields["student"] = add_config_arguments(distill, StudentSection, skip=("path", *training), title="student")
     fields["distillation"] = add_config_arguments(distill, PKDConfig, prefix="pkd", title="PKD")
     distill.add_argument("--layerdrop", type=float, help="LayerDrop rate of the student (default: none)")
     distill.set_defaults(fields=fields)
@@ -480,7 +504,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate = command(
         "evaluate", "metrics of a model folder or an .onnx file on a split of the data", evaluate_command
     )
-    evaluate.add_argument("--model", required=True)
+    evaluate.add_argument("--model", required=True, help="model folder, or an ONNX file in one")
     evaluate.set_defaults(fields={"data": add_config_arguments(evaluate, DataSection, title="data")})
     evaluate.add_argument("--seed", type=int, default=0, help="seed of the split of a single data file")
     evaluate.add_argument(
@@ -492,7 +516,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     benchmark = command("benchmark", "accuracy, size and CPU latency of models, side by side", benchmark_command)
     benchmark.add_argument("models", nargs="+", help="model folders or .onnx files; the first is the reference")
-    benchmark.add_argument("--batch-sizes", type=positive_int, nargs="+", default=[1, 32])
+    benchmark.add_argument(
+        "--batch-sizes", type=positive_int, nargs="+", default=[1, 32], help="batch sizes to time (default: 1 32)"
+    )
     benchmark.add_argument(
         "--bf16-baseline",
         action=argparse.BooleanOptionalAction,
@@ -505,8 +531,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     card = command("card", "write the Hub model card of a run", card_command)
     card.add_argument("run_dir")
-    card.add_argument("--license", default="apache-2.0")
-    card.add_argument("--language", default="en")
+    card.add_argument("--license", default="apache-2.0", help="the card's license (default: apache-2.0)")
+    card.add_argument("--language", default="en", help="the card's language (default: en)")
     card.add_argument("--repo-id", help="the Hub repo the card's loading snippets name (default: a placeholder)")
 
     push = command("push", "upload a run (its hub/ folder) or a model folder to the Hugging Face Hub", push_command)

@@ -7,6 +7,7 @@ import yaml
 from conftest import tiny_recipe
 from transformers import AutoModelForSequenceClassification
 
+from hf_efficient import load_recipe
 from hf_efficient.cli import EXAMPLES, build_parser, main
 
 TINY_DATA = ["--text-column", "review", "--label-column", "stars", "--max-length", "16"]
@@ -66,6 +67,36 @@ def test_every_command_has_help_with_examples():
     for words in [words for words in examples if words[:1] == ["hf-efficient"]]:
         _, unknown = build_parser().parse_known_args(words[1:])
         assert unknown == [], words
+
+
+def test_every_config_flag_has_help_and_only_recipe_tasks_are_offered():
+    # Flags come from the config dataclasses; a field without metadata help takes its docstring's.
+    for name, parser in build_parser()._subparsers._group_actions[0].choices.items():
+        for action in parser._actions:
+            if action.option_strings and action.dest != "help":
+                text = (action.help or "").replace("do not:", "").split("(default")[0].strip()
+                assert text, f"{name} {action.option_strings[0]} has no help"
+            if "--task" in action.option_strings:
+                assert "feature-extraction" not in action.choices and "sentence-embedding" in action.choices
+    distill = build_parser()._subparsers._group_actions[0].choices["distill"].format_help()
+    assert "Weight of the patient loss (default: 500.0)" in " ".join(distill.split())
+
+
+def test_distill_training_flags_reach_the_student(monkeypatch):
+    # `--epochs` & co. were once shadowed by duplicate `---epochs` flags that always gave the defaults.
+    import hf_efficient.cli as cli
+
+    made = {}
+    monkeypatch.setattr(cli, "model_source", lambda *args, **kwargs: None)
+    monkeypatch.setattr(cli, "folder_task", lambda path: None)
+    monkeypatch.setattr(cli, "_run", lambda recipe, args: made.setdefault("recipe", load_recipe(recipe)))
+    flags = ["--epochs", "1", "--batch-size", "4", "--learning-rate", "1e-4", "--num-layers", "2", "--init", "first"]
+    main(["distill", "--teacher", "teacher", *flags])
+    student = made["recipe"].student
+    assert (student.epochs, student.batch_size, student.learning_rate) == (1.0, 4, 1e-4)
+    assert (student.num_layers, student.init) == (2, "first")
+    help_text = build_parser()._subparsers._group_actions[0].choices["distill"].format_help()
+    assert "---" not in help_text
 
 
 def test_run_with_overrides_and_a_bad_recipe(tmp_path, tiny_bert_folder, reviews_csv, capsys):

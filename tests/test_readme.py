@@ -4,6 +4,7 @@ import json
 import re
 from pathlib import Path
 
+import numpy as np
 from conftest import minilm_path
 from transformers import AutoModelForSequenceClassification
 
@@ -17,7 +18,7 @@ README = ROOT / "README.md"
 def test_readme_python_examples_run(tmp_path, monkeypatch):
     minilm_path()  # skips without the shipped model
     blocks = re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.DOTALL)
-    assert len(blocks) == 5  # LayerDrop, PKD, sharing, int8 export, recipes
+    assert len(blocks) == 6  # LayerDrop, PKD, sharing, int8 export, sentence embeddings, recipes
     # The examples run from the repository root; their outputs go to runs/ under tmp_path.
     monkeypatch.chdir(tmp_path)
     for shipped in ("recipes", "benchmarks"):
@@ -58,6 +59,23 @@ def test_readme_python_examples_run(tmp_path, monkeypatch):
     # int8 export: the three accuracies, the int8 file, and the classifier's answers.
     assert set(namespace["result"].metrics) == {"pytorch", "onnx_fp32", "onnx_int8"}
     assert (tmp_path / "runs/readme/int8/model_quantized.onnx").exists()
+
+    # Sentence embeddings: a 3-layer SentenceTransformer saved as a plain sentence-transformers folder,
+    # exported to int8 (the gate passed), whose ONNX embeddings are unit vectors close to PyTorch's.
+    from sentence_transformers import SentenceTransformer
+
+    st_student = namespace["st_student"]
+    assert isinstance(st_student, SentenceTransformer) and st_student[0].auto_model.config.num_hidden_layers == 3
+    reloaded_st = SentenceTransformer(str(tmp_path / "runs/readme/st-student"))
+    assert reloaded_st[0].auto_model.config.num_hidden_layers == 3
+    assert (tmp_path / "runs/readme/st-int8/onnx/model.onnx").exists()
+    assert namespace["st_result"].int8_file == "onnx/model_qint8_avx512_vnni.onnx"  # the name the README gives
+    assert (tmp_path / "runs/readme/st-int8/onnx/model_qint8_avx512_vnni.onnx").exists()
+    embeddings = namespace["embeddings"]
+    assert embeddings.shape == (2, 384)
+    np.testing.assert_allclose(np.linalg.norm(embeddings, axis=1), 1.0, atol=1e-4)
+    expected = st_student.encode(["a delight", "a mess"], convert_to_numpy=True)
+    assert (embeddings * expected).sum(axis=1).min() > 0.98
 
     # Recipes: every technique key parsed into its config; the shipped report reads back.
     recipe = namespace["recipe"]

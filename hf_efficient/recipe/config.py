@@ -33,6 +33,9 @@ from ..tasks import TASKS
 from ..techniques import TECHNIQUES, section_techniques
 from ..training import TrainingConfig
 
+# The tasks a recipe (and so the CLI) runs: those with a data loader. The rest are Python-only.
+RECIPE_TASKS = DATA_TASKS + TEXT_TASKS
+
 # Short names for the models that come from PyPI packages, and their Hub ids (for model cards).
 MODEL_SHORTCUTS = {
     "minilm": "sentence-transformers/all-MiniLM-L6-v2",
@@ -228,7 +231,7 @@ class Recipe:
             raise RecipeError("name is empty: give the run a name, e.g. `name: quickstart`.")
         if self.output_dir is None:
             self.output_dir = f"runs/{self.name}"
-        tasks = DATA_TASKS + TEXT_TASKS
+        tasks = RECIPE_TASKS
         if self.task in TASKS and self.task not in tasks:
             raise RecipeError(
                 f"{where}.task={self.task!r}: recipes run the tasks with a data loader ({', '.join(tasks)}); "
