@@ -10,6 +10,11 @@ rows), and int8-all dynamic with the exact GELU as plain Optimum writes it. The 
 against the fastest plain-PyTorch variant of the same run, and against PyTorch fp32. Accuracy is on
 the test split of the default task. The table names the CPU and its instruction sets.
 
+With `--openvino` (needs `pip install openvino`), another runtime joins the same run: OpenVINO's CPU
+plugin on the fp32 graph (fp32, and bf16 where the CPU has bf16 instructions) and on a static int8
+graph in QDQ form (ONNX Runtime's quantizer, u8 activations, s8 per-channel weights, calibrated on the
+same rows), which OpenVINO's low-precision transformations run in int8.
+
     python benchmarks/int8.py --model runs/quickstart/teacher
 """
 
@@ -39,6 +44,52 @@ def folder_mb(path: Path) -> float:
     return path.stat().st_size / 1e6
 
 
+def batches(dataset, size: int = 64):
+    columns = [k for k in dataset.column_names if k != "label"]
+    for start in range(0, len(dataset), size):
+        rows = dataset[start : start + size]
+        yield {k: np.asarray(rows[k], dtype=np.int64) for k in columns}
+
+
+def qdq_int8(fp32: Path, calibration, target: Path) -> Path:
+    """Static int8 in QDQ form (the form OpenVINO's low-precision transformations read)."""
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+
+    class Reader(CalibrationDataReader):
+        def __init__(self):
+            self.feeds = batches(calibration, 32)
+
+        def get_next(self):
+            return next(self.feeds, None)
+
+    quantize_static(
+        str(fp32),
+        str(target),
+        Reader(),
+        quant_format=QuantFormat.QDQ,
+        activation_type=QuantType.QUInt8,
+        weight_type=QuantType.QInt8,
+        per_channel=True,
+        op_types_to_quantize=["MatMul"],
+    )
+    return target
+
+
+def openvino_runner(path: Path, threads: int, precision: str):
+    """OpenVINO's CPU plugin on an ONNX graph: `precision` "f32" or "bf16" (its inference precision hint)."""
+    import openvino
+
+    settings = {"INFERENCE_NUM_THREADS": threads, "INFERENCE_PRECISION_HINT": precision, "PERFORMANCE_HINT": "LATENCY"}
+    compiled = openvino.Core().compile_model(str(path), "CPU", settings)
+    request, names = compiled.create_infer_request(), [port.get_any_name() for port in compiled.inputs]
+
+    def run(feed):
+        request.infer({name: feed[name] for name in names})
+        return [request.get_output_tensor(0).data.copy()]
+
+    return run
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", required=True, help="fine-tuned sequence classifier folder")
@@ -47,6 +98,7 @@ def main():
     parser.add_argument("--calibration-rows", type=int, default=256)
     parser.add_argument("--output-dir", default="runs/int8")
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
+    parser.add_argument("--openvino", action="store_true", help="add OpenVINO rows (pip install openvino)")
     args = parser.parse_args()
     output = Path(args.output_dir)
 
@@ -72,11 +124,21 @@ def main():
         label = f"ONNX {result.variant} {result.mode}" + (", exact GELU" if "exact" in name else "")
         label += " (auto)" if result.variant == auto and result.mode == "dynamic" and "exact" not in name else ""
         files[label] = Path(result.output_dir) / result.int8_file
+    openvino = {}
+    if args.openvino:
+        qdq = qdq_int8(files["ONNX fp32"], calibration, output / "openvino-qdq.onnx")
+        openvino = {"OpenVINO fp32": (files["ONNX fp32"], "f32"), "OpenVINO int8 static QDQ": (qdq, "f32")}
+        if has_fast_bf16():
+            openvino["OpenVINO bf16"] = (files["ONNX fp32"], "bf16")
     model.save_pretrained(output / "pytorch")
     sizes = {"PyTorch fp32": folder_mb(output / "pytorch/model.safetensors")}
     sizes |= {name: folder_mb(path) for name, path in files.items()}
     accuracy = {"PyTorch fp32": evaluate_model(model, data["test"])["accuracy"]}
     accuracy |= {name: onnx_accuracy(path, data["test"]) for name, path in files.items()}
+    for name, (path, precision) in openvino.items():
+        sizes[name] = folder_mb(path) / (2 if precision == "bf16" else 1)
+        logits = np.concatenate([openvino_runner(path, 1, precision)(feed)[0] for feed in batches(data["test"])])
+        accuracy[name] = float((logits.argmax(-1) == np.asarray(data["test"]["label"])).mean())
 
     plain = {"PyTorch fp32": model}
     if has_fast_bf16():
@@ -87,7 +149,7 @@ def main():
         accuracy["PyTorch bf16"] = evaluate_model(plain["PyTorch bf16"], data["test"])["accuracy"]
         with torch.autocast("cpu", dtype=torch.bfloat16):
             accuracy["PyTorch bf16 autocast"] = evaluate_model(model, data["test"])["accuracy"]
-    names = [*plain, *files]
+    names = [*plain, *files, *openvino]
 
     test = data["test"]
     feeds = {
@@ -106,6 +168,7 @@ def main():
 
             runners["PyTorch bf16 autocast"] = autocast
         runners |= {name: onnx_runner(path, threads) for name, path in files.items()}
+        runners |= {name: openvino_runner(path, threads, hint) for name, (path, hint) in openvino.items()}
         by_size = measure_latency(runners, feeds, threads=threads, seconds=args.seconds, rounds=args.rounds)
         for name, per_size in by_size.items():
             for size, ms in per_size.items():
