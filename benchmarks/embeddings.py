@@ -7,7 +7,8 @@ on the test split. Rows, in one run:
 
 1. the teacher; 2. the student untrained; 3. sentence-transformers' own distillation recipe (its
 `MSELoss` on the teacher's embeddings, `SentenceTransformerTrainer`, same init, data, steps, learning
-rate and batch); 4. hf_efficient's embedding distillation (`DistillationTrainer`, patient term on);
+rate and batch); 4. hf_efficient's embedding distillation (`DistillationTrainer`, patient and
+neighbour terms on);
 5. 4 exported to int8 by `export_int8`, and (optimum stack) the same student exported by
 sentence-transformers' `export_dynamic_quantized_onnx_model`; 6. 4 in PyTorch bf16 where the CPU has
 bf16 instructions.
@@ -55,6 +56,7 @@ def arguments():
     parser.add_argument("--learning-rate", type=float, default=1e-4)
     parser.add_argument("--embedding-loss", default="cosine", choices=["mse", "cosine"])
     parser.add_argument("--beta", type=float, default=100.0, help="weight of hf_efficient's patient term")
+    parser.add_argument("--similarity", type=float, default=0.1, help="weight of hf_efficient's neighbour term")
     parser.add_argument("--probe-train", type=int, default=1000, help="labelled training rows for kNN and probe")
     parser.add_argument("--eval-samples", type=int, default=None, help="test rows (all: 1409)")
     parser.add_argument("--seconds", type=float, default=2.0, help="latency budget per model and batch size")
@@ -102,7 +104,7 @@ def train_hf_efficient(teacher, student, texts: list[str], args, folder: Path) -
     trainer = DistillationTrainer(
         model=student,
         teacher=teacher,
-        distillation=PKDConfig(embedding_loss=args.embedding_loss, beta=args.beta),
+        distillation=PKDConfig(embedding_loss=args.embedding_loss, beta=args.beta, similarity=args.similarity),
         args=TrainingArguments(**training_arguments(args, folder)),
         train_dataset=datasets.Dataset.from_dict({"text": texts}),
     )

@@ -69,6 +69,7 @@ def test_layer_maps(teacher, student, strategy, expected):
         (lambda: pkd_layer_map(6, 3, [0, 6]), "\\[6\\] are not layers of a 6-layer teacher"),
         (lambda: pkd_layer_map(6, 3, [0]), "one teacher layer for each of the student's 2"),
         (lambda: PKDConfig(beta=-1), "beta=-1"),
+        (lambda: PKDConfig(similarity=-0.1), "similarity=-0.1"),
         (lambda: PKDConfig(alpha=-0.5), "alpha=-0.5"),
         (lambda: PKDConfig(alpha=1.5), "in \\[0, 1\\]"),
         (lambda: PKDConfig(temperature=0), "temperature must be > 0"),

@@ -147,7 +147,10 @@ def test_embedding_distillation_trains_student_not_teacher(family, embedding_los
     trainer = hfe.DistillationTrainer(
         model=student,
         teacher=teacher,
-        distillation=hfe.PKDConfig(beta=10, embedding_loss=embedding_loss),
+        # The neighbour term rides along with one of the divergences.
+        distillation=hfe.PKDConfig(
+            beta=10, embedding_loss=embedding_loss, similarity=float(embedding_loss == "cosine")
+        ),
         args=training_args(tmp_path, steps=12),
         train_dataset=text_dataset(labels=True),  # labels are not read
     )
@@ -155,6 +158,7 @@ def test_embedding_distillation_trains_student_not_teacher(family, embedding_los
     trainer.train()
     logged = [entry for entry in trainer.state.log_history if "loss" in entry]
     assert {"loss_embedding", "loss_patient"} <= set(logged[0])
+    assert ("loss_similarity" in logged[0]) == (embedding_loss == "cosine")
     assert all(torch.equal(before[k], v) for k, v in teacher.state_dict().items())
     assert held_out_loss(trainer.embedding_loss) < 0.7 * start
     trainer.save_model(str(tmp_path / "saved"))
@@ -162,6 +166,21 @@ def test_embedding_distillation_trains_student_not_teacher(family, embedding_los
     np.testing.assert_allclose(encode(reloaded), encode(student), atol=1e-6)
     record = json.loads((tmp_path / "saved" / "config.json").read_text())["hf_efficient"]["distillation"]
     assert record["method"] == "embedding_pkd" and record["embedding_loss"] == embedding_loss
+
+
+def test_neighbour_divergence_against_a_hand_computation():
+    from hf_efficient.distill.embedding import SIMILARITY_TEMPERATURE, neighbour_divergence
+
+    generator = torch.Generator().manual_seed(0)
+    teacher, student = torch.randn(5, 8, generator=generator), torch.randn(5, 8, generator=generator)
+    unit = lambda x: x / x.norm(dim=-1, keepdim=True)  # noqa: E731
+    expected = 0.0
+    for i in range(5):
+        p = torch.softmax(unit(teacher)[i] @ unit(teacher).T / SIMILARITY_TEMPERATURE, -1)
+        q = torch.softmax(unit(student)[i] @ unit(teacher).T / SIMILARITY_TEMPERATURE, -1)
+        expected += float((p * (p / q).log()).sum()) / 5
+    assert float(neighbour_divergence(student, teacher)) == pytest.approx(expected, rel=1e-5)
+    assert float(neighbour_divergence(3 * teacher, teacher)) == pytest.approx(0.0, abs=1e-6)  # scale-free
 
 
 def narrow_student(teacher, tmp_path, hidden=48):

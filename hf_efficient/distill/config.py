@@ -33,6 +33,11 @@ class PKDConfig:
             encoder, trained on plain text): "mse" (sentence-transformers' `MSELoss`) or "cosine"
             (1 - cosine) between the student's and the teacher's sentence embeddings. Their loss is
             this divergence + beta * the patient loss (on mean-pooled states; there is no hard term).
+        similarity (`float`, defaults to 0.0): Embedding models: weight of the neighbour term, which
+            teaches each text's similarities to the other texts of its batch rather than only its vector:
+            the KL divergence between the teacher's and the student's softmax (temperature 0.05) over
+            the cosine similarities of each student embedding to the batch's teacher embeddings,
+            against the teacher's own. It raises the overlap of nearest neighbours with the teacher's.
         projection (`bool`, defaults to True): Learn a linear map from the student's width to the
             teacher's where they differ (left out of the saved student); False refuses different widths.
 
@@ -46,6 +51,7 @@ class PKDConfig:
     temperature: float = 10.0
     normalize: bool = True
     embedding_loss: str = "mse"
+    similarity: float = 0.0
     projection: bool = True
 
     def __post_init__(self):
@@ -58,7 +64,7 @@ class PKDConfig:
             isinstance(i, int) and not isinstance(i, bool) for i in self.strategy
         ):
             raise ValueError(f"PKDConfig(strategy={self.strategy!r}): a layer map is a list of teacher layer ints.")
-        for name in ("alpha", "beta", "temperature"):
+        for name in ("alpha", "beta", "temperature", "similarity"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
                 raise ValueError(f"PKDConfig({name}={value!r}): must be a number >= 0.")

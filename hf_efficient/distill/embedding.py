@@ -1,15 +1,17 @@
 """Embedding distillation: a student embedding model learns a teacher's sentence vectors from plain text.
 
-loss = divergence(student embeddings, teacher embeddings) + beta * patient loss, where the divergence
-is the `sentence-embedding` task's (MSE or cosine, `PKDConfig.embedding_loss`) and the patient loss
-compares mean-pooled hidden states of matched intermediate layers (PKD's patient term; mean pooling
-because that is what these models' embeddings read). One `nn.Module` holds it, so that it serves both
+loss = divergence(student embeddings, teacher embeddings) + similarity * neighbour term + beta * patient
+loss, where the divergence is the `sentence-embedding` task's (MSE or cosine, `PKDConfig.embedding_loss`),
+the neighbour term (`neighbour_divergence`) compares how each text relates to the others of its batch,
+and the patient loss compares mean-pooled hidden states of matched intermediate layers (PKD's patient
+term; mean pooling because that is what these models' embeddings read). One `nn.Module` holds it, so that it serves both
 `DistillationTrainer` and sentence-transformers' own `SentenceTransformerTrainer` (as its `loss`).
 """
 
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 from transformers import PreTrainedModel
 
@@ -24,6 +26,25 @@ from .losses import patient_loss
 TEXT_COLUMN = "text"
 PROJECTION = "pkd_projection"  # intermediate layers, as for classifiers
 EMBEDDING_PROJECTION = "pkd_embedding_projection"  # final embeddings
+
+
+# Of the neighbour term's softmax: sharp enough that a text's few nearest neighbours in the batch carry
+# most of the distribution (the temperature contrastive sentence encoders such as SimCSE train with).
+SIMILARITY_TEMPERATURE = 0.05
+
+
+def neighbour_divergence(student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
+    """KL(teacher || student) of each text's softmax over its cosine similarities to the batch's teacher embeddings.
+
+    Row i compares student_i . teacher_j with teacher_i . teacher_j over j (the batch): zero when every
+    student embedding points where its teacher's does, and, short of that, it spends the student's error
+    where it changes which texts are near each other. Anchoring on the teacher's vectors (rather than
+    comparing the student's batch with itself) keeps it pulling towards the teacher's embeddings too.
+    """
+    student, teacher = F.normalize(student.float(), dim=-1), F.normalize(teacher.float(), dim=-1)
+    ours = F.log_softmax(student @ teacher.T / SIMILARITY_TEMPERATURE, dim=-1)
+    theirs = F.log_softmax(teacher @ teacher.T / SIMILARITY_TEMPERATURE, dim=-1)
+    return F.kl_div(ours, theirs, log_target=True, reduction="batchmean")
 
 
 def is_embedding_model(model) -> bool:
@@ -102,7 +123,8 @@ class EmbeddingDistillationLoss(nn.Module):
             if not isinstance(getattr(student_encoder, name, None), nn.Linear):
                 _add_projection(student_encoder, name, width, target)
         self.divergence = EMBEDDING_DIVERGENCES[self.config.embedding_loss]
-        self.term_names = ["embedding"] + (["patient"] if self.patient else [])
+        self.weights = {"embedding": 1.0, "similarity": self.config.similarity, "patient": self.config.beta}
+        self.term_names = [name for name in self.weights if name == "embedding" or self._on(name)]
         record_technique(
             student_encoder,
             "distillation",
@@ -115,8 +137,11 @@ class EmbeddingDistillationLoss(nn.Module):
             },
         )
 
+    def _on(self, term: str) -> bool:
+        return self.patient if term == "patient" else self.weights[term] > 0
+
     def terms(self, features: dict[str, torch.Tensor], student: nn.Module | None = None) -> list[torch.Tensor]:
-        """[divergence, patient loss (when on)] of one tokenized batch; `student`: the (maybe wrapped) model."""
+        """The terms of one tokenized batch, in `term_names` order; `student`: the (maybe wrapped) model."""
         student = self.model if student is None else student
         encoder, teacher_encoder = transformers_model(self.model), transformers_model(self.teacher)
         device = features["input_ids"].device
@@ -132,6 +157,8 @@ class EmbeddingDistillationLoss(nn.Module):
         if projection is not None:
             student_vectors = projection(student_vectors)
         terms = [self.divergence(student_vectors, teacher_vectors, features, 1.0)]
+        if self._on("similarity"):
+            terms.append(neighbour_divergence(student_vectors, teacher_vectors))
         if self.patient:
             mask = features["attention_mask"]
             ours = torch.stack([mean_pool(student_states[i], mask) for i in student_layers], dim=1)
@@ -143,7 +170,7 @@ class EmbeddingDistillationLoss(nn.Module):
         return terms
 
     def combine(self, terms: list[torch.Tensor]) -> torch.Tensor:
-        return terms[0] + self.config.beta * terms[1] if self.patient else terms[0]
+        return sum(self.weights[name] * term for name, term in zip(self.term_names, terms, strict=True))
 
     def forward(self, sentence_features, labels=None) -> torch.Tensor:
         """sentence-transformers' loss API: one tokenized dict per text column; `labels` are not read."""
