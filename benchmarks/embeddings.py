@@ -56,7 +56,7 @@ def arguments():
     parser.add_argument("--learning-rate", type=float, default=1e-4)
     parser.add_argument("--embedding-loss", default="cosine", choices=["mse", "cosine"])
     parser.add_argument("--beta", type=float, default=100.0, help="weight of hf_efficient's patient term")
-    parser.add_argument("--similarity", type=float, default=0.1, help="weight of hf_efficient's neighbour term")
+    parser.add_argument("--similarity", type=float, default=0.01, help="weight of hf_efficient's neighbour term")
     parser.add_argument("--probe-train", type=int, default=1000, help="labelled training rows for kNN and probe")
     parser.add_argument("--eval-samples", type=int, default=None, help="test rows (all: 1409)")
     parser.add_argument("--seconds", type=float, default=2.0, help="latency budget per model and batch size")

@@ -176,11 +176,13 @@ def test_neighbour_divergence_against_a_hand_computation():
     unit = lambda x: x / x.norm(dim=-1, keepdim=True)  # noqa: E731
     expected = 0.0
     for i in range(5):
-        p = torch.softmax(unit(teacher)[i] @ unit(teacher).T / SIMILARITY_TEMPERATURE, -1)
-        q = torch.softmax(unit(student)[i] @ unit(teacher).T / SIMILARITY_TEMPERATURE, -1)
+        others = [j for j in range(5) if j != i]
+        p = torch.softmax(unit(teacher)[i] @ unit(teacher)[others].T / SIMILARITY_TEMPERATURE, -1)
+        q = torch.softmax(unit(student)[i] @ unit(student)[others].T / SIMILARITY_TEMPERATURE, -1)
         expected += float((p * (p / q).log()).sum()) / 5
     assert float(neighbour_divergence(student, teacher)) == pytest.approx(expected, rel=1e-5)
     assert float(neighbour_divergence(3 * teacher, teacher)) == pytest.approx(0.0, abs=1e-6)  # scale-free
+    assert float(neighbour_divergence(student[:1], teacher[:1])) == 0.0  # no other text in the batch
 
 
 def narrow_student(teacher, tmp_path, hidden=48):

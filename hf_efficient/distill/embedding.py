@@ -34,17 +34,24 @@ SIMILARITY_TEMPERATURE = 0.05
 
 
 def neighbour_divergence(student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
-    """KL(teacher || student) of each text's softmax over its cosine similarities to the batch's teacher embeddings.
+    """KL(teacher || student) of each text's softmax over its cosine similarities to the batch's other texts.
 
-    Row i compares student_i . teacher_j with teacher_i . teacher_j over j (the batch): zero when every
-    student embedding points where its teacher's does, and, short of that, it spends the student's error
-    where it changes which texts are near each other. Anchoring on the teacher's vectors (rather than
-    comparing the student's batch with itself) keeps it pulling towards the teacher's embeddings too.
+    Row i compares the student's similarities of text i to texts j != i with the teacher's: zero when
+    the student's batch is arranged as the teacher's (whatever its vectors' lengths), and, short of
+    that, it spends the student's error where it changes which texts are each other's neighbours,
+    which the per-text divergence is blind to.
     """
-    student, teacher = F.normalize(student.float(), dim=-1), F.normalize(teacher.float(), dim=-1)
-    ours = F.log_softmax(student @ teacher.T / SIMILARITY_TEMPERATURE, dim=-1)
-    theirs = F.log_softmax(teacher @ teacher.T / SIMILARITY_TEMPERATURE, dim=-1)
-    return F.kl_div(ours, theirs, log_target=True, reduction="batchmean")
+    count = len(student)
+    if count < 2:
+        return student.new_zeros(())
+    others = ~torch.eye(count, dtype=torch.bool, device=student.device)
+
+    def log_neighbours(vectors):
+        vectors = F.normalize(vectors.float(), dim=-1)
+        similarities = (vectors @ vectors.T)[others].view(count, count - 1)
+        return F.log_softmax(similarities / SIMILARITY_TEMPERATURE, dim=-1)
+
+    return F.kl_div(log_neighbours(student), log_neighbours(teacher), log_target=True, reduction="batchmean")
 
 
 def is_embedding_model(model) -> bool:
