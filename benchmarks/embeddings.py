@@ -117,7 +117,8 @@ def export_sentence_transformers_int8(student_folder: Path, folder: Path) -> Pat
     try:
         from sentence_transformers import export_dynamic_quantized_onnx_model
 
-        shutil.copytree(student_folder, folder, dirs_exist_ok=True)
+        shutil.rmtree(folder, ignore_errors=True)  # a previous run's onnx/ would be copied onto itself
+        shutil.copytree(student_folder, folder)
         model = SentenceTransformer(str(folder), backend="onnx", device="cpu")
         model.save_pretrained(str(folder))  # writes onnx/model.onnx
         export_dynamic_quantized_onnx_model(model, "avx512_vnni", str(folder))

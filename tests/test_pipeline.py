@@ -19,7 +19,14 @@ RECIPES = Path(__file__).parents[1] / "recipes"
 
 def test_every_shipped_recipe_validates():
     names = {path.stem for path in RECIPES.glob("*.yaml")}
-    assert {"quickstart", "pkd_skip_mpnet_12to6", "layerdrop_prune", "albert_shared_student", "int8_only"} <= names
+    assert {
+        "quickstart",
+        "pkd_skip_mpnet_12to6",
+        "layerdrop_prune",
+        "albert_shared_student",
+        "int8_only",
+        "sentence_minilm",
+    } <= names
     for path in RECIPES.glob("*.yaml"):
         recipe = load_recipe(path)
         assert recipe.name == path.stem and recipe.output_dir == f"runs/{path.stem}"
