@@ -229,13 +229,18 @@ def write_report(report: Report, output: Path, floor: float | None = None) -> No
 
 
 def card(run, folder: Path) -> dict:
-    from ..hub import write_model_card
-
     result = Report.load(run.output / "report.json")
     final = result.model(result.final)
     shutil.copytree(run.model_folder(final.source or final.name), folder, dirs_exist_ok=True)
     if "export" in run.steps:
         shutil.copytree(run.output / "onnx", folder / "onnx")
+    return write_card(run, folder, result)
+
+
+def write_card(run, folder: Path, result: Report) -> dict:
+    """Beside the model files already in the hub `folder`: the report, recipe, plots and the model card."""
+    from ..hub import write_model_card
+
     for name in ["report.json", "report.md", "recipe.yaml", *result.plots]:
         shutil.copy(run.output / name, folder / name)
     section = run.recipe.card

@@ -223,7 +223,7 @@ def _relative(run, path: Path) -> str:
 
 def card(run, folder: Path) -> dict:
     """The hub folder: the final model's sentence-transformers folder (with onnx/ when exported) and its card."""
-    from ..hub import write_model_card
+    from ..recipe.steps import write_card
     from ..report import Report
 
     result = Report.load(run.output / "report.json")
@@ -232,18 +232,7 @@ def card(run, folder: Path) -> dict:
     shutil.copytree(
         run.output / "onnx" if final.format == "onnx" else run.output / final.path, folder, dirs_exist_ok=True
     )
-    for name in ["report.json", "report.md", "recipe.yaml", *result.plots]:
-        shutil.copy(run.output / name, folder / name)
-    section = run.recipe.card
-    write_model_card(
-        folder,
-        result,
-        (run.output / "recipe.yaml").read_text(),
-        license=section.license,
-        language=section.language,
-        repo_id=run.recipe.push.repo_id if run.recipe.push else None,
-    )
-    return {"path": "hub"}
+    return write_card(run, folder, result)
 
 
 STEPS = {"teacher": teacher, "student": student, "export": export, "report": report, "card": card}
