@@ -107,6 +107,20 @@ def _matmul_nodes(path: Path) -> list[str]:
     return [node.name for node in onnx.load(str(path), load_external_data=False).graph.node if node.op_type == "MatMul"]
 
 
+def quantization_choices(config: Int8ExportConfig, fp32: Path, *, retry: bool, last_matmuls: int) -> list[dict]:
+    """The settings `export_int8` tries in turn: the config's, then (with `retry`, where an evaluation set
+    can reject an attempt) per-channel scales and the exact GELU, then also the last `last_matmuls`
+    MatMuls of the graph in fp32."""
+    exclude = list(config.exclude)
+    choices = [{"per_channel": config.per_channel, "approximate_gelu": config.approximate_gelu, "exclude": exclude}]
+    if retry and config.retry:
+        choices.append({"per_channel": True, "approximate_gelu": False, "exclude": exclude})
+        choices.append(
+            {"per_channel": True, "approximate_gelu": False, "exclude": exclude + _matmul_nodes(fp32)[-last_matmuls:]}
+        )
+    return [c for i, c in enumerate(choices) if c not in choices[:i]]
+
+
 def _model_inputs(path: Path) -> list[str]:
     return [i.name for i in onnx.load(str(path), load_external_data=False).graph.input]
 
@@ -369,14 +383,8 @@ def export_int8(
     result.variant, result.variant_reason = choose_variant(config.variant)
     quantize = _quantize_optimum if use_optimum else _quantize_onnxruntime
 
-    exclude = list(config.exclude)
-    choices = [{"per_channel": config.per_channel, "approximate_gelu": config.approximate_gelu, "exclude": exclude}]
-    if eval_dataset is not None and config.retry:
-        # Per-channel scales and the exact GELU, then also the last MatMuls (the top layer's FFN and
-        # the head, which move the logits most directly) in fp32.
-        choices.append({"per_channel": True, "approximate_gelu": False, "exclude": exclude})
-        choices.append({"per_channel": True, "approximate_gelu": False, "exclude": exclude + _matmul_nodes(fp32)[-4:]})
-        choices = [c for i, c in enumerate(choices) if c not in choices[:i]]
+    # The last 4 MatMuls: the top layer's FFN and the head, which move the logits most directly.
+    choices = quantization_choices(config, fp32, retry=eval_dataset is not None, last_matmuls=4)
     if eval_dataset is not None:
         id2label = getattr(model.config, "id2label", None) or {}
         label_names = [id2label.get(i, str(i)) for i in range(len(id2label))]

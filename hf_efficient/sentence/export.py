@@ -16,7 +16,7 @@ import numpy as np
 
 from ..export.config import Int8ExportConfig
 from ..export.graph import freeze_activation_ranges, use_tanh_gelu
-from ..export.int8 import AccuracyDropError, ExportResult, _matmul_nodes
+from ..export.int8 import AccuracyDropError, ExportResult, quantization_choices
 from ..export.onnx import export_onnx, quantize_int8_dynamic
 from .embedder import SentenceEmbedder
 from .model import ONNX_DIR, int8_file_name, sentence_encoder
@@ -63,12 +63,8 @@ def export_sentence_int8(
         reference = model.encode(eval_texts, batch_size=32, convert_to_numpy=True)
         fp32_vectors = SentenceEmbedder(output, FP32_FILE)(eval_texts)
         result.metrics["onnx_fp32"] = {"cosine_to_pytorch": mean_cosine(fp32_vectors, reference)}
-    exclude = list(config.exclude)
-    choices = [{"per_channel": config.per_channel, "approximate_gelu": config.approximate_gelu, "exclude": exclude}]
-    if eval_texts is not None and config.retry:
-        choices.append({"per_channel": True, "approximate_gelu": False, "exclude": exclude})
-        choices.append({"per_channel": True, "approximate_gelu": False, "exclude": exclude + _matmul_nodes(fp32)[-2:]})
-        choices = [c for i, c in enumerate(choices) if c not in choices[:i]]
+    # No head: the last 2 MatMuls are the top layer's FFN.
+    choices = quantization_choices(config, fp32, retry=eval_texts is not None, last_matmuls=2)
     scratch = fp32.with_name("model_tanh_gelu.onnx")
     for choice in choices:
         attempt, source = dict(choice), fp32
@@ -76,7 +72,11 @@ def export_sentence_int8(
             attempt["gelus_approximated"] = use_tanh_gelu(fp32, scratch)
             source = scratch
         quantize_int8_dynamic(
-            source, int8, per_channel=choice["per_channel"], reduce_range=config.target == "avx2", exclude=exclude
+            source,
+            int8,
+            per_channel=choice["per_channel"],
+            reduce_range=config.target == "avx2",
+            exclude=list(config.exclude),
         )
         scratch.unlink(missing_ok=True)
         if config.mode == "static":
