@@ -30,7 +30,8 @@ from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
 from hf_efficient import Int8ExportConfig, export_int8
 from hf_efficient.data import load_default_task, tokenize_dataset
-from hf_efficient.export.int8 import onnx_accuracy
+from hf_efficient.export.int8 import _batches, onnx_accuracy
+from hf_efficient.export.onnx import INPUT_NAMES
 from hf_efficient.export.variants import VARIANTS, choose_variant
 from hf_efficient.metrics import evaluate_model
 from hf_efficient.report import markdown_table
@@ -44,20 +45,13 @@ def folder_mb(path: Path) -> float:
     return path.stat().st_size / 1e6
 
 
-def batches(dataset, size: int = 64):
-    columns = [k for k in dataset.column_names if k != "label"]
-    for start in range(0, len(dataset), size):
-        rows = dataset[start : start + size]
-        yield {k: np.asarray(rows[k], dtype=np.int64) for k in columns}
-
-
 def qdq_int8(fp32: Path, calibration, target: Path) -> Path:
     """Static int8 in QDQ form (the form OpenVINO's low-precision transformations read)."""
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
 
     class Reader(CalibrationDataReader):
         def __init__(self):
-            self.feeds = batches(calibration, 32)
+            self.feeds = _batches(calibration, INPUT_NAMES, 32)
 
         def get_next(self):
             return next(self.feeds, None)
@@ -137,7 +131,9 @@ def main():
     accuracy |= {name: onnx_accuracy(path, data["test"]) for name, path in files.items()}
     for name, (path, precision) in openvino.items():
         sizes[name] = folder_mb(path) / (2 if precision == "bf16" else 1)
-        logits = np.concatenate([openvino_runner(path, 1, precision)(feed)[0] for feed in batches(data["test"])])
+        logits = np.concatenate(
+            [openvino_runner(path, 1, precision)(feed)[0] for feed in _batches(data["test"], INPUT_NAMES)]
+        )
         accuracy[name] = float((logits.argmax(-1) == np.asarray(data["test"]["label"])).mean())
 
     plain = {"PyTorch fp32": model}
