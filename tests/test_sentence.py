@@ -303,13 +303,23 @@ def test_export_int8_matches_pytorch(family, tmp_path):
         assert cosine_to_teacher(encode(loaded), reference) >= 0.9999
 
 
-def test_export_gate_and_folder_input(tmp_path):
+def test_export_gate_and_folder_input(tmp_path, monkeypatch):
+    from hf_efficient.sentence import export as sentence_export
+
+    excluded = []  # what each attempt asked the quantizer to keep in fp32
+    quantize = sentence_export.quantize_int8_dynamic
+    monkeypatch.setattr(
+        sentence_export, "quantize_int8_dynamic", lambda *a, **k: excluded.append(k["exclude"]) or quantize(*a, **k)
+    )
     model = tiny_sentence_transformer("bert", tmp_path / "model")
     model.save(str(tmp_path / "saved"))
     with pytest.raises(hfe.AccuracyDropError, match="below 1 - max_accuracy_drop=1") as error:
         hfe.export_int8(str(tmp_path / "saved"), str(tmp_path / "x"), hfe.Int8ExportConfig(max_accuracy_drop=0),
                         eval_dataset=SENTENCES)  # fmt: skip
-    assert len(error.value.result.attempts) == 3 and (tmp_path / "x" / "onnx" / "model.onnx").exists()
+    attempts = error.value.result.attempts
+    assert len(attempts) == 3 and (tmp_path / "x" / "onnx" / "model.onnx").exists()
+    # The last retry keeps the top FFN's two MatMuls in fp32, and the quantizer is told so.
+    assert excluded == [a["exclude"] for a in attempts] and len(excluded[-1]) == 2 and excluded[0] == []
 
 
 def test_metrics_against_references():

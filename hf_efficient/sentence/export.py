@@ -76,7 +76,7 @@ def export_sentence_int8(
             int8,
             per_channel=choice["per_channel"],
             reduce_range=config.target == "avx2",
-            exclude=list(config.exclude),
+            exclude=choice["exclude"],
         )
         scratch.unlink(missing_ok=True)
         if config.mode == "static":
