@@ -303,6 +303,24 @@ def test_export_int8_matches_pytorch(family, tmp_path):
         assert cosine_to_teacher(encode(loaded), reference) >= 0.9999
 
 
+@pytest.mark.parametrize("variant", ["int8-weights", "int8-fused"])
+def test_export_writes_the_forced_variant(variant, tmp_path):
+    import onnx
+
+    model = tiny_sentence_transformer("bert", tmp_path / "model")
+    out = tmp_path / "export"
+    result = hfe.export_int8(model, str(out), hfe.Int8ExportConfig(variant=variant), eval_dataset=text_dataset())
+    record = json.loads((out / "export_report.json").read_text())
+    assert record["variant"] == result.variant == variant and "forced" in record["variant_reason"]
+    ops = [node.op_type for node in onnx.load(str(out / result.int8_file)).graph.node]
+    if variant == "int8-weights":  # the attention's two activation products per layer stay fp32
+        assert ops.count("MatMul") == result.chosen["fp32_matmuls"] == 2 * 4
+    else:
+        assert ops.count("SkipLayerNormalization") == result.chosen["fused"]["SkipLayerNormalization"] > 0
+    assert not (out / "onnx" / "model_fused.onnx").exists()
+    assert cosine_to_teacher(SentenceEmbedder(str(out), result.int8_file)(SENTENCES), encode(model)) >= 0.99
+
+
 def test_export_gate_and_folder_input(tmp_path, monkeypatch):
     from hf_efficient.sentence import export as sentence_export
 

@@ -18,6 +18,7 @@ from ..export.config import Int8ExportConfig
 from ..export.graph import freeze_activation_ranges, use_tanh_gelu
 from ..export.int8 import AccuracyDropError, ExportResult, quantization_choices
 from ..export.onnx import export_onnx, quantize_int8_dynamic
+from ..export.variants import choose_variant, prepare_variant
 from .embedder import SentenceEmbedder
 from .model import ONNX_DIR, int8_file_name, sentence_encoder
 
@@ -57,6 +58,7 @@ def export_sentence_int8(
     export_onnx(encoder, fp32, output_names=("last_hidden_state",))
     result = ExportResult(str(output), FP32_FILE, None, "onnxruntime", config.mode, config.target)
     result.config, result.task = config.to_dict(), "sentence-embedding"
+    result.variant, result.variant_reason = choose_variant(config.variant)
     result.gate = "cosine_to_pytorch" if eval_texts is not None else None
     reference = None
     if eval_texts is not None:
@@ -65,20 +67,24 @@ def export_sentence_int8(
         result.metrics["onnx_fp32"] = {"cosine_to_pytorch": mean_cosine(fp32_vectors, reference)}
     # No head: the last 2 MatMuls are the top layer's FFN.
     choices = quantization_choices(config, fp32, retry=eval_texts is not None, last_matmuls=2)
-    scratch = fp32.with_name("model_tanh_gelu.onnx")
+    scratch, fused = fp32.with_name("model_tanh_gelu.onnx"), fp32.with_name("model_fused.onnx")
     for choice in choices:
         attempt, source = dict(choice), fp32
         if choice["approximate_gelu"]:
             attempt["gelus_approximated"] = use_tanh_gelu(fp32, scratch)
             source = scratch
+        source, ops, kept_fp32, notes = prepare_variant(result.variant, source, fused, encoder.config)
+        attempt.update(notes)
         quantize_int8_dynamic(
             source,
             int8,
             per_channel=choice["per_channel"],
             reduce_range=config.target == "avx2",
-            exclude=choice["exclude"],
+            exclude=choice["exclude"] + kept_fp32,
+            op_types=ops,
         )
         scratch.unlink(missing_ok=True)
+        fused.unlink(missing_ok=True)
         if config.mode == "static":
             embedder = SentenceEmbedder(output, FP32_FILE)
             texts = calibration_texts[: config.calibration_samples]
