@@ -123,3 +123,73 @@ def test_report_names_the_variant_and_why():
         }
     )
     assert f"`student-int8`: int8 graph `int8-all`, {reason}." in report_markdown(report)
+
+
+def _session_outputs(path, feed, level):
+    import onnxruntime
+
+    options = onnxruntime.SessionOptions()
+    options.graph_optimization_level = level
+    session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    return session.run(None, {i.name: feed[i.name] for i in session.get_inputs()})[0]
+
+
+@pytest.mark.parametrize("mode", ["dynamic", "static"])
+def test_residual_sums_keep_onnxruntime_off_its_skip_layer_norm(tmp_path, mode):
+    import onnxruntime
+
+    model, feed = tiny_model("bert", num_layers=2), inputs()
+    calibration = None
+    if mode == "static":
+        import datasets
+
+        calibration = datasets.Dataset.from_dict({k: v.tolist() for k, v in feed.items()})
+    result = export_int8(model, tmp_path, Int8ExportConfig(mode=mode), calibration_dataset=calibration)
+    graph = onnx.load(str(tmp_path / "model_quantized.onnx")).graph
+    feeding = {name: node.op_type for node in graph.node for name in node.output}
+    norms = [feeding[node.input[0]] for node in graph.node if node.op_type == "LayerNormalization"]
+    assert norms.count("Sum") == result.chosen["residual_sums"] >= 1
+
+    # What a session builds from the file: no SkipLayerNormalization.
+    options = onnxruntime.SessionOptions()
+    options.optimized_model_filepath = str(tmp_path / "loaded.onnx")
+    onnxruntime.InferenceSession(str(tmp_path / "model_quantized.onnx"), options, providers=["CPUExecutionProvider"])
+    assert "SkipLayerNormalization" not in op_counts(tmp_path / "loaded.onnx")
+
+    # The same numbers as the graph with its Adds, both run as written.
+    model_with_adds = onnx.load(str(tmp_path / "model_quantized.onnx"))
+    for node in model_with_adds.graph.node:
+        if node.op_type == "Sum":
+            node.op_type = "Add"
+    onnx.save(model_with_adds, str(tmp_path / "adds.onnx"))
+    unoptimized = onnxruntime.GraphOptimizationLevel.ORT_DISABLE_ALL
+    assert np.array_equal(
+        _session_outputs(tmp_path / "model_quantized.onnx", feed, unoptimized),
+        _session_outputs(tmp_path / "adds.onnx", feed, unoptimized),
+    )
+
+
+def test_residual_sums_rewrites_only_what_onnxruntime_fuses(tmp_path):
+    from onnx import TensorProto, helper
+
+    from hf_efficient.export.graph import residual_sums
+
+    def tensor(name, shape):
+        return helper.make_tensor_value_info(name, TensorProto.FLOAT, shape)
+
+    nodes = [
+        helper.make_node("Add", ["x", "y"], ["a"], name="residual"),  # two (batch, 4, 8): fused
+        helper.make_node("LayerNormalization", ["a", "g"], ["norm"]),
+        helper.make_node("Add", ["norm", "bias"], ["b"], name="bias"),  # (batch, 4, 8) + (8,): not fused
+        helper.make_node("LayerNormalization", ["b", "g"], ["out"]),
+        helper.make_node("Add", ["out", "y"], ["c"], name="into_relu"),
+        helper.make_node("Relu", ["c"], ["act"]),
+    ]
+    weights = [helper.make_tensor(name, TensorProto.FLOAT, [8], [1.0] * 8) for name in ("g", "bias")]
+    inputs = [tensor("x", ["batch", 4, 8]), tensor("y", ["batch", 4, 8])]
+    graph = helper.make_graph(nodes, "g", inputs, [tensor("act", None)], weights)
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(tmp_path / "g.onnx"))
+    assert residual_sums(tmp_path / "g.onnx") == 1
+    ops = {node.name: node.op_type for node in onnx.load(str(tmp_path / "g.onnx")).graph.node if node.name}
+    assert ops == {"residual": "Sum", "bias": "Add", "into_relu": "Add"}
+    assert residual_sums(tmp_path / "g.onnx") == 0  # nothing left to fuse

@@ -1,4 +1,5 @@
-"""Rewrites of exported graphs that make int8 inference faster: a cheaper GELU, frozen activation ranges."""
+"""Rewrites of exported graphs that make int8 inference faster: a cheaper GELU, frozen activation ranges,
+residual sums that keep ONNX Runtime off its slow fused layer norm."""
 
 from __future__ import annotations
 
@@ -35,6 +36,49 @@ def use_tanh_gelu(source: str | Path, target: str | Path) -> int:
     graph.value_info.extend(helper.make_tensor_value_info(node.output[0], TensorProto.FLOAT, None) for node in fast)
     optimized.save_model_to_file(str(target))
     return len(fast)
+
+
+def residual_sums(path: str | Path) -> int:
+    """Rewrite, in place, each `Add` that ONNX Runtime would fuse into `SkipLayerNormalization` as a `Sum`.
+
+    When a session loads a graph, ONNX Runtime fuses an `Add` of two same-shaped 3-D tensors (a
+    transformer layer's residual connection) and the `LayerNormalization` after it into its
+    `SkipLayerNormalization` kernel. On the CPU that kernel is several times slower than the two
+    operators it replaces: onnxruntime 1.32, a (32, 64, 384) activation, 1 thread, six residual
+    blocks in a row take 26.0 ms fused against 4.5 ms unfused, and 0.80 against 0.13 ms at batch 1
+    (2 threads: 13.6 against 2.5-2.9 ms), on an AMD EPYC (Zen 4). A two-input `Sum` computes exactly
+    what `Add` does, broadcasting included, and the fusion only matches `Add`, so it no longer fires,
+    whichever program later loads the file (Optimum, sentence-transformers, a plain session). Only the
+    `Add`s this onnxruntime fuses are rewritten (found by loading the graph once): `Sum` spreads less
+    well over threads than `Add`, so the others stay as they are.
+
+    Returns:
+        `int`: the number of `Add` nodes rewritten.
+    """
+    import tempfile
+
+    import onnxruntime
+
+    with tempfile.TemporaryDirectory() as folder:
+        options = onnxruntime.SessionOptions()
+        options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
+        options.optimized_model_filepath = str(Path(folder) / "loaded.onnx")
+        onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        loaded = onnx.load(options.optimized_model_filepath, load_external_data=False).graph
+        fused = {node.output[0] for node in loaded.node if node.op_type == "SkipLayerNormalization"}
+    model = onnx.load(str(path))
+    producers = {name: node for node in model.graph.node for name in node.output}
+    adds = [
+        producers.get(node.input[0])
+        for node in model.graph.node
+        if node.op_type == "LayerNormalization" and node.output[0] in fused
+    ]
+    adds = [node for node in adds if node is not None and node.op_type == "Add"]
+    for node in adds:
+        node.op_type = "Sum"
+    if adds:
+        onnx.save(model, str(path))
+    return len(adds)
 
 
 def freeze_activation_ranges(path: str | Path, batches: Iterable[dict[str, np.ndarray]]) -> int:

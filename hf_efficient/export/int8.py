@@ -23,7 +23,7 @@ from .gate import gate_measure
 from .graph import freeze_activation_ranges, use_tanh_gelu
 from .helpers import INT8_FILE
 from .onnx import INPUT_NAMES, QUANTIZED_OPS, export_onnx, quantize_int8_dynamic
-from .variants import choose_variant, prepare_variant
+from .variants import choose_variant, finish_variant, prepare_variant
 
 FP32_FILE = "model.onnx"
 # Scratch file: the fp32 graph with tanh GELUs, quantized into INT8_FILE.
@@ -410,6 +410,7 @@ def export_int8(
         if mode == "static":
             feeds = _batches(calibration_dataset, _model_inputs(fp32), 16, limit=config.calibration_samples)
             attempt["activations_calibrated"] = freeze_activation_ranges(int8, feeds)
+        attempt.update(finish_variant(result.variant, int8))
         if eval_dataset is not None:
             attempt[measure.name] = onnx_score(int8, eval_dataset, measure, reference)
             attempt["drop"] = result.metrics["pytorch"][measure.name] - attempt[measure.name]

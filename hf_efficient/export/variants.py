@@ -23,6 +23,7 @@ import onnx
 from onnx import TensorProto, helper
 
 from .config import VARIANT_CHOICES
+from .graph import residual_sums
 
 # Name -> what the variant writes (the `help` of `Int8ExportConfig.variant` lists these).
 VARIANTS = {
@@ -130,3 +131,15 @@ def prepare_variant(variant: str, source: Path, scratch: Path, config) -> tuple[
         fused = fuse_transformer(source, scratch, num_heads=heads, hidden_size=width)
         return scratch, list(_FUSED_OPS), [], {"fused": fused}
     raise ValueError(f"variant={variant!r} is not supported: use one of {', '.join(map(repr, CHOICES))}.")
+
+
+def finish_variant(variant: str, int8: Path) -> dict:
+    """Rewrite the quantized graph of `variant` in place for speed at load time; returns notes for the attempt.
+
+    "int8-all" and "int8-weights" get their residual additions written as `Sum` (`graph.residual_sums`),
+    so that ONNX Runtime does not fuse them into its slow `SkipLayerNormalization`; "int8-fused" is
+    ONNX Runtime's fusions by definition and is kept as they wrote it.
+    """
+    if variant == "int8-fused":
+        return {}
+    return {"residual_sums": residual_sums(int8)}

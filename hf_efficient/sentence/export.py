@@ -18,7 +18,7 @@ from ..export.config import Int8ExportConfig
 from ..export.graph import freeze_activation_ranges, use_tanh_gelu
 from ..export.int8 import AccuracyDropError, ExportResult, quantization_choices
 from ..export.onnx import export_onnx, quantize_int8_dynamic
-from ..export.variants import choose_variant, prepare_variant
+from ..export.variants import choose_variant, finish_variant, prepare_variant
 from .embedder import SentenceEmbedder
 from .model import ONNX_DIR, int8_file_name, sentence_encoder
 
@@ -103,6 +103,7 @@ def export_sentence_int8(
                 for i in range(0, len(texts), 16)
             )
             attempt["activations_calibrated"] = freeze_activation_ranges(int8, feeds)
+        attempt.update(finish_variant(result.variant, int8))
         if eval_texts is not None:
             attempt["cosine_to_pytorch"] = mean_cosine(
                 SentenceEmbedder(output, int8.relative_to(output))(eval_texts), reference
