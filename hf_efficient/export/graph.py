@@ -45,8 +45,9 @@ def residual_sums(path: str | Path) -> int:
     transformer layer's residual connection) and the `LayerNormalization` after it into its
     `SkipLayerNormalization` kernel. On the CPU that kernel is several times slower than the two
     operators it replaces: onnxruntime 1.32, a (32, 64, 384) activation, 1 thread, six residual
-    blocks in a row take 26.0 ms fused against 4.5 ms unfused, and 0.80 against 0.13 ms at batch 1
-    (2 threads: 13.6 against 2.5-2.9 ms), on an AMD EPYC (Zen 4). A two-input `Sum` computes exactly
+    blocks in a row take 25.2 ms fused against 3.9 ms unfused, and 0.79 against 0.12 ms at batch 1
+    (2 threads: 13.2 against 2.5-3.4 ms), on an AMD EPYC (Zen 4; `benchmarks/skip_layer_norm.py`).
+    A two-input `Sum` computes exactly
     what `Add` does, broadcasting included, and the fusion only matches `Add`, so it no longer fires,
     whichever program later loads the file (Optimum, sentence-transformers, a plain session). Only the
     `Add`s this onnxruntime fuses are rewritten (found by loading the graph once): `Sum` spreads less

@@ -3,11 +3,11 @@
 The variants differ in which matrix products run in int8 and in how much of the graph ONNX Runtime's
 transformer fusions merge beforehand. Measured on an AMD EPYC (Zen 4) with AVX512-VNNI and
 AVX512-BF16, no AMX, 1 thread, the quickstart's MiniLM teacher and 3-layer student at sequence 64
-(`benchmarks/int8.py`, tables in `benchmarks/README.md`): "int8-all" and "int8-weights" are within 3%
-of each other at batch 1 and 32, "int8-all" ahead on the teacher at batch 32; "int8-fused" is 15-25%
-slower (its `QAttention` and `SkipLayerNormalization` kernels cost more than the nodes they replace).
-For the same reason the two unfused variants leave ONNX Runtime no `Add` + `LayerNormalization` to
-fuse at load time (`finish_variant`, `graph.residual_sums`).
+(`benchmarks/int8.py`, tables in `benchmarks/README.md`): "int8-all" and "int8-weights" are within
+the runs' spread of each other at batch 1 and 32 (3% on a quiet host, up to 10% either way on a busy
+one); "int8-fused" is 15-25% slower (its `QAttention` and `SkipLayerNormalization` kernels cost more
+than the nodes they replace). For the same reason the two unfused variants leave ONNX Runtime no
+`Add` + `LayerNormalization` to fuse at load time (`finish_variant`, `graph.residual_sums`).
 
 On Intel CPUs with AMX-INT8 (not measured here: no such machine was at hand), ONNX Runtime runs
 u8 x s8 products (an activation times signed int8 weights) on the AMX tiles, but a product of two
