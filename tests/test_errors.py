@@ -350,7 +350,7 @@ def test_no_traceback_in_a_real_process(argv, message, paths, tmp_path):
 
 def test_ctrl_c_in_a_real_run(paths, tmp_path):
     """SIGINT in the middle of training: exit 130, one line with the command that resumes, no traceback."""
-    argv = ["layerdrop", "--model", paths["tiny"], *[_fill(a, paths) for a in TINY], "--epochs", "200"]
+    argv = ["layerdrop", "--model", paths["tiny"], *[_fill(a, paths) for a in TINY], "--epochs", "100000"]
     argv += ["--batch-size", "8", "--output-dir", str(tmp_path / "run")]
     process = subprocess.Popen(
         _python(*argv), cwd=tmp_path, env=_environment(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
