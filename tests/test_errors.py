@@ -353,17 +353,28 @@ def test_ctrl_c_in_a_real_run(paths, tmp_path):
     argv = ["layerdrop", "--model", paths["tiny"], *[_fill(a, paths) for a in TINY], "--epochs", "100000"]
     argv += ["--batch-size", "8", "--output-dir", str(tmp_path / "run")]
     process = subprocess.Popen(
-        _python(*argv), cwd=tmp_path, env=_environment(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        _python(*argv),
+        cwd=tmp_path,
+        env=_environment(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        # A suite started in the background of a non-interactive shell inherits SIGINT ignored, and a
+        # child Python then never raises KeyboardInterrupt: give the run Ctrl-C as a terminal would.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
-    deadline = time.monotonic() + 120
-    seen = ""
-    while "[1/" not in seen and time.monotonic() < deadline:  # the first step has started
-        if select.select([process.stdout], [], [], 1)[0]:
-            seen += process.stdout.readline()
-        assert process.poll() is None, process.communicate()
-    time.sleep(3)  # into training
-    process.send_signal(signal.SIGINT)
-    _, err = process.communicate(timeout=60)
+    try:
+        deadline = time.monotonic() + 120
+        seen = ""
+        while "[1/" not in seen and time.monotonic() < deadline:  # the first step has started
+            if select.select([process.stdout], [], [], 1)[0]:
+                seen += process.stdout.readline()
+            assert process.poll() is None, process.communicate()
+        time.sleep(3)  # into training
+        process.send_signal(signal.SIGINT)
+        _, err = process.communicate(timeout=60)
+    finally:
+        process.kill()  # a run that outlived the signal must not outlive the test
     assert process.returncode == 130
     command = re.escape("hf-efficient " + " ".join(argv))
     _assert_one_line(err, "layerdrop", f"interrupted. Completed steps are kept: resume with `{command}`.")
