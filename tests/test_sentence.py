@@ -321,13 +321,21 @@ def test_export_writes_the_forced_variant(variant, tmp_path):
     assert cosine_to_teacher(SentenceEmbedder(str(out), result.int8_file)(SENTENCES), encode(model)) >= 0.99
 
 
+def test_static_export_calibrates_on_texts(tmp_path):
+    model = tiny_sentence_transformer("bert", tmp_path / "model")
+    config = hfe.Int8ExportConfig(mode="static", calibration_samples=10)
+    result = hfe.export_int8(model, str(tmp_path / "x"), config, eval_dataset=SENTENCES, calibration_dataset=SENTENCES)
+    assert result.chosen["activations_calibrated"] > 0
+    assert result.metrics["onnx_int8"]["cosine_to_pytorch"] >= 0.99
+
+
 def test_export_gate_and_folder_input(tmp_path, monkeypatch):
-    from hf_efficient.sentence import export as sentence_export
+    from hf_efficient.export import int8 as int8_export
 
     excluded = []  # what each attempt asked the quantizer to keep in fp32
-    quantize = sentence_export.quantize_int8_dynamic
+    quantize = int8_export.quantize_int8_dynamic
     monkeypatch.setattr(
-        sentence_export, "quantize_int8_dynamic", lambda *a, **k: excluded.append(k["exclude"]) or quantize(*a, **k)
+        int8_export, "quantize_int8_dynamic", lambda *a, **k: excluded.append(k["exclude"]) or quantize(*a, **k)
     )
     model = tiny_sentence_transformer("bert", tmp_path / "model")
     model.save(str(tmp_path / "saved"))

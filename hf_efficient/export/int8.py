@@ -121,6 +121,47 @@ def quantization_choices(config: Int8ExportConfig, fp32: Path, *, retry: bool, l
     return [c for i, c in enumerate(choices) if c not in choices[:i]]
 
 
+def quantize_attempt(
+    choice: dict,
+    fp32: Path,
+    int8: Path,
+    variant: str,
+    model_config,
+    target: str,
+    *,
+    quantize=None,
+    calibration=None,
+) -> dict:
+    """Write `int8` from `fp32` with one of `quantization_choices`; returns the attempt's record, before its gate.
+
+    The steps every export takes, in order: the tanh GELU if the choice asks for it, the variant's
+    graph (`prepare_variant`), the quantization (the choice's exclusions plus the variant's fp32
+    MatMuls), the activation ranges frozen when `calibration` is given (static mode is the dynamic
+    graph with its ranges frozen), and the variant's load-time rewrites (`finish_variant`). Scratch
+    files beside `fp32` are deleted.
+
+    Args:
+        quantize (*optional*): `(source, int8, target, per_channel, exclude, ops)`, e.g. `_quantize_optimum`;
+            onnxruntime's dynamic quantizer by default.
+        calibration (*optional*): A function returning fresh calibration feeds (by input name), for static mode.
+    """
+    quantize = quantize or _quantize_onnxruntime
+    tanh_gelu, fused = fp32.with_name(TANH_GELU_FILE), fp32.with_name(FUSED_FILE)
+    attempt, source = dict(choice), fp32
+    if choice["approximate_gelu"]:
+        attempt["gelus_approximated"] = use_tanh_gelu(fp32, tanh_gelu)
+        source = tanh_gelu
+    source, ops, kept_fp32, notes = prepare_variant(variant, source, fused, model_config)
+    attempt.update(notes)
+    quantize(source, int8, target, choice["per_channel"], choice["exclude"] + kept_fp32, ops)
+    tanh_gelu.unlink(missing_ok=True)
+    fused.unlink(missing_ok=True)
+    if calibration is not None:
+        attempt["activations_calibrated"] = freeze_activation_ranges(int8, calibration())
+    attempt.update(finish_variant(variant, int8))
+    return attempt
+
+
 def _model_inputs(path: Path) -> list[str]:
     return [i.name for i in onnx.load(str(path), load_external_data=False).graph.input]
 
@@ -394,23 +435,15 @@ def export_int8(
         result.gate = measure.name
         result.metrics["pytorch"] = {measure.name: measure.score(pytorch, reference)}
         result.metrics["onnx_fp32"] = {measure.name: onnx_score(fp32, eval_dataset, measure, reference)}
-    tanh_gelu = output / TANH_GELU_FILE
+    calibration = None
+    if mode == "static":
+        calibration = lambda: _batches(  # noqa: E731 (a fresh generator for each attempt)
+            calibration_dataset, _model_inputs(fp32), 16, limit=config.calibration_samples
+        )
     for choice in choices:
-        attempt = dict(choice)
-        source = fp32
-        if choice["approximate_gelu"]:
-            attempt["gelus_approximated"] = use_tanh_gelu(fp32, tanh_gelu)
-            source = tanh_gelu
-        source, ops, kept_fp32, notes = prepare_variant(result.variant, source, output / FUSED_FILE, model.config)
-        attempt.update(notes)
-        # Static is the dynamic graph with its activation ranges frozen from calibration.
-        quantize(source, int8, config.target, choice["per_channel"], choice["exclude"] + kept_fp32, ops)
-        tanh_gelu.unlink(missing_ok=True)
-        (output / FUSED_FILE).unlink(missing_ok=True)
-        if mode == "static":
-            feeds = _batches(calibration_dataset, _model_inputs(fp32), 16, limit=config.calibration_samples)
-            attempt["activations_calibrated"] = freeze_activation_ranges(int8, feeds)
-        attempt.update(finish_variant(result.variant, int8))
+        attempt = quantize_attempt(
+            choice, fp32, int8, result.variant, model.config, config.target, quantize=quantize, calibration=calibration
+        )
         if eval_dataset is not None:
             attempt[measure.name] = onnx_score(int8, eval_dataset, measure, reference)
             attempt["drop"] = result.metrics["pytorch"][measure.name] - attempt[measure.name]

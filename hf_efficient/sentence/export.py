@@ -15,10 +15,9 @@ from pathlib import Path
 import numpy as np
 
 from ..export.config import Int8ExportConfig
-from ..export.graph import freeze_activation_ranges, use_tanh_gelu
-from ..export.int8 import AccuracyDropError, ExportResult, quantization_choices
-from ..export.onnx import export_onnx, quantize_int8_dynamic
-from ..export.variants import choose_variant, finish_variant, prepare_variant
+from ..export.int8 import AccuracyDropError, ExportResult, quantization_choices, quantize_attempt
+from ..export.onnx import export_onnx
+from ..export.variants import choose_variant
 from .embedder import SentenceEmbedder
 from .model import ONNX_DIR, int8_file_name, sentence_encoder
 
@@ -67,43 +66,26 @@ def export_sentence_int8(
         result.metrics["onnx_fp32"] = {"cosine_to_pytorch": mean_cosine(fp32_vectors, reference)}
     # No head: the last 2 MatMuls are the top layer's FFN.
     choices = quantization_choices(config, fp32, retry=eval_texts is not None, last_matmuls=2)
-    scratch, fused = fp32.with_name("model_tanh_gelu.onnx"), fp32.with_name("model_fused.onnx")
+    calibration = None
+    if config.mode == "static":
+        embedder = SentenceEmbedder(output, FP32_FILE)
+        texts = calibration_texts[: config.calibration_samples]
+
+        def calibration():
+            for i in range(0, len(texts), 16):
+                tokens = embedder.tokenizer(
+                    texts[i : i + 16],
+                    truncation=True,
+                    max_length=embedder.max_length,
+                    padding=True,
+                    return_tensors="np",
+                )
+                yield {name: value.astype(np.int64) for name, value in tokens.items() if name in embedder.input_names}
+
     for choice in choices:
-        attempt, source = dict(choice), fp32
-        if choice["approximate_gelu"]:
-            attempt["gelus_approximated"] = use_tanh_gelu(fp32, scratch)
-            source = scratch
-        source, ops, kept_fp32, notes = prepare_variant(result.variant, source, fused, encoder.config)
-        attempt.update(notes)
-        quantize_int8_dynamic(
-            source,
-            int8,
-            per_channel=choice["per_channel"],
-            reduce_range=config.target == "avx2",
-            exclude=choice["exclude"] + kept_fp32,
-            op_types=ops,
+        attempt = quantize_attempt(
+            choice, fp32, int8, result.variant, encoder.config, config.target, calibration=calibration
         )
-        scratch.unlink(missing_ok=True)
-        fused.unlink(missing_ok=True)
-        if config.mode == "static":
-            embedder = SentenceEmbedder(output, FP32_FILE)
-            texts = calibration_texts[: config.calibration_samples]
-            feeds = (
-                {
-                    name: value.astype(np.int64)
-                    for name, value in embedder.tokenizer(
-                        texts[i : i + 16],
-                        truncation=True,
-                        max_length=embedder.max_length,
-                        padding=True,
-                        return_tensors="np",
-                    ).items()
-                    if name in embedder.input_names
-                }
-                for i in range(0, len(texts), 16)
-            )
-            attempt["activations_calibrated"] = freeze_activation_ranges(int8, feeds)
-        attempt.update(finish_variant(result.variant, int8))
         if eval_texts is not None:
             attempt["cosine_to_pytorch"] = mean_cosine(
                 SentenceEmbedder(output, int8.relative_to(output))(eval_texts), reference
