@@ -5,13 +5,20 @@ Times one matrix product of the shape that dominates MiniLM at batch 32 x 64 tok
 Runtime and in int8 with ONNX Runtime's dynamic quantization (signed int8 weights, as `export_int8`
 writes them, and unsigned ones), and counts the operations one batch of a BERT-like model needs. With `--int8-json`
 (the output of `benchmarks/int8.py`), it divides each variant's measured batch-32 rate by the
-best GEMM rate of its dtype: the percent of the reachable peak that the whole model gets.
+best GEMM rate of its dtype: the percent of the reachable peak that the whole model gets. With
+`--profile` (an ONNX file, e.g. the chosen int8 export), it runs ONNX Runtime's own profiler on that
+graph at batch 32 x 64 tokens, 1 thread, and says where the time goes: the products with a weight,
+the activation-by-activation products of attention (scores, and their use on the values), and every
+other operator type, each with its share and, for the products, its rate.
 
-    python benchmarks/cpu_peak.py --model runs/quickstart/teacher --int8-json runs/int8/int8.json
+    python benchmarks/cpu_peak.py --model runs/quickstart/teacher --int8-json runs/int8/int8.json \
+        --profile runs/int8/int8-all-dynamic/model_quantized.onnx
 """
 
 import argparse
+import collections
 import json
+import os
 import tempfile
 import time
 from pathlib import Path
@@ -60,19 +67,67 @@ def onnx_matmul(folder: Path, int8: QuantType | None) -> onnxruntime.InferenceSe
     return onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 
-def model_operations(config, batch: int = 32, tokens: int = 64) -> float:
-    """Multiply-adds x 2 of one forward of a BERT-like encoder (the matrix products; the rest is small)."""
+def model_operations(config, batch: int = 32, tokens: int = 64, part: str = "all") -> float:
+    """Multiply-adds x 2 of one forward of a BERT-like encoder (the matrix products; the rest is small).
+
+    `part` is "weights" (Q, K, V, output, FFN), "activations" (attention scores and their use) or "all".
+    """
     h, i, layers = config.hidden_size, config.intermediate_size, config.num_hidden_layers
-    per_token_layer = 4 * h * h + 2 * h * i + 2 * tokens * h  # Q, K, V, output; FFN; scores and their use
-    return 2 * batch * tokens * layers * per_token_layer
+    per_token_layer = {"weights": 4 * h * h + 2 * h * i, "activations": 2 * tokens * h}
+    per_token_layer["all"] = sum(per_token_layer.values())
+    return 2 * batch * tokens * layers * per_token_layer[part]
+
+
+PRODUCTS = {"MatMul", "FusedMatMul", "MatMulInteger", "MatMulIntegerToFloat", "DynamicQuantizeMatMul", "QLinearMatMul"}
+
+
+def profile_graph(path: str, batch: int = 32, tokens: int = 64, warmup: int = 3, runs: int = 20) -> dict[str, float]:
+    """Milliseconds per run of each part of an ONNX graph, from ONNX Runtime's profiler, 1 thread.
+
+    The matrix products are split by their second operand: a stored initializer ("products with a
+    weight") or a computed tensor ("activation products": attention's scores and their use). The
+    split is read from the graph as the session optimized it, since fusion renames and retypes nodes.
+    """
+    with tempfile.TemporaryDirectory() as folder:
+        options = onnxruntime.SessionOptions()
+        options.intra_op_num_threads, options.inter_op_num_threads = 1, 1
+        options.log_severity_level = 3  # saving the optimized graph warns that it is for this CPU only
+        options.optimized_model_filepath = os.path.join(folder, "optimized.onnx")
+        options.enable_profiling, options.profile_file_prefix = True, os.path.join(folder, "profile")
+        session = onnxruntime.InferenceSession(path, options, providers=["CPUExecutionProvider"])
+        graph = onnx.load(options.optimized_model_filepath, load_external_data=False).graph
+        stored = {t.name for t in graph.initializer}
+        part = {}
+        for node in graph.node:
+            weighted = len(node.input) > 1 and node.input[1] in stored
+            kind = "products with a weight" if weighted else "activation products"
+            part[node.name] = kind if node.op_type in PRODUCTS else node.op_type
+        feed = {i.name: np.ones((batch, tokens), np.int64) for i in session.get_inputs()}
+        for _ in range(warmup + runs):
+            session.run(None, feed)
+        events = json.loads(Path(session.end_profiling()).read_text())
+    # Count only the timed runs: the warm-up's first calls also allocate and pack.
+    starts = sorted(e["ts"] for e in events if e.get("cat") == "Session" and e["name"] == "model_run")
+    events = [e for e in events if e["ts"] >= starts[warmup]]
+    micros = collections.Counter()
+    for event in events:
+        if event.get("cat") == "Node" and event["name"].endswith("_kernel_time"):
+            name = event["name"][: -len("_kernel_time")]
+            micros[part.get(name, event["args"]["op_name"])] += event["dur"]
+    return {name: total / runs / 1000 for name, total in micros.most_common()}
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", help="a model folder, to count the operations of one batch of 32 x 64 tokens")
     parser.add_argument("--int8-json", help="benchmarks/int8.py's JSON, to give each variant's percent of peak")
+    parser.add_argument("--profile", help="an ONNX file to profile at batch 32 x 64 tokens, 1 thread")
     parser.add_argument("--output", default="runs/cpu_peak.json")
     args = parser.parse_args()
+    for name in ("model", "int8_json", "profile"):
+        path = getattr(args, name)
+        if path and not Path(path).exists():
+            parser.error(f"--{name.replace('_', '-')} {path} does not exist: give a path on this machine")
     torch.set_num_threads(1)
     operations = 2.0 * M * K * N
     x = torch.randn(M, K)
@@ -112,6 +167,28 @@ def main():
             result["percent_of_peak"] = {row[0]: row[3] for row in rows}
             print("\nWhole model at batch 32, 1 thread, against the best GEMM rate of its dtype:")
             print(markdown_table(["variant", "dtype", "GOP/s", "of GEMM peak"], rows))
+    if args.profile:
+        parts = profile_graph(args.profile)
+        total = sum(parts.values())
+        work = {}
+        if args.model:
+            config = AutoConfig.from_pretrained(args.model)
+            work = {
+                "products with a weight": model_operations(config, part="weights"),
+                "activation products": model_operations(config, part="activations"),
+            }
+        rows, rest = [], []
+        for name, ms in parts.items():
+            if ms / total < 0.01 and name not in work:
+                rest.append(name)  # the shape arithmetic and other small operators, one row
+                continue
+            rate_text = f"{work[name] / (ms / 1000) / 1e9:,.0f}" if name in work else ""
+            rows.append([name, f"{ms:.2f}", f"{ms / total:.1%}", rate_text])
+        small = sum(parts[name] for name in rest)
+        rows.append([f"{len(rest)} other operator types", f"{small:.2f}", f"{small / total:.1%}", ""])
+        result["profile"] = {"file": args.profile, "ms_per_run": parts}
+        print(f"\n{args.profile}, batch 32 x 64 tokens, 1 thread ({total:.1f} ms of kernels per run):")
+        print(markdown_table(["part", "ms", "share", "GOP/s"], rows))
     Path(args.output).parent.mkdir(parents=True, exist_ok=True)
     Path(args.output).write_text(json.dumps(result, indent=1))
 
