@@ -21,6 +21,7 @@ from hf_efficient import (
     export_int8,
 )
 from hf_efficient.export import run_onnx_outputs
+from hf_efficient.export.helpers import _batches
 from hf_efficient.export.int8 import _optimum_exports, optimum_available
 from hf_efficient.tasks import get_task, task_of
 
@@ -296,6 +297,23 @@ def test_text_classifier_covers_pairs_multi_label_and_regression(exported, token
         classify(TEXTS, ["one"])
 
 
+def test_helpers_batch_texts_of_similar_length():
+    # Longest first, so that each batch pads to a length close to its texts'; the helpers put the
+    # results back in the order given (the pipeline comparisons around use batches that reorder).
+    assert _batches([3, 10, 2, 9, 5], 2) == [[1, 3], [4, 0], [2]]
+    assert _batches([], 4) == []
+    for bad in (0, -1, 2.5, True):
+        with pytest.raises(ValueError, match=f"batch_size={bad!r}: give a whole number"):
+            _batches([1], bad)
+
+
+def test_helpers_take_a_thread_count(exported):
+    _, folder = exported("single-label")
+    assert TextClassifier(folder, threads=1).session.get_session_options().intra_op_num_threads == 1
+    with pytest.raises(ValueError, match=r"TextEmbedder\(threads=-2\): give a whole number of threads"):
+        TextEmbedder(folder, threads=-2)
+
+
 def test_token_classifier_groups_words_as_the_pipeline(exported, tokenizer):
     model, folder = exported("token")
     ner = transformers.pipeline("token-classification", model=model, tokenizer=tokenizer, aggregation_strategy="simple")
@@ -338,6 +356,18 @@ def test_choice_scorer_and_text_embedder(exported, tokenizer):
         assert result["choice"] == int(logits.argmax())
     with pytest.raises(ValueError, match="2 prompts but 1 lists of choices"):
         ChoiceScorer(folder)(prompts, choices[:1])
+    with pytest.raises(ValueError, match=r"choices\[1\] is empty; give each prompt at least one choice"):
+        ChoiceScorer(folder)(prompts, [choices[0], []])
+    # Prompts with two and three choices, in batches of one prompt and of several: the same scores.
+    mixed = (
+        ["the cat", "a film", "the dog"],
+        [["sat", "flew", "swam"], ["moved me", "bored me"], ["ran", "slept", "ate"]],
+    )
+    one_by_one = ChoiceScorer(folder, file_name="model.onnx")(*mixed, batch_size=1)
+    together = ChoiceScorer(folder, file_name="model.onnx")(*mixed)
+    assert [len(r["scores"]) for r in together] == [3, 2, 3]
+    for a, b in zip(one_by_one, together, strict=True):
+        assert a["choice"] == b["choice"] and a["scores"] == pytest.approx(b["scores"], abs=1e-5)
 
     model, folder = exported("bare")
     embeddings = TextEmbedder(folder, file_name="model.onnx")(TEXTS, batch_size=3)
@@ -348,6 +378,7 @@ def test_choice_scorer_and_text_embedder(exported, tokenizer):
     np.testing.assert_allclose(embeddings, ((hidden * mask).sum(1) / mask.sum(1)).numpy(), atol=1e-5)
     normalized = TextEmbedder(folder, normalize=True)(TEXTS)
     np.testing.assert_allclose(np.linalg.norm(normalized, axis=-1), 1.0, rtol=1e-5)
+    assert TextEmbedder(folder)([]).shape == (0, model.config.hidden_size)
 
 
 # The optimum stack: the folder loads with the task's ORTModelFor... class and runs in its pipeline.
@@ -406,7 +437,7 @@ def test_folder_loads_with_the_tasks_ort_class_and_pipeline(exported, tokenizer,
     if task.pipeline_tag == "token-classification":
         assert_same(TokenClassifier(folder)(TEXTS, batch_size=1), on_int8, atol=1e-5)
     elif task.pipeline_tag == "question-answering":
-        got = QuestionAnswerer(folder)(["who met bob?", "where?"], [TEXTS[0], TEXTS[3]])
+        got = QuestionAnswerer(folder)(["who met bob?", "where?"], [TEXTS[0], TEXTS[3]], batch_size=1)
         assert_same(got, on_int8, atol=1e-5)
     elif task.pipeline_tag == "feature-extraction":
         pooled = [np.asarray(row[0]).mean(0) for row in on_int8]

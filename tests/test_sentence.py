@@ -279,6 +279,17 @@ def test_bad_input_is_one_line(tmp_path):
         hfe.PKDConfig(embedding_loss="l1")
 
 
+def test_sentence_embedder_refuses_a_folder_without_pooling_and_bad_threads(tmp_path):
+    # Without a Pooling module there is no one vector per text: say so, rather than fail on ragged arrays.
+    (tmp_path / "onnx").mkdir()
+    (tmp_path / "onnx/model.onnx").write_bytes(b"")
+    (tmp_path / "modules.json").write_text(
+        json.dumps([{"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"}])
+    )
+    with pytest.raises(ValueError, match="modules.json has no Pooling module"):
+        SentenceEmbedder(str(tmp_path), "onnx/model.onnx")
+
+
 @pytest.mark.parametrize("family", SENTENCE_FAMILIES)
 def test_export_int8_matches_pytorch(family, tmp_path):
     model = tiny_sentence_transformer(family, tmp_path / "model")
@@ -290,7 +301,11 @@ def test_export_int8_matches_pytorch(family, tmp_path):
     reference = encode(model)
     fp32 = SentenceEmbedder(str(out), "onnx/model.onnx")(SENTENCES, batch_size=7)
     int8 = SentenceEmbedder(str(out))(SENTENCES)
-    assert cosine_to_teacher(fp32, reference) >= 0.9999
+    assert cosine_to_teacher(fp32, reference) >= 0.9999  # batches of similar length, put back in order
+    with pytest.raises(ValueError, match=r"SentenceEmbedder\(threads=0\): give a whole number of threads"):
+        SentenceEmbedder(str(out), threads=0)
+    with pytest.raises(ValueError, match=r"SentenceEmbedder\(texts=3\): give a string or a list of strings"):
+        SentenceEmbedder(str(out), threads=1)(3)
     assert cosine_to_teacher(int8, reference) >= 0.99
     assert result.metrics["onnx_int8"]["cosine_to_pytorch"] == pytest.approx(
         cosine_to_teacher(int8, reference), abs=1e-4

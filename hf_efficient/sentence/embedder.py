@@ -12,6 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ..export.helpers import _batches, _texts, session_for
+
 # sentence-transformers' legacy pooling flags -> its `pooling_mode` names.
 _LEGACY_POOLING = {
     "pooling_mode_cls_token": "cls",
@@ -75,7 +77,6 @@ class SentenceEmbedder:
     """
 
     def __init__(self, folder: str, file_name: str | None = None, threads: int | None = None):
-        import onnxruntime
         from transformers import AutoTokenizer
 
         folder = Path(folder)
@@ -101,36 +102,41 @@ class SentenceEmbedder:
                     f"SentenceEmbedder: module {module['type']} is not supported here; load the folder with "
                     f"SentenceTransformer(folder, backend='onnx', model_kwargs={{'file_name': {file_name!r}}})."
                 )
+        if self.pooling is None:
+            raise ValueError(
+                f"SentenceEmbedder: {folder}/modules.json has no Pooling module, so no one vector per text; "
+                "add one (sentence_transformers.models.Pooling) before exporting."
+            )
         self.tokenizer = AutoTokenizer.from_pretrained(folder)
         self.max_length = settings.get("max_seq_length") or min(self.tokenizer.model_max_length, 512)
         self.lower_case = settings.get("do_lower_case", False)
-        options = onnxruntime.SessionOptions()
-        if threads:
-            options.intra_op_num_threads = threads
-        self.session = onnxruntime.InferenceSession(
-            str(folder / file_name), options, providers=["CPUExecutionProvider"]
-        )
+        self.session = session_for(folder / file_name, threads, "SentenceEmbedder")
         self.input_names = [i.name for i in self.session.get_inputs()]
 
     def __call__(self, texts: list[str], batch_size: int = 32) -> np.ndarray:
-        """`(len(texts), dimension)` float32 embeddings, normalised when the folder has `Normalize`."""
-        if isinstance(texts, str):
-            texts = [texts]
-        parts = []
-        for start in range(0, len(texts), batch_size):
-            batch = [text.strip() for text in texts[start : start + batch_size]]
-            if self.lower_case:
-                batch = [text.lower() for text in batch]
-            encoded = self.tokenizer(
-                batch, truncation="longest_first", max_length=self.max_length, padding=True, return_tensors="np"
-            )
+        """`(len(texts), dimension)` float32 embeddings, normalised when the folder has `Normalize`.
+
+        Texts of similar length are batched together, as sentence-transformers' `encode` does (each
+        batch pads to its longest text); the embeddings come back in the order given.
+        """
+        texts = [text.strip() for text in _texts("SentenceEmbedder", texts)]
+        if self.lower_case:
+            texts = [text.lower() for text in texts]
+        lengths = [len(ids) for ids in self._encode(texts, padding=False)["input_ids"]] if texts else []
+        vectors = [None] * len(texts)
+        for batch in _batches(lengths, batch_size):
+            encoded = self._encode([texts[i] for i in batch], padding=True, return_tensors="np")
             feed = {
                 name: encoded.get(name, np.zeros_like(encoded["input_ids"])).astype(np.int64)
                 for name in self.input_names
             }
             states = self.session.run(["last_hidden_state"], feed)[0]
-            vectors = states if self.pooling is None else pool(states, encoded["attention_mask"], self.pooling)
+            pooled = pool(states, encoded["attention_mask"], self.pooling)
             if self.normalize:
-                vectors = vectors / np.clip(np.linalg.norm(vectors, axis=-1, keepdims=True), 1e-12, None)
-            parts.append(vectors.astype(np.float32))
-        return np.concatenate(parts) if parts else np.zeros((0, 0), dtype=np.float32)
+                pooled = pooled / np.clip(np.linalg.norm(pooled, axis=-1, keepdims=True), 1e-12, None)
+            for row, i in enumerate(batch):
+                vectors[i] = pooled[row].astype(np.float32)
+        return np.stack(vectors) if vectors else np.zeros((0, 0), dtype=np.float32)
+
+    def _encode(self, texts: list[str], **options):
+        return self.tokenizer(texts, truncation="longest_first", max_length=self.max_length, **options)
