@@ -23,7 +23,7 @@ import datasets
 
 from ..checks import data_file
 from .config import DEFAULT_TASK, DataConfig
-from .text import SPLITS, _read_file, _select_columns, _split, _subsample, load_text_classification
+from .text import SPLITS, _read_file, _select_columns, complete_splits, load_text_classification
 
 TEXT_CLASSIFICATION = "text-classification"
 MULTI_LABEL = "multi-label-classification"
@@ -107,12 +107,7 @@ def load_data(
             **options,
         )
     splits = _NORMALISE[task](dict(raw), config)
-    fractions = {"validation": config.validation_split, "test": config.test_split}
-    missing = {name: fraction for name, fraction in fractions.items() if name not in splits}
-    if missing:
-        splits.update(_split(splits["train"], missing, seed))
-    splits["train"] = _subsample(splits["train"], config.max_train_samples, seed)
-    return datasets.DatasetDict({name: splits[name] for name in SPLITS})
+    return complete_splits(splits, config.validation_split, config.test_split, seed, config.max_train_samples)
 
 
 def _is_file(source) -> bool:

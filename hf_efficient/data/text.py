@@ -247,6 +247,17 @@ def load_text_classification(
             f"label_column={label_column!r} holds one class only ({', '.join(map(str, names))}); "
             "a classifier needs rows of at least two classes."
         )
+    return complete_splits(splits, validation_split, test_split, seed, max_train_samples)
+
+
+def complete_splits(
+    splits: dict[str, datasets.Dataset],
+    validation_split: float,
+    test_split: float,
+    seed: int,
+    max_train_samples: int | None,
+) -> datasets.DatasetDict:
+    """The three splits: those missing carved out of "train" (`_split`), then the train subset (`_subsample`)."""
     fractions = {"validation": validation_split, "test": test_split}
     missing = {name: fraction for name, fraction in fractions.items() if name not in splits}
     if missing:
