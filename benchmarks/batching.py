@@ -11,7 +11,10 @@ Rows, on the default task's test split (1,409 texts), in batches of 32, taking t
   ONNX model would (`ORTModelForSequenceClassification` in a pipeline batches the same way);
 - `TextClassifier` on the export, which batches texts of similar length together.
 
-Speed-ups are against the fastest PyTorch row, sorted or not.
+Speed-ups are against the fastest PyTorch row, sorted or not. Each row also gives its test accuracy
+and how many of its labels differ from the same runtime's run on one text at a time: a dynamic int8
+export quantizes each batch's activations with that batch's range, so its scores depend a little on
+the texts batched together (a static export's fixed ranges do not).
 
     python benchmarks/batching.py --model runs/quickstart/teacher --export runs/int8/int8-all-dynamic
 """
@@ -54,7 +57,9 @@ def main():
     if not (Path(args.export) / INT8_FILE).exists():
         parser.error(f"--export {args.export} has no {INT8_FILE}: give an export_int8 output folder")
 
-    texts = list(load_default_task()["test"]["text"])
+    test = load_default_task()["test"]
+    texts, names = list(test["text"]), test.features["label"].names
+    truth = [names[label] for label in test["label"]]
     tokenizer = AutoTokenizer.from_pretrained(args.model)
     model = AutoModelForSequenceClassification.from_pretrained(args.model).eval()
     lengths = TextClassifier(args.export).lengths(texts)
@@ -68,44 +73,64 @@ def main():
     plain = {"PyTorch fp32": model}
     if has_fast_bf16():
         plain["PyTorch bf16"] = copy.deepcopy(model).to(torch.bfloat16)
-    seconds = {}  # threads -> name -> best seconds
+    seconds, labels, alone = {}, {}, {}  # threads -> way -> best seconds; way -> labels; runtime -> labels
     for threads in sorted({1, os.cpu_count()}):
         torch.set_num_threads(threads)
         classify = TextClassifier(args.export, threads=threads)
-        runs = {}
+        ways, one_by_one = {}, {}  # each gives the labels in the order of `texts`
         for name, module in plain.items():
             classifier = pipeline("text-classification", model=module, tokenizer=tokenizer, device="cpu")
-            options = {"batch_size": BATCH, "truncation": True, "max_length": classify.max_length}
-            runs[f"{name} pipeline, in order"] = lambda c=classifier, o=options: c(texts, **o)
-            # What a user who sorts by length first gets (the results then go back in order; free here).
-            runs[f"{name} pipeline, by length"] = lambda c=classifier, o=options: c([texts[i] for i in by_length], **o)
+            options = {"truncation": True, "max_length": classify.max_length}
+
+            def in_order(c=classifier, o=options, size=BATCH):
+                return [r["label"] for r in c(texts, batch_size=size, **o)]
+
+            def sorted_first(c=classifier, o=options):
+                # What a user who sorts by length first gets, the results put back in order.
+                found = dict(zip(by_length, c([texts[i] for i in by_length], batch_size=BATCH, **o), strict=True))
+                return [found[i]["label"] for i in range(len(texts))]
+
+            ways[f"{name} pipeline, in order"], ways[f"{name} pipeline, by length"] = in_order, sorted_first
+            one_by_one[name] = lambda run=in_order: run(size=1)
 
         def export_in_order(classify=classify):
+            found = []
             for start in range(0, len(texts), BATCH):
                 encoded = classify.tokenizer(
                     texts[start : start + BATCH], truncation=True, max_length=classify.max_length, padding=True
                 )
-                classify.run({name: np.asarray(value) for name, value in encoded.items()})
+                logits = classify.run({name: np.asarray(value) for name, value in encoded.items()})["logits"]
+                found += [classify._result(row)["label"] for row in logits]
+            return found
 
-        runs["int8 export, in order"] = export_in_order
-        runs["int8 export, TextClassifier (by length)"] = lambda classify=classify: classify(texts, batch_size=BATCH)
-        best = {name: float("inf") for name in runs}
+        ways["int8 export, in order"] = export_in_order
+        ways["int8 export, TextClassifier (by length)"] = lambda c=classify, size=BATCH: [
+            r["label"] for r in c(texts, batch_size=size)
+        ]
+        one_by_one["int8 export"] = lambda run=ways["int8 export, TextClassifier (by length)"]: run(size=1)
+        best = {name: float("inf") for name in ways}
         for _ in range(args.rounds + 1):  # the first round warms up
-            for name, run in runs.items():
+            for name, run in ways.items():
                 started = time.perf_counter()
-                run()
+                labels[name] = run()
                 best[name] = min(best[name], time.perf_counter() - started)
         seconds[threads] = best
+        if threads == 1:  # the same runtime, one text at a time: what batching changes in the results
+            alone = {runtime: run() for runtime, run in one_by_one.items()}
 
     fastest_plain = {
         threads: min(t for name, t in best.items() if "PyTorch" in name) for threads, best in seconds.items()
     }
-    header = ["way", "padded tokens"]
+    header = ["way", "padded tokens", "test acc", "labels unlike one at a time"]
     for threads in seconds:
         header += [f"texts/s, {threads} thr", f"x fastest PyTorch, {threads} thr"]
-    rows = []
+    rows, accuracy, unlike = [], {}, {}
     for name in seconds[1]:
+        reference = alone[next(runtime for runtime in alone if name.startswith(runtime))]
+        accuracy[name] = float(np.mean([got == want for got, want in zip(labels[name], truth, strict=True)]))
+        unlike[name] = sum(got != ref for got, ref in zip(labels[name], reference, strict=True))
         row = [name, f"{tokens['by length' if 'by length' in name else 'in order']:,}"]
+        row += [f"{accuracy[name]:.4f}", str(unlike[name])]
         for threads, best in seconds.items():
             row += [f"{len(texts) / best[name]:,.0f}", f"{fastest_plain[threads] / best[name]:.2f}x"]
         rows.append(row)
@@ -118,6 +143,8 @@ def main():
         "texts": len(texts),
         "tokens": sum(lengths),
         "padded_tokens": tokens,
+        "accuracy": accuracy,
+        "labels_unlike_one_at_a_time": unlike,
         "seconds": {str(threads): best for threads, best in seconds.items()},
     }
     Path(args.output).parent.mkdir(parents=True, exist_ok=True)

@@ -169,6 +169,12 @@ def test_static_is_the_dynamic_graph_with_calibrated_ranges(tmp_path):
         tmp_path / "dynamic/model_quantized.onnx", other
     )
     assert 0 < np.abs(difference).max() < 0.1
+    # A row's logits: with frozen ranges, whatever rows share its batch; dynamic ranges span the batch.
+    first = {k: v[:1] for k, v in other.items()}
+    for name, same in (("static", True), ("dynamic", False)):
+        path = tmp_path / name / "model_quantized.onnx"
+        alone, batched = run_onnx(path, first)[0], run_onnx(path, other)[0]
+        assert np.allclose(alone, batched, atol=1e-5) is same, name
     assert dynamic.chosen["gelus_approximated"] == static.chosen["gelus_approximated"] == len(layer_stack(model))
     with pytest.raises(ValueError, match="calibration batches are empty"):
         freeze_activation_ranges(tmp_path / "dynamic/model_quantized.onnx", [])

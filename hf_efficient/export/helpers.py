@@ -3,6 +3,11 @@
 Each helper gives what the matching transformers pipeline gives on the same model (text
 classification, token classification with `aggregation_strategy="simple"`, extractive question
 answering, feature extraction mean-pooled), and needs neither PyTorch nor Optimum at run time.
+
+Inputs run in batches of similar length (`_batches`). A dynamic int8 file (`mode="dynamic"`)
+quantizes each batch's activations with that batch's own range, so an input's scores depend a little
+on the inputs batched with it (benchmarks/batching.py counts the labels that change); a static file's
+frozen ranges, or `batch_size=1`, make them independent of the batch.
 """
 
 from __future__ import annotations
@@ -47,8 +52,8 @@ def _batches(lengths: list[int], batch_size: int) -> list[list[int]]:
 
     Each batch is padded to its longest text, so batching texts in the order given pads short texts
     to long ones. Sorted, the default task's test split (1,409 texts of 27 tokens on average, up to
-    64) has half the padded tokens and classifies 2.0x faster at 1 thread, 1.6x at 2, in batches of
-    32 (benchmarks/batching.py). sentence-transformers' `encode` sorts the same way. Callers put the
+    64) has half the padded tokens and classifies 1.9x faster at 1 and 2 threads, in batches of 32
+    (benchmarks/batching.py). sentence-transformers' `encode` sorts the same way. Callers put the
     results back in the order given.
     """
     if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
