@@ -279,7 +279,7 @@ def test_bad_input_is_one_line(tmp_path):
         hfe.PKDConfig(embedding_loss="l1")
 
 
-def test_sentence_embedder_refuses_a_folder_without_pooling_and_bad_threads(tmp_path):
+def test_sentence_embedder_refuses_a_folder_without_pooling(tmp_path):
     # Without a Pooling module there is no one vector per text: say so, rather than fail on ragged arrays.
     (tmp_path / "onnx").mkdir()
     (tmp_path / "onnx/model.onnx").write_bytes(b"")

@@ -35,7 +35,7 @@ def _texts(name: str, value, argument: str = "texts") -> list[str]:
     return list(value)
 
 
-def session_for(path: Path, threads: int | None, caller: str):
+def _session(path: Path, threads: int | None, caller: str):
     """An ONNX Runtime CPU session on `threads` intra-op threads (its default, every core, when None)."""
     import onnxruntime
 
@@ -74,7 +74,7 @@ class _Exported:
         self.tokenizer = AutoTokenizer.from_pretrained(folder)
         self.config = AutoConfig.from_pretrained(folder)
         self.labels = self.config.id2label
-        self.session = session_for(folder / file_name, threads, type(self).__name__)
+        self.session = _session(folder / file_name, threads, type(self).__name__)
         self.input_names = [i.name for i in self.session.get_inputs()]
         self.output_names = [o.name for o in self.session.get_outputs()]
         self.max_length = max_length

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..export.helpers import _batches, _texts, session_for
+from ..export.helpers import _batches, _session, _texts
 
 # sentence-transformers' legacy pooling flags -> its `pooling_mode` names.
 _LEGACY_POOLING = {
@@ -110,7 +110,7 @@ class SentenceEmbedder:
         self.tokenizer = AutoTokenizer.from_pretrained(folder)
         self.max_length = settings.get("max_seq_length") or min(self.tokenizer.model_max_length, 512)
         self.lower_case = settings.get("do_lower_case", False)
-        self.session = session_for(folder / file_name, threads, "SentenceEmbedder")
+        self.session = _session(folder / file_name, threads, "SentenceEmbedder")
         self.input_names = [i.name for i in self.session.get_inputs()]
 
     def __call__(self, texts: list[str], batch_size: int = 32) -> np.ndarray:
