@@ -62,7 +62,7 @@ def main():
     truth = [names[label] for label in test["label"]]
     tokenizer = AutoTokenizer.from_pretrained(args.model)
     model = AutoModelForSequenceClassification.from_pretrained(args.model).eval()
-    lengths = TextClassifier(args.export).lengths(texts)
+    lengths = [len(ids) for ids in TextClassifier(args.export).encode(texts)["input_ids"]]
     by_length = [i for batch in _batches(lengths, BATCH) for i in batch]
     in_order = [list(range(s, min(s + BATCH, len(texts)))) for s in range(0, len(texts), BATCH)]
     tokens = {

@@ -62,6 +62,29 @@ def _batches(lengths: list[int], batch_size: int) -> list[list[int]]:
     return [order[start : start + batch_size] for start in range(0, len(order), batch_size)]
 
 
+def _lengths(encoded) -> list[int]:
+    """Each row's length in tokens, of an unpadded tokenizer output."""
+    return [len(ids) for ids in encoded["input_ids"]]
+
+
+def _pad(tokenizer, encoded, batch: list[int]) -> dict[str, np.ndarray]:
+    """The model inputs of rows `batch` of an unpadded tokenizer output, padded as the tokenizer pads.
+
+    Texts are tokenized once, unpadded (their lengths order the batches), and each batch is padded
+    from that: the same arrays as tokenizing the batch again with `padding=True`.
+    """
+    width = max(len(encoded["input_ids"][i]) for i in batch)
+    fill = {"input_ids": tokenizer.pad_token_id, "attention_mask": 0, "token_type_ids": tokenizer.pad_token_type_id}
+    left, inputs = tokenizer.padding_side == "left", {}
+    for name, value in fill.items():
+        if name not in encoded:
+            continue
+        rows = [list(encoded[name][i]) for i in batch]
+        padding = [[value] * (width - len(row)) for row in rows]
+        inputs[name] = np.array([p + r if left else r + p for r, p in zip(rows, padding, strict=True)], np.int64)
+    return inputs
+
+
 class _Exported:
     """An export folder: its tokenizer, config and ONNX Runtime session."""
 
@@ -88,10 +111,9 @@ class _Exported:
         }
         return dict(zip(self.output_names, self.session.run(self.output_names, feed), strict=True))
 
-    def lengths(self, texts: list[str], pairs: list[str] | None = None) -> list[int]:
-        """Each text's (or pair's) length in tokens, as the model will see it."""
-        encoded = self.tokenizer(texts, pairs, truncation=True, max_length=self.max_length)
-        return [len(ids) for ids in encoded["input_ids"]]
+    def encode(self, texts: list[str], pairs: list[str] | None = None, **options):
+        """Tokenizer output of `texts` (or pairs), truncated to `max_length`, unpadded (see `_pad`)."""
+        return self.tokenizer(texts, pairs, truncation=True, max_length=self.max_length, **options)
 
 
 class TextClassifier(_Exported):
@@ -129,16 +151,9 @@ class TextClassifier(_Exported):
                     f"TextClassifier: {len(texts)} texts but {len(text_pairs)} text_pairs; give one pair per text."
                 )
         results = [None] * len(texts)
-        for batch in _batches(self.lengths(texts, text_pairs), batch_size):
-            encoded = self.tokenizer(
-                [texts[i] for i in batch],
-                None if text_pairs is None else [text_pairs[i] for i in batch],
-                truncation=True,
-                max_length=self.max_length,
-                padding=True,
-                return_tensors="np",
-            )
-            for i, row in zip(batch, self.run(encoded)["logits"], strict=True):
+        encoded = self.encode(texts, text_pairs)
+        for batch in _batches(_lengths(encoded), batch_size):
+            for i, row in zip(batch, self.run(_pad(self.tokenizer, encoded, batch))["logits"], strict=True):
                 results[i] = self._result(row)
         return results
 
@@ -170,20 +185,12 @@ class TokenClassifier(_Exported):
     def __call__(self, texts, batch_size: int = 32) -> list[list[dict]]:
         texts = _texts("TokenClassifier", texts)
         results = [None] * len(texts)
-        for batch in _batches(self.lengths(texts), batch_size):
-            chunk = [texts[i] for i in batch]
-            encoded = self.tokenizer(
-                chunk,
-                truncation=True,
-                max_length=self.max_length,
-                padding=True,
-                return_tensors="np",
-                return_offsets_mapping=True,
-                return_special_tokens_mask=True,
-            )
-            scores = _softmax(self.run(encoded)["logits"])
+        encoded = self.encode(texts, return_offsets_mapping=True, return_special_tokens_mask=True)
+        for batch in _batches(_lengths(encoded), batch_size):
+            inputs = _pad(self.tokenizer, encoded, batch)
+            scores = _softmax(self.run(inputs)["logits"])
             for row, i in enumerate(batch):
-                results[i] = self._groups(texts[i], encoded, row, scores[row])
+                results[i] = self._groups(texts[i], encoded, i, scores[row][inputs["attention_mask"][row] == 1])
         return results
 
     def _groups(self, text: str, encoded, row: int, scores: np.ndarray) -> list[dict]:
@@ -276,19 +283,14 @@ class QuestionAnswerer(_Exported):
             return_overflowing_tokens=True,
             return_offsets_mapping=True,
         )
-        # The windows of all questions, in batches of similar length (right-padded here).
-        lengths = [len(ids) for ids in encoded["input_ids"]]
-        logits = [None] * len(lengths)
-        for batch in _batches(lengths, batch_size):
-            width = max(lengths[i] for i in batch)
-            feed = {}
-            for name in ("input_ids", "attention_mask", "token_type_ids"):
-                if name in encoded:
-                    pad = self.tokenizer.pad_token_id if name == "input_ids" else 0
-                    feed[name] = np.array([encoded[name][i] + [pad] * (width - lengths[i]) for i in batch])
-            outputs = self.run(feed)
+        # The windows of all questions, in batches of similar length.
+        logits = [None] * len(encoded["input_ids"])
+        for batch in _batches(_lengths(encoded), batch_size):
+            inputs = _pad(self.tokenizer, encoded, batch)
+            outputs = self.run(inputs)
             for row, i in enumerate(batch):
-                logits[i] = (outputs["start_logits"][row, : lengths[i]], outputs["end_logits"][row, : lengths[i]])
+                tokens = inputs["attention_mask"][row] == 1
+                logits[i] = (outputs["start_logits"][row][tokens], outputs["end_logits"][row][tokens])
         windows = {}
         for window, sample in enumerate(encoded["overflow_to_sample_mapping"]):
             windows.setdefault(sample, []).append(window)
@@ -366,21 +368,16 @@ class ChoiceScorer(_Exported):
         for i, each in enumerate(options):
             by_count.setdefault(len(each), []).append(i)
         for count, members in by_count.items():
-            pairs = self.lengths(
+            # Pair k * count + j is member k's prompt with its choice j.
+            encoded = self.encode(
                 [prompts[i] for i in members for _ in range(count)], [c for i in members for c in options[i]]
             )
+            pairs = _lengths(encoded)
             longest = [max(pairs[k * count : (k + 1) * count]) for k in range(len(members))]
             for batch in _batches(longest, batch_size):
                 ids = [members[k] for k in batch]
-                encoded = self.tokenizer(
-                    [prompts[i] for i in ids for _ in range(count)],
-                    [c for i in ids for c in options[i]],
-                    truncation=True,
-                    max_length=self.max_length,
-                    padding=True,
-                    return_tensors="np",
-                )
-                logits = self.run({name: value.reshape(len(ids), count, -1) for name, value in encoded.items()})[
+                inputs = _pad(self.tokenizer, encoded, [k * count + j for k in batch for j in range(count)])
+                logits = self.run({name: value.reshape(len(ids), count, -1) for name, value in inputs.items()})[
                     "logits"
                 ]
                 for row, i in enumerate(ids):
@@ -416,16 +413,11 @@ class TextEmbedder(_Exported):
         if not texts:
             return np.zeros((0, self.config.hidden_size), np.float32)
         embeddings = [None] * len(texts)
-        for batch in _batches(self.lengths(texts), batch_size):
-            encoded = self.tokenizer(
-                [texts[i] for i in batch],
-                truncation=True,
-                max_length=self.max_length,
-                padding=True,
-                return_tensors="np",
-            )
-            hidden = self.run(encoded)["last_hidden_state"]
-            mask = encoded["attention_mask"][..., None].astype(np.float32)
+        encoded = self.encode(texts)
+        for batch in _batches(_lengths(encoded), batch_size):
+            inputs = _pad(self.tokenizer, encoded, batch)
+            hidden = self.run(inputs)["last_hidden_state"]
+            mask = inputs["attention_mask"][..., None].astype(np.float32)
             pooled = (hidden * mask).sum(1) / np.maximum(mask.sum(1), 1e-9)
             for row, i in enumerate(batch):
                 embeddings[i] = pooled[row]

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..export.helpers import _batches, _session, _texts
+from ..export.helpers import _batches, _lengths, _pad, _session, _texts
 
 # sentence-transformers' legacy pooling flags -> its `pooling_mode` names.
 _LEGACY_POOLING = {
@@ -122,21 +122,17 @@ class SentenceEmbedder:
         texts = [text.strip() for text in _texts("SentenceEmbedder", texts)]
         if self.lower_case:
             texts = [text.lower() for text in texts]
-        lengths = [len(ids) for ids in self._encode(texts, padding=False)["input_ids"]] if texts else []
+        encoded = {"input_ids": []}
+        if texts:
+            encoded = self.tokenizer(texts, truncation="longest_first", max_length=self.max_length)
         vectors = [None] * len(texts)
-        for batch in _batches(lengths, batch_size):
-            encoded = self._encode([texts[i] for i in batch], padding=True, return_tensors="np")
-            feed = {
-                name: encoded.get(name, np.zeros_like(encoded["input_ids"])).astype(np.int64)
-                for name in self.input_names
-            }
+        for batch in _batches(_lengths(encoded), batch_size):
+            inputs = _pad(self.tokenizer, encoded, batch)
+            feed = {name: inputs.get(name, np.zeros_like(inputs["input_ids"])) for name in self.input_names}
             states = self.session.run(["last_hidden_state"], feed)[0]
-            pooled = pool(states, encoded["attention_mask"], self.pooling)
+            pooled = pool(states, inputs["attention_mask"], self.pooling)
             if self.normalize:
                 pooled = pooled / np.clip(np.linalg.norm(pooled, axis=-1, keepdims=True), 1e-12, None)
             for row, i in enumerate(batch):
                 vectors[i] = pooled[row].astype(np.float32)
         return np.stack(vectors) if vectors else np.zeros((0, 0), dtype=np.float32)
-
-    def _encode(self, texts: list[str], **options):
-        return self.tokenizer(texts, truncation="longest_first", max_length=self.max_length, **options)
