@@ -379,6 +379,7 @@ def test_choice_scorer_and_text_embedder(exported, tokenizer):
     normalized = TextEmbedder(folder, normalize=True)(TEXTS)
     np.testing.assert_allclose(np.linalg.norm(normalized, axis=-1), 1.0, rtol=1e-5)
     assert TextEmbedder(folder)([]).shape == (0, model.config.hidden_size)
+    assert TextClassifier(folder)([]) == TokenClassifier(folder)([]) == ChoiceScorer(folder)([], []) == []
 
 
 # The optimum stack: the folder loads with the task's ORTModelFor... class and runs in its pipeline.

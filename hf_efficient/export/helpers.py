@@ -113,6 +113,8 @@ class _Exported:
 
     def encode(self, texts: list[str], pairs: list[str] | None = None, **options):
         """Tokenizer output of `texts` (or pairs), truncated to `max_length`, unpadded (see `_pad`)."""
+        if not texts:
+            return {"input_ids": []}  # fast tokenizers fail on an empty list; no texts, no batches
         return self.tokenizer(texts, pairs, truncation=True, max_length=self.max_length, **options)
 
 
