@@ -31,6 +31,7 @@ from onnx import TensorProto, helper
 from onnxruntime.quantization import QuantType, quantize_dynamic
 from transformers import AutoConfig
 
+from hf_efficient.export.variants import activation_matmuls
 from hf_efficient.report import markdown_table
 from hf_efficient.report.cpu import describe_cpu
 
@@ -78,7 +79,7 @@ def model_operations(config, batch: int = 32, tokens: int = 64, part: str = "all
     return 2 * batch * tokens * layers * per_token_layer[part]
 
 
-PRODUCTS = {"MatMul", "FusedMatMul", "MatMulInteger", "MatMulIntegerToFloat", "DynamicQuantizeMatMul", "QLinearMatMul"}
+PRODUCTS = ("MatMul", "FusedMatMul", "MatMulInteger", "MatMulIntegerToFloat", "DynamicQuantizeMatMul", "QLinearMatMul")
 
 
 def profile_graph(path: str, batch: int = 32, tokens: int = 64, warmup: int = 3, runs: int = 20) -> dict[str, float]:
@@ -95,12 +96,10 @@ def profile_graph(path: str, batch: int = 32, tokens: int = 64, warmup: int = 3,
         options.optimized_model_filepath = os.path.join(folder, "optimized.onnx")
         options.enable_profiling, options.profile_file_prefix = True, os.path.join(folder, "profile")
         session = onnxruntime.InferenceSession(path, options, providers=["CPUExecutionProvider"])
-        graph = onnx.load(options.optimized_model_filepath, load_external_data=False).graph
-        stored = {t.name for t in graph.initializer}
+        activations = set(activation_matmuls(options.optimized_model_filepath, PRODUCTS))
         part = {}
-        for node in graph.node:
-            weighted = len(node.input) > 1 and node.input[1] in stored
-            kind = "products with a weight" if weighted else "activation products"
+        for node in onnx.load(options.optimized_model_filepath, load_external_data=False).graph.node:
+            kind = "activation products" if node.name in activations else "products with a weight"
             part[node.name] = kind if node.op_type in PRODUCTS else node.op_type
         feed = {i.name: np.ones((batch, tokens), np.int64) for i in session.get_inputs()}
         for _ in range(warmup + runs):

@@ -73,12 +73,12 @@ def choose_variant(requested: str = "auto", features: list[str] | None = None) -
     )
 
 
-def activation_matmuls(path: str | Path) -> list[str]:
-    """Names of the MatMuls whose second input is not a weight (the attention's scores and context)."""
+def activation_matmuls(path: str | Path, op_types: tuple[str, ...] = ("MatMul",)) -> list[str]:
+    """Names of the `op_types` nodes whose second input is not a weight (the attention's scores and context)."""
     model = onnx.load(str(path), load_external_data=False)
     weights = {tensor.name for tensor in model.graph.initializer}
     weights |= {out for node in model.graph.node if node.op_type == "Constant" for out in node.output}
-    return [node.name for node in model.graph.node if node.op_type == "MatMul" and node.input[1] not in weights]
+    return [node.name for node in model.graph.node if node.op_type in op_types and node.input[1] not in weights]
 
 
 def fuse_transformer(source: str | Path, target: str | Path, *, num_heads: int, hidden_size: int) -> dict[str, int]:
