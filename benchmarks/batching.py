@@ -63,12 +63,10 @@ def main():
     tokenizer = AutoTokenizer.from_pretrained(args.model)
     model = AutoModelForSequenceClassification.from_pretrained(args.model).eval()
     lengths = [len(ids) for ids in TextClassifier(args.export).encode(texts)["input_ids"]]
-    by_length = [i for batch in _batches(lengths, BATCH) for i in batch]
+    batches = _batches(lengths, BATCH)
+    by_length = [i for batch in batches for i in batch]
     in_order = [list(range(s, min(s + BATCH, len(texts)))) for s in range(0, len(texts), BATCH)]
-    tokens = {
-        "in order": padded_tokens(lengths, in_order),
-        "by length": padded_tokens(lengths, _batches(lengths, BATCH)),
-    }
+    tokens = {"in order": padded_tokens(lengths, in_order), "by length": padded_tokens(lengths, batches)}
 
     plain = {"PyTorch fp32": model}
     if has_fast_bf16():
