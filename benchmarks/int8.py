@@ -8,7 +8,9 @@ instructions, ONNX fp32, and the int8 exports of `export_int8`: each graph varia
 rows), int8-all dynamic with the exact GELU as plain Optimum writes it, and the chosen export with
 its residual `Add`s as exported ("Adds kept": ONNX Runtime then fuses one or more into its slower
 `SkipLayerNormalization`, see `export.graph.residual_sums`). The variant that
-`Int8ExportConfig(variant="auto")` picks on this CPU is marked "(auto)". Speed-ups are
+`Int8ExportConfig(variant="auto")` picks on this CPU is marked "(auto)"; with `--fastest`, the
+export of `variant="fastest"` (each graph timed at export, the fastest kept) joins the run as the row
+marked "(fastest)", and the JSON records what it timed. Speed-ups are
 against the fastest plain-PyTorch variant of the same run, and against PyTorch fp32. Accuracy is on
 the test split of the default task. The table names the CPU and its instruction sets.
 
@@ -106,6 +108,7 @@ def main():
     parser.add_argument("--output-dir", default="runs/int8")
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
     parser.add_argument("--openvino", action="store_true", help="add OpenVINO rows (pip install openvino)")
+    parser.add_argument("--fastest", action="store_true", help="add the dynamic export of variant='fastest'")
     args = parser.parse_args()
     output = Path(args.output_dir)
 
@@ -120,6 +123,8 @@ def main():
             configs[f"{variant}-{mode}"] = Int8ExportConfig(
                 variant=variant, mode=mode, retry=False, calibration_samples=args.calibration_rows
             )
+    if args.fastest:
+        configs["fastest-dynamic"] = Int8ExportConfig(variant="fastest", retry=False)
     exports = {
         name: export_int8(model, output / name, config, tokenizer=tokenizer, calibration_dataset=calibration)
         for name, config in configs.items()
@@ -129,7 +134,10 @@ def main():
     files = {"ONNX fp32": output / "int8-all-exact-gelu/model.onnx"}
     for name, result in exports.items():
         label = f"ONNX {result.variant} {result.mode}" + (", exact GELU" if "exact" in name else "")
-        label += " (auto)" if result.variant == auto and result.mode == "dynamic" and "exact" not in name else ""
+        if name == "fastest-dynamic":
+            label += " (fastest)"
+        elif result.variant == auto and result.mode == "dynamic" and "exact" not in name:
+            label += " (auto)"
         files[label] = Path(result.output_dir) / result.int8_file
     # The chosen export as it was before `graph.residual_sums`: ONNX Runtime fuses its residual Adds.
     chosen = files.get(f"ONNX {auto} dynamic (auto)")
@@ -190,6 +198,9 @@ def main():
     cpu = describe_cpu()
     result = {"backend": backend, "cpu": cpu, "cpu_count": os.cpu_count(), "model": args.model, "variants": {}}
     result["auto"] = dict(zip(("variant", "reason"), choose_variant(), strict=True))
+    if "fastest-dynamic" in exports:
+        kept = exports["fastest-dynamic"]
+        result["fastest"] = {"variant": kept.variant, "reason": kept.variant_reason, "timings": kept.variant_timings}
     rows = []
     for name in names:
         entry = {"size_mb": sizes[name], "accuracy": accuracy[name], "latency_ms": {}, "speedup": {}, "vs_fp32": {}}

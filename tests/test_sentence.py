@@ -336,6 +336,21 @@ def test_export_writes_the_forced_variant(variant, tmp_path):
     assert cosine_to_teacher(SentenceEmbedder(str(out), result.int8_file)(SENTENCES), encode(model)) >= 0.99
 
 
+def test_export_fastest_keeps_the_timed_winner(tmp_path, monkeypatch):
+    from hf_efficient.report.measure import Latency
+
+    ms = {"int8-all": {1: 2.0, 32: 40.0}, "int8-weights": {1: 1.0, 32: 30.0}, "int8-fused": {1: 3.0, 32: 50.0}}
+    monkeypatch.setattr("hf_efficient.report.measure.measure_latency", lambda runners, feeds, **_: Latency(ms))
+    model = tiny_sentence_transformer("bert", tmp_path / "model")
+    out = tmp_path / "export"
+    config = hfe.Int8ExportConfig(variant="fastest")
+    result = hfe.export_int8(model, str(out), config, eval_dataset=text_dataset())
+    assert result.variant == "int8-weights" and result.chosen["fp32_matmuls"] == 2 * 4
+    assert json.loads((out / "export_report.json").read_text())["variant_timings"]["int8-fused"] == {"1": 3, "32": 50}
+    assert sorted(p.name for p in (out / "onnx").iterdir()) == ["model.onnx", result.int8_file.split("/")[1]]
+    assert cosine_to_teacher(SentenceEmbedder(str(out), result.int8_file)(SENTENCES), encode(model)) >= 0.99
+
+
 def test_static_export_calibrates_on_texts(tmp_path):
     model = tiny_sentence_transformer("bert", tmp_path / "model")
     config = hfe.Int8ExportConfig(mode="static", calibration_samples=10)

@@ -10,8 +10,8 @@ import torch
 from conftest import tiny_batch, tiny_model
 
 from hf_efficient import Int8ExportConfig, export_int8
-from hf_efficient.export import variants
-from hf_efficient.export.config import VARIANT_CHOICES
+from hf_efficient.export import fastest, variants
+from hf_efficient.export.config import VARIANT_CHOICES, VARIANT_NAMES
 from hf_efficient.export.onnx import run_onnx
 
 EPYC = ["AVX2", "AVX512", "AVX512-VNNI", "AVX512-BF16"]
@@ -27,6 +27,7 @@ def test_choice_per_cpu(features, expected):
     assert variant == expected
     assert reason.startswith("AMX-INT8") == ("AMX-INT8" in features)
     assert ("not measured" in reason) != (features == EPYC)  # only the VNNI choice was measured
+    assert ("variant='fastest'" in reason) == ("not measured" in reason)  # how to settle it here
 
 
 def test_forced_variant_wins_over_the_cpu():
@@ -34,7 +35,9 @@ def test_forced_variant_wins_over_the_cpu():
         "int8-fused",
         "forced with Int8ExportConfig(variant='int8-fused')",
     )
-    assert tuple(variants.VARIANTS) == VARIANT_CHOICES[1:]
+    assert tuple(variants.VARIANTS) == VARIANT_NAMES == VARIANT_CHOICES[2:]
+    with pytest.raises(ValueError, match="measured, not chosen"):
+        variants.choose_variant("fastest")
 
 
 @pytest.mark.parametrize("bad", ["int9", "fused", None])
@@ -193,3 +196,77 @@ def test_residual_sums_rewrites_only_what_onnxruntime_fuses(tmp_path):
     ops = {node.name: node.op_type for node in onnx.load(str(tmp_path / "g.onnx")).graph.node if node.name}
     assert ops == {"residual": "Sum", "bias": "Add", "into_relu": "Add"}
     assert residual_sums(tmp_path / "g.onnx") == 0  # nothing left to fuse
+
+
+def fixed_latency(ms: dict):
+    """A stand-in for `measure_latency` that gives each variant the milliseconds of `ms` (batch 1, batch 32)."""
+    from hf_efficient.report.measure import Latency
+    from hf_efficient.report.schema import Timing
+
+    def measure(runners, feeds, **_):
+        assert set(runners) == set(ms) and list(feeds) == [1, 32]
+        for run in runners.values():  # every graph runs on the feeds it will be timed with
+            run(feeds[1])
+        return Latency({v: dict(zip(feeds, ms[v], strict=True)) for v in runners}, {}, Timing(reliable=True))
+
+    return measure
+
+
+def test_fastest_keeps_the_fastest_graph_and_records_every_time(tmp_path, monkeypatch):
+    # int8-fused is 10% slower at batch 1 but 30% faster at batch 32: the lowest mean ratio to the best.
+    ms = {"int8-all": (1.0, 40.0), "int8-weights": (1.05, 50.0), "int8-fused": (1.1, 28.0)}
+    monkeypatch.setattr("hf_efficient.report.measure.measure_latency", fixed_latency(ms))
+    torch.set_num_threads(2)
+    model = tiny_model("bert", num_layers=2)
+    result = export_int8(model, tmp_path / "fastest", Int8ExportConfig(variant="fastest"))
+    record = json.loads((tmp_path / "fastest" / "export_report.json").read_text())
+    assert record["variant"] == result.variant == "int8-fused"
+    assert record["variant_timings"] == {v: {"1": a, "32": b} for v, (a, b) in ms.items()}
+    assert "the fastest of 3 graphs timed on this CPU" in result.variant_reason
+    assert "int8-all 1.00 / 40.00, int8-weights 1.05 / 50.00, int8-fused 1.10 / 28.00" in result.variant_reason
+    assert torch.get_num_threads() == 2  # the caller's PyTorch threads are put back
+    assert sorted(p.name for p in (tmp_path / "fastest").glob("*.onnx")) == ["model.onnx", "model_quantized.onnx"]
+    assert len(result.attempts) == 1 and result.chosen["fused"]["SkipLayerNormalization"] == 4
+
+    # The graph kept is the one a forced export of that variant writes.
+    forced = export_int8(model, tmp_path / "forced", Int8ExportConfig(variant="int8-fused"))
+    assert forced.chosen == result.chosen
+    feed = inputs()
+    assert np.array_equal(
+        run_onnx(tmp_path / "fastest" / "model_quantized.onnx", feed),
+        run_onnx(tmp_path / "forced" / "model_quantized.onnx", feed),
+    )
+
+
+def test_fastest_names_a_graph_it_could_not_write(tmp_path, monkeypatch):
+    ms = {"int8-all": (2.0, 40.0), "int8-weights": (1.0, 30.0)}
+    monkeypatch.setattr("hf_efficient.report.measure.measure_latency", fixed_latency(ms))
+    prepare = variants.prepare_variant
+
+    def no_fusion(variant, *args):
+        if variant == "int8-fused":
+            raise RuntimeError("no Attention pattern\nsecond line")
+        return prepare(variant, *args)
+
+    monkeypatch.setattr("hf_efficient.export.int8.prepare_variant", no_fusion)
+    result = export_int8(tiny_model("bert", num_layers=2), tmp_path, Int8ExportConfig(variant="fastest"))
+    assert result.variant == "int8-weights" and set(result.variant_timings) == set(ms)
+    assert result.variant_reason.endswith("; not written: int8-fused (RuntimeError: no Attention pattern)")
+    assert not list(tmp_path.glob("candidate_*"))
+
+
+@pytest.mark.parametrize("family, rank, positions, length", [("bert", 2, 512, 64), ("roberta", 3, 64, 62)])
+def test_timing_feeds_fit_the_graph(tmp_path, family, rank, positions, length):
+    from hf_efficient.export.onnx import export_onnx, run_onnx_outputs
+
+    task = "text-classification" if rank == 2 else "multiple-choice"
+    model = tiny_model(family, num_layers=1, task=task, max_position_embeddings=positions)
+    export_onnx(model, tmp_path / "m.onnx", output_names=("logits",), choices=rank == 3)
+    feeds = fastest.timing_feeds(tmp_path / "m.onnx", model.config)
+    assert list(feeds) == [1, 32]
+    for size, feed in feeds.items():
+        shape = (size, fastest.CHOICES_TIMED, length) if rank == 3 else (size, length)
+        assert {name: array.shape for name, array in feed.items()} == dict.fromkeys(feed, shape)
+        assert feed["attention_mask"].all() and feed["input_ids"].max() < model.config.vocab_size
+        logits = run_onnx_outputs(tmp_path / "m.onnx", feed)["logits"]
+        assert logits.shape == ((size, fastest.CHOICES_TIMED) if rank == 3 else (size, 2))

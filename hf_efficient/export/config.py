@@ -8,8 +8,9 @@ from dataclasses import asdict, dataclass, field, fields
 MODES = ("dynamic", "static")
 TARGETS = ("avx512_vnni", "avx512", "avx2", "arm64")
 BACKENDS = ("auto", "optimum", "onnxruntime")
-# "auto" and the graphs of `variants.VARIANTS` (spelled out here: that module imports onnx).
-VARIANT_CHOICES = ("auto", "int8-all", "int8-weights", "int8-fused")
+# The graphs of `variants.VARIANTS` (spelled out here: that module imports onnx), and the two ways to choose one.
+VARIANT_NAMES = ("int8-all", "int8-weights", "int8-fused")
+VARIANT_CHOICES = ("auto", "fastest", *VARIANT_NAMES)
 
 
 def _one_of(choices: tuple[str, ...]) -> str:
@@ -48,8 +49,10 @@ class Int8ExportConfig:
             installed and the model has no shared weights).
         variant (`str`, defaults to "auto"): Which int8 graph to write: "int8-all" (every MatMul in int8),
             "int8-weights" (the attention's activation products stay fp32), "int8-fused" (ONNX
-            Runtime's transformer fusions first), or "auto": the one chosen for this CPU's instruction
-            sets (see `export.variants.choose_variant`); the result records which and why.
+            Runtime's transformer fusions first), "auto": the one chosen for this CPU's instruction
+            sets (see `export.variants.choose_variant`), or "fastest": every graph written and timed
+            on this CPU, side by side, and the fastest kept (`export.fastest`; adds seconds to the
+            export). The result records which and why.
     """
 
     mode: str = field(
@@ -97,7 +100,8 @@ class Int8ExportConfig:
     variant: str = field(
         default="auto",
         metadata={
-            "help": "int8 graph: int8-all, int8-weights (attention products fp32), int8-fused, or auto: per CPU",
+            "help": "int8 graph: int8-all, int8-weights (attention products fp32), int8-fused; "
+            "auto: chosen by the CPU's instruction sets; fastest: each timed on this CPU, the fastest kept",
             "choices": VARIANT_CHOICES,
         },
     )

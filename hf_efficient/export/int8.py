@@ -19,11 +19,12 @@ from ..checks import model_source
 from ..sentence.model import sentence_transformer_of
 from ..tasks import DEFAULT_TASK, TASKS, get_task, task_of
 from .config import MODES, TARGETS, Int8ExportConfig  # noqa: F401 (MODES, TARGETS: still imported from here)
+from .fastest import resolve_variant
 from .gate import gate_measure
 from .graph import freeze_activation_ranges, use_tanh_gelu
 from .helpers import INT8_FILE
 from .onnx import INPUT_NAMES, QUANTIZED_OPS, export_onnx, quantize_int8_dynamic
-from .variants import choose_variant, finish_variant, prepare_variant
+from .variants import finish_variant, prepare_variant
 
 FP32_FILE = "model.onnx"
 # Scratch file: the fp32 graph with tanh GELUs, quantized into INT8_FILE.
@@ -57,6 +58,7 @@ class ExportResult:
     gate: str | None = None  # the measure the accuracy gate compared (`export.gate`), when it ran
     variant: str | None = None  # the int8 graph written (see `export.variants`) and why it was chosen
     variant_reason: str | None = None
+    variant_timings: dict | None = None  # variant="fastest": each graph's ms by batch size, timed here
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -421,7 +423,6 @@ def export_int8(
     result = ExportResult(
         str(output), FP32_FILE, None, backend, mode, config.target, config=config.to_dict(), task=task.name
     )
-    result.variant, result.variant_reason = choose_variant(config.variant)
     quantize = _quantize_optimum if use_optimum else _quantize_onnxruntime
 
     # The last 4 MatMuls: the top layer's FFN and the head, which move the logits most directly.
@@ -440,10 +441,17 @@ def export_int8(
         calibration = lambda: _batches(  # noqa: E731 (a fresh generator for each attempt)
             calibration_dataset, _model_inputs(fp32), 16, limit=config.calibration_samples
         )
-    for choice in choices:
-        attempt = quantize_attempt(
-            choice, fp32, int8, result.variant, model.config, config.target, quantize=quantize, calibration=calibration
+
+    def write(choice: dict, variant: str, path: Path) -> dict:
+        return quantize_attempt(
+            choice, fp32, path, variant, model.config, config.target, quantize=quantize, calibration=calibration
         )
+
+    result.variant, result.variant_reason, result.variant_timings, written = resolve_variant(
+        config.variant, lambda variant, path: write(choices[0], variant, path), int8, model.config
+    )
+    for i, choice in enumerate(choices):
+        attempt = written if i == 0 and written is not None else write(choice, result.variant, int8)
         if eval_dataset is not None:
             attempt[measure.name] = onnx_score(int8, eval_dataset, measure, reference)
             attempt["drop"] = result.metrics["pytorch"][measure.name] - attempt[measure.name]

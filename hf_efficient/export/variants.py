@@ -14,7 +14,8 @@ u8 x s8 products (an activation times signed int8 weights) on the AMX tiles, but
 activations, which its dynamic quantizer makes u8 x u8, at about the fp32 rate (the GEMM
 measurements of issue 20: 1,226 GOP/s against 197 on one core of an Intel Xeon with AMX). "int8-weights"
 keeps those products (the attention's scores and their use of the values) in fp32 and every weight
-product on the tiles, so it is the reasoned default there.
+product on the tiles, so it is the reasoned default there. Where a choice was not measured,
+`variant="fastest"` settles it on the CPU at hand: it writes every variant and times them (`fastest`).
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from pathlib import Path
 import onnx
 from onnx import TensorProto, helper
 
-from .config import VARIANT_CHOICES
+from .config import VARIANT_CHOICES, VARIANT_NAMES
 from .graph import residual_sums
 
 # Name -> what the variant writes (the `help` of `Int8ExportConfig.variant` lists these).
@@ -33,7 +34,9 @@ VARIANTS = {
     "int8-weights": "only the MatMuls with a weight in int8; the attention's products stay fp32",
     "int8-fused": "ONNX Runtime's transformer fusions (Attention, SkipLayerNorm, EmbedLayerNorm, FastGelu), then int8",
 }
-CHOICES = VARIANT_CHOICES  # "auto" and the names above
+assert tuple(VARIANTS) == VARIANT_NAMES
+CHOICES = VARIANT_CHOICES  # "auto", "fastest" and the names above
+_TIME_THEM = "; variant='fastest' times them on this CPU"
 # Operator types each variant quantizes (MatMul and the embedding tables, plus the fused operators).
 _FUSED_OPS = ["MatMul", "Gather", "Attention", "EmbedLayerNormalization"]
 
@@ -42,7 +45,7 @@ def choose_variant(requested: str = "auto", features: list[str] | None = None) -
     """The variant to export for a CPU with `features` (default: this one's), and the reason.
 
     Args:
-        requested (`str`): "auto", or a name of `VARIANTS` to force it.
+        requested (`str`): "auto", or a name of `VARIANTS` to force it ("fastest" is `fastest.fastest_variant`'s).
         features (`list[str]`, *optional*): Instruction sets as `report.cpu.cpu_features` names them.
 
     Returns:
@@ -50,6 +53,8 @@ def choose_variant(requested: str = "auto", features: list[str] | None = None) -
     """
     if requested not in CHOICES:
         raise ValueError(f"variant={requested!r} is not supported: use one of {', '.join(map(repr, CHOICES))}.")
+    if requested == "fastest":
+        raise ValueError("variant='fastest' is measured, not chosen: export_int8 times the variants (export.fastest).")
     if requested != "auto":
         return requested, f"forced with Int8ExportConfig(variant={requested!r})"
     if features is None:
@@ -60,7 +65,7 @@ def choose_variant(requested: str = "auto", features: list[str] | None = None) -
     if "AMX-INT8" in features:
         return "int8-weights", (
             "AMX-INT8: every weight product u8 x s8 on the AMX tiles, the attention's activation products in fp32 "
-            "rather than u8 x u8, which AMX does not run (reasoned, not measured on AMX)"
+            "rather than u8 x u8, which AMX does not run (reasoned, not measured on AMX" + _TIME_THEM + ")"
         )
     if "AVX512-VNNI" in features:
         return "int8-all", (
@@ -69,7 +74,7 @@ def choose_variant(requested: str = "auto", features: list[str] | None = None) -
         )
     return (
         "int8-all",
-        f"no VNNI or AMX ({', '.join(features) or 'no listed features'}): the default graph (not measured)",
+        f"no VNNI or AMX ({', '.join(features) or 'no listed features'}): the default graph (not measured{_TIME_THEM})",
     )
 
 

@@ -15,9 +15,9 @@ from pathlib import Path
 import numpy as np
 
 from ..export.config import Int8ExportConfig
+from ..export.fastest import resolve_variant
 from ..export.int8 import AccuracyDropError, ExportResult, quantization_choices, quantize_attempt
 from ..export.onnx import export_onnx
-from ..export.variants import choose_variant
 from .embedder import SentenceEmbedder
 from .model import ONNX_DIR, int8_file_name, sentence_encoder
 
@@ -57,7 +57,6 @@ def export_sentence_int8(
     export_onnx(encoder, fp32, output_names=("last_hidden_state",))
     result = ExportResult(str(output), FP32_FILE, None, "onnxruntime", config.mode, config.target)
     result.config, result.task = config.to_dict(), "sentence-embedding"
-    result.variant, result.variant_reason = choose_variant(config.variant)
     result.gate = "cosine_to_pytorch" if eval_texts is not None else None
     reference = None
     if eval_texts is not None:
@@ -82,10 +81,14 @@ def export_sentence_int8(
                 )
                 yield {name: value.astype(np.int64) for name, value in tokens.items() if name in embedder.input_names}
 
-    for choice in choices:
-        attempt = quantize_attempt(
-            choice, fp32, int8, result.variant, encoder.config, config.target, calibration=calibration
-        )
+    def write(choice: dict, variant: str, path: Path) -> dict:
+        return quantize_attempt(choice, fp32, path, variant, encoder.config, config.target, calibration=calibration)
+
+    result.variant, result.variant_reason, result.variant_timings, written = resolve_variant(
+        config.variant, lambda variant, path: write(choices[0], variant, path), int8, encoder.config
+    )
+    for i, choice in enumerate(choices):
+        attempt = written if i == 0 and written is not None else write(choice, result.variant, int8)
         if eval_texts is not None:
             attempt["cosine_to_pytorch"] = mean_cosine(
                 SentenceEmbedder(output, int8.relative_to(output))(eval_texts), reference
