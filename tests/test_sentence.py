@@ -359,6 +359,28 @@ def test_static_export_calibrates_on_texts(tmp_path):
     assert result.metrics["onnx_int8"]["cosine_to_pytorch"] >= 0.99
 
 
+def test_static_export_calibrates_on_what_the_embedder_feeds(tmp_path, monkeypatch):
+    from hf_efficient.export import graph
+
+    seen = []
+
+    def capture(path, batches):
+        seen.extend(batches)
+        return graph.freeze_activation_ranges(path, seen)
+
+    monkeypatch.setattr("hf_efficient.export.int8.freeze_activation_ranges", capture)
+    model = tiny_sentence_transformer("bert", tmp_path / "model")
+    texts = [f"  {text} " for text in SENTENCES]
+    config = hfe.Int8ExportConfig(mode="static", calibration_samples=len(texts))
+    hfe.export_int8(model, str(tmp_path / "out"), config, calibration_dataset=texts)
+    # The same batches, prepared texts and padding as SentenceEmbedder gives the graph at inference.
+    expected = [feed for _, feed, _ in SentenceEmbedder(str(tmp_path / "out"), "onnx/model.onnx").batches(texts, 16)]
+    assert len(seen) == len(expected) == 3
+    assert all(
+        a.keys() == b.keys() and all(np.array_equal(a[k], b[k]) for k in a) for a, b in zip(seen, expected, strict=True)
+    )
+
+
 def test_export_gate_and_folder_input(tmp_path, monkeypatch):
     from hf_efficient.export import int8 as int8_export
 

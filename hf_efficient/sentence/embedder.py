@@ -119,20 +119,30 @@ class SentenceEmbedder:
         Texts of similar length are batched together, as sentence-transformers' `encode` does (each
         batch pads to its longest text); the embeddings come back in the order given.
         """
+        vectors = [None] * len(_texts("SentenceEmbedder", texts))
+        for batch, feed, mask in self.batches(texts, batch_size):
+            states = self.session.run(["last_hidden_state"], feed)[0]
+            pooled = pool(states, mask, self.pooling)
+            if self.normalize:
+                pooled = pooled / np.clip(np.linalg.norm(pooled, axis=-1, keepdims=True), 1e-12, None)
+            for row, i in enumerate(batch):
+                vectors[i] = pooled[row].astype(np.float32)
+        return np.stack(vectors) if vectors else np.zeros((0, 0), dtype=np.float32)
+
+    def batches(self, texts: list[str], batch_size: int = 32):
+        """`(indices, feed, attention mask)` for batches of `texts` of similar length, longest first.
+
+        The texts are prepared as sentence-transformers prepares them (stripped, and lower-cased
+        where the folder's `sentence_bert_config.json` says `do_lower_case`), so that these are the
+        inputs the graph sees: `__call__` runs them, and a static export calibrates on them.
+        """
         texts = [text.strip() for text in _texts("SentenceEmbedder", texts)]
         if self.lower_case:
             texts = [text.lower() for text in texts]
         encoded = {"input_ids": []}
         if texts:
             encoded = self.tokenizer(texts, truncation="longest_first", max_length=self.max_length)
-        vectors = [None] * len(texts)
         for batch in _batches(_lengths(encoded), batch_size):
             inputs = _pad(self.tokenizer, encoded, batch)
             feed = {name: inputs.get(name, np.zeros_like(inputs["input_ids"])) for name in self.input_names}
-            states = self.session.run(["last_hidden_state"], feed)[0]
-            pooled = pool(states, inputs["attention_mask"], self.pooling)
-            if self.normalize:
-                pooled = pooled / np.clip(np.linalg.norm(pooled, axis=-1, keepdims=True), 1e-12, None)
-            for row, i in enumerate(batch):
-                vectors[i] = pooled[row].astype(np.float32)
-        return np.stack(vectors) if vectors else np.zeros((0, 0), dtype=np.float32)
+            yield batch, feed, inputs["attention_mask"]

@@ -70,16 +70,8 @@ def export_sentence_int8(
         embedder = SentenceEmbedder(output, FP32_FILE)
         texts = calibration_texts[: config.calibration_samples]
 
-        def calibration():
-            for i in range(0, len(texts), 16):
-                tokens = embedder.tokenizer(
-                    texts[i : i + 16],
-                    truncation=True,
-                    max_length=embedder.max_length,
-                    padding=True,
-                    return_tensors="np",
-                )
-                yield {name: value.astype(np.int64) for name, value in tokens.items() if name in embedder.input_names}
+        def calibration():  # the inputs SentenceEmbedder gives the graph: same preparation of the texts
+            return (feed for _, feed, _ in embedder.batches(texts, 16))
 
     def write(choice: dict, variant: str, path: Path) -> dict:
         return quantize_attempt(choice, fp32, path, variant, encoder.config, config.target, calibration=calibration)
