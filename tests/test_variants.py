@@ -203,8 +203,9 @@ def fixed_latency(ms: dict):
     from hf_efficient.report.measure import Latency
     from hf_efficient.report.schema import Timing
 
-    def measure(runners, feeds, **_):
-        assert set(runners) == set(ms) and list(feeds) == [1, 32]
+    def measure(runners, feeds, threads, **_):
+        assert set(runners) == set(ms) and list(feeds) == [1, 32] and threads == 1
+        torch.set_num_threads(threads)  # as measure_latency does
         for run in runners.values():  # every graph runs on the feeds it will be timed with
             run(feeds[1])
         return Latency({v: dict(zip(feeds, ms[v], strict=True)) for v in runners}, {}, Timing(reliable=True))
@@ -216,15 +217,19 @@ def test_fastest_keeps_the_fastest_graph_and_records_every_time(tmp_path, monkey
     # int8-fused is 10% slower at batch 1 but 30% faster at batch 32: the lowest mean ratio to the best.
     ms = {"int8-all": (1.0, 40.0), "int8-weights": (1.05, 50.0), "int8-fused": (1.1, 28.0)}
     monkeypatch.setattr("hf_efficient.report.measure.measure_latency", fixed_latency(ms))
+    threads = torch.get_num_threads()
     torch.set_num_threads(2)
     model = tiny_model("bert", num_layers=2)
-    result = export_int8(model, tmp_path / "fastest", Int8ExportConfig(variant="fastest"))
+    try:
+        result = export_int8(model, tmp_path / "fastest", Int8ExportConfig(variant="fastest"))
+        assert torch.get_num_threads() == 2  # the caller's PyTorch threads are put back
+    finally:
+        torch.set_num_threads(threads)
     record = json.loads((tmp_path / "fastest" / "export_report.json").read_text())
     assert record["variant"] == result.variant == "int8-fused"
     assert record["variant_timings"] == {v: {"1": a, "32": b} for v, (a, b) in ms.items()}
     assert "the fastest of 3 graphs timed on this CPU" in result.variant_reason
     assert "int8-all 1.00 / 40.00, int8-weights 1.05 / 50.00, int8-fused 1.10 / 28.00" in result.variant_reason
-    assert torch.get_num_threads() == 2  # the caller's PyTorch threads are put back
     assert sorted(p.name for p in (tmp_path / "fastest").glob("*.onnx")) == ["model.onnx", "model_quantized.onnx"]
     assert len(result.attempts) == 1 and result.chosen["fused"]["SkipLayerNormalization"] == 4
 
@@ -236,6 +241,15 @@ def test_fastest_keeps_the_fastest_graph_and_records_every_time(tmp_path, monkey
         run_onnx(tmp_path / "fastest" / "model_quantized.onnx", feed),
         run_onnx(tmp_path / "forced" / "model_quantized.onnx", feed),
     )
+
+
+def test_fastest_times_the_graphs_for_real(tmp_path, monkeypatch):
+    monkeypatch.setattr(fastest, "SECONDS", 0.05)  # a few calls per graph: the numbers, not their precision
+    result = export_int8(tiny_model("bert", num_layers=2), tmp_path, Int8ExportConfig(variant="fastest"))
+    timings = result.variant_timings
+    assert list(timings) == list(variants.VARIANTS) and result.variant in timings
+    assert all(set(by_size) == {"1", "32"} and all(ms > 0 for ms in by_size.values()) for by_size in timings.values())
+    assert all(f"{variant} " in result.variant_reason.split(": ", 1)[1] for variant in timings)
 
 
 def test_fastest_names_a_graph_it_could_not_write(tmp_path, monkeypatch):
