@@ -340,12 +340,20 @@ def test_export_fastest_keeps_the_timed_winner(tmp_path, monkeypatch):
     from hf_efficient.report.measure import Latency
 
     ms = {"int8-all": {1: 2.0, 32: 40.0}, "int8-weights": {1: 1.0, 32: 30.0}, "int8-fused": {1: 3.0, 32: 50.0}}
-    monkeypatch.setattr("hf_efficient.report.measure.measure_latency", lambda runners, feeds, **_: Latency(ms))
+    ms |= {"PyTorch fp32": {1: 4.0, 32: 90.0}, "PyTorch bf16": {1: 3.0, 32: 60.0}}
+
+    def measure(runners, feeds, **_):
+        assert set(runners) == set(ms)
+        return Latency(ms)
+
+    monkeypatch.setattr("hf_efficient.report.measure.measure_latency", measure)
+    monkeypatch.setattr("hf_efficient.report.cpu.has_fast_bf16", lambda: True)
     model = tiny_sentence_transformer("bert", tmp_path / "model")
     out = tmp_path / "export"
     config = hfe.Int8ExportConfig(variant="fastest")
     result = hfe.export_int8(model, str(out), config, eval_dataset=text_dataset())
     assert result.variant == "int8-weights" and result.chosen["fp32_matmuls"] == 2 * 4
+    assert "; 3.00x / 2.00x the fastest plain PyTorch" in result.variant_reason  # bf16's 3 / 60 ms over 1 / 30
     assert json.loads((out / "export_report.json").read_text())["variant_timings"]["int8-fused"] == {"1": 3, "32": 50}
     assert sorted(p.name for p in (out / "onnx").iterdir()) == ["model.onnx", result.int8_file.split("/")[1]]
     assert cosine_to_teacher(SentenceEmbedder(str(out), result.int8_file)(SENTENCES), encode(model)) >= 0.99

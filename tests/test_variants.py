@@ -198,25 +198,32 @@ def test_residual_sums_rewrites_only_what_onnxruntime_fuses(tmp_path):
     assert residual_sums(tmp_path / "g.onnx") == 0  # nothing left to fuse
 
 
-def fixed_latency(ms: dict):
-    """A stand-in for `measure_latency` that gives each variant the milliseconds of `ms` (batch 1, batch 32)."""
+PLAIN_MS = {"PyTorch fp32": (9.0, 400.0), "PyTorch bf16": (5.0, 200.0)}
+
+
+def fixed_latency(ms: dict, monkeypatch):
+    """Make `measure_latency` give each graph the milliseconds of `ms` (batch 1, batch 32), and plain
+    PyTorch (fp32 and bf16, as on a CPU with bf16 instructions) those of `PLAIN_MS` unless `ms` names them."""
     from hf_efficient.report.measure import Latency
     from hf_efficient.report.schema import Timing
+
+    ms = PLAIN_MS | ms
 
     def measure(runners, feeds, threads, **_):
         assert set(runners) == set(ms) and list(feeds) == [1, 32] and threads == 1
         torch.set_num_threads(threads)  # as measure_latency does
-        for run in runners.values():  # every graph runs on the feeds it will be timed with
+        for run in runners.values():  # every graph and PyTorch run takes the feeds it will be timed with
             run(feeds[1])
         return Latency({v: dict(zip(feeds, ms[v], strict=True)) for v in runners}, {}, Timing(reliable=True))
 
-    return measure
+    monkeypatch.setattr("hf_efficient.report.measure.measure_latency", measure)
+    monkeypatch.setattr("hf_efficient.report.cpu.has_fast_bf16", lambda: True)
 
 
 def test_fastest_keeps_the_fastest_graph_and_records_every_time(tmp_path, monkeypatch):
     # int8-fused is 10% slower at batch 1 but 30% faster at batch 32: the lowest mean ratio to the best.
     ms = {"int8-all": (1.0, 40.0), "int8-weights": (1.05, 50.0), "int8-fused": (1.1, 28.0)}
-    monkeypatch.setattr("hf_efficient.report.measure.measure_latency", fixed_latency(ms))
+    fixed_latency(ms, monkeypatch)
     threads = torch.get_num_threads()
     torch.set_num_threads(2)
     model = tiny_model("bert", num_layers=2)
@@ -227,9 +234,13 @@ def test_fastest_keeps_the_fastest_graph_and_records_every_time(tmp_path, monkey
         torch.set_num_threads(threads)
     record = json.loads((tmp_path / "fastest" / "export_report.json").read_text())
     assert record["variant"] == result.variant == "int8-fused"
-    assert record["variant_timings"] == {v: {"1": a, "32": b} for v, (a, b) in ms.items()}
+    assert record["variant_timings"] == {v: {"1": a, "32": b} for v, (a, b) in (ms | PLAIN_MS).items()}
     assert "the fastest of 3 graphs timed on this CPU" in result.variant_reason
     assert "int8-all 1.00 / 40.00, int8-weights 1.05 / 50.00, int8-fused 1.10 / 28.00" in result.variant_reason
+    assert result.variant_reason.endswith(
+        "; 4.55x / 7.14x the fastest plain PyTorch timed with them "
+        "(PyTorch fp32 9.00 / 400.00, PyTorch bf16 5.00 / 200.00)"
+    )
     assert sorted(p.name for p in (tmp_path / "fastest").glob("*.onnx")) == ["model.onnx", "model_quantized.onnx"]
     assert len(result.attempts) == 1 and result.chosen["fused"]["SkipLayerNormalization"] == 4
 
@@ -243,18 +254,28 @@ def test_fastest_keeps_the_fastest_graph_and_records_every_time(tmp_path, monkey
     )
 
 
+def test_fastest_warns_where_plain_pytorch_is_faster(tmp_path, monkeypatch):
+    # As issue 20 measured on an Intel Xeon with AMX: the bf16 cast wins at batch 32, not at batch 1.
+    ms = {"int8-all": (3.8, 100.0), "int8-weights": (4.0, 110.0), "int8-fused": (4.5, 120.0)}
+    fixed_latency(ms | {"PyTorch bf16": (5.0, 76.0)}, monkeypatch)
+    with pytest.warns(UserWarning, match=r"\(int8-all\) is slower than plain PyTorch at batch 32: .*; 1.32x / 0.76x"):
+        result = export_int8(tiny_model("bert", num_layers=2), tmp_path, Int8ExportConfig(variant="fastest"))
+    assert result.variant == "int8-all" and "; 1.32x / 0.76x the fastest plain PyTorch" in result.variant_reason
+
+
 def test_fastest_times_the_graphs_for_real(tmp_path, monkeypatch):
     monkeypatch.setattr(fastest, "SECONDS", 0.05)  # a few calls per graph: the numbers, not their precision
     result = export_int8(tiny_model("bert", num_layers=2), tmp_path, Int8ExportConfig(variant="fastest"))
     timings = result.variant_timings
-    assert list(timings) == list(variants.VARIANTS) and result.variant in timings
+    assert list(timings)[:3] == list(variants.VARIANTS) and result.variant in variants.VARIANTS
+    assert list(timings)[3:] in (["PyTorch fp32"], ["PyTorch fp32", "PyTorch bf16"])  # bf16 where the CPU has it
     assert all(set(by_size) == {"1", "32"} and all(ms > 0 for ms in by_size.values()) for by_size in timings.values())
     assert all(f"{variant} " in result.variant_reason.split(": ", 1)[1] for variant in timings)
 
 
 def test_fastest_names_a_graph_it_could_not_write(tmp_path, monkeypatch):
     ms = {"int8-all": (2.0, 40.0), "int8-weights": (1.0, 30.0)}
-    monkeypatch.setattr("hf_efficient.report.measure.measure_latency", fixed_latency(ms))
+    fixed_latency(ms, monkeypatch)
     prepare = variants.prepare_variant
 
     def no_fusion(variant, *args):
@@ -264,7 +285,7 @@ def test_fastest_names_a_graph_it_could_not_write(tmp_path, monkeypatch):
 
     monkeypatch.setattr("hf_efficient.export.int8.prepare_variant", no_fusion)
     result = export_int8(tiny_model("bert", num_layers=2), tmp_path, Int8ExportConfig(variant="fastest"))
-    assert result.variant == "int8-weights" and set(result.variant_timings) == set(ms)
+    assert result.variant == "int8-weights" and set(result.variant_timings) == set(ms) | set(PLAIN_MS)
     assert result.variant_reason.endswith("; not written: int8-fused (RuntimeError: no Attention pattern)")
     assert not list(tmp_path.glob("candidate_*"))
 

@@ -51,8 +51,9 @@ class Int8ExportConfig:
             "int8-weights" (the attention's activation products stay fp32), "int8-fused" (ONNX
             Runtime's transformer fusions first), "auto": the one chosen for this CPU's instruction
             sets (see `export.variants.choose_variant`), or "fastest": every graph written and timed
-            on this CPU, side by side, and the fastest kept (`export.fastest`; adds seconds to the
-            export). The result records which and why.
+            on this CPU, side by side with the model in plain PyTorch, and the fastest kept, with a
+            warning where PyTorch was faster (`export.fastest`; adds seconds to the export). The
+            result records which and why.
     """
 
     mode: str = field(

@@ -10,10 +10,17 @@ The graphs are timed as `benchmarks/int8.py` times them (`report.measure.measure
 within each round, so that a machine that speeds up or slows down affects all alike; 1 thread, batch 1
 and 32, 64 tokens of random ids (no int8 kernel's speed depends on the values). The graph kept is the
 one with the lowest mean, over the batch sizes, of its time over the fastest time at that size.
+
+The model itself takes its turns too, as plain PyTorch would run it here (fp32, and its bf16 cast
+where the CPU has bf16 instructions), so that the result says how much faster the kept graph is than
+what a user would run instead, and warns where it is not faster: an int8 graph can lose to bf16 on
+a CPU whose bf16 units outrun its int8 path (issue 20's Intel Xeon with AMX, at batch 32).
 """
 
 from __future__ import annotations
 
+import copy
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 
@@ -55,14 +62,28 @@ def timing_feeds(path: Path, model_config, batch_sizes=BATCH_SIZES) -> dict[int,
     return feeds
 
 
+def plain_pytorch(model: torch.nn.Module) -> dict[str, Callable[[dict], None]]:
+    """Runners of the ways plain PyTorch runs `model` on this CPU: fp32, and cast to bf16 where the CPU
+    has bf16 instructions (`report.cpu.has_fast_bf16`). A model on a GPU is copied to the CPU."""
+    from ..report.cpu import has_fast_bf16
+    from ..report.measure import pytorch_runner
+
+    fp32 = model if next(model.parameters()).device.type == "cpu" else copy.deepcopy(model).cpu()
+    runners = {"PyTorch fp32": pytorch_runner(fp32)}
+    if has_fast_bf16():
+        runners["PyTorch bf16"] = pytorch_runner(copy.deepcopy(fp32).to(torch.bfloat16))
+    return runners
+
+
 def resolve_variant(
-    requested: str, write: Callable[[str, Path], dict], int8: Path, model_config
+    requested: str, write: Callable[[str, Path], dict], int8: Path, model: torch.nn.Module
 ) -> tuple[str, str, dict | None, dict | None]:
     """`(variant, reason, timings, attempt)` for `Int8ExportConfig.variant`.
 
     For "fastest": each variant written by `write(variant, path)` (which returns its attempt record)
-    beside `int8`, the graphs timed, the fastest moved to `int8` and the others deleted; `timings`
-    holds each graph's milliseconds by batch size and `attempt` the kept graph's record. Otherwise
+    beside `int8`, the graphs timed beside plain PyTorch runs of `model` (`plain_pytorch`), the
+    fastest graph moved to `int8` and the others deleted; `timings` holds the milliseconds of each
+    graph and PyTorch run by batch size, and `attempt` the kept graph's record. Otherwise
     `choose_variant`'s pick, with no timings and nothing written.
     """
     if requested != "fastest":
@@ -80,14 +101,16 @@ def resolve_variant(
             failed[variant] = f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}"
     if not paths:
         raise ValueError(f"export_int8: Int8ExportConfig(variant='fastest'): no variant could be written ({failed}).")
-    feeds = timing_feeds(next(iter(paths.values())), model_config)
+    feeds = timing_feeds(next(iter(paths.values())), model.config)
+    plain = plain_pytorch(model)
+    baselines = list(plain)
     torch_threads = torch.get_num_threads()  # measure_latency sets PyTorch's too; the caller's is put back
     try:
-        runners = {variant: onnx_runner(path, THREADS) for variant, path in paths.items()}
+        runners = {variant: onnx_runner(path, THREADS) for variant, path in paths.items()} | plain
         latency = measure_latency(runners, feeds, threads=THREADS, seconds=SECONDS, rounds=ROUNDS)
     finally:
         torch.set_num_threads(torch_threads)
-    del runners  # the sessions, before their files move
+    del runners, plain  # the sessions, before their files move, and any copy of the model
     fastest = {size: min(latency[variant][size] for variant in paths) for size in feeds}
     slowness = {variant: np.mean([latency[variant][size] / fastest[size] for size in feeds]) for variant in paths}
     chosen = min(slowness, key=slowness.get)
@@ -101,9 +124,23 @@ def resolve_variant(
         f"the fastest of {len(paths)} graphs timed on this CPU ({cpu_name()}), {THREADS} thread, "
         f"ms at batch {' / '.join(map(str, feeds))}: {timed}"
     )
+    # Against the fastest plain-PyTorch run at each batch size: what a user would run instead.
+    speedup = {size: min(latency[name][size] for name in baselines) / latency[chosen][size] for size in feeds}
+    reason += (
+        f"; {' / '.join(f'{speedup[size]:.2f}x' for size in feeds)} the fastest plain PyTorch timed with them ("
+        + ", ".join(f"{name} {' / '.join(f'{latency[name][size]:.2f}' for size in feeds)}" for name in baselines)
+        + ")"
+    )
     if failed:
         reason += "; not written: " + ", ".join(f"{variant} ({why})" for variant, why in failed.items())
     if not latency.timing.reliable:
         reason += f"; timing unreliable, {latency.timing.reason}"
-    timings = {variant: {str(size): round(latency[variant][size], 3) for size in feeds} for variant in paths}
+    slower = [str(size) for size in feeds if speedup[size] < 1]
+    if slower:
+        warnings.warn(
+            f"export_int8: on this CPU the int8 graph ({chosen}) is slower than plain PyTorch at batch "
+            f"{' and '.join(slower)}: {reason}. Run the PyTorch model there instead (e.g. cast to bf16).",
+            stacklevel=3,
+        )
+    timings = {name: {str(size): round(latency[name][size], 3) for size in feeds} for name in latency}
     return chosen, reason, timings, attempts[chosen]

@@ -448,7 +448,7 @@ def export_int8(
         )
 
     result.variant, result.variant_reason, result.variant_timings, written = resolve_variant(
-        config.variant, lambda variant, path: write(choices[0], variant, path), int8, model.config
+        config.variant, lambda variant, path: write(choices[0], variant, path), int8, model
     )
     for i, choice in enumerate(choices):
         attempt = written if i == 0 and written is not None else write(choice, result.variant, int8)
