@@ -263,6 +263,23 @@ def test_fastest_warns_where_plain_pytorch_is_faster(tmp_path, monkeypatch):
     assert result.variant == "int8-all" and "; 1.32x / 0.76x the fastest plain PyTorch" in result.variant_reason
 
 
+def test_fastest_interrupted_leaves_no_candidate_behind(tmp_path, monkeypatch):
+    def interrupted(*args, **kwargs):
+        torch.set_num_threads(1)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("hf_efficient.report.measure.measure_latency", interrupted)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            export_int8(tiny_model("bert", num_layers=2), tmp_path, Int8ExportConfig(variant="fastest"))
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(threads)
+    assert not list(tmp_path.glob("candidate_*")) and (tmp_path / "model.onnx").exists()
+
+
 def test_fastest_times_the_graphs_for_real(tmp_path, monkeypatch):
     monkeypatch.setattr(fastest, "SECONDS", 0.05)  # a few calls per graph: the numbers, not their precision
     result = export_int8(tiny_model("bert", num_layers=2), tmp_path, Int8ExportConfig(variant="fastest"))

@@ -92,22 +92,28 @@ def resolve_variant(
     from ..report.measure import measure_latency, onnx_runner
 
     paths, attempts, failed = {}, {}, {}
-    for variant in VARIANTS:
-        path = int8.with_name(f"candidate_{variant}.onnx")
-        try:
-            attempts[variant], paths[variant] = write(variant, path), path
-        except Exception as error:  # e.g. a fusion this architecture's graph does not take; recorded in the reason
-            path.unlink(missing_ok=True)
-            failed[variant] = f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}"
-    if not paths:
-        raise ValueError(f"export_int8: Int8ExportConfig(variant='fastest'): no variant could be written ({failed}).")
-    feeds = timing_feeds(next(iter(paths.values())), model.config)
-    plain = plain_pytorch(model)
-    baselines = list(plain)
     torch_threads = torch.get_num_threads()  # measure_latency sets PyTorch's too; the caller's is put back
     try:
+        for variant in VARIANTS:
+            path = int8.with_name(f"candidate_{variant}.onnx")
+            try:
+                attempts[variant], paths[variant] = write(variant, path), path
+            except Exception as error:  # e.g. a fusion this architecture's graph does not take; in the reason
+                path.unlink(missing_ok=True)
+                failed[variant] = f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}"
+        if not paths:
+            raise ValueError(
+                f"export_int8: Int8ExportConfig(variant='fastest'): no variant could be written ({failed})."
+            )
+        feeds = timing_feeds(next(iter(paths.values())), model.config)
+        plain = plain_pytorch(model)
+        baselines = list(plain)
         runners = {variant: onnx_runner(path, THREADS) for variant, path in paths.items()} | plain
         latency = measure_latency(runners, feeds, threads=THREADS, seconds=SECONDS, rounds=ROUNDS)
+    except BaseException:  # an error or Ctrl-C leaves no candidate graph behind
+        for variant in VARIANTS:
+            int8.with_name(f"candidate_{variant}.onnx").unlink(missing_ok=True)
+        raise
     finally:
         torch.set_num_threads(torch_threads)
     del runners, plain  # the sessions, before their files move, and any copy of the model
