@@ -232,6 +232,21 @@ def test_card_warns_when_absolute_latency_is_unreliable(tmp_path):
     assert "Warning" not in write_model_card(tmp_path, quiet).text
 
 
+@pytest.mark.parametrize("mode", ["dynamic", "static", None])
+def test_int8_card_says_how_activations_are_quantized(tmp_path, mode):
+    report = example_report("int8")
+    write_folder_extras(tmp_path, report)
+    (tmp_path / "onnx").mkdir()
+    if mode is not None:  # a folder without export_report.json is described as dynamic, the default
+        export = {"backend": "optimum", "mode": mode, "target": "avx512_vnni", "int8_file": "model_quantized.onnx"}
+        (tmp_path / "onnx" / "export_report.json").write_text(json.dumps(export))
+    body = " ".join(write_model_card(tmp_path, report).text.split())
+    static = "activations quantized with ranges frozen from calibration data"
+    dynamic = "activations quantized with ranges measured on each batch at run time"
+    assert (static in body, dynamic in body) == ((True, False) if mode == "static" else (False, True))
+    assert (f"through optimum, {mode} quantization" in body) == (mode is not None)
+
+
 # A sentence of each kind's template, and one marker of each that no other template has.
 KIND_PHRASES = {
     "finetuned": "without compression",
