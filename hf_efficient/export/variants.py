@@ -45,7 +45,7 @@ def choose_variant(requested: str = "auto", features: list[str] | None = None) -
     """The variant to export for a CPU with `features` (default: this one's), and the reason.
 
     Args:
-        requested (`str`): "auto", or a name of `VARIANTS` to force it ("fastest" is `fastest.fastest_variant`'s).
+        requested (`str`): "auto", or a name of `VARIANTS` to force it ("fastest" is `fastest.resolve_variant`'s).
         features (`list[str]`, *optional*): Instruction sets as `report.cpu.cpu_features` names them.
 
     Returns:

@@ -119,7 +119,8 @@ class SentenceEmbedder:
         Texts of similar length are batched together, as sentence-transformers' `encode` does (each
         batch pads to its longest text); the embeddings come back in the order given.
         """
-        vectors = [None] * len(_texts("SentenceEmbedder", texts))
+        texts = _texts("SentenceEmbedder", texts)
+        vectors = [None] * len(texts)
         for batch, feed, mask in self.batches(texts, batch_size):
             states = self.session.run(["last_hidden_state"], feed)[0]
             pooled = pool(states, mask, self.pooling)
