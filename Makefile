@@ -23,7 +23,7 @@ setup: .venv-optimum/.installed
 	.venv-$*/bin/pip install -q -U pip
 	.venv-$*/bin/pip install -q $(TORCH)
 	.venv-$*/bin/pip install -q $(SENTENCE_TRANSFORMERS)
-	.venv-$*/bin/pip install -q -e ".[$*,dev]"
+	.venv-$*/bin/pip install -q -e ".[$*,openvino,dev]"
 	.venv-$*/bin/pip install -q --no-deps $(ASSETS)
 	touch $@
 

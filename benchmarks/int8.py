@@ -10,14 +10,16 @@ its residual `Add`s as exported ("Adds kept": ONNX Runtime then fuses one or mor
 `SkipLayerNormalization`, see `export.graph.residual_sums`). The variant that
 `Int8ExportConfig(variant="auto")` picks on this CPU is marked "(auto)"; with `--fastest`, the
 export of `variant="fastest"` (each graph timed at export, the fastest kept) joins the run as the row
-marked "(fastest)", and the JSON records what it timed. Speed-ups are
+marked "(fastest)", dynamic and static (the static one also timed on OpenVINO where it is installed,
+and run on the runtime it chose), and the JSON records what they timed. Speed-ups are
 against the fastest plain-PyTorch variant of the same run, and against PyTorch fp32. Accuracy is on
 the test split of the default task. The table names the CPU and its instruction sets.
 
 With `--openvino` (needs `pip install openvino`), another runtime joins the same run: OpenVINO's CPU
 plugin on the fp32 graph (fp32, and bf16 where the CPU has bf16 instructions) and on a static int8
 graph in QDQ form (ONNX Runtime's quantizer, u8 activations, s8 per-channel weights, calibrated on the
-same rows), which OpenVINO's low-precision transformations run in int8.
+same rows), which OpenVINO's low-precision transformations run in int8, and on each static export
+itself (as `Int8ExportConfig(runtime="openvino")` runs it).
 
     python benchmarks/int8.py --model runs/quickstart/teacher
 """
@@ -108,7 +110,9 @@ def main():
     parser.add_argument("--output-dir", default="runs/int8")
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
     parser.add_argument("--openvino", action="store_true", help="add OpenVINO rows (pip install openvino)")
-    parser.add_argument("--fastest", action="store_true", help="add the dynamic export of variant='fastest'")
+    parser.add_argument(
+        "--fastest", action="store_true", help="add the dynamic and static exports of variant='fastest'"
+    )
     args = parser.parse_args()
     output = Path(args.output_dir)
 
@@ -125,6 +129,10 @@ def main():
             )
     if args.fastest:
         configs["fastest-dynamic"] = Int8ExportConfig(variant="fastest", retry=False)
+        # Static graphs are timed on OpenVINO too, where it is installed (export.runtime).
+        configs["fastest-static"] = Int8ExportConfig(
+            variant="fastest", mode="static", retry=False, calibration_samples=args.calibration_rows
+        )
     exports = {
         name: export_int8(model, output / name, config, tokenizer=tokenizer, calibration_dataset=calibration)
         for name, config in configs.items()
@@ -134,8 +142,8 @@ def main():
     files = {"ONNX fp32": output / "int8-all-exact-gelu/model.onnx"}
     for name, result in exports.items():
         label = f"ONNX {result.variant} {result.mode}" + (", exact GELU" if "exact" in name else "")
-        if name == "fastest-dynamic":
-            label += " (fastest)"
+        if name.startswith("fastest"):  # its rows run on the runtime it chose, as its loaders do
+            label += (" on OpenVINO" if result.runtime == "openvino" else "") + " (fastest)"
         elif result.variant == auto and result.mode == "dynamic" and "exact" not in name:
             label += " (auto)"
         files[label] = Path(result.output_dir) / result.int8_file
@@ -147,6 +155,8 @@ def main():
     if args.openvino:
         qdq = qdq_int8(files["ONNX fp32"], calibration, output / "openvino-qdq.onnx")
         openvino = {"OpenVINO fp32": (files["ONNX fp32"], "f32"), "OpenVINO int8 static QDQ": (qdq, "f32")}
+        for variant in args.variants:  # the static exports themselves, as `runtime="openvino"` runs them
+            openvino[f"OpenVINO {variant} static"] = (files[f"ONNX {variant} static"], "f32")
         if has_fast_bf16():
             openvino["OpenVINO bf16"] = (files["ONNX fp32"], "bf16")
     model.save_pretrained(output / "pytorch")
@@ -198,9 +208,11 @@ def main():
     cpu = describe_cpu()
     result = {"backend": backend, "cpu": cpu, "cpu_count": os.cpu_count(), "model": args.model, "variants": {}}
     result["auto"] = dict(zip(("variant", "reason"), choose_variant(), strict=True))
-    if "fastest-dynamic" in exports:
-        kept = exports["fastest-dynamic"]
-        result["fastest"] = {"variant": kept.variant, "reason": kept.variant_reason, "timings": kept.variant_timings}
+    for name in ("fastest-dynamic", "fastest-static"):
+        if name in exports:
+            kept = exports[name]
+            result[name] = {"variant": kept.variant, "runtime": kept.runtime, "reason": kept.variant_reason}
+            result[name]["timings"] = kept.variant_timings
     rows = []
     for name in names:
         entry = {"size_mb": sizes[name], "accuracy": accuracy[name], "latency_ms": {}, "speedup": {}, "vs_fp32": {}}

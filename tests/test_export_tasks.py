@@ -309,7 +309,7 @@ def test_helpers_batch_texts_of_similar_length():
 
 def test_helpers_take_a_thread_count(exported):
     _, folder = exported("single-label")
-    assert TextClassifier(folder, threads=1).session.get_session_options().intra_op_num_threads == 1
+    assert TextClassifier(folder, threads=1).session.session.get_session_options().intra_op_num_threads == 1
     with pytest.raises(ValueError, match=r"TextEmbedder\(threads=-2\): give a whole number of threads"):
         TextEmbedder(folder, threads=-2)
 

@@ -15,6 +15,10 @@ The model itself takes its turns too, as plain PyTorch would run it here (fp32, 
 where the CPU has bf16 instructions), so that the result says how much faster the kept graph is than
 what a user would run instead, and warns where it is not faster: an int8 graph can lose to bf16 on
 a CPU whose bf16 units outrun its int8 path (issue 20's Intel Xeon with AMX, at batch 32).
+
+In static mode, where OpenVINO is installed, each graph is timed on it too (`export.runtime`: it
+runs int8 and bf16 on AMX's tiles where ONNX Runtime runs u8 x s8 only), and the graph and runtime
+that are fastest together are kept; the export records the runtime and its loaders use it.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ import numpy as np
 import onnx
 import torch
 
+from .runtime import NAMES, installed
 from .variants import VARIANTS, choose_variant
 
 BATCH_SIZES = (1, 32)
@@ -75,23 +80,59 @@ def plain_pytorch(model: torch.nn.Module) -> dict[str, Callable[[dict], None]]:
     return runners
 
 
+def _why(error: Exception) -> str:
+    """One line on why a graph could not be written or loaded: the error's first line, or the summary
+    that OpenVINO's converter puts after its log."""
+    text = str(error)
+    if "Summary:" in text:
+        text = "; ".join(line.strip("- ") for line in text.split("Summary:", 1)[1].splitlines() if line.strip())
+    return f"{type(error).__name__}: {text.splitlines()[0] if text else ''}"
+
+
+def candidate(variant: str, runtime: str) -> str:
+    """The name a timed graph goes by: the variant on ONNX Runtime, "<variant> on OpenVINO" otherwise."""
+    return variant if runtime == "onnxruntime" else f"{variant} on {NAMES[runtime]}"
+
+
+def runtimes_to_time(requested: str, mode: str) -> tuple[list[str], str]:
+    """The runtimes `variant="fastest"` times the graphs on, for `Int8ExportConfig.runtime` and the export's
+    mode, and a note for the reason where OpenVINO is left out of "auto" (`export.runtime` says why)."""
+    if requested != "auto":
+        return [requested], ""
+    if mode != "static":
+        if installed("openvino"):
+            return ["onnxruntime"], "; OpenVINO not timed: it runs dynamic graphs slowly, mode='static' times it"
+        return ["onnxruntime"], ""
+    if not installed("openvino"):
+        return ["onnxruntime"], "; OpenVINO not timed: not installed (pip install openvino to time it too)"
+    return ["onnxruntime", "openvino"], ""
+
+
 def resolve_variant(
-    requested: str, write: Callable[[str, Path], dict], int8: Path, model: torch.nn.Module
-) -> tuple[str, str, dict | None, dict | None]:
-    """`(variant, reason, timings, attempt)` for `Int8ExportConfig.variant`.
+    requested: str,
+    write: Callable[[str, Path], dict],
+    int8: Path,
+    model: torch.nn.Module,
+    runtime: str = "auto",
+    mode: str = "dynamic",
+) -> tuple[str, str, str, dict | None, dict | None]:
+    """`(variant, runtime, reason, timings, attempt)` for `Int8ExportConfig.variant` and `.runtime`.
 
     For "fastest": each variant written by `write(variant, path)` (which returns its attempt record)
-    beside `int8`, the graphs timed beside plain PyTorch runs of `model` (`plain_pytorch`), the
-    fastest graph moved to `int8` and the others deleted; `timings` holds the milliseconds of each
-    graph and PyTorch run by batch size, and `attempt` the kept graph's record. Otherwise
-    `choose_variant`'s pick, with no timings and nothing written.
+    beside `int8`, the graphs timed on each runtime of `runtimes_to_time` beside plain PyTorch runs
+    of `model` (`plain_pytorch`), the fastest graph moved to `int8` and the others deleted; `timings`
+    holds the milliseconds of each graph (by `candidate` name) and PyTorch run by batch size, and
+    `attempt` the kept graph's record. Otherwise `choose_variant`'s pick, the requested runtime (ONNX
+    Runtime for "auto"), no timings and nothing written.
     """
     if requested != "fastest":
-        return (*choose_variant(requested), None, None)
+        variant, reason = choose_variant(requested)
+        return variant, "openvino" if runtime == "openvino" else "onnxruntime", reason, None, None
     from ..report.cpu import cpu_name  # here: the report package imports this one
     from ..report.measure import measure_latency, onnx_runner
 
-    paths, attempts, failed = {}, {}, {}
+    runtimes, note = runtimes_to_time(runtime, mode)
+    paths, attempts, failed, unloaded = {}, {}, {}, {}
     torch_threads = torch.get_num_threads()  # measure_latency sets PyTorch's too; the caller's is put back
     try:
         for variant in VARIANTS:
@@ -100,7 +141,7 @@ def resolve_variant(
                 attempts[variant], paths[variant] = write(variant, path), path
             except Exception as error:  # e.g. a fusion this architecture's graph does not take; in the reason
                 path.unlink(missing_ok=True)
-                failed[variant] = f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}"
+                failed[variant] = _why(error)
         if not paths:
             raise ValueError(
                 f"export_int8: Int8ExportConfig(variant='fastest'): no variant could be written ({failed})."
@@ -108,7 +149,19 @@ def resolve_variant(
         feeds = timing_feeds(next(iter(paths.values())), model.config)
         plain = plain_pytorch(model)
         baselines = list(plain)
-        runners = {variant: onnx_runner(path, THREADS) for variant, path in paths.items()} | plain
+        graphs, runners = {}, {}
+        for engine in runtimes:
+            for variant, path in paths.items():
+                name = candidate(variant, engine)
+                try:
+                    runners[name], graphs[name] = onnx_runner(path, THREADS, engine), (variant, engine)
+                except Exception as error:  # e.g. OpenVINO has no conversion for int8-fused's contrib operators
+                    unloaded[name] = _why(error)
+        if not graphs:
+            raise ValueError(
+                f"export_int8: Int8ExportConfig(variant='fastest'): no graph could be loaded ({unloaded})."
+            )
+        runners |= plain
         latency = measure_latency(runners, feeds, threads=THREADS, seconds=SECONDS, rounds=ROUNDS)
     except BaseException:  # an error or Ctrl-C leaves no candidate graph behind
         for variant in VARIANTS:
@@ -117,21 +170,24 @@ def resolve_variant(
     finally:
         torch.set_num_threads(torch_threads)
     del runners, plain  # the sessions, before their files move, and any copy of the model
-    fastest = {size: min(latency[variant][size] for variant in paths) for size in feeds}
-    slowness = {variant: np.mean([latency[variant][size] / fastest[size] for size in feeds]) for variant in paths}
-    chosen = min(slowness, key=slowness.get)
+    fastest = {size: min(latency[name][size] for name in graphs) for size in feeds}
+    slowness = {name: np.mean([latency[name][size] / fastest[size] for size in feeds]) for name in graphs}
+    kept = min(slowness, key=slowness.get)
+    chosen, chosen_runtime = graphs[kept]
     for variant, path in paths.items():
         if variant != chosen:
             path.unlink()
     paths[chosen].replace(int8)
 
-    timed = ", ".join(f"{variant} {' / '.join(f'{latency[variant][size]:.2f}' for size in feeds)}" for variant in paths)
+    timed = ", ".join(f"{name} {' / '.join(f'{latency[name][size]:.2f}' for size in feeds)}" for name in graphs)
+    on = "" if runtimes == ["onnxruntime"] else f" on {' and '.join(NAMES[r] for r in runtimes)}"
+    count = len({variant for variant, _ in graphs.values()})
     reason = (
-        f"the fastest of {len(paths)} graphs timed on this CPU ({cpu_name()}), {THREADS} thread, "
+        f"the fastest of {count} graphs{on} timed on this CPU ({cpu_name()}), {THREADS} thread, "
         f"ms at batch {' / '.join(map(str, feeds))}: {timed}"
     )
     # Against the fastest plain-PyTorch run at each batch size: what a user would run instead.
-    speedup = {size: min(latency[name][size] for name in baselines) / latency[chosen][size] for size in feeds}
+    speedup = {size: min(latency[name][size] for name in baselines) / latency[kept][size] for size in feeds}
     reason += (
         f"; {' / '.join(f'{speedup[size]:.2f}x' for size in feeds)} the fastest plain PyTorch timed with them ("
         + ", ".join(f"{name} {' / '.join(f'{latency[name][size]:.2f}' for size in feeds)}" for name in baselines)
@@ -139,14 +195,17 @@ def resolve_variant(
     )
     if failed:
         reason += "; not written: " + ", ".join(f"{variant} ({why})" for variant, why in failed.items())
+    if unloaded:
+        reason += "; not loaded: " + ", ".join(f"{name} ({why})" for name, why in unloaded.items())
+    reason += note
     if not latency.timing.reliable:
         reason += f"; timing unreliable, {latency.timing.reason}"
     slower = [str(size) for size in feeds if speedup[size] < 1]
     if slower:
         warnings.warn(
-            f"export_int8: on this CPU the int8 graph ({chosen}) is slower than plain PyTorch at batch "
+            f"export_int8: on this CPU the int8 graph ({kept}) is slower than plain PyTorch at batch "
             f"{' and '.join(slower)}: {reason}. Run the PyTorch model there instead (e.g. cast to bf16).",
             stacklevel=3,
         )
     timings = {name: {str(size): round(latency[name][size], 3) for size in feeds} for name in latency}
-    return chosen, reason, timings, attempts[chosen]
+    return chosen, chosen_runtime, reason, timings, attempts[chosen]

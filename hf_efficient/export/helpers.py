@@ -1,8 +1,9 @@
-"""Run an `export_int8` folder on text with plain ONNX Runtime, one small helper per kind of head.
+"""Run an `export_int8` folder on text with plain ONNX Runtime (or OpenVINO), one small helper per kind of head.
 
 Each helper gives what the matching transformers pipeline gives on the same model (text
 classification, token classification with `aggregation_strategy="simple"`, extractive question
-answering, feature extraction mean-pooled), and needs neither PyTorch nor Optimum at run time.
+answering, feature extraction mean-pooled), and needs neither PyTorch nor Optimum at run time. The
+int8 file runs on the runtime `export_int8` chose for it (`export.runtime`), unless `runtime=` says.
 
 Inputs run in batches of similar length (`_batches`). A dynamic int8 file (`mode="dynamic"`)
 quantizes each batch's activations with that batch's own range, so an input's scores depend a little
@@ -17,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from .onnx import INPUT_NAMES
+from .runtime import open_session, recorded_runtime
 
 INT8_FILE = "model_quantized.onnx"
 
@@ -33,18 +35,6 @@ def _texts(name: str, value, argument: str = "texts") -> list[str]:
     if not isinstance(value, (list, tuple)) or not all(isinstance(text, str) for text in value):
         raise ValueError(f"{name}({argument}={value!r:.60}): give a string or a list of strings.")
     return list(value)
-
-
-def _session(path: Path, threads: int | None, caller: str):
-    """An ONNX Runtime CPU session on `threads` intra-op threads (its default, every core, when None)."""
-    import onnxruntime
-
-    options = onnxruntime.SessionOptions()
-    if threads is not None:
-        if not isinstance(threads, int) or isinstance(threads, bool) or threads < 1:
-            raise ValueError(f"{caller}(threads={threads!r}): give a whole number of threads, 1 or more, or None.")
-        options.intra_op_num_threads = threads
-    return onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 
 def _batches(lengths: list[int], batch_size: int) -> list[list[int]]:
@@ -86,9 +76,16 @@ def _pad(tokenizer, encoded, batch: list[int]) -> dict[str, np.ndarray]:
 
 
 class _Exported:
-    """An export folder: its tokenizer, config and ONNX Runtime session."""
+    """An export folder: its tokenizer, config and runtime session (`export.runtime.Session`)."""
 
-    def __init__(self, folder: str, file_name: str = INT8_FILE, max_length: int = 512, threads: int | None = None):
+    def __init__(
+        self,
+        folder: str,
+        file_name: str = INT8_FILE,
+        max_length: int = 512,
+        threads: int | None = None,
+        runtime: str | None = None,
+    ):
         from transformers import AutoConfig, AutoTokenizer
 
         folder = Path(folder)
@@ -97,9 +94,9 @@ class _Exported:
         self.tokenizer = AutoTokenizer.from_pretrained(folder)
         self.config = AutoConfig.from_pretrained(folder)
         self.labels = self.config.id2label
-        self.session = _session(folder / file_name, threads, type(self).__name__)
-        self.input_names = [i.name for i in self.session.get_inputs()]
-        self.output_names = [o.name for o in self.session.get_outputs()]
+        path = folder / file_name
+        self.session = open_session(path, runtime or recorded_runtime(path), threads, type(self).__name__)
+        self.input_names, self.output_names = self.session.input_names, self.session.output_names
         self.max_length = max_length
 
     def run(self, encoded) -> dict[str, np.ndarray]:
@@ -130,7 +127,9 @@ class TextClassifier(_Exported):
         folder (`str`): An `export_int8` output folder.
         file_name (`str`): `model_quantized.onnx` (int8) or `model.onnx` (fp32).
         max_length (`int`): Truncation length.
-        threads (`int`, *optional*): ONNX Runtime's intra-op threads; its default (every core) when omitted.
+        threads (`int`, *optional*): The runtime's intra-op threads; its default (every core) when omitted.
+        runtime (`str`, *optional*): "onnxruntime" or "openvino" (`export.runtime`); the one `export_int8`
+            chose for the int8 file (its `export_report.json`) when omitted.
 
     Example:
         ```python
@@ -139,8 +138,15 @@ class TextClassifier(_Exported):
         ```
     """
 
-    def __init__(self, folder: str, file_name: str = INT8_FILE, max_length: int = 64, threads: int | None = None):
-        super().__init__(folder, file_name, max_length, threads)
+    def __init__(
+        self,
+        folder: str,
+        file_name: str = INT8_FILE,
+        max_length: int = 64,
+        threads: int | None = None,
+        runtime: str | None = None,
+    ):
+        super().__init__(folder, file_name, max_length, threads, runtime)
         problem = self.config.problem_type
         self.problem_type = problem or ("regression" if self.config.num_labels == 1 else "single_label_classification")
 
@@ -181,7 +187,9 @@ class TokenClassifier(_Exported):
         folder (`str`): An `export_int8` output folder of a `...ForTokenClassification` model.
         file_name (`str`): `model_quantized.onnx` (int8) or `model.onnx` (fp32).
         max_length (`int`): Truncation length.
-        threads (`int`, *optional*): ONNX Runtime's intra-op threads; its default (every core) when omitted.
+        threads (`int`, *optional*): The runtime's intra-op threads; its default (every core) when omitted.
+        runtime (`str`, *optional*): "onnxruntime" or "openvino" (`export.runtime`); the one `export_int8`
+            chose for the int8 file (its `export_report.json`) when omitted.
     """
 
     def __call__(self, texts, batch_size: int = 32) -> list[list[dict]]:
@@ -251,7 +259,9 @@ class QuestionAnswerer(_Exported):
         max_length (`int`): Tokens per window (question and context).
         doc_stride (`int`): Tokens two windows of one context share.
         max_answer_length (`int`): The longest answer, in tokens.
-        threads (`int`, *optional*): ONNX Runtime's intra-op threads; its default (every core) when omitted.
+        threads (`int`, *optional*): The runtime's intra-op threads; its default (every core) when omitted.
+        runtime (`str`, *optional*): "onnxruntime" or "openvino" (`export.runtime`); the one `export_int8`
+            chose for the int8 file (its `export_report.json`) when omitted.
     """
 
     def __init__(
@@ -262,8 +272,9 @@ class QuestionAnswerer(_Exported):
         doc_stride: int = 128,
         max_answer_length: int = 15,
         threads: int | None = None,
+        runtime: str | None = None,
     ):
-        super().__init__(folder, file_name, max_length, threads)
+        super().__init__(folder, file_name, max_length, threads, runtime)
         self.doc_stride, self.max_answer_length = doc_stride, max_answer_length
 
     def __call__(self, questions, contexts, batch_size: int = 32) -> list[dict]:
@@ -345,7 +356,9 @@ class ChoiceScorer(_Exported):
         folder (`str`): An `export_int8` output folder of a `...ForMultipleChoice` model.
         file_name (`str`): `model_quantized.onnx` (int8) or `model.onnx` (fp32).
         max_length (`int`): Truncation length of each pair.
-        threads (`int`, *optional*): ONNX Runtime's intra-op threads; its default (every core) when omitted.
+        threads (`int`, *optional*): The runtime's intra-op threads; its default (every core) when omitted.
+        runtime (`str`, *optional*): "onnxruntime" or "openvino" (`export.runtime`); the one `export_int8`
+            chose for the int8 file (its `export_report.json`) when omitted.
 
     Returns (on call): per prompt, `{"choice": index of the best, "scores": softmax over the choices}`.
     Prompts with as many choices run together, `batch_size` prompts of similar length at a time.
@@ -396,7 +409,9 @@ class TextEmbedder(_Exported):
         file_name (`str`): `model_quantized.onnx` (int8) or `model.onnx` (fp32).
         max_length (`int`): Truncation length.
         normalize (`bool`): Scale each embedding to unit length (cosine similarity = dot product).
-        threads (`int`, *optional*): ONNX Runtime's intra-op threads; its default (every core) when omitted.
+        threads (`int`, *optional*): The runtime's intra-op threads; its default (every core) when omitted.
+        runtime (`str`, *optional*): "onnxruntime" or "openvino" (`export.runtime`); the one `export_int8`
+            chose for the int8 file (its `export_report.json`) when omitted.
     """
 
     def __init__(
@@ -406,8 +421,9 @@ class TextEmbedder(_Exported):
         max_length: int = 512,
         normalize: bool = False,
         threads: int | None = None,
+        runtime: str | None = None,
     ):
-        super().__init__(folder, file_name, max_length, threads)
+        super().__init__(folder, file_name, max_length, threads, runtime)
         self.normalize = normalize
 
     def __call__(self, texts, batch_size: int = 32) -> np.ndarray:

@@ -24,6 +24,7 @@ from .gate import gate_measure
 from .graph import freeze_activation_ranges, use_tanh_gelu
 from .helpers import INT8_FILE
 from .onnx import INPUT_NAMES, QUANTIZED_OPS, export_onnx, quantize_int8_dynamic
+from .runtime import installed, open_session, recorded_runtime
 from .variants import finish_variant, prepare_variant
 
 FP32_FILE = "model.onnx"
@@ -59,6 +60,7 @@ class ExportResult:
     variant: str | None = None  # the int8 graph written (see `export.variants`) and why it was chosen
     variant_reason: str | None = None
     variant_timings: dict | None = None  # variant="fastest": each graph's ms by batch size, timed here
+    runtime: str = "onnxruntime"  # what runs the int8 file (`export.runtime`); its loaders read it here
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -185,21 +187,19 @@ def _column(values: list, name: str) -> np.ndarray:
         ) from None
 
 
-def _onnx_batches(path: Path, dataset, columns=()):
-    """(outputs by name, batch) of an exported model over tokenized rows, in order."""
-    import onnxruntime
-
-    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    names = [i.name for i in session.get_inputs()]
-    outputs = [o.name for o in session.get_outputs()]
+def _onnx_batches(path: Path, dataset, columns=(), runtime: str | None = None):
+    """(outputs by name, batch) of an exported model over tokenized rows, in order, on `runtime` (the
+    one `export_int8` chose for the file when None, see `export.runtime`)."""
+    session = open_session(path, runtime or recorded_runtime(path), caller="export_int8")
+    names, outputs = session.input_names, session.output_names
     for batch in _batches(dataset, list(dict.fromkeys([*names, "attention_mask", *columns]))):
         feed = {name: batch.get(name, np.zeros_like(batch["input_ids"])) for name in names}
         yield dict(zip(outputs, session.run(outputs, feed), strict=True)), batch
 
 
-def onnx_outputs(path: Path, dataset) -> dict[str, np.ndarray]:
+def onnx_outputs(path: Path, dataset, runtime: str | None = None) -> dict[str, np.ndarray]:
     """Every output of an exported model on tokenized rows, in order, by name."""
-    outputs = [outputs for outputs, _ in _onnx_batches(path, dataset)]
+    outputs = [outputs for outputs, _ in _onnx_batches(path, dataset, runtime=runtime)]
     return {name: np.concatenate([o[name] for o in outputs]) for name in outputs[0]}
 
 
@@ -233,9 +233,10 @@ def _predict(measure, run) -> tuple[np.ndarray, np.ndarray | None]:
     return np.concatenate(predictions), np.concatenate(labels) if labels else None
 
 
-def onnx_score(path: Path, dataset, measure, reference: np.ndarray) -> float:
+def onnx_score(path: Path, dataset, measure, reference: np.ndarray, runtime: str | None = None) -> float:
     """The gate measure of an exported model on tokenized rows, against `reference` (labels or PyTorch's)."""
-    return measure.score(_predict(measure, _onnx_batches(path, dataset, _label_columns(dataset)))[0], reference)
+    run = _onnx_batches(path, dataset, _label_columns(dataset), runtime)
+    return measure.score(_predict(measure, run)[0], reference)
 
 
 def _label_columns(dataset) -> list[str]:
@@ -367,6 +368,8 @@ def export_int8(
         )
     if config.backend == "optimum" and not optimum_available():
         raise ValueError("export_int8: Int8ExportConfig(backend='optimum') needs pip install 'hf_efficient[optimum]'.")
+    if config.runtime == "openvino" and not installed("openvino"):
+        raise ValueError("export_int8: Int8ExportConfig(runtime='openvino') needs pip install openvino.")
 
     sentence = sentence_transformer_of(model_or_path)
     if sentence is not None:
@@ -413,10 +416,11 @@ def export_int8(
 
     mode = config.mode
     if mode == "static" and _has_subgraphs(fp32):
-        if not config.allow_fallback:
+        if not config.allow_fallback or config.runtime == "openvino":
             raise ValueError(
                 "export_int8: Int8ExportConfig(mode='static') cannot calibrate this graph's control-flow subgraphs; "
-                "set allow_fallback=True to quantize dynamically instead, or use mode='dynamic'."
+                "set allow_fallback=True to quantize dynamically instead (with runtime='onnxruntime'), "
+                "or use mode='dynamic'."
             )
         mode = "dynamic"
     backend = "optimum" if use_optimum else "onnxruntime"
@@ -435,7 +439,7 @@ def export_int8(
         reference = pytorch if labels is None else labels  # agreement with PyTorch where there are no labels
         result.gate = measure.name
         result.metrics["pytorch"] = {measure.name: measure.score(pytorch, reference)}
-        result.metrics["onnx_fp32"] = {measure.name: onnx_score(fp32, eval_dataset, measure, reference)}
+        result.metrics["onnx_fp32"] = {measure.name: onnx_score(fp32, eval_dataset, measure, reference, "onnxruntime")}
     calibration = None
     if mode == "static":
         calibration = lambda: _batches(  # noqa: E731 (a fresh generator for each attempt)
@@ -447,13 +451,13 @@ def export_int8(
             choice, fp32, path, variant, model.config, config.target, quantize=quantize, calibration=calibration
         )
 
-    result.variant, result.variant_reason, result.variant_timings, written = resolve_variant(
-        config.variant, lambda variant, path: write(choices[0], variant, path), int8, model
+    result.variant, result.runtime, result.variant_reason, result.variant_timings, written = resolve_variant(
+        config.variant, lambda variant, path: write(choices[0], variant, path), int8, model, config.runtime, mode
     )
     for i, choice in enumerate(choices):
         attempt = written if i == 0 and written is not None else write(choice, result.variant, int8)
-        if eval_dataset is not None:
-            attempt[measure.name] = onnx_score(int8, eval_dataset, measure, reference)
+        if eval_dataset is not None:  # on the runtime the file will run on
+            attempt[measure.name] = onnx_score(int8, eval_dataset, measure, reference, result.runtime)
             attempt["drop"] = result.metrics["pytorch"][measure.name] - attempt[measure.name]
         result.attempts.append(attempt)
         if eval_dataset is None or attempt["drop"] <= config.max_accuracy_drop:

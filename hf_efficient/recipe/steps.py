@@ -183,7 +183,9 @@ def describe_export(entry: ModelEntry, source: ModelEntry, record: dict) -> None
     entry.techniques, entry.settings = [*source.techniques, "int8"], dict(source.settings)
     entry.layers, entry.parameters = source.layers, source.parameters
     entry.export = {"backend": record["backend"], "mode": record["mode"], "chosen": record["chosen"]}
-    entry.export |= {key: record[key] for key in ("variant", "variant_reason", "variant_timings") if record.get(key)}
+    entry.export |= {
+        key: record[key] for key in ("variant", "variant_reason", "variant_timings", "runtime") if record.get(key)
+    }
 
 
 def run_report(

@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from ..export.int8 import onnx_outputs
+from ..export.runtime import open_session, recorded_runtime
 from ..metrics import evaluate_model, score_predictions
 from ..provenance import CONFIG_KEY
 from ..tasks import DEFAULT_TASK, Task, get_task
@@ -55,14 +56,11 @@ def pytorch_runner(model: torch.nn.Module) -> Callable[[dict], None]:
     return run
 
 
-def onnx_runner(path: str | Path, threads: int) -> Callable[[dict], None]:
-    """A function that runs an ONNX classifier on `threads` CPU threads (inputs it lacks are ignored)."""
-    import onnxruntime
-
-    options = onnxruntime.SessionOptions()
-    options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
-    session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-    names = [i.name for i in session.get_inputs()]
+def onnx_runner(path: str | Path, threads: int, runtime: str | None = None) -> Callable[[dict], None]:
+    """A function that runs an ONNX graph on `threads` CPU threads (inputs it lacks are ignored), on
+    `runtime` (`export.runtime`; the one `export_int8` chose for the file when None)."""
+    session = open_session(path, runtime or recorded_runtime(path), threads, "onnx_runner")
+    names = session.input_names
 
     def run(feed: dict[str, np.ndarray]):
         session.run(None, {name: feed[name] for name in names})

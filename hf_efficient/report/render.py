@@ -129,7 +129,9 @@ def report_markdown(report: Report) -> str:
         text += f"\n{note}\n"
     for model in report.models:  # which int8 graph each export wrote, and why (see `export.variants`)
         if (model.export or {}).get("variant"):
-            text += f"\n`{model.name}`: int8 graph `{model.export['variant']}`, {model.export['variant_reason']}.\n"
+            runtime = model.export.get("runtime") or "onnxruntime"
+            on = "" if runtime == "onnxruntime" else f" on {runtime}"
+            text += f"\n`{model.name}`: int8 graph `{model.export['variant']}`{on}, {model.export['variant_reason']}.\n"
     depths = depth_table(report)
     if depths:
         text += f"\n{task.metric.capitalize()} after pruning to each depth, without retraining:\n\n{depths}\n"

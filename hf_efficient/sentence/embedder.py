@@ -12,7 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..export.helpers import _batches, _lengths, _pad, _session, _texts
+from ..export.helpers import _batches, _lengths, _pad, _texts
+from ..export.runtime import open_session, recorded_runtime
 
 # sentence-transformers' legacy pooling flags -> its `pooling_mode` names.
 _LEGACY_POOLING = {
@@ -61,13 +62,15 @@ def pool(states: np.ndarray, mask: np.ndarray, mode: str) -> np.ndarray:
 
 
 class SentenceEmbedder:
-    """Embed texts with an `export_int8` sentence-transformers folder, in batches, with ONNX Runtime.
+    """Embed texts with an `export_int8` sentence-transformers folder, in batches, with ONNX Runtime or OpenVINO.
 
     Args:
         folder (`str`): The exported folder (modules.json, tokenizer, `onnx/`).
         file_name (`str`, *optional*): The ONNX file under the folder, e.g. "onnx/model.onnx" (fp32);
             the int8 file that `export_report.json` names when omitted.
-        threads (`int`, *optional*): ONNX Runtime's intra-op threads; its default (all cores) when omitted.
+        threads (`int`, *optional*): The runtime's intra-op threads; its default (all cores) when omitted.
+        runtime (`str`, *optional*): "onnxruntime" or "openvino" (`export.runtime`); the one `export_int8`
+            chose for the int8 file (its `export_report.json`) when omitted.
 
     Example:
         ```python
@@ -76,7 +79,9 @@ class SentenceEmbedder:
         ```
     """
 
-    def __init__(self, folder: str, file_name: str | None = None, threads: int | None = None):
+    def __init__(
+        self, folder: str, file_name: str | None = None, threads: int | None = None, runtime: str | None = None
+    ):
         from transformers import AutoTokenizer
 
         folder = Path(folder)
@@ -110,8 +115,9 @@ class SentenceEmbedder:
         self.tokenizer = AutoTokenizer.from_pretrained(folder)
         self.max_length = settings.get("max_seq_length") or min(self.tokenizer.model_max_length, 512)
         self.lower_case = settings.get("do_lower_case", False)
-        self.session = _session(folder / file_name, threads, "SentenceEmbedder")
-        self.input_names = [i.name for i in self.session.get_inputs()]
+        path = folder / file_name
+        self.session = open_session(path, runtime or recorded_runtime(path), threads, "SentenceEmbedder")
+        self.input_names = self.session.input_names
 
     def __call__(self, texts: list[str], batch_size: int = 32) -> np.ndarray:
         """`(len(texts), dimension)` float32 embeddings, normalised when the folder has `Normalize`.

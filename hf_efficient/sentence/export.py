@@ -61,13 +61,13 @@ def export_sentence_int8(
     reference = None
     if eval_texts is not None:
         reference = model.encode(eval_texts, batch_size=32, convert_to_numpy=True)
-        fp32_vectors = SentenceEmbedder(output, FP32_FILE)(eval_texts)
+        fp32_vectors = SentenceEmbedder(output, FP32_FILE, runtime="onnxruntime")(eval_texts)
         result.metrics["onnx_fp32"] = {"cosine_to_pytorch": mean_cosine(fp32_vectors, reference)}
     # No head: the last 2 MatMuls are the top layer's FFN.
     choices = quantization_choices(config, fp32, retry=eval_texts is not None, last_matmuls=2)
     calibration = None
     if config.mode == "static":
-        embedder = SentenceEmbedder(output, FP32_FILE)
+        embedder = SentenceEmbedder(output, FP32_FILE, runtime="onnxruntime")
         texts = calibration_texts[: config.calibration_samples]
 
         def calibration():  # the inputs SentenceEmbedder gives the graph: same preparation of the texts
@@ -76,14 +76,19 @@ def export_sentence_int8(
     def write(choice: dict, variant: str, path: Path) -> dict:
         return quantize_attempt(choice, fp32, path, variant, encoder.config, config.target, calibration=calibration)
 
-    result.variant, result.variant_reason, result.variant_timings, written = resolve_variant(
-        config.variant, lambda variant, path: write(choices[0], variant, path), int8, encoder
+    result.variant, result.runtime, result.variant_reason, result.variant_timings, written = resolve_variant(
+        config.variant,
+        lambda variant, path: write(choices[0], variant, path),
+        int8,
+        encoder,
+        config.runtime,
+        config.mode,
     )
     for i, choice in enumerate(choices):
         attempt = written if i == 0 and written is not None else write(choice, result.variant, int8)
         if eval_texts is not None:
             attempt["cosine_to_pytorch"] = mean_cosine(
-                SentenceEmbedder(output, int8.relative_to(output))(eval_texts), reference
+                SentenceEmbedder(output, int8.relative_to(output), runtime=result.runtime)(eval_texts), reference
             )
         result.attempts.append(attempt)
         if eval_texts is None or 1 - attempt["cosine_to_pytorch"] <= config.max_accuracy_drop:

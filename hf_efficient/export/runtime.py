@@ -1,0 +1,119 @@
+"""The runtime that runs an exported graph on the CPU: ONNX Runtime, or OpenVINO where it is installed.
+
+Both read the same ONNX file, so the runtime is a choice made when the file is loaded, not when it
+is written: `export_int8` records the one it chose (`ExportResult.runtime`, in `export_report.json`)
+and every loader here (the helpers, `SentenceEmbedder`, the gate, `report.measure_models`) opens the
+int8 file with it unless told otherwise. Optimum's and sentence-transformers' ONNX loaders use ONNX
+Runtime whatever the record says; the file runs there too.
+
+Why a second runtime: on Intel CPUs with AMX, ONNX Runtime runs int8 products on the tiles as u8 x s8
+only and has no bf16 path there (benchmarks/README.md, "Know the limit"), while OpenVINO's CPU plugin
+runs both int8 and bf16 on the tiles (oneDNN). Measured on an AMD EPYC (Zen 4, AVX512-VNNI, no AMX),
+1 thread, the quickstart's 3-layer student at sequence 64: OpenVINO runs the static int8 graph
+(activation ranges frozen) as fast as ONNX Runtime (3.55 against 3.60 ms at batch 1, 94 against 92 at
+batch 32), and the dynamic graph about 4x slower (16.0 against 4.2, 373 against 102: it computes each
+`DynamicQuantizeLinear` and `MatMulInteger` as written, not as one int8 kernel). So OpenVINO is a
+candidate for static graphs only, and `variant="fastest"` times it beside ONNX Runtime.
+
+OpenVINO runs with its fp32 inference precision, so that it computes what ONNX Runtime computes;
+its default on AMX CPUs would run the graph's float parts in bf16.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import numpy as np
+
+RUNTIMES = ("onnxruntime", "openvino")
+NAMES = {"onnxruntime": "ONNX Runtime", "openvino": "OpenVINO"}
+REPORT_FILE = "export_report.json"
+
+
+def installed(runtime: str) -> bool:
+    return importlib.util.find_spec(runtime) is not None
+
+
+def _check_threads(threads, caller: str):
+    if threads is not None and (not isinstance(threads, int) or isinstance(threads, bool) or threads < 1):
+        raise ValueError(f"{caller}(threads={threads!r}): give a whole number of threads, 1 or more, or None.")
+
+
+class Session:
+    """One graph loaded by a runtime: `input_names`, `output_names`, and `run(names, feed)`, which
+    returns the outputs `names` (all when None) as numpy arrays, like `onnxruntime.InferenceSession.run`."""
+
+    runtime = "onnxruntime"
+
+    def __init__(self, path: Path, threads: int | None):
+        import onnxruntime
+
+        options = onnxruntime.SessionOptions()
+        if threads is not None:
+            options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
+        self.session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        self.input_names = [i.name for i in self.session.get_inputs()]
+        self.output_names = [o.name for o in self.session.get_outputs()]
+
+    def run(self, names: list[str] | None, feed: dict[str, np.ndarray]) -> list[np.ndarray]:
+        return self.session.run(names, feed)
+
+
+class OpenVINOSession(Session):
+    """The same interface on OpenVINO's CPU plugin (latency hint, fp32 inference precision)."""
+
+    runtime = "openvino"
+
+    def __init__(self, path: Path, threads: int | None):
+        import openvino
+
+        settings = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": "f32"}
+        if threads is not None:
+            settings["INFERENCE_NUM_THREADS"] = threads
+        self.compiled = openvino.Core().compile_model(str(path), "CPU", settings)
+        self.request = self.compiled.create_infer_request()
+        self.input_names = [port.get_any_name() for port in self.compiled.inputs]
+        self.output_names = [port.get_any_name() for port in self.compiled.outputs]
+
+    def run(self, names: list[str] | None, feed: dict[str, np.ndarray]) -> list[np.ndarray]:
+        self.request.infer({name: feed[name] for name in self.input_names})
+        # Copies: the request reuses its output buffers on the next call.
+        return [self.request.get_tensor(name).data.copy() for name in names or self.output_names]
+
+
+def open_session(
+    path: str | Path, runtime: str = "onnxruntime", threads: int | None = None, caller: str = "open_session"
+) -> Session:
+    """`path` loaded by `runtime` on `threads` intra-op threads (the runtime's default, every core, when None)."""
+    _check_threads(threads, caller)
+    if runtime not in RUNTIMES:
+        raise ValueError(f"{caller}(runtime={runtime!r}) is not supported: use 'onnxruntime' or 'openvino'.")
+    if runtime == "openvino":
+        if not installed("openvino"):
+            raise ValueError(
+                f"{caller}: {path} runs on OpenVINO (runtime='openvino', asked for or recorded by its export), "
+                "which is not installed: pip install openvino, or pass runtime='onnxruntime'."
+            )
+        return OpenVINOSession(Path(path), threads)
+    return Session(Path(path), threads)
+
+
+def recorded_runtime(path: str | Path) -> str:
+    """The runtime `export_int8` chose for the int8 file at `path`, from the export's `export_report.json`
+    (beside it, or one folder up for sentence-transformers' `onnx/`); "onnxruntime" for any other file."""
+    path = Path(path)
+    for folder in (path.parent, path.parent.parent):
+        report = folder / REPORT_FILE
+        if not report.is_file():
+            continue
+        try:
+            record = json.loads(report.read_text())
+        except (OSError, ValueError):
+            return "onnxruntime"
+        int8 = record.get("int8_file")
+        if int8 and (folder / int8).resolve() == path.resolve():
+            return record.get("runtime") or "onnxruntime"
+        return "onnxruntime"
+    return "onnxruntime"
