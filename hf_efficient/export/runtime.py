@@ -9,11 +9,11 @@ Runtime whatever the record says; the file runs there too.
 Why a second runtime: on Intel CPUs with AMX, ONNX Runtime runs int8 products on the tiles as u8 x s8
 only and has no bf16 path there (benchmarks/README.md, "Know the limit"), while OpenVINO's CPU plugin
 runs both int8 and bf16 on the tiles (oneDNN). Measured on an AMD EPYC (Zen 4, AVX512-VNNI, no AMX),
-1 thread, the quickstart's 3-layer student at sequence 64: OpenVINO runs the static int8 graph
-(activation ranges frozen) as fast as ONNX Runtime (3.55 against 3.60 ms at batch 1, 94 against 92 at
-batch 32), and the dynamic graph about 4x slower (16.0 against 4.2, 373 against 102: it computes each
-`DynamicQuantizeLinear` and `MatMulInteger` as written, not as one int8 kernel). So OpenVINO is a
-candidate for static graphs only, and `variant="fastest"` times it beside ONNX Runtime.
+1 thread, the quickstart's teacher and 3-layer student at sequence 64 (`benchmarks/int8.py --openvino`):
+OpenVINO runs the static int8 file (activation ranges frozen) 1.20x faster than ONNX Runtime at batch
+32 and 1.07-1.16x slower at batch 1, and the dynamic file about 4x slower (it computes each
+`DynamicQuantizeLinear` as written, not inside one int8 kernel). So OpenVINO is a candidate for static
+graphs only, and `variant="fastest"` times it beside ONNX Runtime.
 
 OpenVINO runs with its fp32 inference precision, so that it computes what ONNX Runtime computes;
 its default on AMX CPUs would run the graph's float parts in bf16.
