@@ -200,7 +200,7 @@ def test_accuracy_gate_retries_then_raises(tmp_path, monkeypatch):
     model = tiny_model("bert")
     measured = {"calls": 0}
 
-    def fake_onnx_score(path, dataset, measure, reference):
+    def fake_onnx_score(path, dataset, measure, reference, runtime=None):
         # fp32 keeps the PyTorch accuracy; every int8 attempt loses 5 points.
         measured["calls"] += 1
         assert measure.name == "accuracy"
@@ -221,7 +221,7 @@ def test_accuracy_gate_keeps_the_first_choice_that_passes(tmp_path, monkeypatch)
     model = tiny_model("bert")
     drops = iter([0.03, 0.0])
 
-    def fake_onnx_score(path, dataset, measure, reference):
+    def fake_onnx_score(path, dataset, measure, reference, runtime=None):
         base = evaluate_model(model, dataset)["accuracy"]
         return base - next(drops) if "quantized" in str(path) else base
 
@@ -269,6 +269,7 @@ BAD_SETTINGS = {
     "calibration_samples": (0, "a number of rows >= 1"),
     "backend": ("tensorrt", "'optimum' or 'onnxruntime'"),
     "variant": ("int8-fast", "'int8-weights' or 'int8-fused'"),
+    "runtime": ("tensorrt", "'onnxruntime' or 'openvino'"),
 }
 
 
@@ -307,6 +308,7 @@ def test_max_accuracy_drop_must_be_a_fraction(value):
             calibration_samples=16,
             backend="onnxruntime",
             variant="int8-fused",
+            runtime="openvino",
         ),
     ],
 )

@@ -16,6 +16,7 @@ from hf_efficient import Int8ExportConfig, TextClassifier, export_int8
 from hf_efficient.export import fastest, runtime
 from hf_efficient.export import int8 as int8_export
 from hf_efficient.export.int8 import onnx_outputs
+from hf_efficient.export.onnx import run_onnx
 from hf_efficient.export.runtime import open_session, recorded_runtime
 from hf_efficient.report.measure import Latency
 from hf_efficient.report.schema import Timing
@@ -53,6 +54,8 @@ def test_openvino_runs_the_int8_file_as_onnx_runtime_does(tmp_path, tokenizer, r
     on_openvino, on_onnxruntime = (onnx_outputs(int8, rows, name)["logits"] for name in ("openvino", "onnxruntime"))
     np.testing.assert_allclose(on_openvino, on_onnxruntime, atol=1e-4)
     assert result.chosen["accuracy"] == float((on_openvino.argmax(-1) == np.asarray(rows["label"])).mean())
+    feed = {name: np.asarray(rows[:4][name]) for name in ("input_ids", "attention_mask", "token_type_ids")}
+    np.testing.assert_allclose(run_onnx(int8, feed), on_openvino[:4], atol=1e-5)  # also on the recorded runtime
 
     # The helpers open the int8 file on the recorded runtime, other files on ONNX Runtime, unless told.
     recorded, forced = TextClassifier(tmp_path), TextClassifier(tmp_path, runtime="onnxruntime", threads=1)

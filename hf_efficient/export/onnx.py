@@ -13,6 +13,8 @@ import torch
 from onnx import numpy_helper
 from torch import nn
 
+from .runtime import open_session, recorded_runtime
+
 INPUT_NAMES = ("input_ids", "attention_mask", "token_type_ids")
 # The MatMul weights and the embedding tables (Gather), which are most of an encoder's bytes.
 QUANTIZED_OPS = ["MatMul", "Gather"]
@@ -180,14 +182,14 @@ def onnx_weight_bytes(path: str | Path) -> int:
     return int(sum(a.nbytes for a in arrays if a.dtype.kind == "f" or a.dtype.itemsize == 1))
 
 
-def run_onnx_outputs(path: str | Path, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """Every output of an exported model on `inputs`, by name (the inputs it takes are picked from `inputs`)."""
-    import onnxruntime
-
-    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    feed = {i.name: np.asarray(inputs[i.name], dtype=np.int64) for i in session.get_inputs()}
-    names = [o.name for o in session.get_outputs()]
-    return dict(zip(names, session.run(names, feed), strict=True))
+def run_onnx_outputs(
+    path: str | Path, inputs: dict[str, np.ndarray], runtime: str | None = None
+) -> dict[str, np.ndarray]:
+    """Every output of an exported model on `inputs`, by name (the inputs it takes are picked from `inputs`), on
+    `runtime` (`export.runtime`; the one `export_int8` chose for the file when None)."""
+    session = open_session(path, runtime or recorded_runtime(path), caller="run_onnx")
+    feed = {name: np.asarray(inputs[name], dtype=np.int64) for name in session.input_names}
+    return dict(zip(session.output_names, session.run(None, feed), strict=True))
 
 
 def run_onnx(path: str | Path, inputs: dict[str, np.ndarray]) -> np.ndarray:
