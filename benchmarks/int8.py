@@ -19,7 +19,8 @@ With `--openvino` (needs `pip install openvino`), another runtime joins the same
 plugin on the fp32 graph (fp32, and bf16 where the CPU has bf16 instructions) and on a static int8
 graph in QDQ form (ONNX Runtime's quantizer, u8 activations, s8 per-channel weights, calibrated on the
 same rows), which OpenVINO's low-precision transformations run in int8, and on each static export
-itself (as `Int8ExportConfig(runtime="openvino")` runs it).
+itself (as `Int8ExportConfig(runtime="openvino")` runs it, and with bf16 float operations as
+`runtime="openvino-bf16"` does, where the CPU has bf16).
 
     python benchmarks/int8.py --model runs/quickstart/teacher
 """
@@ -39,6 +40,7 @@ from hf_efficient import Int8ExportConfig, export_int8
 from hf_efficient.data import load_default_task, tokenize_dataset
 from hf_efficient.export.int8 import _batches, onnx_accuracy
 from hf_efficient.export.onnx import INPUT_NAMES
+from hf_efficient.export.runtime import NAMES
 from hf_efficient.export.variants import VARIANTS, choose_variant
 from hf_efficient.metrics import evaluate_model
 from hf_efficient.report import markdown_table
@@ -143,7 +145,7 @@ def main():
     for name, result in exports.items():
         label = f"ONNX {result.variant} {result.mode}" + (", exact GELU" if "exact" in name else "")
         if name.startswith("fastest"):  # its rows run on the runtime it chose, as its loaders do
-            label += (" on OpenVINO" if result.runtime == "openvino" else "") + " (fastest)"
+            label += ("" if result.runtime == "onnxruntime" else f" on {NAMES[result.runtime]}") + " (fastest)"
         elif result.variant == auto and result.mode == "dynamic" and "exact" not in name:
             label += " (auto)"
         files[label] = Path(result.output_dir) / result.int8_file
@@ -157,6 +159,8 @@ def main():
         openvino = {"OpenVINO fp32": (files["ONNX fp32"], "f32"), "OpenVINO int8 static QDQ": (qdq, "f32")}
         for variant in args.variants:  # the static exports themselves, as `runtime="openvino"` runs them
             openvino[f"OpenVINO {variant} static"] = (files[f"ONNX {variant} static"], "f32")
+            if has_fast_bf16():  # and as `runtime="openvino-bf16"` does
+                openvino[f"OpenVINO {variant} static, bf16"] = (files[f"ONNX {variant} static"], "bf16")
         if has_fast_bf16():
             openvino["OpenVINO bf16"] = (files["ONNX fp32"], "bf16")
     model.save_pretrained(output / "pytorch")
@@ -165,7 +169,7 @@ def main():
     accuracy = {"PyTorch fp32": evaluate_model(model, data["test"])["accuracy"]}
     accuracy |= {name: onnx_accuracy(path, data["test"]) for name, path in files.items()}
     for name, (path, precision) in openvino.items():
-        sizes[name] = folder_mb(path) / (2 if precision == "bf16" else 1)
+        sizes[name] = folder_mb(path) / (2 if precision == "bf16" and "static" not in name else 1)
         logits = np.concatenate(
             [openvino_runner(path, 1, precision)(feed)[0] for feed in _batches(data["test"], INPUT_NAMES)]
         )

@@ -269,7 +269,7 @@ BAD_SETTINGS = {
     "calibration_samples": (0, "a number of rows >= 1"),
     "backend": ("tensorrt", "'optimum' or 'onnxruntime'"),
     "variant": ("int8-fast", "'int8-weights' or 'int8-fused'"),
-    "runtime": ("tensorrt", "'onnxruntime' or 'openvino'"),
+    "runtime": ("tensorrt", "'openvino' or 'openvino-bf16'"),
 }
 
 

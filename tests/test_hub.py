@@ -247,7 +247,7 @@ def test_int8_card_says_how_activations_are_quantized(tmp_path, mode):
     assert (f"through optimum, {mode} quantization" in body) == (mode is not None)
 
 
-@pytest.mark.parametrize("runtime", ["openvino", "onnxruntime", None])
+@pytest.mark.parametrize("runtime", ["openvino", "openvino-bf16", "onnxruntime", None])
 def test_int8_card_names_the_runtime_the_export_chose(tmp_path, runtime):
     report = example_report("int8")
     write_folder_extras(tmp_path, report)
@@ -255,8 +255,9 @@ def test_int8_card_names_the_runtime_the_export_chose(tmp_path, runtime):
     export = {"backend": "onnxruntime", "mode": "static", "target": "avx512_vnni", "runtime": runtime}
     (tmp_path / "onnx" / "export_report.json").write_text(json.dumps(export))
     body = " ".join(write_model_card(tmp_path, report).text.split())
-    chose = "timed the int8 graph on ONNX Runtime and on OpenVINO and found OpenVINO faster on its CPU"
-    assert (chose in body) == (runtime == "openvino")
+    chose = f'The int8 file runs on OpenVINO (`runtime="{runtime}"`'
+    assert (chose in body) == (runtime in ("openvino", "openvino-bf16"))
+    assert ("float operations around the int8 products in bf16" in body) == (runtime == "openvino-bf16")
 
 
 # A sentence of each kind's template, and one marker of each that no other template has.

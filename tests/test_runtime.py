@@ -75,7 +75,7 @@ def test_runtime_settings_fail_in_one_line(tmp_path, tokenizer, rows, monkeypatc
     export_int8(
         model, tmp_path, Int8ExportConfig(runtime="openvino", **STATIC), tokenizer=tokenizer, calibration_dataset=rows
     )
-    with pytest.raises(ValueError, match=r"open_session\(runtime='tensorrt'\) is not supported: use 'onnxruntime'"):
+    with pytest.raises(ValueError, match=r"open_session\(runtime='tensorrt'\) is not supported: use one of 'onnx"):
         open_session(tmp_path / "model.onnx", "tensorrt")
 
     for module in (runtime, int8_export):  # as where OpenVINO is not installed
@@ -95,18 +95,21 @@ def test_runtime_settings_fail_in_one_line(tmp_path, tokenizer, rows, monkeypatc
 
 
 @pytest.mark.parametrize(
-    "requested, mode, installed, runtimes, note",
+    "requested, mode, installed, bf16, runtimes, note",
     [
-        ("auto", "static", True, ["onnxruntime", "openvino"], ""),
-        ("auto", "static", False, ["onnxruntime"], "; OpenVINO not timed: not installed"),
-        ("auto", "dynamic", True, ["onnxruntime"], "; OpenVINO not timed: it runs dynamic graphs slowly"),
-        ("auto", "dynamic", False, ["onnxruntime"], ""),
-        ("onnxruntime", "static", True, ["onnxruntime"], ""),
-        ("openvino", "static", True, ["openvino"], ""),
+        ("auto", "static", True, True, ["onnxruntime", "openvino", "openvino-bf16"], ""),
+        ("auto", "static", True, False, ["onnxruntime", "openvino"], ""),  # no bf16 instructions
+        ("auto", "static", False, True, ["onnxruntime"], "; OpenVINO not timed: not installed"),
+        ("auto", "dynamic", True, True, ["onnxruntime"], "; OpenVINO not timed: it runs dynamic graphs slowly"),
+        ("auto", "dynamic", False, True, ["onnxruntime"], ""),
+        ("onnxruntime", "static", True, True, ["onnxruntime"], ""),
+        ("openvino", "static", True, True, ["openvino"], ""),
+        ("openvino-bf16", "static", True, False, ["openvino-bf16"], ""),  # asked for: OpenVINO uses fp32 there
     ],
 )
-def test_runtimes_fastest_times(requested, mode, installed, runtimes, note, monkeypatch):
+def test_runtimes_fastest_times(requested, mode, installed, bf16, runtimes, note, monkeypatch):
     monkeypatch.setattr(fastest, "installed", lambda name: installed)
+    monkeypatch.setattr("hf_efficient.report.cpu.has_fast_bf16", lambda: bf16)
     timed, why = fastest.runtimes_to_time(requested, mode)
     assert timed == runtimes and why.startswith(note) and bool(why) == bool(note)
 
@@ -127,22 +130,25 @@ def fixed_latency(ms: dict, monkeypatch):
 def test_fastest_keeps_the_faster_runtime(tmp_path, tokenizer, rows, monkeypatch):
     # int8-fused's contrib operators (QAttention, ...) do not load on OpenVINO: named, not timed there.
     ms = {"int8-all": (2.0, 60.0), "int8-weights": (2.1, 62.0), "int8-fused": (2.5, 70.0)}
-    ms |= {"int8-all on OpenVINO": (2.2, 50.0), "int8-weights on OpenVINO": (1.9, 45.0)}
+    ms |= {"int8-all on OpenVINO": (2.2, 50.0), "int8-weights on OpenVINO": (1.9, 47.0)}
+    ms |= {"int8-all on OpenVINO bf16": (2.1, 44.0), "int8-weights on OpenVINO bf16": (1.9, 45.0)}
     ms |= {"PyTorch fp32": (8.0, 400.0), "PyTorch bf16": (5.0, 90.0)}
     fixed_latency(ms, monkeypatch)
     config = Int8ExportConfig(variant="fastest", **STATIC)
     result = export_int8(
         classifier(tokenizer), tmp_path, config, tokenizer=tokenizer, eval_dataset=rows, calibration_dataset=rows
     )
-    assert (result.variant, result.runtime) == ("int8-weights", "openvino")
+    assert (result.variant, result.runtime) == ("int8-weights", "openvino-bf16")
     record = json.loads((tmp_path / "export_report.json").read_text())
-    assert record["runtime"] == "openvino" and set(record["variant_timings"]) == set(ms)
+    assert record["runtime"] == "openvino-bf16" and set(record["variant_timings"]) == set(ms)
     reason = result.variant_reason
-    assert "the fastest of 3 graphs on ONNX Runtime and OpenVINO timed on this CPU" in reason
-    assert "int8-weights on OpenVINO 1.90 / 45.00" in reason and "; 2.63x / 2.00x the fastest plain PyTorch" in reason
+    assert "the fastest of 3 graphs on ONNX Runtime and OpenVINO and OpenVINO bf16 timed on this CPU" in reason
+    assert "int8-weights on OpenVINO bf16 1.90 / 45.00" in reason
+    assert "; 2.63x / 2.00x the fastest plain PyTorch" in reason
     assert "; not loaded: int8-fused on OpenVINO (RuntimeError: No conversion rule found for operations:" in reason
+    assert "int8-fused on OpenVINO bf16 (RuntimeError" in reason
     assert sorted(p.name for p in tmp_path.glob("*.onnx")) == ["model.onnx", "model_quantized.onnx"]
-    assert TextClassifier(tmp_path).session.runtime == "openvino"
+    assert TextClassifier(tmp_path).session.runtime == "openvino-bf16"
 
 
 def test_sentence_export_on_openvino(tmp_path):

@@ -58,9 +58,11 @@ class Int8ExportConfig:
             warning where PyTorch was faster (`export.fastest`; adds seconds to the export). The
             result records which and why.
         runtime (`str`, defaults to "auto"): What runs the int8 file (`export.runtime`): "onnxruntime",
-            "openvino" (static mode only: it runs dynamic graphs about 4x slower), or "auto": ONNX
-            Runtime, except that `variant="fastest"` in static mode times each graph on OpenVINO too,
-            where it is installed, and keeps the faster. The result and `export_report.json` record
+            "openvino" (static mode only: it runs dynamic graphs about 4x slower), "openvino-bf16"
+            (the same, with the float operations around the int8 products in bf16 where the CPU has
+            bf16), or "auto": ONNX Runtime, except that `variant="fastest"` in static mode times each
+            graph on OpenVINO too (and OpenVINO bf16 where the CPU has bf16), where it is installed,
+            and keeps the fastest. The result and `export_report.json` record
             it, and the helpers load the file with it.
     """
 
@@ -118,8 +120,8 @@ class Int8ExportConfig:
     runtime: str = field(
         default="auto",
         metadata={
-            "help": "what runs the int8 file: onnxruntime, openvino (static mode only); "
-            "auto: onnxruntime, or with variant fastest and mode static, whichever of the two is faster here",
+            "help": "what runs the int8 file: onnxruntime, openvino or openvino-bf16 (static mode only); "
+            "auto: onnxruntime, or with variant fastest and mode static, whichever is fastest here",
             "choices": RUNTIME_CHOICES,
         },
     )
@@ -142,9 +144,9 @@ class Int8ExportConfig:
             raise ValueError(
                 f"Int8ExportConfig(exclude={self.exclude!r}): a list of ONNX node names, e.g. ['/classifier/MatMul']."
             )
-        if self.runtime == "openvino" and self.mode != "static":
+        if self.runtime.startswith("openvino") and self.mode != "static":
             raise ValueError(
-                "Int8ExportConfig(runtime='openvino') needs mode='static': OpenVINO runs the dynamic graph's "
+                f"Int8ExportConfig(runtime={self.runtime!r}) needs mode='static': OpenVINO runs the dynamic graph's "
                 "per-batch quantization about 4x slower than ONNX Runtime; or use runtime='onnxruntime'."
             )
         drop = self.max_accuracy_drop

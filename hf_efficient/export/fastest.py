@@ -16,9 +16,10 @@ where the CPU has bf16 instructions), so that the result says how much faster th
 what a user would run instead, and warns where it is not faster: an int8 graph can lose to bf16 on
 a CPU whose bf16 units outrun its int8 path (issue 20's Intel Xeon with AMX, at batch 32).
 
-In static mode, where OpenVINO is installed, each graph is timed on it too (`export.runtime`: it
-runs int8 and bf16 on AMX's tiles where ONNX Runtime runs u8 x s8 only), and the graph and runtime
-that are fastest together are kept; the export records the runtime and its loaders use it.
+In static mode, where OpenVINO is installed, each graph is timed on it too, with fp32 and (where the
+CPU has bf16) bf16 float operations (`export.runtime`: it runs int8 and bf16 on AMX's tiles where
+ONNX Runtime runs u8 x s8 only), and the graph and runtime that are fastest together are kept; the
+export records the runtime and its loaders use it.
 """
 
 from __future__ import annotations
@@ -105,7 +106,9 @@ def runtimes_to_time(requested: str, mode: str) -> tuple[list[str], str]:
         return ["onnxruntime"], ""
     if not installed("openvino"):
         return ["onnxruntime"], "; OpenVINO not timed: not installed (pip install openvino to time it too)"
-    return ["onnxruntime", "openvino"], ""
+    from ..report.cpu import has_fast_bf16  # here: the report package imports this one
+
+    return ["onnxruntime", "openvino", *(["openvino-bf16"] if has_fast_bf16() else [])], ""
 
 
 def resolve_variant(
@@ -127,7 +130,7 @@ def resolve_variant(
     """
     if requested != "fastest":
         variant, reason = choose_variant(requested)
-        return variant, "openvino" if runtime == "openvino" else "onnxruntime", reason, None, None
+        return variant, "onnxruntime" if runtime == "auto" else runtime, reason, None, None
     from ..report.cpu import cpu_name  # here: the report package imports this one
     from ..report.measure import measure_latency, onnx_runner
 

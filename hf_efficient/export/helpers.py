@@ -128,8 +128,8 @@ class TextClassifier(_Exported):
         file_name (`str`): `model_quantized.onnx` (int8) or `model.onnx` (fp32).
         max_length (`int`): Truncation length.
         threads (`int`, *optional*): The runtime's intra-op threads; its default (every core) when omitted.
-        runtime (`str`, *optional*): "onnxruntime" or "openvino" (`export.runtime`); the one `export_int8`
-            chose for the int8 file (its `export_report.json`) when omitted.
+        runtime (`str`, *optional*): "onnxruntime", "openvino" or "openvino-bf16" (`export.runtime`); the one
+            `export_int8` chose for the int8 file (its `export_report.json`) when omitted.
 
     Example:
         ```python
@@ -188,8 +188,8 @@ class TokenClassifier(_Exported):
         file_name (`str`): `model_quantized.onnx` (int8) or `model.onnx` (fp32).
         max_length (`int`): Truncation length.
         threads (`int`, *optional*): The runtime's intra-op threads; its default (every core) when omitted.
-        runtime (`str`, *optional*): "onnxruntime" or "openvino" (`export.runtime`); the one `export_int8`
-            chose for the int8 file (its `export_report.json`) when omitted.
+        runtime (`str`, *optional*): "onnxruntime", "openvino" or "openvino-bf16" (`export.runtime`); the one
+            `export_int8` chose for the int8 file (its `export_report.json`) when omitted.
     """
 
     def __call__(self, texts, batch_size: int = 32) -> list[list[dict]]:
@@ -260,8 +260,8 @@ class QuestionAnswerer(_Exported):
         doc_stride (`int`): Tokens two windows of one context share.
         max_answer_length (`int`): The longest answer, in tokens.
         threads (`int`, *optional*): The runtime's intra-op threads; its default (every core) when omitted.
-        runtime (`str`, *optional*): "onnxruntime" or "openvino" (`export.runtime`); the one `export_int8`
-            chose for the int8 file (its `export_report.json`) when omitted.
+        runtime (`str`, *optional*): "onnxruntime", "openvino" or "openvino-bf16" (`export.runtime`); the one
+            `export_int8` chose for the int8 file (its `export_report.json`) when omitted.
     """
 
     def __init__(
@@ -357,8 +357,8 @@ class ChoiceScorer(_Exported):
         file_name (`str`): `model_quantized.onnx` (int8) or `model.onnx` (fp32).
         max_length (`int`): Truncation length of each pair.
         threads (`int`, *optional*): The runtime's intra-op threads; its default (every core) when omitted.
-        runtime (`str`, *optional*): "onnxruntime" or "openvino" (`export.runtime`); the one `export_int8`
-            chose for the int8 file (its `export_report.json`) when omitted.
+        runtime (`str`, *optional*): "onnxruntime", "openvino" or "openvino-bf16" (`export.runtime`); the one
+            `export_int8` chose for the int8 file (its `export_report.json`) when omitted.
 
     Returns (on call): per prompt, `{"choice": index of the best, "scores": softmax over the choices}`.
     Prompts with as many choices run together, `batch_size` prompts of similar length at a time.
@@ -410,8 +410,8 @@ class TextEmbedder(_Exported):
         max_length (`int`): Truncation length.
         normalize (`bool`): Scale each embedding to unit length (cosine similarity = dot product).
         threads (`int`, *optional*): The runtime's intra-op threads; its default (every core) when omitted.
-        runtime (`str`, *optional*): "onnxruntime" or "openvino" (`export.runtime`); the one `export_int8`
-            chose for the int8 file (its `export_report.json`) when omitted.
+        runtime (`str`, *optional*): "onnxruntime", "openvino" or "openvino-bf16" (`export.runtime`); the one
+            `export_int8` chose for the int8 file (its `export_report.json`) when omitted.
     """
 
     def __init__(

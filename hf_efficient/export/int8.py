@@ -368,8 +368,8 @@ def export_int8(
         )
     if config.backend == "optimum" and not optimum_available():
         raise ValueError("export_int8: Int8ExportConfig(backend='optimum') needs pip install 'hf_efficient[optimum]'.")
-    if config.runtime == "openvino" and not installed("openvino"):
-        raise ValueError("export_int8: Int8ExportConfig(runtime='openvino') needs pip install openvino.")
+    if config.runtime.startswith("openvino") and not installed("openvino"):
+        raise ValueError(f"export_int8: Int8ExportConfig(runtime={config.runtime!r}) needs pip install openvino.")
 
     sentence = sentence_transformer_of(model_or_path)
     if sentence is not None:
@@ -416,7 +416,7 @@ def export_int8(
 
     mode = config.mode
     if mode == "static" and _has_subgraphs(fp32):
-        if not config.allow_fallback or config.runtime == "openvino":
+        if not config.allow_fallback or config.runtime.startswith("openvino"):
             raise ValueError(
                 "export_int8: Int8ExportConfig(mode='static') cannot calibrate this graph's control-flow subgraphs; "
                 "set allow_fallback=True to quantize dynamically instead (with runtime='onnxruntime'), "

@@ -69,8 +69,8 @@ class SentenceEmbedder:
         file_name (`str`, *optional*): The ONNX file under the folder, e.g. "onnx/model.onnx" (fp32);
             the int8 file that `export_report.json` names when omitted.
         threads (`int`, *optional*): The runtime's intra-op threads; its default (all cores) when omitted.
-        runtime (`str`, *optional*): "onnxruntime" or "openvino" (`export.runtime`); the one `export_int8`
-            chose for the int8 file (its `export_report.json`) when omitted.
+        runtime (`str`, *optional*): "onnxruntime", "openvino" or "openvino-bf16" (`export.runtime`); the one
+            `export_int8` chose for the int8 file (its `export_report.json`) when omitted.
 
     Example:
         ```python
