@@ -142,7 +142,7 @@ def test_fastest_keeps_the_faster_runtime(tmp_path, tokenizer, rows, monkeypatch
     record = json.loads((tmp_path / "export_report.json").read_text())
     assert record["runtime"] == "openvino-bf16" and set(record["variant_timings"]) == set(ms)
     reason = result.variant_reason
-    assert "the fastest of 3 graphs on ONNX Runtime and OpenVINO and OpenVINO bf16 timed on this CPU" in reason
+    assert "the fastest of 3 graphs on ONNX Runtime, OpenVINO and OpenVINO bf16 timed on this CPU" in reason
     assert "int8-weights on OpenVINO bf16 1.90 / 45.00" in reason
     assert "; 2.63x / 2.00x the fastest plain PyTorch" in reason
     assert "; not loaded: int8-fused on OpenVINO (RuntimeError: No conversion rule found for operations:" in reason

@@ -183,7 +183,11 @@ def resolve_variant(
     paths[chosen].replace(int8)
 
     timed = ", ".join(f"{name} {' / '.join(f'{latency[name][size]:.2f}' for size in feeds)}" for name in graphs)
-    on = "" if runtimes == ["onnxruntime"] else f" on {' and '.join(NAMES[r] for r in runtimes)}"
+    on = (
+        ""
+        if runtimes == ["onnxruntime"]
+        else " on " + " and ".join(", ".join(NAMES[r] for r in runtimes).rsplit(", ", 1))
+    )
     count = len({variant for variant, _ in graphs.values()})
     reason = (
         f"the fastest of {count} graphs{on} timed on this CPU ({cpu_name()}), {THREADS} thread, "

@@ -9,19 +9,19 @@ Runtime whatever the record says; the file runs there too.
 Why a second runtime: on Intel CPUs with AMX, ONNX Runtime runs int8 products on the tiles as u8 x s8
 only and has no bf16 path there (benchmarks/README.md, "Know the limit"), while OpenVINO's CPU plugin
 runs both int8 and bf16 on the tiles (oneDNN). Measured on an AMD EPYC (Zen 4, AVX512-VNNI, no AMX),
-1 thread, the quickstart's teacher and 3-layer student at sequence 64 (`benchmarks/int8.py --openvino`):
-OpenVINO runs the static int8 file (activation ranges frozen) 1.20x faster than ONNX Runtime at batch
-32 and 1.07-1.16x slower at batch 1, and the dynamic file about 4x slower (it computes each
-`DynamicQuantizeLinear` as written, not inside one int8 kernel). So OpenVINO is a candidate for static
-graphs only, and `variant="fastest"` times it beside ONNX Runtime.
+1 thread, the quickstart's teacher and 3-layer student at sequence 64 (`benchmarks/int8.py --openvino`,
+two runs): OpenVINO runs the static int8 file (activation ranges frozen) 0.97-1.20x as fast as ONNX
+Runtime at batch 32 and 1.07-1.16x slower at batch 1, and the dynamic file about 4x slower (it computes
+each `DynamicQuantizeLinear` as written, not inside one int8 kernel). So OpenVINO is a candidate for
+static graphs only, and `variant="fastest"` times it beside ONNX Runtime.
 
 "openvino" runs with OpenVINO's fp32 inference precision, so that it computes what ONNX Runtime
 computes (its default on AMX CPUs would run the graph's float parts in bf16); "openvino-bf16" asks
 for bf16 there: the int8 products stay int8, and the float operations around them (normalisation,
 softmax, GELU, and the attention's products in "int8-weights") run in bf16 where the CPU has bf16
 instructions, in fp32 where it has none. Same AMD CPU, the static int8-all file, 1 thread, batch 32:
-1.10-1.13x faster than "openvino" (a scratch run), with accuracy 0.7807 against 0.7857 (student)
-and 0.8091 against 0.8055 (teacher); the export's gate scores the file on the runtime it keeps.
+1.19-1.27x faster than ONNX Runtime, with accuracy 0.7807 against 0.7857 on "openvino" (student) and
+0.8091 against 0.8055 (teacher); the export's gate scores the file on the runtime it keeps.
 """
 
 from __future__ import annotations
