@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from .onnx import INPUT_NAMES
-from .runtime import open_session, recorded_runtime
+from .runtime import open_session
 
 INT8_FILE = "model_quantized.onnx"
 
@@ -94,8 +94,7 @@ class _Exported:
         self.tokenizer = AutoTokenizer.from_pretrained(folder)
         self.config = AutoConfig.from_pretrained(folder)
         self.labels = self.config.id2label
-        path = folder / file_name
-        self.session = open_session(path, runtime or recorded_runtime(path), threads, type(self).__name__)
+        self.session = open_session(folder / file_name, runtime, threads, type(self).__name__)
         self.input_names, self.output_names = self.session.input_names, self.session.output_names
         self.max_length = max_length
 

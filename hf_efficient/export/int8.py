@@ -24,7 +24,7 @@ from .gate import gate_measure
 from .graph import freeze_activation_ranges, use_tanh_gelu
 from .helpers import INT8_FILE
 from .onnx import INPUT_NAMES, QUANTIZED_OPS, export_onnx, quantize_int8_dynamic
-from .runtime import installed, open_session, recorded_runtime
+from .runtime import installed, open_session
 from .variants import finish_variant, prepare_variant
 
 FP32_FILE = "model.onnx"
@@ -190,7 +190,7 @@ def _column(values: list, name: str) -> np.ndarray:
 def _onnx_batches(path: Path, dataset, columns=(), runtime: str | None = None):
     """(outputs by name, batch) of an exported model over tokenized rows, in order, on `runtime` (the
     one `export_int8` chose for the file when None, see `export.runtime`)."""
-    session = open_session(path, runtime or recorded_runtime(path), caller="export_int8")
+    session = open_session(path, runtime, caller="export_int8")
     names, outputs = session.input_names, session.output_names
     for batch in _batches(dataset, list(dict.fromkeys([*names, "attention_mask", *columns]))):
         feed = {name: batch.get(name, np.zeros_like(batch["input_ids"])) for name in names}

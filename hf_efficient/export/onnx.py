@@ -13,7 +13,7 @@ import torch
 from onnx import numpy_helper
 from torch import nn
 
-from .runtime import open_session, recorded_runtime
+from .runtime import open_session
 
 INPUT_NAMES = ("input_ids", "attention_mask", "token_type_ids")
 # The MatMul weights and the embedding tables (Gather), which are most of an encoder's bytes.
@@ -187,7 +187,7 @@ def run_onnx_outputs(
 ) -> dict[str, np.ndarray]:
     """Every output of an exported model on `inputs`, by name (the inputs it takes are picked from `inputs`), on
     `runtime` (`export.runtime`; the one `export_int8` chose for the file when None)."""
-    session = open_session(path, runtime or recorded_runtime(path), caller="run_onnx")
+    session = open_session(path, runtime, caller="run_onnx")
     feed = {name: np.asarray(inputs[name], dtype=np.int64) for name in session.input_names}
     return dict(zip(session.output_names, session.run(None, feed), strict=True))
 

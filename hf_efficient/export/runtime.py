@@ -88,10 +88,12 @@ class OpenVINOSession(Session):
 
 
 def open_session(
-    path: str | Path, runtime: str = "onnxruntime", threads: int | None = None, caller: str = "open_session"
+    path: str | Path, runtime: str | None = None, threads: int | None = None, caller: str = "open_session"
 ) -> Session:
-    """`path` loaded by `runtime` on `threads` intra-op threads (the runtime's default, every core, when None)."""
+    """`path` loaded by `runtime` (the one `export_int8` recorded for the file when None, `recorded_runtime`)
+    on `threads` intra-op threads (the runtime's default, every core, when None)."""
     _check_threads(threads, caller)
+    runtime = runtime or recorded_runtime(path)
     if runtime not in RUNTIMES:
         choices = ", ".join(map(repr, RUNTIMES))
         raise ValueError(f"{caller}(runtime={runtime!r}) is not supported: use one of {choices}.")

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from ..export.int8 import onnx_outputs
-from ..export.runtime import open_session, recorded_runtime
+from ..export.runtime import open_session
 from ..metrics import evaluate_model, score_predictions
 from ..provenance import CONFIG_KEY
 from ..tasks import DEFAULT_TASK, Task, get_task
@@ -59,7 +59,7 @@ def pytorch_runner(model: torch.nn.Module) -> Callable[[dict], None]:
 def onnx_runner(path: str | Path, threads: int, runtime: str | None = None) -> Callable[[dict], None]:
     """A function that runs an ONNX graph on `threads` CPU threads (inputs it lacks are ignored), on
     `runtime` (`export.runtime`; the one `export_int8` chose for the file when None)."""
-    session = open_session(path, runtime or recorded_runtime(path), threads, "onnx_runner")
+    session = open_session(path, runtime, threads, "onnx_runner")
     names = session.input_names
 
     def run(feed: dict[str, np.ndarray]):

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from ..export.helpers import _batches, _lengths, _pad, _texts
-from ..export.runtime import open_session, recorded_runtime
+from ..export.runtime import open_session
 
 # sentence-transformers' legacy pooling flags -> its `pooling_mode` names.
 _LEGACY_POOLING = {
@@ -115,8 +115,7 @@ class SentenceEmbedder:
         self.tokenizer = AutoTokenizer.from_pretrained(folder)
         self.max_length = settings.get("max_seq_length") or min(self.tokenizer.model_max_length, 512)
         self.lower_case = settings.get("do_lower_case", False)
-        path = folder / file_name
-        self.session = open_session(path, runtime or recorded_runtime(path), threads, "SentenceEmbedder")
+        self.session = open_session(folder / file_name, runtime, threads, "SentenceEmbedder")
         self.input_names = self.session.input_names
 
     def __call__(self, texts: list[str], batch_size: int = 32) -> np.ndarray:
