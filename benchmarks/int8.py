@@ -38,7 +38,7 @@ from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
 from hf_efficient import Int8ExportConfig, export_int8
 from hf_efficient.data import load_default_task, tokenize_dataset
-from hf_efficient.export.int8 import _batches, onnx_accuracy
+from hf_efficient.export.int8 import _batches, onnx_accuracy, onnx_outputs
 from hf_efficient.export.onnx import INPUT_NAMES
 from hf_efficient.export.runtime import NAMES
 from hf_efficient.export.variants import VARIANTS, choose_variant
@@ -86,21 +86,6 @@ def qdq_int8(fp32: Path, calibration, target: Path) -> Path:
         op_types_to_quantize=["MatMul"],
     )
     return target
-
-
-def openvino_runner(path: Path, threads: int, precision: str):
-    """OpenVINO's CPU plugin on an ONNX graph: `precision` "f32" or "bf16" (its inference precision hint)."""
-    import openvino
-
-    settings = {"INFERENCE_NUM_THREADS": threads, "INFERENCE_PRECISION_HINT": precision, "PERFORMANCE_HINT": "LATENCY"}
-    compiled = openvino.Core().compile_model(str(path), "CPU", settings)
-    request, names = compiled.create_infer_request(), [port.get_any_name() for port in compiled.inputs]
-
-    def run(feed):
-        request.infer({name: feed[name] for name in names})
-        return [request.get_output_tensor(0).data.copy()]
-
-    return run
 
 
 def main():
@@ -156,23 +141,22 @@ def main():
     openvino = {}
     if args.openvino:
         qdq = qdq_int8(files["ONNX fp32"], calibration, output / "openvino-qdq.onnx")
-        openvino = {"OpenVINO fp32": (files["ONNX fp32"], "f32"), "OpenVINO int8 static QDQ": (qdq, "f32")}
+        # Name -> (graph, `export.runtime`): "openvino-bf16" is OpenVINO's bf16 inference precision hint.
+        openvino = {"OpenVINO fp32": (files["ONNX fp32"], "openvino"), "OpenVINO int8 static QDQ": (qdq, "openvino")}
         for variant in args.variants:  # the static exports themselves, as `runtime="openvino"` runs them
-            openvino[f"OpenVINO {variant} static"] = (files[f"ONNX {variant} static"], "f32")
+            openvino[f"OpenVINO {variant} static"] = (files[f"ONNX {variant} static"], "openvino")
             if has_fast_bf16():  # and as `runtime="openvino-bf16"` does
-                openvino[f"OpenVINO {variant} static, bf16"] = (files[f"ONNX {variant} static"], "bf16")
+                openvino[f"OpenVINO {variant} static, bf16"] = (files[f"ONNX {variant} static"], "openvino-bf16")
         if has_fast_bf16():
-            openvino["OpenVINO bf16"] = (files["ONNX fp32"], "bf16")
+            openvino["OpenVINO bf16"] = (files["ONNX fp32"], "openvino-bf16")
     model.save_pretrained(output / "pytorch")
     sizes = {"PyTorch fp32": folder_mb(output / "pytorch/model.safetensors")}
     sizes |= {name: folder_mb(path) for name, path in files.items()}
     accuracy = {"PyTorch fp32": evaluate_model(model, data["test"])["accuracy"]}
     accuracy |= {name: onnx_accuracy(path, data["test"]) for name, path in files.items()}
-    for name, (path, precision) in openvino.items():
-        sizes[name] = folder_mb(path) / (2 if precision == "bf16" and "static" not in name else 1)
-        logits = np.concatenate(
-            [openvino_runner(path, 1, precision)(feed)[0] for feed in _batches(data["test"], INPUT_NAMES)]
-        )
+    for name, (path, runtime) in openvino.items():
+        sizes[name] = folder_mb(path) / (2 if runtime == "openvino-bf16" and "static" not in name else 1)
+        logits = onnx_outputs(path, data["test"], runtime)["logits"]
         accuracy[name] = float((logits.argmax(-1) == np.asarray(data["test"]["label"])).mean())
 
     plain = {"PyTorch fp32": model}
@@ -203,7 +187,7 @@ def main():
 
             runners["PyTorch bf16 autocast"] = autocast
         runners |= {name: onnx_runner(path, threads) for name, path in files.items()}
-        runners |= {name: openvino_runner(path, threads, hint) for name, (path, hint) in openvino.items()}
+        runners |= {name: onnx_runner(path, threads, runtime) for name, (path, runtime) in openvino.items()}
         by_size = measure_latency(runners, feeds, threads=threads, seconds=args.seconds, rounds=args.rounds)
         for name, per_size in by_size.items():
             for size, ms in per_size.items():
