@@ -270,6 +270,7 @@ BAD_SETTINGS = {
     "backend": ("tensorrt", "'optimum' or 'onnxruntime'"),
     "variant": ("int8-fast", "'int8-weights' or 'int8-fused'"),
     "runtime": ("tensorrt", "'openvino' or 'openvino-bf16'"),
+    "timing_threads": (0, "a number of threads >= 1"),
 }
 
 
@@ -310,6 +311,7 @@ def test_max_accuracy_drop_must_be_a_fraction(value):
             variant="int8-fused",
             runtime="openvino",
         ),
+        Int8ExportConfig(variant="fastest", timing_threads=2),
     ],
 )
 def test_config_json_round_trip(config):

@@ -201,16 +201,17 @@ def test_residual_sums_rewrites_only_what_onnxruntime_fuses(tmp_path):
 PLAIN_MS = {"PyTorch fp32": (9.0, 400.0), "PyTorch bf16": (5.0, 200.0)}
 
 
-def fixed_latency(ms: dict, monkeypatch):
+def fixed_latency(ms: dict, monkeypatch, threads: int = 1):
     """Make `measure_latency` give each graph the milliseconds of `ms` (batch 1, batch 32), and plain
-    PyTorch (fp32 and bf16, as on a CPU with bf16 instructions) those of `PLAIN_MS` unless `ms` names them."""
+    PyTorch (fp32 and bf16, as on a CPU with bf16 instructions) those of `PLAIN_MS` unless `ms` names them;
+    it checks that it is asked to time on `threads` threads."""
     from hf_efficient.report.measure import Latency
     from hf_efficient.report.schema import Timing
 
-    ms = PLAIN_MS | ms
+    ms, expected = PLAIN_MS | ms, threads
 
     def measure(runners, feeds, threads, **_):
-        assert set(runners) == set(ms) and list(feeds) == [1, 32] and threads == 1
+        assert set(runners) == set(ms) and list(feeds) == [1, 32] and threads == expected
         torch.set_num_threads(threads)  # as measure_latency does
         for run in runners.values():  # every graph and PyTorch run takes the feeds it will be timed with
             run(feeds[1])
@@ -308,6 +309,44 @@ def test_fastest_names_a_graph_it_could_not_write(tmp_path, monkeypatch):
     assert result.variant == "int8-weights" and set(result.variant_timings) == set(ms) | set(PLAIN_MS)
     assert "; not written: int8-fused (RuntimeError: no Attention pattern);" in result.variant_reason
     assert not list(tmp_path.glob("candidate_*"))
+
+
+def test_fastest_times_on_timing_threads(tmp_path, monkeypatch):
+    # Served on 2 threads, the graphs and plain PyTorch are timed on 2: the winner can change with the count.
+    from hf_efficient.report import measure
+
+    ms = {"int8-all": (2.0, 40.0), "int8-weights": (1.0, 30.0), "int8-fused": (3.0, 50.0)}
+    fixed_latency(ms, monkeypatch, threads=2)
+    monkeypatch.setattr("hf_efficient.export.int8.usable_cores", lambda: 2)
+    opened, runner = [], measure.onnx_runner
+    monkeypatch.setattr(
+        measure, "onnx_runner", lambda path, threads, runtime: opened.append(threads) or runner(path, threads, runtime)
+    )
+    config = Int8ExportConfig(variant="fastest", timing_threads=2)
+    result = export_int8(tiny_model("bert", num_layers=2), tmp_path, config)
+    assert opened == [2, 2, 2] and result.variant == "int8-weights"
+    assert (
+        "timed on this CPU (" in result.variant_reason and "), 2 threads, ms at batch 1 / 32:" in result.variant_reason
+    )
+    assert json.loads((tmp_path / "export_report.json").read_text())["config"]["timing_threads"] == 2
+
+
+def test_timing_threads_beyond_the_cores_are_refused_before_writing(tmp_path, monkeypatch):
+    monkeypatch.setattr("hf_efficient.export.int8.usable_cores", lambda: 2)
+    with pytest.raises(ValueError) as error:
+        export_int8(tiny_model("bert"), tmp_path, Int8ExportConfig(variant="fastest", timing_threads=3))
+    assert str(error.value) == (
+        "export_int8: Int8ExportConfig(timing_threads=3) is more than the 2 cores this process can use: "
+        "time on at most 2."
+    )
+    assert not list(tmp_path.iterdir())
+
+
+def test_timing_threads_without_fastest_are_refused():
+    with pytest.raises(
+        ValueError, match=r"^Int8ExportConfig\(timing_threads=2\) times the graphs of variant='fastest'"
+    ):
+        Int8ExportConfig(variant="auto", timing_threads=2)
 
 
 @pytest.mark.parametrize("family, rank, positions, length", [("bert", 2, 512, 64), ("roberta", 3, 64, 62)])

@@ -64,6 +64,10 @@ class Int8ExportConfig:
             graph on OpenVINO too (and OpenVINO bf16 where the CPU has bf16), where it is installed,
             and keeps the fastest. The result and `export_report.json` record
             it, and the helpers load the file with it.
+        timing_threads (`int`, defaults to 1): CPU threads `variant="fastest"` times the graphs and plain
+            PyTorch on: as many as the model will be served with (which graph and runtime win can
+            change with the thread count; the helpers use every core unless given `threads=`). At
+            most this machine's cores; only with `variant="fastest"`.
     """
 
     mode: str = field(
@@ -126,6 +130,11 @@ class Int8ExportConfig:
         },
     )
 
+    timing_threads: int = field(
+        default=1,
+        metadata={"help": "threads variant fastest times the graphs on: as many as the model will be served with"},
+    )
+
     def __post_init__(self):
         if self.exclude is None or isinstance(self.exclude, tuple):
             self.exclude = list(self.exclude or ())
@@ -148,6 +157,14 @@ class Int8ExportConfig:
             raise ValueError(
                 f"Int8ExportConfig(runtime={self.runtime!r}) needs mode='static': OpenVINO runs the dynamic graph's "
                 "per-batch quantization about 4x slower than ONNX Runtime; or use runtime='onnxruntime'."
+            )
+        threads = self.timing_threads
+        if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
+            raise ValueError(f"Int8ExportConfig(timing_threads={threads!r}): a number of threads >= 1, e.g. 1.")
+        if threads != 1 and self.variant != "fastest":
+            raise ValueError(
+                f"Int8ExportConfig(timing_threads={threads}) times the graphs of variant='fastest' only "
+                f"(variant={self.variant!r} times nothing): set variant='fastest', or leave it at 1."
             )
         drop = self.max_accuracy_drop
         if isinstance(drop, bool) or not isinstance(drop, (int, float)) or not 0 <= drop <= 1:

@@ -7,9 +7,11 @@ left outside the weight products. Timing them where the model will run settles i
 writing each graph (seconds for a base-size encoder) and about `2 * SECONDS` of timing per graph.
 
 The graphs are timed as `benchmarks/int8.py` times them (`report.measure.measure_latency`): in turns
-within each round, so that a machine that speeds up or slows down affects all alike; 1 thread, batch 1
-and 32, 64 tokens of random ids (no int8 kernel's speed depends on the values). The graph kept is the
-one with the lowest mean, over the batch sizes, of its time over the fastest time at that size.
+within each round, so that a machine that speeds up or slows down affects all alike; on
+`Int8ExportConfig.timing_threads` threads (1 by default; the winner can change with the thread
+count), batch 1 and 32, 64 tokens of random ids (no int8 kernel's speed depends on the values). The
+graph kept is the one with the lowest mean, over the batch sizes, of its time over the fastest time
+at that size.
 
 The model itself takes its turns too, as plain PyTorch would run it here (fp32, and its bf16 cast
 where the CPU has bf16 instructions), so that the result says how much faster the kept graph is than
@@ -25,6 +27,7 @@ export records the runtime and its loaders use it.
 from __future__ import annotations
 
 import copy
+import os
 import warnings
 from collections.abc import Callable
 from pathlib import Path
@@ -33,13 +36,13 @@ import numpy as np
 import onnx
 import torch
 
+from .config import Int8ExportConfig
 from .runtime import NAMES, installed
 from .variants import VARIANTS, choose_variant
 
 BATCH_SIZES = (1, 32)
 SEQUENCE_LENGTH = 64
 CHOICES_TIMED = 2  # multiple-choice graphs take (batch, choices, tokens)
-THREADS = 1
 SECONDS = 1.5  # per graph and batch size
 ROUNDS = 3
 
@@ -111,23 +114,33 @@ def runtimes_to_time(requested: str, mode: str) -> tuple[list[str], str]:
     return ["onnxruntime", "openvino", *(["openvino-bf16"] if has_fast_bf16() else [])], ""
 
 
+def usable_cores() -> int:
+    """The cores this process may run on (its affinity where the OS tells it, else the machine's)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS and Windows have no affinity call
+        return os.cpu_count() or 1
+
+
 def resolve_variant(
-    requested: str,
+    config: Int8ExportConfig,
     write: Callable[[str, Path], dict],
     int8: Path,
     model: torch.nn.Module,
-    runtime: str = "auto",
-    mode: str = "dynamic",
+    mode: str,
 ) -> tuple[str, str, str, dict | None, dict | None]:
-    """`(variant, runtime, reason, timings, attempt)` for `Int8ExportConfig.variant` and `.runtime`.
+    """`(variant, runtime, reason, timings, attempt)` for `config.variant` and `config.runtime`, the
+    export being in `mode` (static, or dynamic where static fell back).
 
     For "fastest": each variant written by `write(variant, path)` (which returns its attempt record)
     beside `int8`, the graphs timed on each runtime of `runtimes_to_time` beside plain PyTorch runs
-    of `model` (`plain_pytorch`), the fastest graph moved to `int8` and the others deleted; `timings`
-    holds the milliseconds of each graph (by `candidate` name) and PyTorch run by batch size, and
-    `attempt` the kept graph's record. Otherwise `choose_variant`'s pick, the requested runtime (ONNX
-    Runtime for "auto"), no timings and nothing written.
+    of `model` (`plain_pytorch`), on `config.timing_threads` threads, the fastest graph moved to
+    `int8` and the others deleted; `timings` holds the milliseconds of each graph (by `candidate`
+    name) and PyTorch run by batch size, and `attempt` the kept graph's record. Otherwise
+    `choose_variant`'s pick, the requested runtime (ONNX Runtime for "auto"), no timings and nothing
+    written.
     """
+    requested, runtime, threads = config.variant, config.runtime, config.timing_threads
     if requested != "fastest":
         variant, reason = choose_variant(requested)
         return variant, "onnxruntime" if runtime == "auto" else runtime, reason, None, None
@@ -157,7 +170,7 @@ def resolve_variant(
             for variant, path in paths.items():
                 name = candidate(variant, engine)
                 try:
-                    runners[name], graphs[name] = onnx_runner(path, THREADS, engine), (variant, engine)
+                    runners[name], graphs[name] = onnx_runner(path, threads, engine), (variant, engine)
                 except Exception as error:  # e.g. OpenVINO has no conversion for int8-fused's contrib operators
                     unloaded[name] = _why(error)
         if not graphs:
@@ -165,7 +178,7 @@ def resolve_variant(
                 f"export_int8: Int8ExportConfig(variant='fastest'): no graph could be loaded ({unloaded})."
             )
         runners |= plain
-        latency = measure_latency(runners, feeds, threads=THREADS, seconds=SECONDS, rounds=ROUNDS)
+        latency = measure_latency(runners, feeds, threads=threads, seconds=SECONDS, rounds=ROUNDS)
     except BaseException:  # an error or Ctrl-C leaves no candidate graph behind
         for variant in VARIANTS:
             int8.with_name(f"candidate_{variant}.onnx").unlink(missing_ok=True)
@@ -190,7 +203,7 @@ def resolve_variant(
     )
     count = len({variant for variant, _ in graphs.values()})
     reason = (
-        f"the fastest of {count} graphs{on} timed on this CPU ({cpu_name()}), {THREADS} thread, "
+        f"the fastest of {count} graphs{on} timed on this CPU ({cpu_name()}), {threads} thread{'s' * (threads > 1)}, "
         f"ms at batch {' / '.join(map(str, feeds))}: {timed}"
     )
     # Against the fastest plain-PyTorch run at each batch size: what a user would run instead.

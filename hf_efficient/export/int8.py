@@ -19,7 +19,7 @@ from ..checks import model_source
 from ..sentence.model import sentence_transformer_of
 from ..tasks import DEFAULT_TASK, TASKS, get_task, task_of
 from .config import MODES, TARGETS, Int8ExportConfig  # noqa: F401 (MODES, TARGETS: still imported from here)
-from .fastest import resolve_variant
+from .fastest import resolve_variant, usable_cores
 from .gate import gate_measure
 from .graph import freeze_activation_ranges, use_tanh_gelu
 from .helpers import INT8_FILE
@@ -370,6 +370,11 @@ def export_int8(
         raise ValueError("export_int8: Int8ExportConfig(backend='optimum') needs pip install 'hf_efficient[optimum]'.")
     if config.runtime.startswith("openvino") and not installed("openvino"):
         raise ValueError(f"export_int8: Int8ExportConfig(runtime={config.runtime!r}) needs pip install openvino.")
+    if config.timing_threads > usable_cores():
+        raise ValueError(
+            f"export_int8: Int8ExportConfig(timing_threads={config.timing_threads}) is more than the "
+            f"{usable_cores()} cores this process can use: time on at most {usable_cores()}."
+        )
 
     sentence = sentence_transformer_of(model_or_path)
     if sentence is not None:
@@ -452,7 +457,7 @@ def export_int8(
         )
 
     result.variant, result.runtime, result.variant_reason, result.variant_timings, written = resolve_variant(
-        config.variant, lambda variant, path: write(choices[0], variant, path), int8, model, config.runtime, mode
+        config, lambda variant, path: write(choices[0], variant, path), int8, model, mode
     )
     for i, choice in enumerate(choices):
         attempt = written if i == 0 and written is not None else write(choice, result.variant, int8)

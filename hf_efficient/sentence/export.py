@@ -77,12 +77,7 @@ def export_sentence_int8(
         return quantize_attempt(choice, fp32, path, variant, encoder.config, config.target, calibration=calibration)
 
     result.variant, result.runtime, result.variant_reason, result.variant_timings, written = resolve_variant(
-        config.variant,
-        lambda variant, path: write(choices[0], variant, path),
-        int8,
-        encoder,
-        config.runtime,
-        config.mode,
+        config, lambda variant, path: write(choices[0], variant, path), int8, encoder, config.mode
     )
     for i, choice in enumerate(choices):
         attempt = written if i == 0 and written is not None else write(choice, result.variant, int8)
