@@ -181,7 +181,7 @@ def _common(parser: argparse.ArgumentParser, output: str, training: bool = True)
     parser.add_argument(
         "--task",
         choices=list(RECIPE_TASKS),
-        help="what the model is fine-tuned for (default: the task of a fine-tuned --teacher, else "
+        help="what the model is fine-tuned for (default: the task of the fine-tuned model given, else "
         f"{DEFAULT_TASK_NAME})",
     )
     fields = {"data": add_config_arguments(parser, DataSection, title="data")}
@@ -347,13 +347,15 @@ def evaluate_command(args):
     rows, scope, line, scoring = _load_split(args, model, args.split)
     print(line, flush=True)
     _warn_if_few(scope, split_flag=True)
-    (entry,) = measure_models({model.name: model}, rows, scoring=scoring, batch_sizes=[1], seconds=0.5)
+    # Scored, not timed (`benchmark` times), and without the bf16 copy a reference gets in a comparison.
+    (entry,) = measure_models({model.name: model}, rows, scoring=scoring, batch_sizes=(), bf16_baseline=False)
     print(json.dumps({"model": str(model), **scope, **entry.metrics}))
     return entry.metrics
 
 
 def benchmark_command(args):
     from .report import TaskInfo
+    from .report.cpu import usable_cores
     from .report.measure import hardware
 
     for number, model in enumerate(args.models):  # before evaluating the others for minutes
@@ -376,7 +378,7 @@ def benchmark_command(args):
         task=TaskInfo(
             dataset=Path(scope["data"]).name, split="test", rows=len(test), metric=task.metric, name=task.name
         ),
-        hardware=hardware(args.threads or "all"),
+        hardware=hardware(args.threads or usable_cores()),
         timing=entries.timing,
         models=list(entries),
     )

@@ -114,7 +114,7 @@ def test_run_with_overrides_and_a_bad_recipe(tmp_path, tiny_bert_folder, reviews
     assert "unknown key 'epoch'. Did you mean 'epochs'" in capsys.readouterr().err
 
 
-def test_prune_export_evaluate_and_benchmark_commands(tmp_path, tiny_bert_folder, reviews_csv, capsys):
+def test_prune_export_evaluate_and_benchmark_commands(tmp_path, tiny_bert_folder, reviews_csv, capsys, monkeypatch):
     data = ["--data", str(reviews_csv), *TINY_DATA]
     main(["prune", "--model", str(tiny_bert_folder), "--num-layers", "2", *data, "--output-dir", str(tmp_path / "p")])
     pruned = AutoModelForSequenceClassification.from_pretrained(tmp_path / "p" / "pruned")
@@ -139,6 +139,13 @@ def test_prune_export_evaluate_and_benchmark_commands(tmp_path, tiny_bert_folder
     assert out[0].startswith(said)
     assert (metrics["split"], metrics["rows"], metrics["data_rows"]) == ("test", 12, 120)
     assert metrics["accuracy"] == pytest.approx(report["models"][-1]["metrics"]["accuracy"])
+
+    # A PyTorch folder is scored the same way, on a CPU with bf16 too (no bf16 copy), and nothing is timed.
+    monkeypatch.setattr("hf_efficient.report.measure.has_fast_bf16", lambda: True)
+    main(["evaluate", "--model", str(tmp_path / "p" / "pruned"), *data])
+    out = capsys.readouterr().out.strip().splitlines()
+    assert len(out) == 2 and "CPU latency" not in out[0]
+    assert json.loads(out[-1])["accuracy"] == pytest.approx(report["models"][0]["metrics"]["accuracy"])
 
     main(["evaluate", "--model", onnx, *data, "--split", "all"])
     captured = capsys.readouterr()

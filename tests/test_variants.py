@@ -317,7 +317,7 @@ def test_fastest_times_on_timing_threads(tmp_path, monkeypatch):
 
     ms = {"int8-all": (2.0, 40.0), "int8-weights": (1.0, 30.0), "int8-fused": (3.0, 50.0)}
     fixed_latency(ms, monkeypatch, threads=2)
-    monkeypatch.setattr("hf_efficient.export.int8.usable_cores", lambda: 2)
+    monkeypatch.setattr("hf_efficient.report.cpu.usable_cores", lambda: 2)
     opened, runner = [], measure.onnx_runner
     monkeypatch.setattr(
         measure, "onnx_runner", lambda path, threads, runtime: opened.append(threads) or runner(path, threads, runtime)
@@ -332,7 +332,7 @@ def test_fastest_times_on_timing_threads(tmp_path, monkeypatch):
 
 
 def test_timing_threads_beyond_the_cores_are_refused_before_writing(tmp_path, monkeypatch):
-    monkeypatch.setattr("hf_efficient.export.int8.usable_cores", lambda: 2)
+    monkeypatch.setattr("hf_efficient.report.cpu.usable_cores", lambda: 2)
     with pytest.raises(ValueError) as error:
         export_int8(tiny_model("bert"), tmp_path, Int8ExportConfig(variant="fastest", timing_threads=3))
     assert str(error.value) == (

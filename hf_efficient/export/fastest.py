@@ -27,7 +27,6 @@ export records the runtime and its loaders use it.
 from __future__ import annotations
 
 import copy
-import os
 import warnings
 from collections.abc import Callable
 from pathlib import Path
@@ -112,14 +111,6 @@ def runtimes_to_time(requested: str, mode: str) -> tuple[list[str], str]:
     from ..report.cpu import has_fast_bf16  # here: the report package imports this one
 
     return ["onnxruntime", "openvino", *(["openvino-bf16"] if has_fast_bf16() else [])], ""
-
-
-def usable_cores() -> int:
-    """The cores this process may run on (its affinity where the OS tells it, else the machine's)."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # macOS and Windows have no affinity call
-        return os.cpu_count() or 1
 
 
 def resolve_variant(

@@ -9,7 +9,6 @@ loaded when a step first asks for it). A step returns what `run_state.json` reco
 from __future__ import annotations
 
 import dataclasses
-import os
 import shutil
 import time
 from collections.abc import Callable
@@ -28,6 +27,7 @@ from ..report import (
     plot_tradeoffs,
     report_markdown,
 )
+from ..report.cpu import usable_cores
 from ..report.measure import EnergyMeter, hardware
 from ..techniques import TECHNIQUES
 from ..training import TrainingConfig, finetune
@@ -142,7 +142,7 @@ def report(run, folder: Path) -> dict:
     if "export" in run.steps:
         source = run.steps["export"]["source"]
         models[f"{source}-int8"] = run.output / "onnx" / INT8_FILE
-    threads = settings.threads or os.cpu_count()
+    threads = settings.threads or usable_cores()
     entries = measure_models(
         models,
         run.tokenized["test"],

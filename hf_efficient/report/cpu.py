@@ -7,6 +7,7 @@ units for int8 and bf16 matrix products, several times the AVX-512 rate).
 
 from __future__ import annotations
 
+import os
 import platform
 from pathlib import Path
 
@@ -43,6 +44,16 @@ def cpu_features() -> list[str]:
     info = _cpuinfo()
     flags = set((info.get("flags") or info.get("Features") or "").split())
     return [name for flag, name in FEATURES.items() if flag in flags]
+
+
+def usable_cores() -> int:
+    """The cores this process may run on: its CPU affinity where the OS tells it (`taskset`, a container's
+    CPU set), else the machine's count. Thread counts default to this, not to `os.cpu_count()`, which
+    counts cores the process cannot use."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS and Windows have no affinity call
+        return os.cpu_count() or 1
 
 
 def has_fast_bf16() -> bool:

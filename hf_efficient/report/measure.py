@@ -20,7 +20,7 @@ from ..metrics import evaluate_model, score_predictions
 from ..provenance import CONFIG_KEY
 from ..tasks import DEFAULT_TASK, Task, get_task
 from ..techniques import TECHNIQUES, kind_of
-from .cpu import cpu_features, cpu_name, has_fast_bf16
+from .cpu import cpu_features, cpu_name, has_fast_bf16, usable_cores
 from .schema import BUSY_LOAD_PER_CORE, SPREAD_UNRELIABLE, Energy, Hardware, ModelEntry, Timing
 
 POWERCAP = "/sys/class/powercap"
@@ -91,7 +91,7 @@ def machine_load() -> float | None:
 def assess_timing(spread: dict, load: float | None, *, threads: int, rounds: int, cores: int | None = None) -> Timing:
     """Whether absolute latencies with these spreads, timed under this load on `cores` CPUs (default: this
     machine's), can be trusted: see `Timing` and the thresholds in `report.schema`."""
-    cores = cores or os.cpu_count() or threads
+    cores = cores or usable_cores()
     worst = max(((s, name, size) for name, by_size in spread.items() for size, s in by_size.items()), default=None)
     reasons = []
     if load is not None and load > BUSY_LOAD_PER_CORE * cores:
@@ -280,9 +280,10 @@ def measure_models(
             folders, its metrics score them and its `metric` is the one retained against the first.
         scoring (`dict`, *optional*): More arguments of `metrics.score_predictions` (question answering:
             `examples`, the untokenized rows; token classification: `label_names` for ONNX files).
-        batch_sizes (`Sequence[int]`): Batch sizes of the CPU latency measurement.
+        batch_sizes (`Sequence[int]`): Batch sizes of the CPU latency measurement; none: the models are
+            scored and weighed, not timed.
         sequence_length (`int`): Tokens per row in the latency measurement.
-        threads (`int`, *optional*): CPU threads (default: all cores).
+        threads (`int`, *optional*): CPU threads (default: every core this process may use).
         seconds (`float`): Time spent per model and batch size.
         bf16_baseline (`bool`, *optional*): Time the reference in bf16 too (default: when the CPU has
             AVX512-BF16, AMX or ARM bf16 instructions).
@@ -299,7 +300,7 @@ def measure_models(
         raise ValueError(f"measure_models: {', '.join(missing)} does not exist; give a model folder or an .onnx file.")
     task = get_task(task) if isinstance(task, str) else task
     scoring = {**(scoring or {}), "task": task.name}
-    threads = threads or os.cpu_count()
+    threads = threads or usable_cores()
     entries, runners, modules = [], {}, {}
     for name, path in models.items():
         path = Path(path)
@@ -334,6 +335,8 @@ def measure_models(
             entries.append(bf16)
             runners[bf16.name], modules[bf16.name] = pytorch_runner(cast), cast
 
+    if not batch_sizes:
+        return Measurements(entries)
     feeds = latency_feeds(dataset, batch_sizes, sequence_length)
     timing = time_side_by_side(entries, runners, modules, feeds, metric=task.metric, threads=threads, seconds=seconds)
     return Measurements(entries, timing)

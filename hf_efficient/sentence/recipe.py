@@ -8,7 +8,6 @@ embedding quality (to the teacher), size and latency side by side; the card is a
 
 from __future__ import annotations
 
-import os
 import shutil
 import time
 from pathlib import Path
@@ -123,6 +122,7 @@ def report(run, folder: Path) -> dict:
 
     from ..recipe.steps import describe_export, run_report, write_report
     from ..report import ModelEntry
+    from ..report.cpu import usable_cores
     from ..report.measure import (
         EnergyMeter,
         bf16_entry,
@@ -139,7 +139,7 @@ def report(run, folder: Path) -> dict:
     from .model import sentence_encoder
 
     settings, data = run.recipe.report, run.dataset
-    threads = settings.threads or os.cpu_count()
+    threads = settings.threads or usable_cores()
     test, train = list(data["test"]["text"]), list(data["train"]["text"])
     labelled = "label" in data["test"].column_names
     # Ranked by kNN accuracy where the texts have labels; without them, by closeness to the teacher.
