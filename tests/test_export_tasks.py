@@ -274,6 +274,7 @@ def test_text_classifier_covers_pairs_multi_label_and_regression(exported, token
     for head in ("single-label", "multi-label", "regression"):
         model, folder = exported(head)
         classify = TextClassifier(folder, file_name="model.onnx")
+        assert classify([]) == []
         with torch.no_grad():
             logits = model(**tokenizer(TEXTS, TEXTS[::-1], padding=True, return_tensors="pt")).logits
         got = classify(TEXTS, TEXTS[::-1], batch_size=3)
@@ -310,8 +311,40 @@ def test_helpers_batch_texts_of_similar_length():
 def test_helpers_take_a_thread_count(exported):
     _, folder = exported("single-label")
     assert TextClassifier(folder, threads=1).session.session.get_session_options().intra_op_num_threads == 1
-    with pytest.raises(ValueError, match=r"TextEmbedder\(threads=-2\): give a whole number of threads"):
-        TextEmbedder(folder, threads=-2)
+    with pytest.raises(ValueError, match=r"TextClassifier\(threads=-2\): give a whole number of threads"):
+        TextClassifier(folder, threads=-2)
+
+
+def test_helpers_refuse_what_they_do_not_run_in_one_line(exported, tmp_path):
+    _, folder = exported("single-label")
+    f = str(folder)
+    refused = {
+        # A folder of another head names the helper that runs it, before its outputs fail deep inside.
+        TokenClassifier: f"TokenClassifier({f!r}) holds a BertForSequenceClassification export, not "
+        f"ForTokenClassification: use TextClassifier({f!r}).",
+        QuestionAnswerer: f"QuestionAnswerer({f!r}) holds a BertForSequenceClassification export, not "
+        f"ForQuestionAnswering: use TextClassifier({f!r}).",
+        TextEmbedder: f"TextEmbedder({f!r}) holds a BertForSequenceClassification export, not a bare encoder: "
+        f"use TextClassifier({f!r}).",
+    }
+    for helper, message in refused.items():
+        with pytest.raises(ValueError) as error:
+            helper(folder)
+        assert str(error.value) == message
+    _, encoder = exported("bare")
+    with pytest.raises(ValueError, match=r"holds a BertModel export, not ForMultipleChoice: use TextEmbedder\("):
+        ChoiceScorer(encoder)
+    with pytest.raises(ValueError) as error:  # the file, not its folder
+        TextClassifier(folder / "model_quantized.onnx")
+    assert str(error.value) == (
+        f"TextClassifier({str(folder / 'model_quantized.onnx')!r}): give the export folder, {f!r}, and the file as "
+        "file_name='model_quantized.onnx'."
+    )
+    with pytest.raises(ValueError, match=r"\('nowhere'\): no such folder; give an export_int8 output folder\.$"):
+        TextClassifier("nowhere")
+    (tmp_path / "modules.json").write_text("[]")  # a sentence-transformers export
+    with pytest.raises(ValueError, match=r"is a sentence-transformers export: embed with SentenceEmbedder\("):
+        TextEmbedder(tmp_path)
 
 
 def test_token_classifier_groups_words_as_the_pipeline(exported, tokenizer):
@@ -320,6 +353,7 @@ def test_token_classifier_groups_words_as_the_pipeline(exported, tokenizer):
     expected = ner(TEXTS)
     got = TokenClassifier(folder, file_name="model.onnx")(TEXTS, batch_size=3)
     assert any(got)  # some words are entities, to compare
+    assert TokenClassifier(folder)([]) == []
     for groups, reference in zip(got, expected, strict=True):
         assert [(g["entity_group"], g["word"], g["start"], g["end"]) for g in groups] == [
             (e["entity_group"], e["word"], e["start"], e["end"]) for e in reference
@@ -346,6 +380,7 @@ def test_question_answerer_finds_a_span_of_the_context(exported, tokenizer):
 
 def test_choice_scorer_and_text_embedder(exported, tokenizer):
     model, folder = exported("multiple-choice")
+    assert ChoiceScorer(folder)([], []) == []
     prompts, choices = ["the cat", "a film"], [["sat", "flew", "swam"], ["moved me", "bored me", "was long"]]
     got = ChoiceScorer(folder, file_name="model.onnx")(prompts, choices)
     for prompt, options, result in zip(prompts, choices, got, strict=True):
@@ -379,7 +414,6 @@ def test_choice_scorer_and_text_embedder(exported, tokenizer):
     normalized = TextEmbedder(folder, normalize=True)(TEXTS)
     np.testing.assert_allclose(np.linalg.norm(normalized, axis=-1), 1.0, rtol=1e-5)
     assert TextEmbedder(folder)([]).shape == (0, model.config.hidden_size)
-    assert TextClassifier(folder)([]) == TokenClassifier(folder)([]) == ChoiceScorer(folder)([], []) == []
 
 
 # The optimum stack: the folder loads with the task's ORTModelFor... class and runs in its pipeline.

@@ -76,7 +76,14 @@ def _pad(tokenizer, encoded, batch: list[int]) -> dict[str, np.ndarray]:
 
 
 class _Exported:
-    """An export folder: its tokenizer, config and runtime session (`export.runtime.Session`)."""
+    """An export folder: its tokenizer, config and runtime session (`export.runtime.Session`).
+
+    Each helper names the head it runs (`HEAD`, the tail of the class name in `config.architectures`:
+    "ForSequenceClassification", "" for a bare encoder), so that a folder of another head is refused
+    in one line naming the helper that runs it, not with an error from deep in its outputs.
+    """
+
+    HEAD = ""
 
     def __init__(
         self,
@@ -88,11 +95,31 @@ class _Exported:
     ):
         from transformers import AutoConfig, AutoTokenizer
 
-        folder = Path(folder)
+        name, folder = type(self).__name__, Path(folder)
+        if folder.is_file():
+            raise ValueError(
+                f"{name}({str(folder)!r}): give the export folder, {str(folder.parent)!r}, and the file as "
+                f"file_name={folder.name!r}."
+            )
+        if not folder.is_dir():
+            raise ValueError(f"{name}({str(folder)!r}): no such folder; give an export_int8 output folder.")
+        if (folder / "modules.json").is_file():
+            raise ValueError(
+                f"{name}({str(folder)!r}) is a sentence-transformers export: "
+                f"embed with SentenceEmbedder({str(folder)!r})."
+            )
         if not (folder / file_name).exists():
-            raise ValueError(f"{type(self).__name__}: no {file_name} in {folder}; run export_int8 first.")
-        self.tokenizer = AutoTokenizer.from_pretrained(folder)
+            raise ValueError(f"{name}: no {file_name} in {folder}; run export_int8 into it first.")
         self.config = AutoConfig.from_pretrained(folder)
+        architecture = (getattr(self.config, "architectures", None) or [""])[0]
+        head = architecture[architecture.rfind("For") :] if "For" in architecture else ""
+        if architecture and head != self.HEAD:
+            runs = {helper.HEAD: helper.__name__ for helper in _Exported.__subclasses__()}.get(head)
+            fix = f"use {runs}({str(folder)!r})" if runs else "no ONNX helper runs that head"
+            raise ValueError(
+                f"{name}({str(folder)!r}) holds a {architecture} export, not {self.HEAD or 'a bare encoder'}: {fix}."
+            )
+        self.tokenizer = AutoTokenizer.from_pretrained(folder)
         self.labels = self.config.id2label
         self.session = open_session(folder / file_name, runtime, threads, type(self).__name__)
         self.input_names, self.output_names = self.session.input_names, self.session.output_names
@@ -136,6 +163,8 @@ class TextClassifier(_Exported):
         [{'label': 'fresh', 'score': 0.97}, {'label': 'rotten', 'score': 0.91}]
         ```
     """
+
+    HEAD = "ForSequenceClassification"
 
     def __init__(
         self,
@@ -190,6 +219,8 @@ class TokenClassifier(_Exported):
         runtime (`str`, *optional*): "onnxruntime", "openvino" or "openvino-bf16" (`export.runtime`); the one
             `export_int8` chose for the int8 file (its `export_report.json`) when omitted.
     """
+
+    HEAD = "ForTokenClassification"
 
     def __call__(self, texts, batch_size: int = 32) -> list[list[dict]]:
         texts = _texts("TokenClassifier", texts)
@@ -262,6 +293,8 @@ class QuestionAnswerer(_Exported):
         runtime (`str`, *optional*): "onnxruntime", "openvino" or "openvino-bf16" (`export.runtime`); the one
             `export_int8` chose for the int8 file (its `export_report.json`) when omitted.
     """
+
+    HEAD = "ForQuestionAnswering"
 
     def __init__(
         self,
@@ -362,6 +395,8 @@ class ChoiceScorer(_Exported):
     Returns (on call): per prompt, `{"choice": index of the best, "scores": softmax over the choices}`.
     Prompts with as many choices run together, `batch_size` prompts of similar length at a time.
     """
+
+    HEAD = "ForMultipleChoice"
 
     def __call__(self, prompts, choices, batch_size: int = 32) -> list[dict]:
         prompts = _texts("ChoiceScorer", prompts, "prompts")

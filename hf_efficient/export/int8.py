@@ -19,7 +19,7 @@ from ..checks import model_source
 from ..sentence.model import sentence_transformer_of
 from ..tasks import DEFAULT_TASK, TASKS, get_task, task_of
 from .config import MODES, TARGETS, Int8ExportConfig  # noqa: F401 (MODES, TARGETS: still imported from here)
-from .fastest import resolve_variant, usable_cores
+from .fastest import resolve_variant
 from .gate import gate_measure
 from .graph import freeze_activation_ranges, use_tanh_gelu
 from .helpers import INT8_FILE
@@ -312,6 +312,15 @@ def _config_from_keywords(config: Int8ExportConfig | None, settings: dict) -> In
     return Int8ExportConfig(**settings)
 
 
+def _record_architecture(config_file: Path, model) -> None:
+    """Name the head's class in the export's config.json, as `save_pretrained` does for a model: a model
+    built with `from_config` has none, and the helpers and `folder_task` read the head from it."""
+    saved = json.loads(config_file.read_text())
+    if not saved.get("architectures"):
+        saved["architectures"] = [type(model).__name__]
+        config_file.write_text(json.dumps(saved, indent=2, sort_keys=True) + "\n")
+
+
 def export_int8(
     model_or_path: PreTrainedModel | str,
     output_dir: str,
@@ -370,6 +379,8 @@ def export_int8(
         raise ValueError("export_int8: Int8ExportConfig(backend='optimum') needs pip install 'hf_efficient[optimum]'.")
     if config.runtime.startswith("openvino") and not installed("openvino"):
         raise ValueError(f"export_int8: Int8ExportConfig(runtime={config.runtime!r}) needs pip install openvino.")
+    from ..report.cpu import usable_cores  # here: the report package imports this one
+
     if config.timing_threads > usable_cores():
         raise ValueError(
             f"export_int8: Int8ExportConfig(timing_threads={config.timing_threads}) is more than the "
@@ -416,6 +427,7 @@ def export_int8(
         choices = task.auto_class == "AutoModelForMultipleChoice"
         export_onnx(model, fp32, output_names=task.onnx_outputs, choices=choices)
         model.config.save_pretrained(output)
+    _record_architecture(output / "config.json", model)
     if tokenizer is not None:
         tokenizer.save_pretrained(output)
 
