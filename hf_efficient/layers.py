@@ -29,6 +29,14 @@ def evenly_spaced_layers(num_layers: int, depth: int) -> list[int]:
     `--encoder-layers-to-keep`) that the LayerDrop paper found best for pruning, and PKD-Skip's
     student initialisation; other depths spread the gaps (6 -> 4 keeps 0, 1, 3, 4).
     """
+    for name, value in (("num_layers", num_layers), ("depth", depth)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"evenly_spaced_layers({name}={value!r}): a whole number of layers, 1 or more.")
+    if depth > num_layers:
+        raise ValueError(
+            f"evenly_spaced_layers(num_layers={num_layers}, depth={depth}): cannot keep more layers than there are; "
+            f"give a depth of at most {num_layers}."
+        )
     return [i * num_layers // depth for i in range(depth)]
 
 

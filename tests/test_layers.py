@@ -61,3 +61,17 @@ def test_techniques_do_not_import_each_other(technique):
     others = set(TECHNIQUES) - {technique}
     for path in sorted((PACKAGE / technique).glob("*.py")):
         assert not (_imported_packages(path) & others), path.name
+
+
+@pytest.mark.parametrize(
+    "num_layers, depth, message",
+    [
+        (3, 6, "evenly_spaced_layers(num_layers=3, depth=6): cannot keep more layers than there are; give a depth"),
+        (6, 0, "evenly_spaced_layers(depth=0): a whole number of layers, 1 or more."),
+        (6.0, 3, "evenly_spaced_layers(num_layers=6.0): a whole number of layers, 1 or more."),
+    ],
+)
+def test_evenly_spaced_layers_refuses_impossible_depths(num_layers, depth, message):
+    with pytest.raises(ValueError) as error:
+        evenly_spaced_layers(num_layers, depth)
+    assert str(error.value).startswith(message)

@@ -49,9 +49,9 @@ class DataConfig:
             "flag": "data",
         },
     )
-    train_file: str | None = field(default=None, metadata={"help": "training file (instead of source)"})
-    validation_file: str | None = field(default=None, metadata={"help": "validation file (with train_file)"})
-    test_file: str | None = field(default=None, metadata={"help": "test file (with train_file)"})
+    train_file: str | None = field(default=None, metadata={"help": "training file (instead of the data source)"})
+    validation_file: str | None = field(default=None, metadata={"help": "validation file (with the training file)"})
+    test_file: str | None = field(default=None, metadata={"help": "test file (with the training file)"})
     text_column: str = field(default="text", metadata={"help": "column of the texts"})
     text_pair_column: str | None = field(default=None, metadata={"help": "column of the second texts of pairs"})
     label_column: str = field(
