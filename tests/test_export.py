@@ -321,6 +321,36 @@ def test_config_json_round_trip(config):
     assert parsed == config
 
 
+def test_exclude_keeps_named_nodes_fp32_and_refuses_unknown_names(tmp_path):
+    model = tiny_model("bert")
+    export_int8(model, tmp_path / "plain", Int8ExportConfig(retry=False))
+    graph = onnx.load(str(tmp_path / "plain" / "model.onnx")).graph
+    last = [n.name for n in graph.node if n.op_type == "MatMul"][-1]  # the top layer's FFN output
+    kept = export_int8(model, tmp_path / "kept", Int8ExportConfig(exclude=[last], retry=False))
+    nodes = {n.name: n.op_type for n in onnx.load(str(tmp_path / "kept" / "model_quantized.onnx")).graph.node}
+    assert nodes[last] == "MatMul" and kept.chosen["exclude"] == [last]  # still fp32
+    with pytest.raises(ValueError) as error:  # a misspelt name would keep nothing in fp32, silently
+        export_int8(model, tmp_path / "bad", Int8ExportConfig(exclude=[last.lower()]))
+    assert str(error.value) == (
+        f"export_int8: Int8ExportConfig(exclude=[{last.lower()!r}]) names no node of model.onnx: give ONNX node "
+        f"names, e.g. its last MatMul {last!r}. Did you mean {last!r}?"
+    )
+
+
+def test_untokenized_rows_and_a_dataset_dict_are_refused_in_one_line(tmp_path):
+    from datasets import Dataset, DatasetDict
+
+    raw = Dataset.from_dict({"text": ["a delight", "a mess"], "label": [1, 0]})
+    with pytest.raises(ValueError) as error:
+        export_int8(tiny_model("bert"), tmp_path, eval_dataset=raw)
+    assert str(error.value) == (
+        "export_int8(eval_dataset=...): the rows have no input_ids (columns ['text', 'label']); tokenize them "
+        "first with hf_efficient.data.tokenize_dataset(data, tokenizer)."
+    )
+    with pytest.raises(ValueError, match=r"^export_int8\(calibration_dataset=...\): give one split .*\['test'\]\.$"):
+        export_int8(tiny_model("bert"), tmp_path, calibration_dataset=DatasetDict(test=raw))
+
+
 def test_deprecated_keywords_warn_and_export_the_same(tmp_path):
     model, rows = tiny_model("bert"), tokenized_rows(16)
     config = Int8ExportConfig(mode="static", per_channel=False)

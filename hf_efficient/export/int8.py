@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import importlib.util
 import json
 import shutil
@@ -114,8 +115,19 @@ def _matmul_nodes(path: Path) -> list[str]:
 def quantization_choices(config: Int8ExportConfig, fp32: Path, *, retry: bool, last_matmuls: int) -> list[dict]:
     """The settings `export_int8` tries in turn: the config's, then (with `retry`, where an evaluation set
     can reject an attempt) per-channel scales and the exact GELU, then also the last `last_matmuls`
-    MatMuls of the graph in fp32."""
+    MatMuls of the graph in fp32. A name of `config.exclude` that is no node of the graph is refused: it
+    would keep nothing in fp32, silently."""
     exclude = list(config.exclude)
+    if exclude:
+        names = [node.name for node in onnx.load(str(fp32), load_external_data=False).graph.node]
+        unknown = [name for name in exclude if name not in names]
+        if unknown:
+            close = difflib.get_close_matches(unknown[0], names, n=1)
+            hint = f" Did you mean {close[0]!r}?" if close else ""
+            raise ValueError(
+                f"export_int8: Int8ExportConfig(exclude={unknown!r}) names no node of {fp32.name}: give ONNX node "
+                f"names, e.g. its last MatMul {_matmul_nodes(fp32)[-1]!r}.{hint}"
+            )
     choices = [{"per_channel": config.per_channel, "approximate_gelu": config.approximate_gelu, "exclude": exclude}]
     if retry and config.retry:
         choices.append({"per_channel": True, "approximate_gelu": False, "exclude": exclude})
@@ -392,6 +404,18 @@ def export_int8(
         from ..sentence.export import export_sentence_int8
 
         return export_sentence_int8(sentence, output_dir, config, eval_dataset, calibration_dataset)
+    for name, rows in (("eval_dataset", eval_dataset), ("calibration_dataset", calibration_dataset)):
+        if isinstance(rows, dict):  # a DatasetDict: all its splits
+            raise ValueError(
+                f"export_int8({name}=...): give one split of tokenized rows, e.g. data['test'], not the "
+                f"{type(rows).__name__} of splits {list(rows)}."
+            )
+        columns = getattr(rows, "column_names", None)
+        if columns is not None and "input_ids" not in columns:
+            raise ValueError(
+                f"export_int8({name}=...): the rows have no input_ids (columns {columns}); tokenize them first "
+                "with hf_efficient.data.tokenize_dataset(data, tokenizer)."
+            )
     model = model_or_path
     if isinstance(model_or_path, (str, Path)):
         model_source(model_or_path, "export_int8(model_or_path)", tokenizer=tokenizer is None)
