@@ -258,6 +258,19 @@ def test_different_vocabularies_are_refused(tmp_path):
         _trainer(tmp_path, student, teacher)
 
 
+def test_untokenized_rows_are_refused_in_one_line(tmp_path):
+    from datasets import Dataset
+
+    teacher = tiny_model("bert", num_layers=4)
+    raw = Dataset.from_dict({"text": ["a delight", "a mess"], "label": [1, 0]})
+    with pytest.raises(ValueError) as error:
+        _trainer(tmp_path, make_student(teacher, 2), teacher, data=raw)
+    assert str(error.value) == (
+        "DistillationTrainer(train_dataset=...): the rows have no input_ids (columns ['text', 'label']); "
+        "tokenize them first with hf_efficient.data.tokenize_dataset(data, tokenizer)."
+    )
+
+
 def test_layerdrop_student_and_lower_precision_teacher(tmp_path):
     teacher = tiny_model("roberta", num_layers=4, seed=1)
     student = apply_layerdrop(make_student(teacher, 2), LayerDropConfig(rate=0.3))

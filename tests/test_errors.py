@@ -378,3 +378,17 @@ def test_ctrl_c_in_a_real_run(paths, tmp_path):
     assert process.returncode == 130
     command = re.escape("hf-efficient " + " ".join(argv))
     _assert_one_line(err, "layerdrop", f"interrupted. Completed steps are kept: resume with `{command}`.")
+
+
+@pytest.mark.parametrize("call", ["make_student", "apply_layerdrop", "share_layers", "prune_layers"])
+def test_a_technique_given_a_path_asks_for_a_loaded_model(call):
+    import hf_efficient
+
+    with pytest.raises(ValueError) as error:
+        getattr(hf_efficient, call)("runs/teacher", 2) if call in ("make_student", "prune_layers") else getattr(
+            hf_efficient, call
+        )("runs/teacher")
+    assert str(error.value) == (
+        f"{call}('runs/teacher'): give a loaded model, not its name: e.g. "
+        "AutoModelForSequenceClassification.from_pretrained('runs/teacher'), or SentenceTransformer(...)."
+    )

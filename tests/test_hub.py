@@ -1,6 +1,7 @@
 """Model cards and Hub upload, against a local fake Hub driven by the real huggingface_hub client."""
 
 import json
+import re
 import socket
 from pathlib import Path
 
@@ -432,6 +433,19 @@ def test_push_to_hub_refuses_a_missing_or_empty_folder(hub, tmp_path):
     with pytest.raises(ValueError, match="no config.json nor README.md"):
         push_to_hub(tmp_path, "alice/x")
     assert hub.requests == []
+
+
+def test_push_to_hub_without_a_network_says_so_in_one_line(hub, tmp_path, monkeypatch):
+    (tmp_path / "config.json").write_text("{}")
+    closed = hub.url.rsplit(":", 1)[0] + ":9"  # nothing listens on port 9 (discard)
+    monkeypatch.setattr(constants, "ENDPOINT", closed)
+    with pytest.raises(OSError) as error:
+        push_to_hub(tmp_path, "alice/x", token="t")
+    assert re.fullmatch(
+        rf"push_to_hub: cannot reach {re.escape(closed)} \(\w+\); check the network connection \(or HF_ENDPOINT\), "
+        r"then push again\.",
+        str(error.value),
+    )
 
 
 @pytest.mark.parametrize(

@@ -42,15 +42,40 @@ def push_to_hub(
     if not is_repo_id(repo_id):
         raise ValueError(f"push_to_hub(repo_id={repo_id!r}): use 'namespace/name', e.g. 'your-name/{folder.name}'.")
     api = HfApi()  # built per call, so that a patched `huggingface_hub.constants.ENDPOINT` applies
-    api.create_repo(repo_id, private=private, token=token, exist_ok=True, repo_type="model")
-    if revision is not None:
-        api.create_branch(repo_id, branch=revision, token=token, exist_ok=True)
-    info = api.upload_folder(
-        repo_id=repo_id,
-        folder_path=folder,
-        repo_type="model",
-        token=token,
-        revision=revision,
-        commit_message=commit_message or f"Upload {folder.name} with hf_efficient",
-    )
+    try:
+        api.create_repo(repo_id, private=private, token=token, exist_ok=True, repo_type="model")
+        if revision is not None:
+            api.create_branch(repo_id, branch=revision, token=token, exist_ok=True)
+        info = api.upload_folder(
+            repo_id=repo_id,
+            folder_path=folder,
+            repo_type="model",
+            token=token,
+            revision=revision,
+            commit_message=commit_message or f"Upload {folder.name} with hf_efficient",
+        )
+    except Exception as error:
+        raise _hub_error(error, api.endpoint, repo_id) from error
     return info.commit_url
+
+
+# The transport errors of requests (huggingface_hub < 1) and httpx (>= 1) by class name: neither is a
+# dependency to import here, and httpx's are no OSError.
+_UNREACHABLE = {"ConnectionError", "ConnectError", "ConnectTimeout", "Timeout", "TimeoutException", "NetworkError"}
+
+
+def _hub_error(error: Exception, endpoint: str, repo_id: str) -> Exception:
+    """One line for the Hub failures a user can fix (no network, a token without write access); other
+    errors as they are."""
+    if _UNREACHABLE & {cls.__name__ for cls in type(error).__mro__}:
+        return OSError(
+            f"push_to_hub: cannot reach {endpoint} ({type(error).__name__}); check the network connection "
+            "(or HF_ENDPOINT), then push again."
+        )
+    status = getattr(getattr(error, "response", None), "status_code", None)
+    if status in (401, 403):
+        return PermissionError(
+            f"push_to_hub(repo_id={repo_id!r}): the Hub refused the token (HTTP {status}); log in with "
+            "`hf auth login` or set HF_TOKEN to a token with write access to that namespace."
+        )
+    return error

@@ -213,5 +213,5 @@ def prune_layers(model: PreTrainedModel, keep: int | list[int] | str) -> PreTrai
         `PreTrainedModel`: `model` itself, pruned.
     """
     call = f"prune_layers(keep={keep!r})"
-    keep_layers(transformers_model(model, call), keep, call=call, technique="pruning")
+    keep_layers(transformers_model(model, "prune_layers"), keep, call=call, technique="pruning")
     return model

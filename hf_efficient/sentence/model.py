@@ -44,6 +44,11 @@ def sentence_encoder(model, call: str = "hf_efficient") -> PreTrainedModel:
 
 def transformers_model(model, call: str = "hf_efficient") -> nn.Module:
     """The transformers model a technique changes: the encoder of a SentenceTransformer, else `model`."""
+    if isinstance(model, (str, Path)):  # a folder or Hub id: the techniques change a loaded model in place
+        raise ValueError(
+            f"{call}({str(model)!r}): give a loaded model, not its name: e.g. "
+            f"AutoModelForSequenceClassification.from_pretrained({str(model)!r}), or SentenceTransformer(...)."
+        )
     return sentence_encoder(model, call) if is_sentence_transformer(model) else model
 
 
