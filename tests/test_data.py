@@ -132,6 +132,38 @@ def test_compressed_json_lines_with_integer_labels(tmp_path):
         assert all(label == int(text.split()[1]) % 4 for text, label in _rows(split))
 
 
+def test_label_names_name_integer_ids_and_order_string_labels(tmp_path):
+    from hf_efficient.data import DataConfig, load_data
+
+    ids = datasets.Dataset.from_dict({"text": [f"t{i}" for i in range(20)], "label": [i % 2 for i in range(20)]})
+    named = load_text_classification(ids, label_names=["bad", "good"])
+    assert named["train"].features["label"].names == ["bad", "good"]
+    assert sorted(set().union(*(split.unique("label") for split in named.values()))) == [0, 1]  # ids unchanged
+    # String labels: the names' order sets the ids (sorted otherwise).
+    words = datasets.Dataset.from_dict({"text": ["a", "b"] * 10, "label": ["pos", "neg"] * 10})
+    ordered = load_text_classification(words, label_names=["pos", "neg"])
+    assert ordered["train"].features["label"].names == ["pos", "neg"]
+    assert all(
+        ordered["train"].features["label"].int2str(r["label"]) == {"a": "pos", "b": "neg"}[r["text"]]
+        for r in ordered["train"]
+    )
+    # Through DataConfig, as the CLI's --label-names and a recipe's data.label_names pass them.
+    path = tmp_path / "ids.csv"
+    ids.to_csv(path, index=False)
+    config = DataConfig(source=str(path), label_names=["bad", "good"])
+    assert load_data(config)["test"].features["label"].names == ["bad", "good"]
+    refused = [
+        (ids, ["bad"], "label_column='label' holds id 1, but label_names has 1 names; give one name per id"),
+        (words, ["pos"], "label_column='label' holds ['neg'], which label_names=['pos'] does not name"),
+        (ids, ["x", "x"], "label_names=['x', 'x']: each name once, in id order."),
+        ("rotten_tomatoes_default", ["a", "b"], "the default data name their labels already (rotten, fresh)"),
+    ]
+    for source, names, message in refused:
+        with pytest.raises(ValueError) as error:
+            load_text_classification(source, label_names=names)
+        assert message in str(error.value) and "\n" not in str(error.value)
+
+
 def test_dataset_dict_gets_a_validation_split_from_train():
     train = datasets.Dataset.from_dict({"sentence": [f"s{i}" for i in range(20)], "y": ["b", "a"] * 10})
     test = datasets.Dataset.from_dict({"sentence": ["t0", "t1", "t2"], "y": ["a", "c", "b"], "extra": [1, 2, 3]})

@@ -87,7 +87,7 @@ def load_data(
             )
         if config.text_pair_column is not None:
             raise ValueError(f"The default data ({DEFAULT_TASK}) have no text pairs; drop text_pair_column.")
-        return load_text_classification(DEFAULT_TASK, **options)
+        return load_text_classification(DEFAULT_TASK, label_names=config.label_names, **options)
     if task == TEXT_CLASSIFICATION and config.train_file is None and _is_file(source):
         # Checked and read exactly as `load_text_classification` always has.
         return load_text_classification(
@@ -95,6 +95,7 @@ def load_data(
             text_column=config.text_column,
             label_column=config.label_column,
             text_pair_column=config.text_pair_column,
+            label_names=config.label_names,
             **options,
         )
     raw = read_splits(config)
@@ -104,6 +105,7 @@ def load_data(
             text_column=config.text_column,
             label_column=config.label_column,
             text_pair_column=config.text_pair_column,
+            label_names=config.label_names,
             **options,
         )
     splits = _NORMALISE[task](dict(raw), config)

@@ -134,16 +134,43 @@ def _select_columns(
     return dataset.rename_columns({column: names[argument] for argument, column in columns.items()})
 
 
-def _encode_labels(splits: dict[str, datasets.Dataset], label_column: str) -> dict[str, datasets.Dataset]:
-    """Make `label` a `ClassLabel` shared by all splits: strings get sorted ids, integers stay as they are."""
+def _encode_labels(
+    splits: dict[str, datasets.Dataset], label_column: str, label_names: list[str] | None = None
+) -> dict[str, datasets.Dataset]:
+    """Make `label` a `ClassLabel` shared by all splits: strings get sorted ids, integers stay as they are;
+    `label_names` names integer ids (in id order), or orders string labels."""
     if all(isinstance(split.features["label"], datasets.ClassLabel) for split in splits.values()):
+        named = splits["train"].features["label"].names
+        if label_names is not None and list(label_names) != named:
+            raise ValueError(
+                f"label_names={list(label_names)}: the data name their labels already ({', '.join(named)}); "
+                "drop label_names."
+            )
         return splits
     values = set().union(*(split.unique("label") for split in splits.values()))
     names = bool(values) and all(isinstance(value, str) for value in values)
+    ids = bool(values) and all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in values)
+    if label_names is not None and len(set(label_names)) != len(label_names):
+        raise ValueError(f"label_names={list(label_names)}: each name once, in id order.")
     if names:
-        class_label = datasets.ClassLabel(names=sorted(values))
-    elif values and all(isinstance(value, int) and not isinstance(value, bool) and value >= 0 for value in values):
-        class_label = datasets.ClassLabel(num_classes=max(values) + 1)
+        unknown = sorted(values - set(label_names or values))
+        if unknown:
+            raise ValueError(
+                f"label_column={label_column!r} holds {unknown[:5]}, which label_names={list(label_names)} does not "
+                "name; list every label there (their order sets the ids), or drop label_names."
+            )
+        class_label = datasets.ClassLabel(names=list(label_names or sorted(values)))
+    elif ids:
+        if label_names is not None and max(values) >= len(label_names):
+            raise ValueError(
+                f"label_column={label_column!r} holds id {max(values)}, but label_names has {len(label_names)} "
+                "names; give one name per id, in id order."
+            )
+        class_label = (
+            datasets.ClassLabel(names=list(label_names))
+            if label_names
+            else datasets.ClassLabel(num_classes=max(values) + 1)
+        )
     else:
         shown = sorted(map(repr, values))[:10]
         raise ValueError(
@@ -187,6 +214,7 @@ def load_text_classification(
     test_split: float = 0.1,
     seed: int = 0,
     max_train_samples: int | None = None,
+    label_names: list[str] | None = None,
 ) -> datasets.DatasetDict:
     """Load any text classification data as "train", "validation" and "test" splits of `text` and `label`.
 
@@ -206,6 +234,8 @@ def load_text_classification(
             no "test" split.
         seed (`int`, defaults to `0`): Seed of the held-out splits and of the `max_train_samples` subset.
         max_train_samples (`int`, *optional*): Keep a random subset of this many train rows.
+        label_names (`list[str]`, *optional*): The names of integer label ids, in id order (they become the
+            head's `id2label`); with string labels, their order sets the ids.
 
     Returns:
         `datasets.DatasetDict`: "train", "validation" and "test" splits with `text` and `label` columns.
@@ -219,6 +249,11 @@ def load_text_classification(
             f"validation_split + test_split must leave rows for training, got {validation_split} + {test_split} >= 1."
         )
     if isinstance(source, str) and source == DEFAULT_TASK:
+        if label_names is not None:
+            raise ValueError(
+                f"label_names={list(label_names)}: the default data name their labels already (rotten, fresh); "
+                "drop label_names."
+            )
         return load_default_task(max_train_samples=max_train_samples, seed=seed)
 
     if isinstance(source, (str, os.PathLike)):
@@ -239,7 +274,7 @@ def load_text_classification(
         name: _select_columns(split, text_column, label_column, name, text_pair_column)
         for name, split in present.items()
     }
-    splits = _encode_labels(splits, label_column)
+    splits = _encode_labels(splits, label_column, label_names)
     classes = set().union(*(split.unique("label") for split in splits.values()))
     if len(classes) < 2:
         names = splits["train"].features["label"].int2str(sorted(classes))
