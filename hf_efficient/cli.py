@@ -152,7 +152,9 @@ def add_config_arguments(parser: argparse.ArgumentParser, cls, *, prefix: str = 
         help_text = f.metadata.get("help") or documented.get(f.name, "")
         if hints[f.name] is bool:
             if default:
-                group.add_argument(f"--no-{name}", dest=dest, action="store_false", help=f"do not: {help_text}")
+                group.add_argument(
+                    f"--no-{name}", dest=dest, action="store_false", help=f"turn off (default: on): {help_text}"
+                )
             else:
                 group.add_argument(f"--{name}", dest=dest, action="store_true", help=help_text)
             added.append((f.name, dest))

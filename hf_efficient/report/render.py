@@ -134,5 +134,6 @@ def report_markdown(report: Report) -> str:
             text += f"\n`{model.name}`: int8 graph `{model.export['variant']}`{on}, {model.export['variant_reason']}.\n"
     depths = depth_table(report)
     if depths:
-        text += f"\n{task.metric.capitalize()} after pruning to each depth, without retraining:\n\n{depths}\n"
+        metric = task.metric.replace("_", " ")  # entity_f1 -> "Entity f1"
+        text += f"\n{metric.capitalize()} after pruning to each depth, without retraining:\n\n{depths}\n"
     return text
