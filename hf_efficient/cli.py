@@ -25,7 +25,15 @@ from .distill import PKDConfig
 from .export import AccuracyDropError, Int8ExportConfig
 from .layerdrop import LayerDropConfig
 from .recipe import Recipe, RecipeError, load_recipe, run_recipe
-from .recipe.config import RECIPE_TASKS, DataSection, PruneSection, StudentSection, TrainingSection
+from .recipe.config import (
+    MODEL_SHORTCUTS,
+    RECIPE_TASKS,
+    DataSection,
+    PruneSection,
+    StudentSection,
+    TrainingSection,
+    check_shortcut,
+)
 from .recipe.run import end_process_group, folder_task
 from .report import Report, measure_models, report_markdown
 from .sharing import SharingConfig
@@ -198,8 +206,11 @@ def _common(parser: argparse.ArgumentParser, output: str, training: bool = True)
 def _base(args, name: str) -> dict:
     """The recipe's common part, once the model flags name models that exist (a second, not a failed training)."""
     for flag in ("model", "teacher"):
-        if getattr(args, flag, None):
-            model_source(getattr(args, flag), f"--{flag}", tokenizer=True)
+        value = getattr(args, flag, None)
+        pretrained = flag == "model" and name not in ("prune", "export")  # the others' --model is fine-tuned
+        if value and not (pretrained and value in MODEL_SHORTCUTS):  # "minilm": the recipe resolves it
+            check_shortcut(value, f"--{flag} {value}")
+            model_source(value, f"--{flag}", tokenizer=True)
     recipe = {"name": name, "output_dir": args.output_dir, "seed": args.seed}
     if args.task:
         recipe["task"] = args.task

@@ -89,6 +89,9 @@ ROWS = [
         "--teacher runs/nope/teacher: no such folder; give a model folder \\(with config.json\\)."),
     Row("export-missing-one-slash-path", ["export", "--model", "models/nosuchdir"],
         f"--model models/nosuchdir: no such folder, and {OFFLINE_HUB} .*"),
+    Row("layerdrop-misspelt-shortcut", ["layerdrop", "--model", "minilmm"],
+        "--model minilmm is no folder and no shortcut: did you mean 'minilm'\\? \\(shortcuts: minilm, mpnet; a Hub id "
+        "is owner/name\\)"),
     Row("export-folder-without-config", ["export", "--model", "{bad}/no_config"],
         f"--model {{bad}}/no_config {NO_CONFIG}"),
     Row("layerdrop-empty-csv", ["layerdrop", "--model", "{tiny}", "--data", "{bad}/empty.csv", *COLUMNS],
@@ -279,6 +282,8 @@ def test_a_missing_package_is_one_line(paths, capsys, monkeypatch):
 API = [
     ("run_recipe-missing-model", lambda p, out: run_recipe(tiny_recipe("./gone", p["csv"], out)),
      "model='./gone': no such folder; give a model folder \\(with config.json\\)."),
+    ("run_recipe-misspelt-shortcut", lambda p, out: run_recipe(tiny_recipe("mpnett", p["csv"], out)),
+     "recipe.model='mpnett' is no folder and no shortcut: did you mean 'mpnet'\\? .*"),
     ("run_recipe-teacher-path-file", lambda p, out: run_recipe(
         tiny_recipe(p["tiny"], p["csv"], out, teacher={"path": f"{p['tiny']}/config.json"})),
      "teacher.path='{tiny}/config.json' is a file; give a model folder \\(with config.json\\)."),

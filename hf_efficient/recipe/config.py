@@ -43,6 +43,17 @@ MODEL_SHORTCUTS = {
 }
 
 
+def check_shortcut(model, name: str) -> None:
+    """Refuse a misspelt model shortcut ("minilmm"), which would otherwise be asked of the Hub as an id."""
+    model = str(model)
+    close = difflib.get_close_matches(model, MODEL_SHORTCUTS, n=1, cutoff=0.8)
+    if close and model != close[0] and "/" not in model and not Path(model).expanduser().exists():
+        raise RecipeError(
+            f"{name} is no folder and no shortcut: did you mean {close[0]!r}? "
+            f"(shortcuts: {', '.join(MODEL_SHORTCUTS)}; a Hub id is owner/name)"
+        )
+
+
 class RecipeError(ValueError):
     """A recipe field is missing, unknown or has a bad value; the message names it and the fix."""
 
@@ -231,6 +242,7 @@ class Recipe:
             raise RecipeError("name is empty: give the run a name, e.g. `name: quickstart`.")
         if self.output_dir is None:
             self.output_dir = f"runs/{self.name}"
+        check_shortcut(self.model, f"{where}.model={self.model!r}")
         tasks = RECIPE_TASKS
         if self.task in TASKS and self.task not in tasks:
             raise RecipeError(
