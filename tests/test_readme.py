@@ -48,6 +48,8 @@ def test_readme_python_examples_run(tmp_path, monkeypatch):
 
     # PKD: a 3-layer student of the 6-layer teacher, trained, evaluated and saved.
     assert namespace["trainer"].model.config.num_hidden_layers == 3
+    logged = [entry for entry in namespace["trainer"].state.log_history if "loss_hard" in entry]
+    assert len(logged) == 2 and all({"loss_kd", "loss_patient"} <= set(entry) for entry in logged)  # as it says
     assert "eval_loss" in namespace["metrics"]
     assert (tmp_path / "runs/readme/student/config.json").exists()
 
