@@ -141,6 +141,17 @@ def _hub_model(repo_id: str, name: str) -> None:
         raise ValueError(f"{name}: the Hub model has no config.json; give a transformers model.")
 
 
+def check_tokenized(rows, name: str) -> None:
+    """Refuse rows without `input_ids` (raw text rows), which would fail inside the model with an error
+    naming no dataset. `name` says where they came from, e.g. "export_int8(eval_dataset=...)"."""
+    columns = getattr(rows, "column_names", None)
+    if isinstance(columns, list) and "input_ids" not in columns:
+        raise ValueError(
+            f"{name}: the rows have no input_ids (columns {columns}); tokenize them first "
+            "with hf_efficient.data.tokenize_dataset(data, tokenizer)."
+        )
+
+
 def data_format(path: Path) -> str:
     """The data suffix of `path` (`.csv`, `.tsv`, `.json` or `.jsonl`), past a compression suffix."""
     suffixes = [suffix.lower() for suffix in path.suffixes]

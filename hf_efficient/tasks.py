@@ -178,6 +178,12 @@ def problem_type_of(config) -> str:
     return "regression" if config.num_labels == 1 else "single_label_classification"
 
 
+def head_of(class_name: str) -> str:
+    """The head in a transformers class name, as the rows' Auto classes name it after "AutoModel":
+    BertForTokenClassification -> "ForTokenClassification"; a bare encoder (BertModel) has none, ""."""
+    return class_name[class_name.rfind("For") :] if "For" in class_name else ""
+
+
 def _has_head(model, task: Task) -> bool:
     if task.library != "transformers":
         return False

@@ -6,6 +6,7 @@ import torch
 from torch import nn
 from transformers import PreTrainedModel, Trainer
 
+from ..checks import check_tokenized
 from ..encoders import layer_stack, record_layer_outputs
 from ..provenance import record_technique
 from ..sentence import is_sentence_transformer
@@ -110,13 +111,8 @@ class DistillationTrainer(Trainer):
             },
         )
         super().__init__(model, *args, **kwargs)
-        for name in ("train_dataset", "eval_dataset"):  # raw rows fail inside the model, naming no dataset
-            columns = getattr(getattr(self, name, None), "column_names", None)
-            if isinstance(columns, list) and "input_ids" not in columns:
-                raise ValueError(
-                    f"DistillationTrainer({name}=...): the rows have no input_ids (columns {columns}); tokenize "
-                    "them first with hf_efficient.data.tokenize_dataset(data, tokenizer)."
-                )
+        for name in ("train_dataset", "eval_dataset"):
+            check_tokenized(getattr(self, name, None), f"DistillationTrainer({name}=...)")
         # compute_loss never passes `num_items_in_batch` to the model, whose loss is then a mean over
         # its own batch. Trainer must know, or (transformers 5, whose models all take **kwargs) it
         # counts items it does not use and skips dividing the loss by the gradient accumulation steps.

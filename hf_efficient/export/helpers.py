@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..tasks import head_of
 from .onnx import INPUT_NAMES
 from .runtime import open_session
 
@@ -112,7 +113,7 @@ class _Exported:
             raise ValueError(f"{name}: no {file_name} in {folder}; run export_int8 into it first.")
         self.config = AutoConfig.from_pretrained(folder)
         architecture = (getattr(self.config, "architectures", None) or [""])[0]
-        head = architecture[architecture.rfind("For") :] if "For" in architecture else ""
+        head = head_of(architecture)
         if architecture and head != self.HEAD:
             runs = {helper.HEAD: helper.__name__ for helper in _Exported.__subclasses__()}.get(head)
             fix = f"use {runs}({str(folder)!r})" if runs else "no ONNX helper runs that head"

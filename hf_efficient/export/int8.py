@@ -16,7 +16,7 @@ import torch
 from accelerate.utils import extract_model_from_parallel
 from transformers import AutoConfig, AutoTokenizer, PreTrainedModel
 
-from ..checks import model_source
+from ..checks import check_tokenized, model_source
 from ..sentence.model import sentence_transformer_of
 from ..tasks import DEFAULT_TASK, TASKS, get_task, task_of
 from .config import MODES, TARGETS, Int8ExportConfig  # noqa: F401 (MODES, TARGETS: still imported from here)
@@ -393,10 +393,11 @@ def export_int8(
         raise ValueError(f"export_int8: Int8ExportConfig(runtime={config.runtime!r}) needs pip install openvino.")
     from ..report.cpu import usable_cores  # here: the report package imports this one
 
-    if config.timing_threads > usable_cores():
+    cores = usable_cores()
+    if config.timing_threads > cores:
         raise ValueError(
             f"export_int8: Int8ExportConfig(timing_threads={config.timing_threads}) is more than the "
-            f"{usable_cores()} cores this process can use: time on at most {usable_cores()}."
+            f"{cores} cores this process can use: time on at most {cores}."
         )
 
     sentence = sentence_transformer_of(model_or_path)
@@ -410,12 +411,7 @@ def export_int8(
                 f"export_int8({name}=...): give one split of tokenized rows, e.g. data['test'], not the "
                 f"{type(rows).__name__} of splits {list(rows)}."
             )
-        columns = getattr(rows, "column_names", None)
-        if columns is not None and "input_ids" not in columns:
-            raise ValueError(
-                f"export_int8({name}=...): the rows have no input_ids (columns {columns}); tokenize them first "
-                "with hf_efficient.data.tokenize_dataset(data, tokenizer)."
-            )
+        check_tokenized(rows, f"export_int8({name}=...)")
     model = model_or_path
     if isinstance(model_or_path, (str, Path)):
         model_source(model_or_path, "export_int8(model_or_path)", tokenizer=tokenizer is None)

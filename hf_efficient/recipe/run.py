@@ -28,7 +28,7 @@ from ..checks import data_file, model_source
 from ..data import DEFAULT_TASK as DEFAULT_DATA
 from ..data import DataConfig, describe_default_task, label_names, load_data, tokenize_dataset
 from ..metrics import compute_metrics_fn, evaluate_model
-from ..tasks import DEFAULT_TASK, TASKS, get_task, problem_type_of
+from ..tasks import DEFAULT_TASK, TASKS, get_task, head_of, problem_type_of
 from .config import Recipe, RecipeError, load_recipe
 from .state import MADE_BY, RunState
 from .steps import STEPS
@@ -112,9 +112,7 @@ def folder_task(model: str) -> str | None:
     architecture = (getattr(config, "architectures", None) or [""])[0]
     if not architecture:
         return None
-    # The head of BertForTokenClassification is ForTokenClassification, as its row's Auto class has it; a
-    # bare BertModel has none, as AutoModel.
-    head = architecture[architecture.rfind("For") :] if "For" in architecture else ""
+    head = head_of(architecture)
     rows = [row for row in TASKS.values() if row.auto_class.removeprefix("AutoModel") == head]
     if len(rows) > 1:  # the variants of one head (single-label, multi-label, regression): its problem_type says
         rows = [row for row in rows if row.problem_type == problem_type_of(config)]
