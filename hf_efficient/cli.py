@@ -129,10 +129,12 @@ def docstring_help(cls) -> dict[str, str]:
             found[name] += " " + line.strip()
         else:
             name = None
-    return {
+    first = {
         key: re.split(r"(?<=[a-z0-9)])[.;] ", text + " ", maxsplit=1)[0].strip().rstrip(".")
         for key, text in found.items()
     }
+    # Lower-case like argparse's own help lines ("show this help message"), but not an acronym ("ONNX ...").
+    return {key: text[:1].lower() + text[1:] if text[1:2].islower() else text for key, text in first.items()}
 
 
 def add_config_arguments(parser: argparse.ArgumentParser, cls, *, prefix: str = "", skip=(), title: str = "") -> list:
@@ -597,6 +599,13 @@ def flag_names(message: str, args) -> str:
     return re.sub(r"^[\w.]+: (?=--)", "", _NAMED.sub(swap, message))
 
 
+# Where the commands without --task read the task from, for a user who passes one.
+TASK_FROM = {
+    "run": "the recipe names it: task: in the file, or --set task=NAME",
+    "card": "the card reads it from the run's report",
+}
+
+
 def main(argv: list[str] | None = None):
     """The command line. A user's error prints one line and exits with 2 (130 for Ctrl-C); `--debug` shows
     the traceback instead."""
@@ -606,6 +615,8 @@ def main(argv: list[str] | None = None):
         options = [option for action in args.command_parser._actions for option in action.option_strings]
         close = difflib.get_close_matches(unknown[0].replace("_", "-"), options, n=1)
         hint = f" (did you mean {close[0]}?)" if close else ""
+        if unknown[0].split("=")[0] == "--task":  # what other commands take, this one reads elsewhere
+            hint = f" ({TASK_FROM.get(args.command, 'the task comes from the model folder')})"
         args.command_parser.error(f"unrecognized arguments: {' '.join(unknown)}{hint}")
     try:
         args.run(args)

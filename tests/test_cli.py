@@ -79,7 +79,7 @@ def test_every_config_flag_has_help_and_only_recipe_tasks_are_offered():
             if "--task" in action.option_strings:
                 assert "feature-extraction" not in action.choices and "sentence-embedding" in action.choices
     distill = build_parser()._subparsers._group_actions[0].choices["distill"].format_help()
-    assert "Weight of the patient loss (default: 500.0)" in " ".join(distill.split())
+    assert "weight of the patient loss (default: 500.0)" in " ".join(distill.split())
 
 
 def test_distill_training_flags_reach_the_student(monkeypatch):
@@ -183,6 +183,17 @@ def test_prune_export_evaluate_and_benchmark_commands(tmp_path, tiny_bert_folder
     benchmark = json.loads(output.read_text())
     entries = benchmark["models"]
     assert [e["format"] for e in entries] == ["pytorch", "onnx"] and entries[0]["speedup"] == {"1": 1.0}
+    # The int8 file's layers and parameters: those of the model it was exported from, which the config.json and
+    # export_report.json beside it record (the file sits in it: the report names no folder).
+    assert "output_dir" not in json.loads((tmp_path / "e" / "onnx" / "export_report.json").read_text())
+    assert (
+        (entries[1]["layers"], entries[1]["parameters"])
+        == (entries[0]["layers"], entries[0]["parameters"])
+        == (
+            2,
+            pruned.num_parameters(),
+        )
+    )
     # How far the absolute times can be trusted: the spread of each model, the machine's load.
     assert all(set(e["latency_spread"]) == {"1"} for e in entries)
     assert benchmark["timing"]["cores"] >= 1 and isinstance(benchmark["timing"]["reliable"], bool)

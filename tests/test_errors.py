@@ -149,6 +149,12 @@ ROWS = [
     Row("layerdrop-unknown-flag", ["layerdrop", "--text_column", "review"],
         "unrecognized arguments: --text_column review \\(did you mean --text-column\\?\\); see `hf-efficient layerdrop "
         "--help`."),
+    Row("evaluate-with-task", ["evaluate", "--model", "{tiny}", "--task", "ner"],
+        "unrecognized arguments: --task ner \\(the task comes from the model folder\\); see `hf-efficient evaluate "
+        "--help`."),
+    Row("run-with-task", ["run", "{bad}/recipes/a.yaml", "--task=ner"],
+        "unrecognized arguments: --task=ner \\(the recipe names it: task: in the file, or --set task=NAME\\); see "
+        "`hf-efficient run --help`."),
     Row("distill-without-teacher", ["distill"],
         "the following arguments are required: --teacher; see `hf-efficient distill --help`."),
     Row("benchmark-batch-size-0", ["benchmark", "{tiny}", "--batch-sizes", "0"],
