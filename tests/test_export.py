@@ -93,9 +93,13 @@ def test_pruned_distilled_and_shared_models_export(tmp_path):
         with torch.no_grad():
             expected = model(**{k: torch.from_numpy(v) for k, v in inputs.items()}).logits.numpy()
         assert np.abs(run_onnx(tmp_path / name / "model.onnx", inputs) - expected).max() <= 1e-4, name
+        # What the report records, and `benchmark` shows, for the file: shared weights counted once.
+        unique = {id(p): p.numel() for p in model.parameters()}
+        assert result.parameters == sum(unique.values()) == model.num_parameters(), name
         if name == "shared":
             # Shared weights go through torch.onnx, which writes them once.
             assert result.backend == "onnxruntime"
+            assert result.parameters < tiny_model("bert", num_layers=4).num_parameters()
             one_layer = export_int8(prune_layers(tiny_model("bert", num_layers=4), 1), tmp_path / "one")
             assert one_layer is not None
             assert onnx_weight_bytes(tmp_path / name / "model.onnx") <= 1.2 * onnx_weight_bytes(

@@ -25,7 +25,7 @@ from .gate import gate_measure
 from .graph import freeze_activation_ranges, use_tanh_gelu
 from .helpers import INT8_FILE
 from .onnx import INPUT_NAMES, QUANTIZED_OPS, export_onnx, quantize_int8_dynamic
-from .runtime import installed, open_session
+from .runtime import REPORT_FILE, installed, open_session
 from .variants import finish_variant, prepare_variant
 
 FP32_FILE = "model.onnx"
@@ -62,9 +62,18 @@ class ExportResult:
     variant_reason: str | None = None
     variant_timings: dict | None = None  # variant="fastest": each graph's ms by batch size, timed here
     runtime: str = "onnxruntime"  # what runs the int8 file (`export.runtime`); its loaders read it here
+    # The exported model's parameters, which its graphs hold too (an int8 graph quantized, with its scales, and
+    # as ONNX initializers and constants that do not count them).
+    parameters: int | None = None
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+    def save(self) -> None:
+        """Write `export_report.json` into `output_dir`, without `output_dir`: the file sits in it, and a
+        recipe run renames the folder it exported into."""
+        record = {key: value for key, value in self.to_dict().items() if key != "output_dir"}
+        (Path(self.output_dir) / REPORT_FILE).write_text(json.dumps(record, indent=1))
 
 
 def optimum_available() -> bool:
@@ -464,6 +473,7 @@ def export_int8(
     result = ExportResult(
         str(output), FP32_FILE, None, backend, mode, config.target, config=config.to_dict(), task=task.name
     )
+    result.parameters = sum(p.numel() for p in model.parameters())
     quantize = _quantize_optimum if use_optimum else _quantize_onnxruntime
 
     # The last 4 MatMuls: the top layer's FFN and the head, which move the logits most directly.
@@ -502,7 +512,7 @@ def export_int8(
             if eval_dataset is not None:
                 result.metrics["onnx_int8"] = {measure.name: attempt[measure.name]}
             break
-    (output / "export_report.json").write_text(json.dumps(result.to_dict(), indent=1))
+    result.save()
     if result.int8_file is None:
         int8.unlink(missing_ok=True)
         raise AccuracyDropError(

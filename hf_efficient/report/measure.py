@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import glob
+import json
 import os
 import statistics
 import time
@@ -15,7 +16,7 @@ import numpy as np
 import torch
 
 from ..export.int8 import onnx_outputs
-from ..export.runtime import open_session
+from ..export.runtime import REPORT_FILE, open_session
 from ..metrics import evaluate_model, score_predictions
 from ..provenance import CONFIG_KEY
 from ..tasks import DEFAULT_TASK, Task, get_task
@@ -37,6 +38,17 @@ def weights_size_mb(files: list[str | Path] | str | Path) -> float:
     if missing or not paths:
         raise ValueError(f"weights_size_mb: no weight file at {missing or files}; save or export the model first.")
     return sum(p.stat().st_size for p in paths) / 1e6
+
+
+def onnx_layers_and_parameters(path: Path) -> tuple[int | None, int | None]:
+    """An exported ONNX file's layers and parameters, from the `config.json` and `export_report.json` that the
+    export writes beside it (a sentence-transformers folder: above its onnx/ folder); None where they do not say.
+    Not counted in the graph: its initializers and constants do not map one to one onto the model's parameters."""
+    found = {}
+    for name in ("config.json", REPORT_FILE):
+        file = next((f / name for f in (path.parent, path.parent.parent) if (f / name).is_file()), None)
+        found[name] = json.loads(file.read_text()) if file else {}
+    return found["config.json"].get("num_hidden_layers"), found[REPORT_FILE].get("parameters")
 
 
 def pytorch_runner(model: torch.nn.Module) -> Callable[[dict], None]:
@@ -313,6 +325,7 @@ def measure_models(
                     predictions if len(predictions) > 1 else predictions[0], dataset, **scoring
                 )
             entry.format, entry.kind = "onnx", "onnx"
+            entry.layers, entry.parameters = onnx_layers_and_parameters(path)
             runners[name] = onnx_runner(path, threads)
         else:
             model = task.head().from_pretrained(path).eval()

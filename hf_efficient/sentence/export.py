@@ -9,7 +9,6 @@ with `backend="onnx"`, or `SentenceEmbedder`), exactly as in PyTorch.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -57,6 +56,7 @@ def export_sentence_int8(
     export_onnx(encoder, fp32, output_names=("last_hidden_state",))
     result = ExportResult(str(output), FP32_FILE, None, "onnxruntime", config.mode, config.target)
     result.config, result.task = config.to_dict(), "sentence-embedding"
+    result.parameters = sum(p.numel() for p in encoder.parameters())
     result.gate = "cosine_to_pytorch" if eval_texts is not None else None
     reference = None
     if eval_texts is not None:
@@ -91,7 +91,7 @@ def export_sentence_int8(
             if eval_texts is not None:
                 result.metrics["onnx_int8"] = {"cosine_to_pytorch": attempt["cosine_to_pytorch"]}
             break
-    (output / "export_report.json").write_text(json.dumps(result.to_dict(), indent=1))
+    result.save()
     if result.int8_file is None:
         int8.unlink(missing_ok=True)
         raise AccuracyDropError(
