@@ -263,12 +263,19 @@ def test_untokenized_rows_are_refused_in_one_line(tmp_path):
 
     teacher = tiny_model("bert", num_layers=4)
     raw = Dataset.from_dict({"text": ["a delight", "a mess"], "label": [1, 0]})
+    student = make_student(teacher, 2)
     with pytest.raises(ValueError) as error:
-        _trainer(tmp_path, make_student(teacher, 2), teacher, data=raw)
+        _trainer(tmp_path, student, teacher, data=raw)
     assert str(error.value) == (
         "DistillationTrainer(train_dataset=...): the rows have no input_ids (columns ['text', 'label']); "
         "tokenize them first with hf_efficient.data.tokenize_dataset(data, tokenizer)."
     )
+    # Refused before anything is recorded on the student, which stays as make_student left it.
+    assert "distillation" not in student.config.hf_efficient
+    # Datasets given by position are checked too: Trainer(model, args, data_collator, train_dataset, ...).
+    args = TrainingArguments(str(tmp_path / "positional"), use_cpu=True, report_to=[])
+    with pytest.raises(ValueError, match=r"^DistillationTrainer\(train_dataset=...\): the rows have no input_ids"):
+        DistillationTrainer(student, args, None, raw, teacher=teacher)
 
 
 def test_layerdrop_student_and_lower_precision_teacher(tmp_path):

@@ -93,6 +93,14 @@ class DistillationTrainer(Trainer):
             raise ValueError("DistillationTrainer needs model=<student PreTrainedModel> and teacher=<PreTrainedModel>.")
         check_same_vocabulary(teacher, model, "DistillationTrainer")
         _check_same_task(teacher, model)
+        # Before anything is set on the student. The datasets may come by keyword or by position; arguments
+        # Trainer does not take are left for Trainer to refuse.
+        try:
+            given = inspect.signature(Trainer.__init__).bind_partial(self, model, *args, **kwargs).arguments
+        except TypeError:
+            given = {}
+        for name in ("train_dataset", "eval_dataset"):
+            check_tokenized(given.get(name), f"DistillationTrainer({name}=...)")
         self.layer_map = pkd_layer_map(len(layer_stack(teacher)), len(layer_stack(model)), self.distillation.strategy)
         if self.distillation.beta > 0 and model.config.hidden_size != teacher.config.hidden_size:
             # A learned map from student to teacher width; a submodule of the student so that DDP
@@ -111,8 +119,6 @@ class DistillationTrainer(Trainer):
             },
         )
         super().__init__(model, *args, **kwargs)
-        for name in ("train_dataset", "eval_dataset"):
-            check_tokenized(getattr(self, name, None), f"DistillationTrainer({name}=...)")
         # compute_loss never passes `num_items_in_batch` to the model, whose loss is then a mean over
         # its own batch. Trainer must know, or (transformers 5, whose models all take **kwargs) it
         # counts items it does not use and skips dividing the loss by the gradient accumulation steps.
