@@ -66,6 +66,17 @@ def test_openvino_runs_the_int8_file_as_onnx_runtime_does(tmp_path, tokenizer, r
     assert [g["score"] for g in got] == pytest.approx([e["score"] for e in expected], abs=1e-4)
 
 
+def test_openvino_asked_for_a_dynamic_file_warns_that_it_is_slow(tmp_path, tokenizer, rows, recwarn):
+    export_int8(classifier(tokenizer), tmp_path, Int8ExportConfig(mode="dynamic"), tokenizer=tokenizer)
+    with pytest.warns(UserWarning, match=r"^TextClassifier: .* is quantized dynamically, which OpenVINO runs about 4x"):
+        slow = TextClassifier(tmp_path, runtime="openvino")
+    assert slow.session.runtime == "openvino"  # the user's choice is kept
+    recwarn.clear()
+    TextClassifier(tmp_path)  # on ONNX Runtime (recorded): nothing to say
+    TextClassifier(tmp_path, file_name="model.onnx", runtime="openvino")  # the fp32 file: nothing dynamic
+    assert not [w for w in recwarn if "quantized dynamically" in str(w.message)]
+
+
 def test_runtime_settings_fail_in_one_line(tmp_path, tokenizer, rows, monkeypatch):
     with pytest.raises(ValueError, match=r"runtime='openvino'\) needs mode='static'.*or use runtime='onnxruntime'"):
         Int8ExportConfig(runtime="openvino")

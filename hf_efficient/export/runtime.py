@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -103,8 +104,23 @@ def open_session(
                 f"{caller}: {path} runs on OpenVINO (runtime={runtime!r}, asked for or recorded by its export), "
                 "which is not installed: pip install openvino, or pass runtime='onnxruntime'."
             )
+        if quantized_dynamically(path):  # the user's explicit choice: kept, but not silently slow
+            warnings.warn(
+                f"{caller}: {path} is quantized dynamically, which OpenVINO runs about 4x slower than ONNX Runtime "
+                "(it computes each DynamicQuantizeLinear as written); pass runtime='onnxruntime', or export with "
+                "mode='static' for OpenVINO.",
+                stacklevel=3,
+            )
         return OpenVINOSession(Path(path), threads, "bf16" if runtime == "openvino-bf16" else "f32")
     return Session(Path(path), threads)
+
+
+def quantized_dynamically(path: str | Path) -> bool:
+    """Whether the graph at `path` quantizes its activations as it runs (a dynamic int8 export)."""
+    import onnx
+
+    graph = onnx.load(str(path), load_external_data=False).graph
+    return any(node.op_type == "DynamicQuantizeLinear" for node in graph.node)
 
 
 def recorded_runtime(path: str | Path) -> str:
