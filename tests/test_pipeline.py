@@ -125,6 +125,9 @@ def test_tiny_run_leaves_whole_steps_and_a_card(tiny_run):
         assert (hub / name).is_file(), name
     # No pickle in the trained folders nor on the Hub: the recipe records the training settings.
     assert not list(output.glob("*/training_args.bin")) and not (hub / "training_args.bin").exists()
+    # The recipe.yaml a run writes reads back as the same recipe: a step that is off (push) stays off.
+    written = load_recipe(output / "recipe.yaml")
+    assert written.push is None and written.to_dict() == state["recipe"]
     card = ModelCard.load(hub / "README.md")
     final = report["models"][-1]
     results = {r.metric_type: r.metric_value for r in card.data.eval_results}

@@ -277,7 +277,10 @@ class Recipe:
             self.card = CardSection()  # what goes to the Hub always has a card
 
     def to_dict(self) -> dict:
-        return _plain(_flatten(dataclasses.asdict(self)))
+        """The recipe as a file holds it; a step that is off is written `false` (a bare `export:` turns it on)."""
+        steps = {f.name for f in dataclasses.fields(self) if f.default is None and f.name != "output_dir"}
+        recipe = _plain(_flatten(dataclasses.asdict(self)))
+        return {key: False if key in steps and value is None else value for key, value in recipe.items()}
 
 
 def load_recipe(source: str | Path | dict, overrides: list[str] | dict | None = None) -> Recipe:

@@ -85,4 +85,5 @@ def last_complete_checkpoint(folder: Path) -> str | None:
 
 
 def _comparable(recipe: dict) -> dict:
-    return {k: v for k, v in recipe.items() if k not in RESUMABLE_CHANGES}
+    # Runs before 2026-12 wrote a step that is off as null, now false.
+    return {k: False if v is None else v for k, v in recipe.items() if k not in RESUMABLE_CHANGES}
