@@ -21,6 +21,7 @@ from pathlib import Path
 from .checks import model_source
 from .data import DEFAULT_TASK as DEFAULT_DATA
 from .data import SPLITS, DataConfig, label_names, load_data, tokenize_dataset
+from .data.load import align_labels, model_labels
 from .distill import PKDConfig
 from .export import AccuracyDropError, Int8ExportConfig
 from .layerdrop import LayerDropConfig
@@ -307,6 +308,8 @@ def _load_split(args, model: Path, split: str = "test"):
     task = folder_task(str(folder)) or DEFAULT_TASK_NAME
     config = DataConfig(**config_values(args, args.fields["data"]))
     data = load_data(config, task, seed=args.seed)
+    if config.label_names is None:  # named labels numbered as the model numbers them
+        data = align_labels(data, model_labels(folder), f"--model {model}")
     total = sum(len(part) for part in data.values())
     rows = datasets.concatenate_datasets([data[name] for name in SPLITS]) if split == "all" else data[split]
     source = config.train_file or config.source
@@ -583,6 +586,8 @@ def flag_names(message: str, args) -> str:
         for field, dest in pairs:
             flags[f"{group}.{field}"] = options[dest]
             flags.setdefault(field, options[dest])
+    if "teacher" in options or args.command in ("prune", "export"):  # the fine-tuned model: the recipe's teacher
+        flags["teacher.path"] = options.get("teacher") or options["model"]
 
     def swap(match: re.Match) -> str:
         if match["argument"]:

@@ -208,3 +208,35 @@ def test_push_command_pushes_the_hub_folder_of_a_run(tmp_path, monkeypatch):
     )
     main(["push", str(tmp_path / "run"), "--repo-id", "me/tiny"])
     assert sent == {"folder": tmp_path / "run" / "hub", "private": True}
+
+
+def test_evaluate_scores_named_labels_by_the_model_s_own_names(tmp_path, tiny_bert_folder, capsys):
+    """The data's names read in sorted order (bad 0, good 1); a model that numbers them the other way round is
+    scored against its own names, not against the sorted ids."""
+    import torch
+    from transformers import AutoTokenizer
+
+    model = AutoModelForSequenceClassification.from_pretrained(tiny_bert_folder)
+    model.config.id2label, model.config.label2id = {0: "good", 1: "bad"}, {"good": 0, "bad": 1}
+    with torch.no_grad():  # it answers "good" (its id 0) whatever the text
+        model.classifier.weight.zero_()
+        model.classifier.bias.copy_(torch.tensor([10.0, -10.0]))
+    model.save_pretrained(tmp_path / "m")
+    AutoTokenizer.from_pretrained(tiny_bert_folder).save_pretrained(tmp_path / "m")
+    data = tmp_path / "three_good_one_bad.csv"
+    data.write_text("review,stars\n" + "".join(f"film {i},{'bad' if i % 4 == 0 else 'good'}\n" for i in range(40)))
+    main(["evaluate", "--model", str(tmp_path / "m"), "--data", str(data), *TINY_DATA, "--split", "all"])
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["accuracy"] == 0.75  # not 0.25
+
+    # Names the model does not know: one line naming both sides.
+    data.write_text("review,stars\n" + "".join(f"film {i},{'neg' if i % 4 == 0 else 'pos'}\n" for i in range(40)))
+    with pytest.raises(SystemExit):
+        main(["evaluate", "--model", str(tmp_path / "m"), "--data", str(data), *TINY_DATA])
+    assert (
+        capsys.readouterr()
+        .err.strip()
+        .endswith(
+            "the data's labels ['neg', 'pos'] are not among the model's (good, bad); rename them in the data, or give "
+            "--label-names [...]: the data's names in the order of the model's ids."
+        )
+    )

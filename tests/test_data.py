@@ -252,3 +252,58 @@ def test_tokenize_dataset_validates(tokenizer):
         tokenize_dataset(loaded.rename_column("text", "sentence"), tokenizer)
     with pytest.raises(ValueError, match="DatasetDict"):
         tokenize_dataset(loaded["train"], tokenizer)
+
+
+def _named(labels, column="label"):
+    rows = {"text": [f"row {i}" for i in range(len(labels))], column: labels}
+    return datasets.DatasetDict({"train": datasets.Dataset.from_dict(rows), "test": datasets.Dataset.from_dict(rows)})
+
+
+def test_named_labels_are_numbered_as_the_fine_tuned_model_numbers_them():
+    from hf_efficient.data.load import align_labels
+
+    # Read from names, the data number them in sorted order: fresh 0, rotten 1; the model has rotten 0, fresh 1.
+    data = _named(["fresh", "rotten", "fresh"])
+    data = datasets.DatasetDict(
+        {k: v.cast_column("label", datasets.ClassLabel(names=["fresh", "rotten"])) for k, v in data.items()}
+    )
+    model = {0: "rotten", 1: "fresh"}
+    aligned = align_labels(data, model, "--model m")
+    assert aligned["test"]["label"] == [1, 0, 1] and aligned["train"].features["label"].names == ["rotten", "fresh"]
+    # A test file of some of the model's labels only: numbered the same way.
+    some = datasets.DatasetDict({"train": data["train"].select([0]), "test": data["test"].select([0, 2])})
+    some = datasets.DatasetDict(
+        {k: v.cast_column("label", datasets.ClassLabel(names=["fresh"])) for k, v in some.items()}
+    )
+    assert align_labels(some, model, "--model m")["test"]["label"] == [1, 1]
+    # Ids on either side are only ids: nothing to renumber.
+    assert align_labels(data, {0: "LABEL_0", 1: "LABEL_1"}, "m") is data
+    ids = datasets.DatasetDict({k: v.cast_column("label", datasets.ClassLabel(num_classes=2)) for k, v in data.items()})
+    assert align_labels(ids, model, "m") is ids
+    # Labels the model does not name, or more labels than it has: refused when scoring it, kept for a new head.
+    other = datasets.DatasetDict(
+        {k: v.cast_column("label", datasets.ClassLabel(names=["neg", "pos"])) for k, v in data.items()}
+    )
+    with pytest.raises(
+        ValueError, match=r"^--model m: the data's labels \['neg', 'pos'\] are not among the model's \(rotten, fresh\)"
+    ):
+        align_labels(other, model, "--model m")
+    assert align_labels(other, model, "m", strict=False) is other
+    three = datasets.DatasetDict(
+        {k: v.cast_column("label", datasets.ClassLabel(num_classes=3)) for k, v in data.items()}
+    )
+    with pytest.raises(ValueError, match=r"^m: the data have 3 labels \(0, 1, 2\), the model 2 \(rotten, fresh\)"):
+        align_labels(three, model, "m")
+
+
+def test_tag_lists_are_renumbered_too():
+    from hf_efficient.data.load import align_labels
+
+    feature = datasets.Sequence(datasets.ClassLabel(names=["B-PER", "I-PER", "O"]))  # sorted, as read from names
+    split = datasets.Dataset.from_dict({"tokens": [["alice", "met", "bob"]], "tags": [[0, 2, 0]]}).cast_column(
+        "tags", feature
+    )
+    data = datasets.DatasetDict({"train": split, "test": split})
+    aligned = align_labels(data, {0: "O", 1: "B-PER", 2: "I-PER"}, "m")
+    assert aligned["test"]["tags"] == [[1, 0, 1]]
+    assert aligned["test"].features["tags"].feature.names == ["O", "B-PER", "I-PER"]

@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 from pathlib import Path
 
 import datasets
@@ -495,3 +496,55 @@ def label_names(dataset: datasets.DatasetDict | datasets.Dataset) -> list[str] |
         if column in split.column_names:
             return _class_names(split.features[column])
     return None
+
+
+def align_labels(
+    dataset: datasets.DatasetDict, id2label: dict | None, where: str, *, strict: bool = True
+) -> datasets.DatasetDict:
+    """`dataset`'s label (or tag) ids renumbered to a fine-tuned model's `id2label` where both name their labels.
+
+    Data read with label names number them in sorted order (`fresh` 0, `rotten` 1), which need not be the model's
+    (`rotten` 0, `fresh` 1): scored as they are, a good model would score as a bad one. Unchanged where either side
+    has ids only (`LABEL_0`, or ids in the data), or where they agree. `strict`: a data label the model does not
+    name is refused (scoring a fine-tuned model); otherwise the data are left as they are (fine-tuning a new head).
+    """
+    names = label_names(dataset)
+    model = [str(id2label[i]) for i in sorted(id2label)] if id2label else []
+    if not names or not model or names == model:
+        return dataset
+    if strict and len(names) > len(model):
+        raise ValueError(
+            f"{where}: the data have {len(names)} labels ({', '.join(names[:8])}), the model {len(model)} "
+            f"({', '.join(model[:8])}); score it on data of its own labels."
+        )
+    if all(re.fullmatch(r"LABEL_\d+", name) for name in model) or names == [str(i) for i in range(len(names))]:
+        return dataset
+    unknown = [name for name in names if name not in model]
+    if unknown:
+        if not strict:
+            return dataset
+        raise ValueError(
+            f"{where}: the data's labels {unknown[:5]} are not among the model's ({', '.join(model)}); rename them "
+            "in the data, or give label_names=[...]: the data's names in the order of the model's ids."
+        )
+    new_id = [model.index(name) for name in names]
+    aligned = {}
+    for split_name, split in dataset.items():
+        column = "label" if "label" in split.column_names else "tags"
+        features = split.features.copy()
+        inner = datasets.ClassLabel(names=model)
+        listed = not isinstance(features[column], datasets.ClassLabel)
+        features[column] = datasets.Sequence(inner) if listed else inner
+
+        def renumber(value, listed=listed):
+            return [new_id[v] for v in value] if listed else new_id[value]
+
+        aligned[split_name] = split.map(lambda row, c=column, r=renumber: {c: r(row[c])}, features=features)
+    return datasets.DatasetDict(aligned)
+
+
+def model_labels(folder: str | Path) -> dict[int, str] | None:
+    """The `id2label` that a model folder's `config.json` records; None where it has none."""
+    config = Path(folder) / "config.json"
+    id2label = json.loads(config.read_text()).get("id2label") if config.is_file() else None
+    return {int(i): name for i, name in id2label.items()} if id2label else None

@@ -27,6 +27,7 @@ from ..assets import default_model_path, mpnet_path
 from ..checks import data_file, model_source
 from ..data import DEFAULT_TASK as DEFAULT_DATA
 from ..data import DataConfig, describe_default_task, label_names, load_data, tokenize_dataset
+from ..data.load import align_labels, model_labels
 from ..metrics import compute_metrics_fn, evaluate_model
 from ..tasks import DEFAULT_TASK, TASKS, get_task, head_of, problem_type_of
 from .config import Recipe, RecipeError, load_recipe
@@ -244,7 +245,15 @@ class Run:
     def dataset(self):
         data = self.recipe.data
         config = DataConfig(**{f.name: getattr(data, f.name) for f in dataclasses.fields(DataConfig)})
-        return load_data(config, self.task.name, seed=self.recipe.seed)
+        dataset = load_data(config, self.task.name, seed=self.recipe.seed)
+        if config.label_names is not None:
+            return dataset
+        # Named labels numbered as the model the run starts from numbers them: a fine-tuned teacher must know
+        # them all; a pretrained model with other labels gets a new head (`pretrained`).
+        teacher = self.recipe.teacher
+        if teacher and teacher.path:
+            return align_labels(dataset, model_labels(teacher.path), f"teacher.path={teacher.path!r}")
+        return align_labels(dataset, model_labels(self.model_path), f"model={self.model_path!r}", strict=False)
 
     @functools.cached_property
     def tokenized(self):
