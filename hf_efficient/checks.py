@@ -245,3 +245,24 @@ def _first_character(path: Path) -> str:
             if chunk.strip():
                 return chunk.strip()[0]
     return ""
+
+
+def check_max_length(max_length, tokenizer, where: str, pairs: bool = False) -> None:
+    """Refuse a `max_length` the tokenizer would not truncate to (its special tokens leave no room for text: it
+    then warns and returns rows of any length) or longer than the model's positions (the tokenizer's
+    `model_max_length`, where it records one), which fails inside the model."""
+    if isinstance(max_length, bool) or not isinstance(max_length, int):
+        raise ValueError(f"{where}: max_length={max_length!r} must be an int, e.g. 128.")
+    if tokenizer is None or not callable(tokenizer):
+        raise ValueError(
+            f"{where}: tokenizer={tokenizer!r} is no tokenizer; give the model's, e.g. "
+            "AutoTokenizer.from_pretrained(model_folder)."
+        )
+    low = tokenizer.num_special_tokens_to_add(pair=pairs) + 1
+    high = tokenizer.model_max_length if tokenizer.model_max_length < 1_000_000 else None
+    if max_length < low or (high is not None and max_length > high):
+        most = f"to {high}" if high is not None else "or more"
+        raise ValueError(
+            f"{where}: max_length={max_length} is out of range; give {low} {most} (the tokenizer adds "
+            f"{low - 1} special tokens{'' if high is None else f' and the model has {high} positions'})."
+        )

@@ -246,8 +246,13 @@ def test_tokenize_dataset(tokenizer):
 
 def test_tokenize_dataset_validates(tokenizer):
     loaded = load_text_classification(datasets.Dataset.from_dict({"text": ["a", "b"] * 10, "label": [0, 1] * 10}))
-    with pytest.raises(ValueError, match="max_length"):
-        tokenize_dataset(loaded, tokenizer, max_length=0)
+    # Below the special tokens plus one the tokenizer would not truncate at all; beyond its positions the model fails.
+    for wrong in (0, 2, 513):
+        with pytest.raises(ValueError, match=rf"^tokenize_dataset: max_length={wrong} is out of range; give 3 to 512 "):
+            tokenize_dataset(loaded, tokenizer, max_length=wrong)
+    assert all(len(ids) == 3 for ids in tokenize_dataset(loaded, tokenizer, max_length=3)["train"]["input_ids"])
+    with pytest.raises(ValueError, match=r"^tokenize_dataset: tokenizer=None is no tokenizer"):
+        tokenize_dataset(loaded, None)
     with pytest.raises(ValueError, match="'text'"):
         tokenize_dataset(loaded.rename_column("text", "sentence"), tokenizer)
     with pytest.raises(ValueError, match="DatasetDict"):

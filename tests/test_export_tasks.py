@@ -342,6 +342,9 @@ def test_helpers_refuse_what_they_do_not_run_in_one_line(exported, tmp_path):
     )
     with pytest.raises(ValueError, match=r"\('nowhere'\): no such folder; give an export_int8 output folder\.$"):
         TextClassifier("nowhere")
+    for wrong in (1000, 2):  # beyond the model's positions, or no room for text beside the special tokens
+        with pytest.raises(ValueError, match=rf"^TextClassifier: max_length={wrong} is out of range; give 3 to 512 "):
+            TextClassifier(folder, max_length=wrong)
     (tmp_path / "modules.json").write_text("[]")  # a sentence-transformers export
     with pytest.raises(ValueError, match=r"is a sentence-transformers export: embed with SentenceEmbedder\("):
         TextEmbedder(tmp_path)

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import datasets
 
+from ..checks import check_max_length
 from .load import (
     MULTI_LABEL,
     MULTIPLE_CHOICE,
@@ -64,11 +65,13 @@ def tokenize_dataset(
         `datasets.DatasetDict`: The same splits with the tokenizer's columns and the head's label columns in place of
         the task's input columns; other columns are kept.
     """
-    if isinstance(max_length, bool) or not isinstance(max_length, int) or max_length < 1:
-        raise ValueError(f"max_length must be a positive int, got {max_length!r}.")
     if not isinstance(dataset, datasets.DatasetDict):
         raise ValueError(f"dataset must be a `datasets.DatasetDict`, got {type(dataset).__name__}.")
     task = check_task(task)
+    pairs = task in (QUESTION_ANSWERING, MULTIPLE_CHOICE) or any(
+        "text_pair" in s.column_names for s in dataset.values()
+    )
+    check_max_length(max_length, tokenizer, "tokenize_dataset", pairs)
     needed = _INPUT_COLUMNS[task]
     for name, split in dataset.items():
         missing = [column for column in needed if column not in split.column_names]

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..checks import check_max_length
 from ..tasks import head_of
 from .onnx import INPUT_NAMES
 from .runtime import open_session
@@ -121,6 +122,9 @@ class _Exported:
                 f"{name}({str(folder)!r}) holds a {architecture} export, not {self.HEAD or 'a bare encoder'}: {fix}."
             )
         self.tokenizer = AutoTokenizer.from_pretrained(folder)
+        check_max_length(
+            max_length, self.tokenizer, name, pairs=self.HEAD in ("ForQuestionAnswering", "ForMultipleChoice")
+        )
         self.labels = self.config.id2label
         self.session = open_session(folder / file_name, runtime, threads, type(self).__name__)
         self.input_names, self.output_names = self.session.input_names, self.session.output_names
