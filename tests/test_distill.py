@@ -19,6 +19,7 @@ from hf_efficient import (
     pkd_layer_map,
 )
 from hf_efficient.distill import patient_loss, soft_target_loss
+from hf_efficient.recipe import RecipeError, load_recipe
 
 
 def test_soft_target_loss_by_hand():
@@ -332,3 +333,25 @@ def test_gradient_accumulation_matches_one_big_batch(tmp_path):
     (losses, weights), (accumulated_losses, accumulated_weights) = runs
     assert accumulated_losses == pytest.approx(losses, rel=1e-4)
     assert all(torch.allclose(accumulated_weights[k], weights[k], atol=1e-5) for k in weights)
+
+
+def test_settings_that_would_do_nothing_are_refused_or_said(tmp_path):
+    teacher = tiny_model("bert", num_layers=4)
+    # The embedding loss's settings: a classifier's loss has no such term.
+    for setting in ({"similarity": 0.1}, {"embedding_loss": "cosine"}):
+        with pytest.raises(ValueError, match=r"^DistillationTrainer: PKDConfig\(.*\) applies to embedding models"):
+            _trainer(tmp_path, make_student(teacher, 2), teacher, PKDConfig(**setting))
+    with pytest.raises(RecipeError, match=r"student.distillation.similarity=0.1 applies to embedding models"):
+        load_recipe({"name": "r", "teacher": {}, "student": {"distillation": {"similarity": 0.1}}})
+    # projection=False with a narrower student: the patient loss could not compare their states.
+    narrow = tiny_model("bert", num_layers=2, hidden_size=16)
+    with pytest.raises(ValueError, match=r"^DistillationTrainer: the student's hidden size is 16 but the teacher's is"):
+        _trainer(tmp_path, narrow, teacher, PKDConfig(projection=False))
+    assert _trainer(tmp_path, narrow, teacher, PKDConfig(projection=False, beta=0))  # logit KD: fine
+    # A 1-layer student has no layer to match: said, and recorded as the logit KD it is.
+    one = make_student(teacher, 1)
+    with pytest.warns(UserWarning, match=r"a 1-layer student has no intermediate layer .* logit KD only"):
+        _trainer(tmp_path, one, teacher, PKDConfig())
+    assert one.config.hf_efficient["distillation"]["method"] == "logit_kd"
+    with pytest.raises(ValueError, match=r"PKDConfig\(beta=inf\): must be a finite number >= 0"):
+        PKDConfig(beta=float("inf"))

@@ -1,9 +1,12 @@
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 
 STRATEGIES = ("skip", "last")
 EMBEDDING_LOSSES = ("mse", "cosine")
+# The settings that only the embedding models' loss reads (`embedding.EmbeddingDistillationLoss`).
+EMBEDDING_ONLY = ("embedding_loss", "similarity")
 
 
 @dataclass
@@ -66,8 +69,8 @@ class PKDConfig:
             raise ValueError(f"PKDConfig(strategy={self.strategy!r}): a layer map is a list of teacher layer ints.")
         for name in ("alpha", "beta", "temperature", "similarity"):
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
-                raise ValueError(f"PKDConfig({name}={value!r}): must be a number >= 0.")
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < math.inf:
+                raise ValueError(f"PKDConfig({name}={value!r}): must be a finite number >= 0.")
         if self.embedding_loss not in EMBEDDING_LOSSES:
             raise ValueError(f"PKDConfig(embedding_loss={self.embedding_loss!r}): use 'mse' or 'cosine'.")
         for name in ("normalize", "projection"):

@@ -262,6 +262,17 @@ class Recipe:
                     "prune/export need a model: add `teacher: {path: <fine-tuned model>}` (or a teacher to fine-tune)."
                 )
         student = self.student
+        distillation = student.distillation if student is not None else None
+        if distillation is not None and not own_teacher:
+            from ..distill.config import EMBEDDING_ONLY
+
+            defaults = type(distillation)()
+            ignored = [n for n in EMBEDDING_ONLY if getattr(distillation, n) != getattr(defaults, n)]
+            if ignored:
+                raise RecipeError(
+                    f"{where}.student.distillation.{ignored[0]}={getattr(distillation, ignored[0])!r} applies to "
+                    f"embedding models (task sentence-embedding), not to {self.task}: leave it out."
+                )
         if student is not None and self.teacher is None and not own_teacher:
             needing = [f"student.{name}" for name in student.techniques if TECHNIQUES[name].needs_teacher]
             if student.init_from == "teacher":
