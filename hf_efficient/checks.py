@@ -96,6 +96,11 @@ def _local_model(path: Path, name: str, onnx: bool, tokenizer: bool) -> None:
             hint = f" It holds model folders: give one of {', '.join(inside)}." if inside else ""
             raise ValueError(f"{name} has no config.json: give {kind}, as save_pretrained writes it.{hint}")
         if not any(next(folder.glob(pattern), None) for pattern in WEIGHT_PATTERNS):
+            graphs = sorted(folder.glob("*.onnx"))
+            if graphs:  # an export_int8 folder
+                graph = folder / "model_quantized.onnx" if (folder / "model_quantized.onnx").is_file() else graphs[0]
+                fix = f"give the file, {graph}" if onnx else "this needs the PyTorch model folder it was exported from"
+                raise ValueError(f"{name} holds ONNX graphs, not PyTorch weights: {fix}.")
             raise ValueError(f"{name} has a config.json but no weights (model.safetensors): save the model into it.")
     if tokenizer and not any((folder / file).is_file() for file in TOKENIZER_FILES):
         raise ValueError(

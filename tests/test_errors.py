@@ -48,6 +48,9 @@ def paths(tmp_path_factory, tiny_bert_folder, reviews_csv) -> dict[str, str]:
     shutil.copy(tiny_bert_folder / "config.json", bad / "run" / "teacher")
     (bad / "no_weights").mkdir()
     shutil.copy(tiny_bert_folder / "config.json", bad / "no_weights")
+    (bad / "onnx_export").mkdir()  # what export_int8 writes: a config.json beside the graphs
+    shutil.copy(tiny_bert_folder / "config.json", bad / "onnx_export")
+    (bad / "onnx_export" / "model_quantized.onnx").write_bytes(b"")
     (bad / "no_tokenizer").mkdir()
     for name in ("config.json", "model.safetensors"):
         shutil.copy(tiny_bert_folder / name, bad / "no_tokenizer")
@@ -161,6 +164,17 @@ ROWS = [
         "argument --batch-sizes: '0' is not a positive integer; see `hf-efficient benchmark --help`."),
     Row("benchmark-threads-0", ["benchmark", "{tiny}", "--threads", "0"],
         "argument --threads: '0' is not a positive integer; see `hf-efficient benchmark --help`."),
+    Row("benchmark-threads-beyond-the-cores", ["benchmark", "{tiny}", "--threads", "4096"],
+        "--threads 4096: this process may use \\d+ cores; give at most that many \\(more threads than cores time the "
+        "contention, not the model\\)."),
+    Row("benchmark-output-is-a-folder", ["benchmark", "{tiny}", "--output", "{bad}"],
+        "--output {bad}: give a file path in an existing folder, e.g. benchmark.json."),
+    Row("prune-output-dir-is-a-file",
+        ["prune", "--model", "{tiny}", "--num-layers", "1", "--output-dir", "{bad}/notes.xlsx"],
+        "--output-dir {bad}/notes.xlsx is a file; give a folder for the run \\(made if missing\\)."),
+    Row("evaluate-onnx-folder", ["evaluate", "--model", "{bad}/onnx_export"],
+        "--model {bad}/onnx_export holds ONNX graphs, not PyTorch weights: give the file, "
+        "{bad}/onnx_export/model_quantized.onnx."),
     Row("benchmark-missing-second-model", ["benchmark", "{tiny}", "{bad}/gone.onnx"],
         "{bad}/gone.onnx: no such file or folder; give a model folder \\(with config.json\\) or an .onnx file."),
     Row("run-recipe-is-a-folder", ["run", "{bad}/recipes"],

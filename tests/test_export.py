@@ -353,6 +353,11 @@ def test_untokenized_rows_and_a_dataset_dict_are_refused_in_one_line(tmp_path):
     )
     with pytest.raises(ValueError, match=r"^export_int8\(calibration_dataset=...\): give one split .*\['test'\]\.$"):
         export_int8(tiny_model("bert"), tmp_path, calibration_dataset=DatasetDict(test=raw))
+    with pytest.raises(ValueError, match=r"^export_int8\(eval_dataset=...\) has no rows; give at least one, or None"):
+        export_int8(tiny_model("bert"), tmp_path, eval_dataset=tokenized_rows(4).select([]))
+    (tmp_path / "a_file").write_text("")
+    with pytest.raises(ValueError, match=r"^export_int8\(output_dir='.*a_file'\) is a file; give a folder"):
+        export_int8(tiny_model("bert"), tmp_path / "a_file")
 
 
 def test_deprecated_keywords_warn_and_export_the_same(tmp_path):

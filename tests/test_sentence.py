@@ -307,6 +307,7 @@ def test_export_int8_matches_pytorch(family, tmp_path):
     with pytest.raises(ValueError, match=r"SentenceEmbedder\(texts=3\): give a string or a list of strings"):
         SentenceEmbedder(str(out), threads=1)(3)
     assert cosine_to_teacher(int8, reference) >= 0.99
+    assert SentenceEmbedder(str(out))([]).shape == (0, int8.shape[1])  # no texts: no rows, of the same width
     assert result.metrics["onnx_int8"]["cosine_to_pytorch"] == pytest.approx(
         cosine_to_teacher(int8, reference), abs=1e-4
     )

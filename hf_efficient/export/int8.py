@@ -409,6 +409,11 @@ def export_int8(
             f"{cores} cores this process can use: time on at most {cores}."
         )
 
+    if Path(output_dir).exists() and not Path(output_dir).is_dir():
+        raise ValueError(f"export_int8(output_dir={str(output_dir)!r}) is a file; give a folder (made if missing).")
+    for name, rows in (("eval_dataset", eval_dataset), ("calibration_dataset", calibration_dataset)):
+        if rows is not None and hasattr(rows, "__len__") and len(rows) == 0:
+            raise ValueError(f"export_int8({name}=...) has no rows; give at least one, or None to skip what it is for.")
     sentence = sentence_transformer_of(model_or_path)
     if sentence is not None:
         from ..sentence.export import export_sentence_int8

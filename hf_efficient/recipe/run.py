@@ -63,6 +63,9 @@ def run_recipe(
 def check_inputs(recipe: Recipe, model_path: str, pending: list[str]) -> None:
     """Check the model folders (or Hub ids), the data file and the depths that the `pending` steps
     will read, in a second, before any of them runs; a `ValueError` names the recipe field."""
+    output = Path(recipe.output_dir)
+    if output.exists() and not output.is_dir():
+        raise RecipeError(f"output_dir={recipe.output_dir!r} is a file; give a folder for the run (made if missing).")
     if not set(pending) - {"card", "push"}:
         return  # the card and the push read neither a model nor the data
     teacher, student = recipe.teacher, recipe.student

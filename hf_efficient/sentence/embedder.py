@@ -113,6 +113,8 @@ class SentenceEmbedder:
                 "add one (sentence_transformers.models.Pooling) before exporting."
             )
         self.tokenizer = AutoTokenizer.from_pretrained(folder)
+        # Pooling keeps the encoder's width; the embeddings of no texts are (0, dimension) too.
+        self.dimension = _read_json(folder / "config.json").get("hidden_size", 0)
         self.max_length = settings.get("max_seq_length") or min(self.tokenizer.model_max_length, 512)
         self.lower_case = settings.get("do_lower_case", False)
         self.session = open_session(folder / file_name, runtime, threads, "SentenceEmbedder")
@@ -133,7 +135,7 @@ class SentenceEmbedder:
                 pooled = pooled / np.clip(np.linalg.norm(pooled, axis=-1, keepdims=True), 1e-12, None)
             for row, i in enumerate(batch):
                 vectors[i] = pooled[row].astype(np.float32)
-        return np.stack(vectors) if vectors else np.zeros((0, 0), dtype=np.float32)
+        return np.stack(vectors) if vectors else np.zeros((0, self.dimension), dtype=np.float32)
 
     def batches(self, texts: list[str], batch_size: int = 32):
         """`(indices, feed, attention mask)` for batches of `texts` of similar length, longest first.
