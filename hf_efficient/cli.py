@@ -447,7 +447,9 @@ def push_command(args):
         raise ValueError(f"{folder}: no such folder; give a run folder or a model folder to upload.")
     if (folder / "hub").is_dir():  # a run folder: push what its card step assembled
         folder = folder / "hub"
-    if (folder / "report.json").is_file() and (folder / "README.md").is_file():
+    card = folder / "README.md"
+    before = card.read_text() if card.is_file() else None
+    if (folder / "report.json").is_file() and before is not None:
         # The card's loading snippets name the repo: write them for the one pushed to.
         recipe = folder / "recipe.yaml"
         write_model_card(
@@ -456,7 +458,12 @@ def push_command(args):
             recipe.read_text() if recipe.is_file() else None,
             repo_id=args.repo_id,
         )
-    url = push_to_hub(folder, args.repo_id, private=not args.public)
+    try:
+        url = push_to_hub(folder, args.repo_id, private=not args.public)
+    except BaseException:
+        if before is not None:  # nothing was uploaded: the folder stays as it was
+            card.write_text(before)
+        raise
     print(f"Uploaded {folder} to {url}")
     return url
 

@@ -1,6 +1,8 @@
 """The `hf-efficient` command: each subcommand builds a recipe and writes the same kind of run folder."""
 
 import json
+import shutil
+from pathlib import Path
 
 import pytest
 import yaml
@@ -240,3 +242,21 @@ def test_evaluate_scores_named_labels_by_the_model_s_own_names(tmp_path, tiny_be
             "--label-names [...]: the data's names in the order of the model's ids."
         )
     )
+
+
+def test_a_failed_push_leaves_the_card_as_it_was(tmp_path, monkeypatch, capsys):
+    results = Path(__file__).parents[1] / "benchmarks" / "results" / "quickstart"  # a run's report and card
+    folder = tmp_path / "hub"
+    folder.mkdir()
+    shutil.copy(results / "report.json", folder / "report.json")
+    shutil.copy(results / "model_card.md", folder / "README.md")
+    before = (folder / "README.md").read_text()
+
+    def offline(folder, repo_id, private):
+        assert repo_id in (folder / "README.md").read_text()  # the card names the repo it goes to
+        raise ValueError("push_to_hub: the Hub cannot be reached")
+
+    monkeypatch.setattr("hf_efficient.hub.push_to_hub", offline)
+    with pytest.raises(SystemExit):
+        main(["push", str(folder), "--repo-id", "me/somewhere-else"])
+    assert (folder / "README.md").read_text() == before

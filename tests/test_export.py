@@ -278,6 +278,16 @@ BAD_SETTINGS = {
 }
 
 
+def test_fallback_without_static_mode_is_refused():
+    with pytest.raises(
+        ValueError,
+        match=r"^Int8ExportConfig\(allow_fallback=True\) lets static mode fall back .*"
+        r"mode='dynamic' there is nothing to fall back from",
+    ):
+        Int8ExportConfig(allow_fallback=True)
+    assert Int8ExportConfig(mode="static", allow_fallback=True).allow_fallback
+
+
 def test_every_setting_is_validated():
     assert set(BAD_SETTINGS) == {spec.name for spec in dataclasses.fields(Int8ExportConfig)}
 

@@ -196,8 +196,9 @@ def _split(dataset: datasets.Dataset, fractions: dict[str, float], seed: int) ->
         indices[name], start = order[start : start + size], start + size
     if start >= len(dataset):
         raise ValueError(
-            f"{len(dataset)} rows are too few to hold out {fractions} and keep any for training; "
-            "pass smaller `validation_split=` / `test_split=` or more data."
+            f"{len(dataset)} rows are too few to hold out {fractions} and keep any for training; lower "
+            + " / ".join(f"{name}_split={fraction}" for name, fraction in fractions.items())
+            + ", or give more data."
         )
     indices["train"] = order[start:]
     # Sorted, so that each split keeps the source's row order.

@@ -158,6 +158,11 @@ class Int8ExportConfig:
                 f"Int8ExportConfig(runtime={self.runtime!r}) needs mode='static': OpenVINO runs the dynamic graph's "
                 "per-batch quantization about 4x slower than ONNX Runtime; or use runtime='onnxruntime'."
             )
+        if self.allow_fallback and self.mode != "static":
+            raise ValueError(
+                "Int8ExportConfig(allow_fallback=True) lets static mode fall back to dynamic; with "
+                f"mode={self.mode!r} there is nothing to fall back from: drop it, or set mode='static'."
+            )
         threads = self.timing_threads
         if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
             raise ValueError(f"Int8ExportConfig(timing_threads={threads!r}): a number of threads >= 1, e.g. 1.")
