@@ -309,7 +309,7 @@ def _load_split(args, model: Path, split: str = "test"):
     config = DataConfig(**config_values(args, args.fields["data"]))
     data = load_data(config, task, seed=args.seed)
     if config.label_names is None:  # named labels numbered as the model numbers them
-        data = align_labels(data, model_labels(folder), f"--model {model}")
+        data = align_labels(data, model_labels(folder), f"--model {model}", task=task)
     total = sum(len(part) for part in data.values())
     rows = datasets.concatenate_datasets([data[name] for name in SPLITS]) if split == "all" else data[split]
     source = config.train_file or config.source

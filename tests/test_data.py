@@ -273,18 +273,18 @@ def test_named_labels_are_numbered_as_the_fine_tuned_model_numbers_them():
         {k: v.cast_column("label", datasets.ClassLabel(names=["fresh", "rotten"])) for k, v in data.items()}
     )
     model = {0: "rotten", 1: "fresh"}
-    aligned = align_labels(data, model, "--model m")
+    aligned = align_labels(data, model, "--model m", task="text-classification")
     assert aligned["test"]["label"] == [1, 0, 1] and aligned["train"].features["label"].names == ["rotten", "fresh"]
     # A test file of some of the model's labels only: numbered the same way.
     some = datasets.DatasetDict({"train": data["train"].select([0]), "test": data["test"].select([0, 2])})
     some = datasets.DatasetDict(
         {k: v.cast_column("label", datasets.ClassLabel(names=["fresh"])) for k, v in some.items()}
     )
-    assert align_labels(some, model, "--model m")["test"]["label"] == [1, 1]
+    assert align_labels(some, model, "--model m", task="text-classification")["test"]["label"] == [1, 1]
     # Ids on either side are only ids: nothing to renumber.
-    assert align_labels(data, {0: "LABEL_0", 1: "LABEL_1"}, "m") is data
+    assert align_labels(data, {0: "LABEL_0", 1: "LABEL_1"}, "m", task="text-classification") is data
     ids = datasets.DatasetDict({k: v.cast_column("label", datasets.ClassLabel(num_classes=2)) for k, v in data.items()})
-    assert align_labels(ids, model, "m") is ids
+    assert align_labels(ids, model, "m", task="text-classification") is ids
     # Labels the model does not name, or more labels than it has: refused when scoring it, kept for a new head.
     other = datasets.DatasetDict(
         {k: v.cast_column("label", datasets.ClassLabel(names=["neg", "pos"])) for k, v in data.items()}
@@ -292,13 +292,14 @@ def test_named_labels_are_numbered_as_the_fine_tuned_model_numbers_them():
     with pytest.raises(
         ValueError, match=r"^--model m: the data's labels \['neg', 'pos'\] are not among the model's \(rotten, fresh\)"
     ):
-        align_labels(other, model, "--model m")
-    assert align_labels(other, model, "m", strict=False) is other
+        align_labels(other, model, "--model m", task="text-classification")
+    assert align_labels(other, model, "m", task="text-classification", strict=False) is other
     three = datasets.DatasetDict(
         {k: v.cast_column("label", datasets.ClassLabel(num_classes=3)) for k, v in data.items()}
     )
     with pytest.raises(ValueError, match=r"^m: the data have 3 labels \(0, 1, 2\), the model 2 \(rotten, fresh\)"):
-        align_labels(three, model, "m")
+        align_labels(three, model, "m", task="text-classification")
+    assert align_labels(three, model, "m", task="multiple-choice") is three  # a label there indexes a choice
 
 
 def test_tag_lists_are_renumbered_too():
@@ -309,6 +310,6 @@ def test_tag_lists_are_renumbered_too():
         "tags", feature
     )
     data = datasets.DatasetDict({"train": split, "test": split})
-    aligned = align_labels(data, {0: "O", 1: "B-PER", 2: "I-PER"}, "m")
+    aligned = align_labels(data, {0: "O", 1: "B-PER", 2: "I-PER"}, "m", task="token-classification")
     assert aligned["test"]["tags"] == [[1, 0, 1]]
     assert aligned["test"].features["tags"].feature.names == ["O", "B-PER", "I-PER"]

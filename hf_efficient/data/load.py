@@ -499,7 +499,7 @@ def label_names(dataset: datasets.DatasetDict | datasets.Dataset) -> list[str] |
 
 
 def align_labels(
-    dataset: datasets.DatasetDict, id2label: dict | None, where: str, *, strict: bool = True
+    dataset: datasets.DatasetDict, id2label: dict | None, where: str, *, task: str, strict: bool = True
 ) -> datasets.DatasetDict:
     """`dataset`'s label (or tag) ids renumbered to a fine-tuned model's `id2label` where both name their labels.
 
@@ -507,7 +507,10 @@ def align_labels(
     (`rotten` 0, `fresh` 1): scored as they are, a good model would score as a bad one. Unchanged where either side
     has ids only (`LABEL_0`, or ids in the data), or where they agree. `strict`: a data label the model does not
     name is refused (scoring a fine-tuned model); otherwise the data are left as they are (fine-tuning a new head).
+    Only the tasks whose head has one output per label (a multiple-choice label is the index of a choice).
     """
+    if task not in (TEXT_CLASSIFICATION, MULTI_LABEL, TOKEN_CLASSIFICATION):
+        return dataset
     names = label_names(dataset)
     model = [str(id2label[i]) for i in sorted(id2label)] if id2label else []
     if not names or not model or names == model:

@@ -253,10 +253,12 @@ class Run:
             return dataset
         # Named labels numbered as the model the run starts from numbers them: a fine-tuned teacher must know
         # them all; a pretrained model with other labels gets a new head (`pretrained`).
-        teacher = self.recipe.teacher
+        teacher, task = self.recipe.teacher, self.task.name
         if teacher and teacher.path:
-            return align_labels(dataset, model_labels(teacher.path), f"teacher.path={teacher.path!r}")
-        return align_labels(dataset, model_labels(self.model_path), f"model={self.model_path!r}", strict=False)
+            return align_labels(dataset, model_labels(teacher.path), f"teacher.path={teacher.path!r}", task=task)
+        return align_labels(
+            dataset, model_labels(self.model_path), f"model={self.model_path!r}", task=task, strict=False
+        )
 
     @functools.cached_property
     def tokenized(self):
