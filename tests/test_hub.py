@@ -446,6 +446,10 @@ def test_push_to_hub_without_a_network_says_so_in_one_line(hub, tmp_path, monkey
         r"then push again\.",
         str(error.value),
     )
+    # Offline on purpose: said as such, before any connection is tried.
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    with pytest.raises(OSError, match=r"^push_to_hub: HF_HUB_OFFLINE=1 is set, which keeps huggingface_hub off"):
+        push_to_hub(tmp_path, "alice/x", token="t")
 
 
 @pytest.mark.parametrize(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from huggingface_hub import HfApi
+from huggingface_hub import HfApi, constants
 
 from .card import is_repo_id
 
@@ -41,6 +41,10 @@ def push_to_hub(
         raise ValueError(f"push_to_hub: {folder} holds no config.json nor README.md; is it a checkpoint folder?")
     if not is_repo_id(repo_id):
         raise ValueError(f"push_to_hub(repo_id={repo_id!r}): use 'namespace/name', e.g. 'your-name/{folder.name}'.")
+    if constants.HF_HUB_OFFLINE:  # read per call: the environment at import, or as a test patched it
+        raise OSError(
+            "push_to_hub: HF_HUB_OFFLINE=1 is set, which keeps huggingface_hub off the network; unset it to upload."
+        )
     api = HfApi()  # built per call, so that a patched `huggingface_hub.constants.ENDPOINT` applies
     try:
         api.create_repo(repo_id, private=private, token=token, exist_ok=True, repo_type="model")
