@@ -373,18 +373,14 @@ def evaluate_command(args):
 
 def benchmark_command(args):
     from .report import TaskInfo
-    from .report.cpu import usable_cores
+    from .report.cpu import check_threads, usable_cores
     from .report.measure import hardware
 
     for number, model in enumerate(args.models):  # before evaluating the others for minutes
         model_source(model, "", onnx=True, tokenizer=number == 0)
     if args.output and (Path(args.output).is_dir() or not Path(args.output).parent.is_dir()):
         raise ValueError(f"--output {args.output}: give a file path in an existing folder, e.g. benchmark.json.")
-    if args.threads and args.threads > usable_cores():
-        raise ValueError(
-            f"--threads {args.threads}: this process may use {usable_cores()} cores; give at most that many (more "
-            "threads than cores time the contention, not the model)."
-        )
+    check_threads(args.threads, f"--threads {args.threads}")
     models = {m if Path(m).suffix == ".onnx" else Path(m).name: m for m in args.models}
     test, scope, _, scoring = _load_split(args, Path(args.models[0]))
     _warn_if_few(scope)

@@ -218,6 +218,11 @@ def test_prune_depth_beyond_the_model_is_refused(tmp_path, tiny_bert_folder, rev
     with pytest.raises(RecipeError, match="prune.depths=\\[6\\]: the teacher has only 4 layers"):
         run_recipe(recipe)
     assert not os.path.exists(tmp_path / "run")  # refused before training the teacher
+    # The same for a report timed on more threads than this process has cores.
+    recipe = tiny_recipe(tiny_bert_folder, reviews_csv, tmp_path / "run", report={"threads": 4096})
+    with pytest.raises(ValueError, match=r"^report.threads=4096: this process may use \d+ cores; give at most"):
+        run_recipe(recipe)
+    assert not os.path.exists(tmp_path / "run")
 
 
 def test_the_report_times_a_bf16_baseline_and_speed_ups_are_against_the_fastest_plain_run(

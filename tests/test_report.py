@@ -283,3 +283,12 @@ def test_plots_have_titles_plain_ticks_and_every_label_inside(tmp_path, monkeypa
     assert legend == ["teacher", "majority label (0.583)"]
     for name in ["accuracy_vs_size.png", "accuracy_vs_latency.png", "depth.png"]:
         assert (tmp_path / name).stat().st_size > 10_000
+
+
+def test_measure_models_refuses_more_threads_than_cores(tiny_bert_folder):
+    from hf_efficient.report import measure_models
+    from hf_efficient.report.cpu import usable_cores
+
+    too_many = usable_cores() + 1
+    with pytest.raises(ValueError, match=rf"^measure_models\(threads={too_many}\): this process may use \d+ cores"):
+        measure_models({"m": tiny_bert_folder}, [], threads=too_many)

@@ -29,6 +29,7 @@ from ..data import DEFAULT_TASK as DEFAULT_DATA
 from ..data import DataConfig, describe_default_task, label_names, load_data, tokenize_dataset
 from ..data.load import align_labels, model_labels
 from ..metrics import compute_metrics_fn, evaluate_model
+from ..report.cpu import check_threads
 from ..tasks import DEFAULT_TASK, TASKS, get_task, head_of, problem_type_of
 from .config import Recipe, RecipeError, load_recipe
 from .state import MADE_BY, RunState
@@ -68,6 +69,8 @@ def check_inputs(recipe: Recipe, model_path: str, pending: list[str]) -> None:
         raise RecipeError(f"output_dir={recipe.output_dir!r} is a file; give a folder for the run (made if missing).")
     if not set(pending) - {"card", "push"}:
         return  # the card and the push read neither a model nor the data
+    if "report" in pending:
+        check_threads(recipe.report.threads, f"report.threads={recipe.report.threads}")
     teacher, student = recipe.teacher, recipe.student
     teacher_path = teacher.path if teacher else None
     if teacher_path:

@@ -56,6 +56,17 @@ def usable_cores() -> int:
         return os.cpu_count() or 1
 
 
+def check_threads(threads: int | None, setting: str) -> None:
+    """Refuse timing on more threads than `usable_cores`: the extra threads wait for a core, so the times
+    measure the contention, not the model. `setting` names the value, e.g. "--threads 64"."""
+    cores = usable_cores()
+    if threads is not None and threads > cores:
+        raise ValueError(
+            f"{setting}: this process may use {cores} cores; give at most that many (more threads than cores "
+            "time the contention, not the model)."
+        )
+
+
 def has_fast_bf16() -> bool:
     """Whether bf16 matrix products run in hardware (AVX512-BF16 or AMX), so a bf16 baseline is worth timing."""
     return bool({"AVX512-BF16", "AMX-BF16", "ARM-BF16"} & set(cpu_features()))

@@ -21,7 +21,7 @@ from ..metrics import evaluate_model, score_predictions
 from ..provenance import CONFIG_KEY
 from ..tasks import DEFAULT_TASK, Task, get_task
 from ..techniques import TECHNIQUES, kind_of
-from .cpu import cpu_features, cpu_name, has_fast_bf16, usable_cores
+from .cpu import check_threads, cpu_features, cpu_name, has_fast_bf16, usable_cores
 from .schema import BUSY_LOAD_PER_CORE, SPREAD_UNRELIABLE, Energy, Hardware, ModelEntry, Timing
 
 POWERCAP = "/sys/class/powercap"
@@ -313,6 +313,7 @@ def measure_models(
     task = get_task(task) if isinstance(task, str) else task
     scoring = {**(scoring or {}), "task": task.name}
     threads = threads or usable_cores()
+    check_threads(threads, f"measure_models(threads={threads})")
     entries, runners, modules = [], {}, {}
     for name, path in models.items():
         path = Path(path)
