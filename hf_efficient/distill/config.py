@@ -84,6 +84,11 @@ class PKDConfig:
     def to_dict(self) -> dict:
         return asdict(self)
 
+    def embedding_only_changes(self) -> list[str]:
+        """The settings of `EMBEDDING_ONLY` set away from their defaults: a classifier's loss has no such term."""
+        defaults = type(self)()
+        return [name for name in EMBEDDING_ONLY if getattr(self, name) != getattr(defaults, name)]
+
 
 def pkd_layer_map(teacher_layers: int, student_layers: int, strategy: str | list[int] = "skip") -> list[int]:
     """0-based teacher layers matched by student layers 0 .. student_layers - 2.

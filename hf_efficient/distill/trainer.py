@@ -12,7 +12,7 @@ from ..encoders import layer_stack, record_layer_outputs
 from ..provenance import record_technique
 from ..sentence import is_sentence_transformer
 from ..tasks import task_of
-from .config import EMBEDDING_ONLY, PKDConfig, check_same_vocabulary, pkd_layer_map
+from .config import PKDConfig, check_same_vocabulary, pkd_layer_map
 from .embedding import TEXT_COLUMN, EmbeddingDistillationLoss, TextCollator, is_embedding_model
 from .losses import patient_loss
 
@@ -103,19 +103,16 @@ class DistillationTrainer(Trainer):
         for name in ("train_dataset", "eval_dataset"):
             check_tokenized(given.get(name), f"DistillationTrainer({name}=...)")
         # Settings of the embedding loss only: a classifier's loss has no such terms, so they would do nothing.
-        defaults = PKDConfig()
-        ignored = [
-            f"{n}={getattr(self.distillation, n)!r}"
-            for n in EMBEDDING_ONLY
-            if getattr(self.distillation, n) != getattr(defaults, n)
-        ]
+        ignored = [f"{n}={getattr(self.distillation, n)!r}" for n in self.distillation.embedding_only_changes()]
         if ignored:
             raise ValueError(
                 f"DistillationTrainer: PKDConfig({', '.join(ignored)}) applies to embedding models (trained on plain "
                 "text); a classifier's loss has no such term: leave it at its default."
             )
         self.layer_map = pkd_layer_map(len(layer_stack(teacher)), len(layer_stack(model)), self.distillation.strategy)
-        if self.distillation.beta > 0 and not self.layer_map:
+        # The patient loss needs a layer to match and a weight; without a layer, beta does nothing.
+        patient = self.distillation.beta > 0 and bool(self.layer_map)
+        if self.distillation.beta > 0 and not patient:
             warnings.warn(
                 f"DistillationTrainer: a {len(layer_stack(model))}-layer student has no intermediate layer to match "
                 f"to the teacher's: beta={self.distillation.beta} adds no patient loss, and the student learns by "
@@ -123,18 +120,13 @@ class DistillationTrainer(Trainer):
                 stacklevel=2,
             )
         widths = (model.config.hidden_size, teacher.config.hidden_size)
-        if (
-            self.distillation.beta > 0
-            and self.layer_map
-            and widths[0] != widths[1]
-            and not self.distillation.projection
-        ):
+        if patient and widths[0] != widths[1] and not self.distillation.projection:
             raise ValueError(
                 f"DistillationTrainer: the student's hidden size is {widths[0]} but the teacher's is {widths[1]}; set "
                 "PKDConfig(projection=True) to learn a map between them, beta=0 for logit KD, or use a student of "
                 "the same width."
             )
-        if self.distillation.beta > 0 and self.layer_map and widths[0] != widths[1]:
+        if patient and widths[0] != widths[1]:
             # A learned map from student to teacher width; a submodule of the student so that DDP
             # synchronises it, and left out of every checkpoint.
             setattr(model, PROJECTION, nn.Linear(model.config.hidden_size, teacher.config.hidden_size))
@@ -143,7 +135,7 @@ class DistillationTrainer(Trainer):
             model,
             "distillation",
             {
-                "method": "pkd" if self.distillation.beta > 0 and self.layer_map else "logit_kd",
+                "method": "pkd" if patient else "logit_kd",
                 "teacher": teacher.config.name_or_path or type(teacher).__name__,
                 "teacher_layers": len(layer_stack(teacher)),
                 "layer_map": self.layer_map,
@@ -159,7 +151,6 @@ class DistillationTrainer(Trainer):
         self._teacher_arguments = _forward_arguments(self.teacher)
         self._student_arguments = _forward_arguments(model)
         # Loss terms are summed on the device and read only when logging, so no step waits for a GPU.
-        patient = self.distillation.beta > 0 and bool(self.layer_map)
         self._term_names = ["hard", "kd"] + (["patient"] if patient else [])
         # Hooks only on the layers the patient loss reads: a hooked layer takes a slower call path.
         self._student_layers = list(range(len(self.layer_map))) if patient else []

@@ -264,10 +264,7 @@ class Recipe:
         student = self.student
         distillation = student.distillation if student is not None else None
         if distillation is not None and not own_teacher:
-            from ..distill.config import EMBEDDING_ONLY
-
-            defaults = type(distillation)()
-            ignored = [n for n in EMBEDDING_ONLY if getattr(distillation, n) != getattr(defaults, n)]
+            ignored = distillation.embedding_only_changes()
             if ignored:
                 raise RecipeError(
                     f"{where}.student.distillation.{ignored[0]}={getattr(distillation, ignored[0])!r} applies to "
