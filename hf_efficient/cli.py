@@ -240,6 +240,12 @@ def _run(recipe, args) -> dict:
 
 
 def run_command(args):
+    if args.output_dir:
+        named = [text for text in args.set if text.split("=", 1)[0].strip() == "output_dir"]
+        if named:  # which one wins would be a guess
+            raise ValueError(
+                f"--set {named[-1]} and --output-dir {args.output_dir} both name the run folder; give one."
+            )
     recipe = load_recipe(args.recipe, args.set + ([f"output_dir={args.output_dir}"] if args.output_dir else []))
     return _run(recipe, args)
 
@@ -308,8 +314,14 @@ def _load_split(args, model: Path, split: str = "test"):
     task = folder_task(str(folder)) or DEFAULT_TASK_NAME
     config = DataConfig(**config_values(args, args.fields["data"]))
     data = load_data(config, task, seed=args.seed)
+    labels = model_labels(folder)
     if config.label_names is None:  # named labels numbered as the model numbers them
-        data = align_labels(data, model_labels(folder), f"--model {model}", task=task)
+        data = align_labels(data, labels, f"--model {model}", task=task)
+    elif labels and len(config.label_names) > len(labels):  # ids the model has no output for
+        raise ValueError(
+            f"--label-names gives {len(config.label_names)} names, but --model {model} has {len(labels)} labels "
+            f"({', '.join(map(str, labels.values()))}); give the names of its ids, in order."
+        )
     total = sum(len(part) for part in data.values())
     rows = datasets.concatenate_datasets([data[name] for name in SPLITS]) if split == "all" else data[split]
     source = config.train_file or config.source

@@ -345,6 +345,30 @@ def test_qa_postprocessing_keeps_answers_short_and_inside_the_context(tokenizer)
             {},
             r"context_column='context' is not a column of the 'train' split, whose columns are question, passage",
         ),
+        (  # entity F1 would never find an X- span: every model would score 0
+            "token-classification",
+            [{"tokens": ["a", "b"], "ner_tags": ["B-PER", "X-LOC"]}],
+            {},
+            r"tags_column='ner_tags' holds the tag 'X-LOC': entity F1 reads IOB tags, O or B-/I-/E-/S- and a type",
+        ),
+        (
+            "token-classification",
+            [{"tokens": ["a", "b"], "ner_tags": [0, 1]}],
+            {"label_names": ["O", "PER"]},
+            r"holds the tag 'PER': entity F1 reads IOB tags",
+        ),
+        (  # a setting the task never reads would look applied
+            "text-classification",
+            [{"text": "a", "label": 0}, {"text": "b", "label": 1}],
+            {"doc_stride": 16},
+            r"DataConfig.doc_stride=16 is read by question-answering only, and the task is text-classification",
+        ),
+        (
+            "text-classification",
+            [{"text": "a", "label": 0}, {"text": "b", "label": 1}],
+            {"tokens_column": "words"},
+            r"DataConfig.tokens_column='words' is read by token-classification only, and the task is text-class",
+        ),
     ],
 )
 def test_bad_rows_name_the_row_or_column_and_the_fix(task, rows, config, match):

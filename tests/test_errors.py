@@ -38,6 +38,7 @@ def paths(tmp_path_factory, tiny_bert_folder, reviews_csv) -> dict[str, str]:
     (bad / "header.csv").write_text("review,stars\n")
     (bad / "one_class.csv").write_text("review,stars\n" + "".join(f"a great film {i},good\n" for i in range(30)))
     (bad / "numbers.csv").write_text("id,stars\n" + "".join(f"{i},{'good' if i % 2 else 'bad'}\n" for i in range(30)))
+    (bad / "ids.csv").write_text("review,stars\n" + "".join(f"film {i},{i % 3}\n" for i in range(30)))
     (bad / "blank_text.csv").write_text("review,stars\na fine film,good\n,bad\na dull film,bad\n")
     (bad / "image.csv").write_bytes(b"\x89PNG\r\n\x1a\n\x00\x00\xff\xfe\x00")
     (bad / "reviews.jsonl").write_text('{"body": "a fine film", "stars": "good"}\n{"body": "dull", "stars": "bad"}\n')
@@ -193,6 +194,21 @@ ROWS = [
     Row("run-recipe-data-header-only", ["run", "{bad}/header.yaml"],
         "data.source='{bad}/header.csv' has a header \\(review, stars\\) but no rows; add rows of data below the "
         "header."),
+    Row("layerdrop-doc-stride-for-a-classifier", ["layerdrop", "--model", "{tiny}", *TINY, "--doc-stride", "16"],
+        "--doc-stride 16 is read by question-answering only, and the task is text-classification: leave it out, or "
+        "give the task that reads it."),
+    Row("layerdrop-tokens-column-without-its-task", ["layerdrop", "--model", "{tiny}", *TINY, "--tokens-column", "w"],
+        "--tokens-column w is read by token-classification only, and the task is text-classification: leave it "
+        "out, or give the task that reads it."),
+    Row("run-two-output-folders", ["run", "{bad}/recipes/a.yaml", "--set", "output_dir=x", "--output-dir", "y"],
+        "--set output_dir=x and --output-dir y both name the run folder; give one."),
+    Row("evaluate-more-labels-than-the-model", ["evaluate", "--model", "{tiny}", "--data", "{bad}/ids.csv", *COLUMNS],
+        "--model {tiny}: the data have 3 labels \\(0, 1, 2\\), the model 2 \\(LABEL_0, LABEL_1\\); score it on data of "
+        "its own labels."),
+    Row("evaluate-more-label-names-than-labels", ["evaluate", "--model", "{tiny}", "--data", "{bad}/ids.csv",
+        *COLUMNS, "--label-names", "a", "b", "c"],
+        r"--label-names gives 3 names, but --model {tiny} has 2 labels \(LABEL_0, LABEL_1\); give the names of its "
+        "ids, in order."),
     Row("push-bad-repo-id", ["push", "{bad}/run", "--repo-id", "no-namespace"],
         "--repo-id no-namespace: write it as namespace/name, e.g. me/minilm-int8."),
     Row("push-missing-folder", ["push", "{bad}/gone", "--repo-id", "me/tiny"],

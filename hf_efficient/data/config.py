@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 
 DEFAULT_TASK = "rotten_tomatoes_default"
+# The tasks that read a field (a field's `metadata["tasks"]`); a field without it is read by every task.
+_TEXT = ("text-classification", "multi-label-classification", "text-regression")
+_QA = ("question-answering",)
+_NER = ("token-classification",)
+_CHOICE = ("multiple-choice",)
 
 
 def _positive_int(value, name: str) -> None:
@@ -27,14 +32,16 @@ class DataConfig:
     - `train_file` (+ optional `validation_file`, `test_file`), as transformers' example scripts take
       them; splits without a file are carved out of the train rows.
 
-    Only the columns of the task at hand are read; the others are ignored:
+    Only the columns of the task at hand are read; another task's column or QA setting changed from its
+    default is refused (`check_task`), since it would look applied:
 
     - text-classification, multi-label-classification, text-regression: `text_column`, optional
       `text_pair_column`, and `label_column` holding a class name or id (single-label), a list of
       label names or a 0/1 multi-hot list (multi-label; a list may also come as a JSON string in a
       CSV cell), or a number (regression);
-    - token-classification: `tokens_column` (a list of words) and `tags_column` (a list of tag
-      names such as B-PER, or of ids: with a `ClassLabel` feature or `label_names`);
+    - token-classification: `tokens_column` (a list of words) and `tags_column` (a list of IOB tag
+      names, O, B-PER, I-PER, as entity F1 reads them, or of ids: with a `ClassLabel` feature or
+      `label_names`);
     - question-answering: `question_column`, `context_column` and `answers_column` in SQuAD format,
       {"text": [...], "answer_start": [...]}; an `id` column, where there is one, names the examples;
     - multiple-choice: `choices_column` (a list of choice texts, as many in every row),
@@ -53,19 +60,32 @@ class DataConfig:
     validation_file: str | None = field(default=None, metadata={"help": "validation file (with the training file)"})
     test_file: str | None = field(default=None, metadata={"help": "test file (with the training file)"})
     text_column: str = field(default="text", metadata={"help": "column of the texts"})
-    text_pair_column: str | None = field(default=None, metadata={"help": "column of the second texts of pairs"})
+    text_pair_column: str | None = field(
+        default=None, metadata={"tasks": _TEXT, "help": "column of the second texts of pairs"}
+    )
     label_column: str = field(
         default="label",
         metadata={"help": "column of the labels: a class, a list of labels (multi-label), a number (regression)"},
     )
-    tokens_column: str = field(default="tokens", metadata={"help": "column of the word lists (token classification)"})
-    tags_column: str = field(default="ner_tags", metadata={"help": "column of the tag lists (token classification)"})
-    question_column: str = field(default="question", metadata={"help": "column of the questions (QA, choices)"})
-    context_column: str = field(default="context", metadata={"help": "column of the contexts (QA, choices)"})
-    answers_column: str = field(
-        default="answers", metadata={"help": 'column of SQuAD answers {"text": [...], "answer_start": [...]}'}
+    tokens_column: str = field(
+        default="tokens", metadata={"tasks": _NER, "help": "column of the word lists (token classification)"}
     )
-    choices_column: str = field(default="choices", metadata={"help": "column of the choice lists (multiple choice)"})
+    tags_column: str = field(
+        default="ner_tags", metadata={"tasks": _NER, "help": "column of the tag lists (token classification)"}
+    )
+    question_column: str = field(
+        default="question", metadata={"tasks": _QA + _CHOICE, "help": "column of the questions (QA, choices)"}
+    )
+    context_column: str = field(
+        default="context", metadata={"tasks": _QA + _CHOICE, "help": "column of the contexts (QA, choices)"}
+    )
+    answers_column: str = field(
+        default="answers",
+        metadata={"tasks": _QA, "help": 'column of SQuAD answers {"text": [...], "answer_start": [...]}'},
+    )
+    choices_column: str = field(
+        default="choices", metadata={"tasks": _CHOICE, "help": "column of the choice lists (multiple choice)"}
+    )
     label_names: list[str] | None = field(
         default=None, metadata={"help": "names of label or tag ids, in id order (where the data hold ids)"}
     )
@@ -75,9 +95,15 @@ class DataConfig:
     test_split: float = field(default=0.1, metadata={"help": "share of the train rows held out for test, if none"})
     max_train_samples: int | None = field(default=None, metadata={"help": "training subset size (default: all rows)"})
     max_length: int = field(default=64, metadata={"help": "tokens per text (per question + context window in QA)"})
-    doc_stride: int = field(default=32, metadata={"help": "QA: tokens shared by consecutive windows of a context"})
-    max_answer_length: int = field(default=30, metadata={"help": "QA: longest answer predicted, in tokens"})
-    n_best_size: int = field(default=20, metadata={"help": "QA: start and end candidates tried per window"})
+    doc_stride: int = field(
+        default=32, metadata={"tasks": _QA, "help": "QA: tokens shared by consecutive windows of a context"}
+    )
+    max_answer_length: int = field(
+        default=30, metadata={"tasks": _QA, "help": "QA: longest answer predicted, in tokens"}
+    )
+    n_best_size: int = field(
+        default=20, metadata={"tasks": _QA, "help": "QA: start and end candidates tried per window"}
+    )
 
     def __post_init__(self):
         for name in ("max_length", "doc_stride", "max_answer_length", "n_best_size"):
@@ -105,6 +131,17 @@ class DataConfig:
             isinstance(self.label_names, str) or not all(isinstance(name, str) for name in self.label_names)
         ):
             raise ValueError(f"DataConfig(label_names={self.label_names!r}): give a list of names, e.g. [O, B-PER].")
+
+    def check_task(self, task: str, where: str = "DataConfig") -> None:
+        """Refuse a setting that `task` never reads (`--doc-stride` for a classifier, `tokens_column` without
+        `task: token-classification`): ignored, it would only look as if it had been applied."""
+        for f in fields(self):
+            readers = f.metadata.get("tasks")
+            if readers and task not in readers and getattr(self, f.name) != f.default:
+                raise ValueError(
+                    f"{where}.{f.name}={getattr(self, f.name)!r} is read by {' and '.join(readers)} only, and "
+                    f"the task is {task}: leave it out, or give the task that reads it."
+                )
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -73,6 +73,7 @@ def load_data(
     if not isinstance(config, DataConfig):
         raise ValueError(f"load_data(config=...) takes a DataConfig, got {type(config).__name__}.")
     task = check_task(task)
+    config.check_task(task)
     options = dict(
         validation_split=config.validation_split,
         test_split=config.test_split,
@@ -349,6 +350,15 @@ def _token_classification(splits: dict, config: DataConfig) -> dict:
     else:
         bad = next(tag for tag in every if not isinstance(tag, str))
         raise ValueError(f"tags_column={config.tags_column!r} holds {bad!r} among names; give names or ids, not both.")
+    # Entity F1 (seqeval) reads a span from a tag's prefix: under any other name an entity is never found, and a
+    # model would score 0 whatever it predicts.
+    other = [tag for tag in tag_names if not re.fullmatch(r"O|[BIES]-\S.*", str(tag))]
+    if other:
+        raise ValueError(
+            f"tags_column={config.tags_column!r} holds the tag {other[0]!r}: entity F1 reads IOB tags, O or "
+            "B-/I-/E-/S- and a type (B-LOC); rename it (tags without entities, such as parts of speech, are not "
+            "supported)."
+        )
     features = datasets.Features(
         {
             "tokens": datasets.Sequence(datasets.Value("string")),
@@ -547,7 +557,12 @@ def align_labels(
 
 
 def model_labels(folder: str | Path) -> dict[int, str] | None:
-    """The `id2label` that a model folder's `config.json` records; None where it has none."""
+    """The `id2label` that a model folder's `config.json` records; None where it has no config.json.
+
+    transformers leaves its default out of `config.json`: a config without `id2label` is a head of two labels,
+    LABEL_0 and LABEL_1 (data with a third label must not be scored against two outputs)."""
     config = Path(folder) / "config.json"
-    id2label = json.loads(config.read_text()).get("id2label") if config.is_file() else None
-    return {int(i): name for i, name in id2label.items()} if id2label else None
+    if not config.is_file():
+        return None
+    id2label = json.loads(config.read_text()).get("id2label") or {0: "LABEL_0", 1: "LABEL_1"}
+    return {int(i): name for i, name in id2label.items()}

@@ -250,6 +250,10 @@ class Recipe:
                 f"compress a {self.task} model from Python (make_student, DistillationTrainer, export_int8)."
             )
         _one_of(self.task, tasks, f"{where}.task")
+        try:
+            self.data.check_task(self.task, f"{where}.data")
+        except ValueError as error:
+            raise RecipeError(str(error)) from None
         # An embedding model is its own teacher: the pretrained `model`, never fine-tuned (`sentence.recipe`).
         own_teacher = TASKS[self.task].library == "sentence-transformers"
         if own_teacher:
