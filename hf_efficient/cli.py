@@ -378,7 +378,9 @@ def evaluate_command(args):
     print(line, flush=True)
     _warn_if_few(scope, split_flag=True)
     # Scored, not timed (`benchmark` times), and without the bf16 copy a reference gets in a comparison.
-    (entry,) = measure_models({model.name: model}, rows, scoring=scoring, batch_sizes=(), bf16_baseline=False)
+    (entry,) = measure_models(
+        {model.name: model}, rows, task=scoring["task"], scoring=scoring, batch_sizes=(), bf16_baseline=False
+    )
     print(json.dumps({"model": str(model), **scope, **entry.metrics}))
     return entry.metrics
 

@@ -345,6 +345,36 @@ def test_qa_postprocessing_keeps_answers_short_and_inside_the_context(tokenizer)
             {},
             r"context_column='context' is not a column of the 'train' split, whose columns are question, passage",
         ),
+        (  # an infinite loss, then NaN metrics after the whole training
+            "text-regression",
+            [{"text": "a", "label": "1.5"}, {"text": "b", "label": "Infinity"}],
+            {},
+            r"label_column='label' in row index 1 of the 'train' split holds 'Infinity', which is not a finite float32",
+        ),
+        (
+            "text-regression",
+            [{"text": "a", "label": 1.5}, {"text": "b", "label": 1e300}],
+            {},
+            r"row index 1 of the 'train' split holds 1e\+300, which is not a finite float32",
+        ),
+        (  # start = end = the first context token: it would be trained to answer the context's first word
+            "question-answering",
+            [{"question": "q", "context": "the cat", "answers": {"text": [""], "answer_start": [0]}}],
+            {},
+            r"answers_column='answers' in row index 0 of the 'train' split has an empty answer text",
+        ),
+        (  # SQuAD v2: the head always answers with a span, so such a row can never score
+            "question-answering",
+            [{"question": "q", "context": "the cat", "answers": {"text": [], "answer_start": []}}],
+            {},
+            r"row index 0 of the 'train' split has no answer \(a SQuAD v2 unanswerable question\); questions without",
+        ),
+        (  # no sub-token: its tag would vanish from training and scoring
+            "token-classification",
+            [{"tokens": ["ann", " ", "sat"], "ner_tags": ["B-PER", "B-LOC", "O"]}],
+            {},
+            r"tokens_column='tokens' in row index 0 of the 'train' split holds an empty word at position 1",
+        ),
         (  # entity F1 would never find an X- span: every model would score 0
             "token-classification",
             [{"tokens": ["a", "b"], "ner_tags": ["B-PER", "X-LOC"]}],
@@ -374,6 +404,12 @@ def test_qa_postprocessing_keeps_answers_short_and_inside_the_context(tokenizer)
 def test_bad_rows_name_the_row_or_column_and_the_fix(task, rows, config, match):
     with pytest.raises(ValueError, match=match):
         _dict(task, rows, **config)
+
+
+def test_one_answer_may_be_written_without_its_lists():
+    row = {"question": "q", "context": "the red cat", "answers": {"text": "red", "answer_start": 4}}
+    loaded = _dict("question-answering", [row] * 10)
+    assert loaded["train"][0]["answers"] == {"text": ["red"], "answer_start": [4]}
 
 
 def test_bad_sources_and_settings(tmp_path):

@@ -9,7 +9,8 @@ from conftest import tiny_recipe
 from huggingface_hub import ModelCard
 
 from hf_efficient import RecipeError, load_recipe, run_recipe
-from hf_efficient.data import DATA_TASKS
+from hf_efficient.cli import main
+from hf_efficient.data import DATA_TASKS, DataConfig
 from hf_efficient.data.load import TEXT_TASKS
 from hf_efficient.tasks import TASKS
 
@@ -99,10 +100,16 @@ def task_recipe(model, folder, task: str, **changes) -> dict:
     return recipe
 
 
+def changed(data: dict) -> list[tuple[str, object]]:
+    """The fields of a recipe's data section that differ from the defaults."""
+    return [(key, value) for key, value in data.items() if value != DataConfig.__dataclass_fields__[key].default]
+
+
 @pytest.mark.parametrize("task", DATA_TASKS)
-def test_a_recipe_of_every_task_runs_end_to_end(tmp_path, tiny_bert_folder, task):
+def test_a_recipe_of_every_task_runs_end_to_end(tmp_path, tiny_bert_folder, task, capsys):
     row = TASKS[task]
-    report = run_recipe(task_recipe(tiny_bert_folder, tmp_path, task))
+    recipe = task_recipe(tiny_bert_folder, tmp_path, task)
+    report = run_recipe(recipe)
     output = tmp_path / "run"
 
     # The report scores every model with the task's metrics, named as the task names them.
@@ -129,6 +136,16 @@ def test_a_recipe_of_every_task_runs_end_to_end(tmp_path, tiny_bert_folder, task
     assert card.data.pipeline_tag == row.pipeline_tag
     assert {r.metric_type for r in card.data.eval_results} == set(row.card_metrics)
     assert f"{row.auto_class}.from_pretrained(" in card.text and f"{row.ort_class}.from_pretrained(" in card.text
+
+    # `hf-efficient evaluate` reads the task from the model and scores the test split as the report did.
+    flags = [
+        f"--{'data' if key == 'source' else key.replace('_', '-')}={value}" for key, value in changed(recipe["data"])
+    ]
+    by_name = {model["name"]: model["metrics"] for model in report["models"]}
+    for name, path in (("student", output / "student"), ("student-int8", output / "onnx" / "model_quantized.onnx")):
+        main(["evaluate", "--model", str(path), *flags])
+        printed = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+        assert printed[row.metric] == pytest.approx(by_name[name][row.metric], abs=1e-6), name
 
 
 def test_bad_task_inputs_fail_in_one_line(tmp_path, tiny_bert_folder):

@@ -293,6 +293,9 @@ def _tuple(names):
     return None if names is None else tuple(names)
 
 
+FLOAT32_MAX = 3.4028234663852886e38
+
+
 def _regression(splits: dict, config: DataConfig) -> dict:
     splits = _text_columns(splits, config)
     out = {}
@@ -309,6 +312,11 @@ def _regression(splits: dict, config: DataConfig) -> dict:
                 raise ValueError(
                     f"{_where('label_column', config.label_column, row, name)} holds {value!r}, not a number; "
                     "regression needs a number in every row."
+                )
+            if not abs(number) <= FLOAT32_MAX:  # the label is float32: beyond it, an infinite loss and NaN metrics
+                raise ValueError(
+                    f"{_where('label_column', config.label_column, row, name)} holds {value!r}, which is not a finite "
+                    "float32; give a finite number (rescale the targets if they are that large)."
                 )
             values.append(float(number))
         out[name] = split.remove_columns("label").add_column("label", values, feature=datasets.Value("float32"))
@@ -328,6 +336,11 @@ def _token_classification(splits: dict, config: DataConfig) -> dict:
         ):
             row_words = _as_list(row_words, *words, row, name, "a list of words")
             _strings(row_words, *words, row, name)
+            blank = next((i for i, word in enumerate(row_words) if not word.strip()), None)
+            if blank is not None:  # no sub-token: its tag would vanish from training and scoring alike
+                raise ValueError(
+                    f"{_where(*words, row, name)} holds an empty word at position {blank}; drop it and its tag."
+                )
             row_tags = _as_list(row_tags, *tags, row, name, "a list of tags, one per word")
             if len(row_tags) != len(row_words):
                 raise ValueError(
@@ -415,13 +428,31 @@ def _question_answering(splits: dict, config: DataConfig) -> dict:
                     f"{_where(argument, column, row, name)} holds {value!r}; give SQuAD answers "
                     '{"text": [...], "answer_start": [...]}.'
                 )
-            texts, starts = list(value["text"]), list(value["answer_start"])
+            # One answer written without its list ({"text": "red", "answer_start": 34}) is unambiguous.
+            texts, starts = (
+                [v] if isinstance(v, (str, int, float)) else v for v in (value["text"], value["answer_start"])
+            )
+            if not isinstance(texts, list) or not isinstance(starts, list):
+                raise ValueError(
+                    f"{_where(argument, column, row, name)} holds {value!r}; give SQuAD answers "
+                    '{"text": [...], "answer_start": [...]}.'
+                )
+            if not texts:  # the head always answers with a span: such a row would train it towards [CLS]
+                raise ValueError(
+                    f"{_where(argument, column, row, name)} has no answer (a SQuAD v2 unanswerable question); "
+                    "questions without an answer are not supported: drop those rows."
+                )
             if len(texts) != len(starts):
                 raise ValueError(
                     f"{_where(argument, column, row, name)} has {len(texts)} texts for {len(starts)} answer_start "
                     "values; give one start per answer text."
                 )
             for text, start in zip(texts, starts, strict=True):
+                if isinstance(text, str) and not text.strip():
+                    raise ValueError(
+                        f"{_where(argument, column, row, name)} has an empty answer text; give the answer's words "
+                        "(a question without an answer is not supported: drop the row)."
+                    )
                 inside = _is_number(start) and int(start) == start and 0 <= start
                 if not isinstance(text, str) or not inside or context[int(start) : int(start) + len(text)] != text:
                     found = context[int(start) : int(start) + len(str(text))] if inside else None
