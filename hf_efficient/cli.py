@@ -35,7 +35,7 @@ from .recipe.config import (
     TrainingSection,
     check_shortcut,
 )
-from .recipe.run import end_process_group, folder_task
+from .recipe.run import end_process_group, fine_tuned_task, folder_task
 from .report import Report, measure_models, report_markdown
 from .sharing import SharingConfig
 from .tasks import DEFAULT_TASK as DEFAULT_TASK_NAME
@@ -311,7 +311,8 @@ def _load_split(args, model: Path, split: str = "test"):
     from transformers import AutoTokenizer
 
     folder = model.parent if model.suffix == ".onnx" else model
-    task = folder_task(str(folder)) or DEFAULT_TASK_NAME
+    # evaluate's --model; benchmark's first model, which its help calls the reference.
+    task = fine_tuned_task(str(folder), "model" if hasattr(args, "model") else "reference") or DEFAULT_TASK_NAME
     config = DataConfig(**config_values(args, args.fields["data"]))
     data = load_data(config, task, seed=args.seed)
     labels = model_labels(folder)

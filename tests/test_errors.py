@@ -1,6 +1,7 @@
 """One error path: every anticipated failure is one line naming the value and the fix, without a traceback,
 and fast (caught before a model or a data set loads, and without waiting for a network)."""
 
+import json
 import os
 import re
 import select
@@ -52,6 +53,9 @@ def paths(tmp_path_factory, tiny_bert_folder, reviews_csv) -> dict[str, str]:
     (bad / "onnx_export").mkdir()  # what export_int8 writes: a config.json beside the graphs
     shutil.copy(tiny_bert_folder / "config.json", bad / "onnx_export")
     (bad / "onnx_export" / "model_quantized.onnx").write_bytes(b"")
+    shutil.copytree(tiny_bert_folder, bad / "bare")  # a pretrained encoder without a task head
+    config = json.loads((bad / "bare" / "config.json").read_text())
+    (bad / "bare" / "config.json").write_text(json.dumps({**config, "architectures": ["BertModel"]}))
     (bad / "no_tokenizer").mkdir()
     for name in ("config.json", "model.safetensors"):
         shutil.copy(tiny_bert_folder / name, bad / "no_tokenizer")
@@ -77,6 +81,10 @@ class Row:
     early: bool = True  # caught before the run folder is made (the data set loads before it, too)
 
 
+BARE = (
+    "is not fine-tuned for a task \\(its config.json names BertModel\\): its task head would be drawn at random. "
+    "Give a fine-tuned model, or fine-tune one from it first \\(e.g. hf-efficient layerdrop --model {bad}/bare\\)."
+)
 NO_CONFIG = "has no config.json: give a model folder \\(with config.json\\), as save_pretrained writes it."
 ROWS = [
     # The failures of the issue, as a new user met them.
@@ -209,6 +217,9 @@ ROWS = [
         *COLUMNS, "--label-names", "a", "b", "c"],
         r"--label-names gives 3 names, but --model {tiny} has 2 labels \(LABEL_0, LABEL_1\); give the names of its "
         "ids, in order."),
+    Row("evaluate-bare-encoder", ["evaluate", "--model", "{bad}/bare", *TINY], f"--model {{bad}}/bare {BARE}"),
+    Row("distill-bare-teacher", ["distill", "--teacher", "{bad}/bare", *TINY], f"--teacher {{bad}}/bare {BARE}"),
+    Row("benchmark-bare-encoder", ["benchmark", "{bad}/bare", *TINY], f"reference='{{bad}}/bare' {BARE}"),
     Row("push-bad-repo-id", ["push", "{bad}/run", "--repo-id", "no-namespace"],
         "--repo-id no-namespace: write it as namespace/name, e.g. me/minilm-int8."),
     Row("push-missing-folder", ["push", "{bad}/gone", "--repo-id", "me/tiny"],

@@ -126,9 +126,23 @@ def folder_task(model: str) -> str | None:
     return rows[0].name if rows else None
 
 
-def check_task(task: str, model: str, what: str) -> None:
-    """Refuse a fine-tuned `model` whose head is not `task`'s: one line naming both and the fix."""
+def fine_tuned_task(model: str, what: str) -> str | None:
+    """The task of `model`, a folder that must hold a fine-tuned model (None for a Hub id): a folder without a task
+    head (a bare encoder, a pretraining head) is refused, since the head loaded for it would be drawn at random."""
     head = folder_task(model)
+    if head is None and Path(model, "config.json").is_file():
+        architecture = (getattr(AutoConfig.from_pretrained(model), "architectures", None) or ["no head"])[0]
+        raise RecipeError(
+            f"{what}={model!r} is not fine-tuned for a task (its config.json names {architecture}): its task head "
+            f"would be drawn at random. Give a fine-tuned model, or fine-tune one from it first (e.g. "
+            f"hf-efficient layerdrop --model {model})."
+        )
+    return head
+
+
+def check_task(task: str, model: str, what: str) -> None:
+    """Refuse a `model` that is not fine-tuned, or whose head is not `task`'s: one line naming both and the fix."""
+    head = fine_tuned_task(model, what)
     if head is None or head == task:
         return
     raise RecipeError(
