@@ -400,6 +400,14 @@ def benchmark_command(args):
     test, scope, _, scoring = _load_split(args, Path(args.models[0]))
     _warn_if_few(scope)
     task = get_task(scoring["task"])
+    for model in args.models[1:]:  # scored with the reference's head and metric: the same task, fine-tuned
+        folder = Path(model).parent if Path(model).suffix == ".onnx" else Path(model)
+        other = fine_tuned_task(str(folder), "models")
+        if other not in (None, task.name):
+            raise ValueError(
+                f"{model} is a {other} model, but the reference, {args.models[0]}, is {task.name}: benchmark models "
+                "of one task together."
+            )
     entries = measure_models(
         models,
         test,

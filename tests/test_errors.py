@@ -56,6 +56,8 @@ def paths(tmp_path_factory, tiny_bert_folder, reviews_csv) -> dict[str, str]:
     shutil.copytree(tiny_bert_folder, bad / "bare")  # a pretrained encoder without a task head
     config = json.loads((bad / "bare" / "config.json").read_text())
     (bad / "bare" / "config.json").write_text(json.dumps({**config, "architectures": ["BertModel"]}))
+    shutil.copytree(tiny_bert_folder, bad / "regression")
+    (bad / "regression" / "config.json").write_text(json.dumps({**config, "problem_type": "regression"}))
     (bad / "no_tokenizer").mkdir()
     for name in ("config.json", "model.safetensors"):
         shutil.copy(tiny_bert_folder / name, bad / "no_tokenizer")
@@ -220,6 +222,9 @@ ROWS = [
     Row("evaluate-bare-encoder", ["evaluate", "--model", "{bad}/bare", *TINY], f"--model {{bad}}/bare {BARE}"),
     Row("distill-bare-teacher", ["distill", "--teacher", "{bad}/bare", *TINY], f"--teacher {{bad}}/bare {BARE}"),
     Row("benchmark-bare-encoder", ["benchmark", "{bad}/bare", *TINY], f"reference='{{bad}}/bare' {BARE}"),
+    Row("benchmark-two-tasks", ["benchmark", "{tiny}", "{bad}/regression", *TINY],
+        "{bad}/regression is a text-regression model, but the reference, {tiny}, is text-classification: benchmark "
+        "models of one task together."),
     Row("push-bad-repo-id", ["push", "{bad}/run", "--repo-id", "no-namespace"],
         "--repo-id no-namespace: write it as namespace/name, e.g. me/minilm-int8."),
     Row("push-missing-folder", ["push", "{bad}/gone", "--repo-id", "me/tiny"],
