@@ -15,9 +15,10 @@ def test_latency_is_measured_side_by_side_per_batch_size():
     feeds = {1: {"input_ids": [0]}, 4: {"input_ids": [0] * 4}}
     runners = {"slow": sleeper(0.01), "fast": sleeper(0.0025)}
     latency = measure_latency(runners, feeds, threads=1, seconds=0.3, rounds=3)
-    # Sleeps only overshoot, and by far less than these margins.
+    # Sleeps only overshoot, and by far less than these margins; on a busy machine by about a millisecond, which
+    # can lift 40 / 10 ms a little above 4.
     assert 40 <= latency["slow"][4] < 60 and 10 <= latency["slow"][1] < 20
-    assert 2.5 < latency["slow"][4] / latency["fast"][4] <= 4.0
+    assert 2.5 < latency["slow"][4] / latency["fast"][4] <= 4.5
 
 
 def test_latency_reports_the_spread_of_its_rounds_and_the_machine_load(monkeypatch):
