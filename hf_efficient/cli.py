@@ -373,7 +373,21 @@ def _warn_if_few(scope: dict, split_flag: bool = False) -> None:
     )
 
 
+def _refuse_embedding_model(path: str, what: str) -> None:
+    """`evaluate` and `benchmark` score a task head on labelled rows; an embedding model has none (its export keeps
+    the graphs in onnx/ and the tokenizer one folder up)."""
+    path = Path(path)
+    folders = (path.parent, path.parent.parent) if path.suffix == ".onnx" else (path,)
+    if any((folder / "modules.json").is_file() for folder in folders):
+        raise ValueError(
+            f"{what}{path} is a sentence-transformers model, which evaluate and benchmark do not score: a "
+            "sentence-embedding recipe measures one against its teacher (cosine, top-10 overlap, kNN accuracy), e.g. "
+            "recipes/sentence_minilm.yaml with its model: set to the folder."
+        )
+
+
 def evaluate_command(args):
+    _refuse_embedding_model(args.model, "--model ")
     model = Path(model_source(args.model, "--model", onnx=True, tokenizer=True))
     rows, scope, line, scoring = _load_split(args, model, args.split)
     print(line, flush=True)
@@ -392,6 +406,7 @@ def benchmark_command(args):
     from .report.measure import hardware
 
     for number, model in enumerate(args.models):  # before evaluating the others for minutes
+        _refuse_embedding_model(model, "")
         model_source(model, "", onnx=True, tokenizer=number == 0)
     if args.output and (Path(args.output).is_dir() or not Path(args.output).parent.is_dir()):
         raise ValueError(f"--output {args.output}: give a file path in an existing folder, e.g. benchmark.json.")

@@ -58,6 +58,8 @@ def paths(tmp_path_factory, tiny_bert_folder, reviews_csv) -> dict[str, str]:
     (bad / "bare" / "config.json").write_text(json.dumps({**config, "architectures": ["BertModel"]}))
     shutil.copytree(tiny_bert_folder, bad / "regression")
     (bad / "regression" / "config.json").write_text(json.dumps({**config, "problem_type": "regression"}))
+    shutil.copytree(tiny_bert_folder, bad / "st")  # the layout of a sentence-transformers model and its export
+    (bad / "st" / "modules.json").write_text("[]")
     (bad / "no_tokenizer").mkdir()
     for name in ("config.json", "model.safetensors"):
         shutil.copy(tiny_bert_folder / name, bad / "no_tokenizer")
@@ -225,6 +227,11 @@ ROWS = [
     Row("benchmark-two-tasks", ["benchmark", "{tiny}", "{bad}/regression", *TINY],
         "{bad}/regression is a text-regression model, but the reference, {tiny}, is text-classification: benchmark "
         "models of one task together."),
+    Row("evaluate-sentence-transformers", ["evaluate", "--model", "{bad}/st"],
+        "--model {bad}/st is a sentence-transformers model, which evaluate and benchmark do not score: a "
+        "sentence-embedding recipe measures one against its teacher .*"),
+    Row("benchmark-sentence-transformers-export", ["benchmark", "{tiny}", "{bad}/st/onnx/model.onnx"],
+        "{bad}/st/onnx/model.onnx is a sentence-transformers model, which evaluate and benchmark do not score: .*"),
     Row("push-bad-repo-id", ["push", "{bad}/run", "--repo-id", "no-namespace"],
         "--repo-id no-namespace: write it as namespace/name, e.g. me/minilm-int8."),
     Row("push-missing-folder", ["push", "{bad}/gone", "--repo-id", "me/tiny"],
