@@ -219,6 +219,13 @@ def test_accuracy_gate_retries_then_raises(tmp_path, monkeypatch):
     assert [a["approximate_gelu"] for a in attempts] == [True, False, False]
     assert attempts[-1]["exclude"] and all(a["drop"] == pytest.approx(0.05) for a in attempts)
     assert (tmp_path / "model.onnx").exists() and not (tmp_path / "model_quantized.onnx").exists()
+    # The message names the metric, both sides and the smallest drop that would have kept an attempt.
+    pytorch = error.value.result.metrics["pytorch"]["accuracy"]
+    assert str(error.value).startswith(
+        f"export_int8: int8 lost more accuracy than max_accuracy_drop=0.01 in every attempt: PyTorch {pytorch:.4f}, "
+        f"int8 {pytorch - 0.05:.4f}, {pytorch - 0.05:.4f}, {pytorch - 0.05:.4f}; the fp32 model is kept in "
+    )
+    assert str(error.value).endswith("To keep the best attempt allow a drop of 0.05, or calibrate: mode='static'.")
 
 
 def test_accuracy_gate_keeps_the_first_choice_that_passes(tmp_path, monkeypatch):

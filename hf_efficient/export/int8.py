@@ -5,6 +5,7 @@ from __future__ import annotations
 import difflib
 import importlib.util
 import json
+import math
 import shutil
 import warnings
 from dataclasses import asdict, dataclass, field
@@ -520,9 +521,14 @@ def export_int8(
     result.save()
     if result.int8_file is None:
         int8.unlink(missing_ok=True)
+        name = result.gate
+        scores = ", ".join(f"{a[name]:.4f}" for a in result.attempts)
+        least = math.ceil(min(a["drop"] for a in result.attempts) * 1e4 - 1e-6) / 1e4  # rounded up: enough to keep it
         raise AccuracyDropError(
-            f"export_int8: int8 lost more than max_accuracy_drop={config.max_accuracy_drop} in every attempt "
-            f"({[round(a['drop'], 4) for a in result.attempts]}); the fp32 model is kept in {fp32}.",
+            f"export_int8: int8 lost more {name} than max_accuracy_drop={config.max_accuracy_drop} in every attempt: "
+            f"PyTorch {result.metrics['pytorch'][name]:.4f}, int8 {scores}; the fp32 model is kept in {fp32}. "
+            f"To keep the best attempt allow a drop of {least}"
+            + (", or calibrate: mode='static'." if mode == "dynamic" else "."),
             result,
         )
     return result

@@ -9,6 +9,7 @@ with `backend="onnx"`, or `SentenceEmbedder`), exactly as in PyTorch.
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import numpy as np
@@ -94,10 +95,13 @@ def export_sentence_int8(
     result.save()
     if result.int8_file is None:
         int8.unlink(missing_ok=True)
+        cosines = [a["cosine_to_pytorch"] for a in result.attempts]
+        least = math.ceil((1 - max(cosines)) * 1e6 - 1e-6) / 1e6  # rounded up: enough to keep the best attempt
         raise AccuracyDropError(
-            f"export_int8: the int8 embeddings' mean cosine to PyTorch stayed below 1 - max_accuracy_drop="
-            f"{1 - config.max_accuracy_drop} ({[round(a['cosine_to_pytorch'], 4) for a in result.attempts]}); "
-            f"the fp32 model is kept in {fp32}.",
+            f"export_int8: the int8 embeddings' mean cosine to PyTorch lost more than max_accuracy_drop="
+            f"{config.max_accuracy_drop} in every attempt: {', '.join(f'{c:.6f}' for c in cosines)}; the fp32 model "
+            f"is kept in {fp32}. To keep the best attempt allow a drop of {least}"
+            + (", or calibrate: mode='static'." if config.mode == "dynamic" else "."),
             result,
         )
     return result
