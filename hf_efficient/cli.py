@@ -11,6 +11,7 @@ import argparse
 import dataclasses
 import difflib
 import json
+import os
 import re
 import shlex
 import sys
@@ -233,7 +234,7 @@ def _fine_tuned(recipe: dict, path: str) -> dict:
 def _run(recipe, args) -> dict:
     recipe = recipe if isinstance(recipe, Recipe) else load_recipe(recipe)
     report = run_recipe(recipe, restart=args.restart)
-    if report:
+    if report and os.environ.get("RANK", "0") == "0":  # under `accelerate launch`, said once, by the main process
         table = report_markdown(Report.from_dict(report))
         print(f"\n{table}\nWrote {recipe.output_dir}/report.json, report.md and the plots.")
     return report
@@ -359,15 +360,15 @@ def _load_split(args, model: Path, split: str = "test"):
 
 
 def _warn_if_few(scope: dict, split_flag: bool = False) -> None:
-    """Say on stderr that an accuracy on fewer than `MIN_RELIABLE_ROWS` rows is not to be trusted (and, where the
+    """Say on stderr that a metric on fewer than `MIN_RELIABLE_ROWS` rows is not to be trusted (and, where the
     command has `--split`, that it can score every row)."""
     rows = scope["rows"]
     if rows >= MIN_RELIABLE_ROWS:
         return
     more = f"; --split all scores all {scope['data_rows']} rows" if split_flag and rows < scope["data_rows"] else ""
     print(
-        f"warning: {rows} row{'s' * (rows != 1)} scored: an accuracy on fewer than {MIN_RELIABLE_ROWS} rows is "
-        f"not reliable (one row moves it by {100 / max(rows, 1):.1f} points){more}.",
+        f"warning: {rows} row{'s' * (rows != 1)} scored: a metric on fewer than {MIN_RELIABLE_ROWS} rows is "
+        f"not reliable (one row moves an accuracy by {100 / max(rows, 1):.1f} points){more}.",
         file=sys.stderr,
         flush=True,
     )

@@ -167,7 +167,7 @@ def test_prune_export_evaluate_and_benchmark_commands(tmp_path, tiny_bert_folder
     captured = capsys.readouterr()
     assert "scored the test split: 1 of 5 rows of small.csv (a 20% split" in captured.out
     assert json.loads(captured.out.strip().splitlines()[-1])["rows"] == 1
-    assert "warning: 1 row scored: an accuracy on fewer than 30 rows is not reliable" in captured.err
+    assert "warning: 1 row scored: a metric on fewer than 30 rows is not reliable" in captured.err
     assert "--split all scores all 5 rows" in captured.err
 
     output = tmp_path / "bench.json"
