@@ -82,3 +82,4 @@ def test_recipe_runs_under_two_processes(tmp_path, tiny_bert_folder, reviews_csv
     assert [m["name"] for m in report["models"]] == ["teacher", "student", "pruned", "pruned-int8"]
     assert (tmp_path / "run" / "hub" / "README.md").is_file()
     assert result.stdout.count("[1/6] teacher") == 1  # progress is printed once, by the main process
+    assert result.stdout.count("report.json, report.md and the plots") == 1  # and so is the final table
