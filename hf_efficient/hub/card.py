@@ -128,12 +128,17 @@ _PIPELINE_ARGUMENTS = {
 }
 
 
+# Pipelines that some supported transformers version lacks: a card is read with whichever version its reader has
+# (transformers 5 removed "question-answering"), so it shows none for them, whatever version wrote it.
+_NOT_EVERYWHERE = {"question-answering"}
+
+
 def _pipeline_call(row, has_tokenizer: bool) -> str | None:
     """The line of the loading snippet that wraps `model` in the task's transformers `pipeline`; None
-    where transformers has no pipeline for the task (multiple choice; question answering in 5.x)."""
+    where transformers has no pipeline for the task (multiple choice), or not in every version."""
     from transformers.pipelines import SUPPORTED_TASKS
 
-    if row.pipeline_tag not in SUPPORTED_TASKS or not has_tokenizer:
+    if row.pipeline_tag not in SUPPORTED_TASKS or row.pipeline_tag in _NOT_EVERYWHERE or not has_tokenizer:
         return None
     extra = _PIPELINE_ARGUMENTS.get(row.problem_type) or _PIPELINE_ARGUMENTS.get(row.pipeline_tag)
     extra = f", {extra}" if extra else ""
@@ -157,12 +162,22 @@ _HELPERS = {
 }
 
 
-def _helper(row) -> dict | None:
-    """hf_efficient's own inference helper for the int8 folder, with an example call."""
+def _helper(row, pairs: bool = False) -> dict | None:
+    """hf_efficient's own inference helper for the int8 folder, with an example call (of pairs, for a classifier
+    trained on pairs of texts)."""
     if row.auto_class not in _HELPERS:
         return None
     name, variable, example = _HELPERS[row.auto_class]
+    if pairs:
+        example = '["A man plays a guitar."], ["Someone makes music."]'
     return {"name": name, "variable": variable, "example": example}
+
+
+def _reads_pairs(recipe_text: str | None) -> bool:
+    """Whether the recipe trained on pairs of texts (its data name a `text_pair_column`)."""
+    recipe = yaml.safe_load(recipe_text) if recipe_text else None
+    data = recipe.get("data") if isinstance(recipe, dict) else None
+    return isinstance(data, dict) and bool(data.get("text_pair_column"))
 
 
 def _plots(report: Report, folder: Path) -> list[dict]:
@@ -236,6 +251,7 @@ def write_model_card(
     card_data = _card_data(report, final, license, language)
     row = get_task(report.task.name)
     has_tokenizer = (folder / "tokenizer_config.json").exists()
+    pairs = row.auto_class == "AutoModelForSequenceClassification" and _reads_pairs(recipe_text)
     # Absolute template paths in the table (a technique kept outside the package) load from their folder.
     extra = {str(Path(t).parent) for t in templates.values() if Path(t).is_absolute()}
     environment = Environment(
@@ -274,7 +290,8 @@ def write_model_card(
         pipeline_call=_pipeline_call(row, has_tokenizer),
         ort_pipeline_call=_pipeline_call(row, True),  # the onnx/ folder always has the tokenizer
         labels=_labels(config),
-        helper=_helper(row),
+        helper=_helper(row, pairs),
+        pairs=pairs,
         onnx=onnx.is_dir(),
         export=json.loads((onnx / "export_report.json").read_text()) if (onnx / "export_report.json").exists() else {},
         energy_measured=final.energy.source is not None,
