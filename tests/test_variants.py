@@ -364,3 +364,21 @@ def test_timing_feeds_fit_the_graph(tmp_path, family, rank, positions, length):
         assert feed["attention_mask"].all() and feed["input_ids"].max() < model.config.vocab_size
         logits = run_onnx_outputs(tmp_path / "m.onnx", feed)["logits"]
         assert logits.shape == ((size, fastest.CHOICES_TIMED) if rank == 3 else (size, 2))
+
+
+def test_a_forced_runtime_is_in_the_reason():
+    """`auto` picks from ONNX Runtime measurements: on a forced OpenVINO the reason says so, and how to time it."""
+    config = Int8ExportConfig(mode="static", runtime="openvino")
+    variant, runtime, reason, timings, attempt = fastest.resolve_variant(config, None, None, None, "static")
+    assert runtime == "openvino" and timings is None and attempt is None
+    assert reason == variants.choose_variant("auto")[1] + (
+        "; runtime forced with Int8ExportConfig(runtime='openvino'), on which this pick is not measured: "
+        "variant='fastest' times every graph there"
+    )
+    forced = fastest.resolve_variant(
+        Int8ExportConfig(variant="int8-weights", runtime="onnxruntime"), None, None, None, ""
+    )
+    assert forced[2] == (
+        "forced with Int8ExportConfig(variant='int8-weights'); "
+        "runtime forced with Int8ExportConfig(runtime='onnxruntime')"
+    )

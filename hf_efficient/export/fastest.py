@@ -134,6 +134,14 @@ def resolve_variant(
     requested, runtime, threads = config.variant, config.runtime, config.timing_threads
     if requested != "fastest":
         variant, reason = choose_variant(requested)
+        if runtime.startswith("openvino"):  # `auto`'s pick and its figures are ONNX Runtime's
+            reason += f"; runtime forced with Int8ExportConfig(runtime={runtime!r})" + (
+                ", on which this pick is not measured: variant='fastest' times every graph there"
+                if requested == "auto"
+                else ""
+            )
+        elif runtime != "auto":
+            reason += f"; runtime forced with Int8ExportConfig(runtime={runtime!r})"
         return variant, "onnxruntime" if runtime == "auto" else runtime, reason, None, None
     from ..report.cpu import cpu_name  # here: the report package imports this one
     from ..report.measure import measure_latency, onnx_runner
