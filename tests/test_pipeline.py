@@ -196,9 +196,15 @@ def test_resume_in_the_middle_of_training(tmp_path, tiny_bert_folder, reviews_cs
     with pytest.raises(KeyboardInterrupt):
         run_recipe(broken, callbacks=[CrashAtStep(26)])  # 12 steps per epoch
     assert not (tmp_path / "broken" / "teacher").exists()
+    # Each checkpoint holds the training seconds up to it; a resumed step counts them as well as its own.
+    clock = tmp_path / "broken" / "checkpoints" / "teacher" / "checkpoint-24" / steps.TrainingClock.FILE
+    assert 0 < json.loads(clock.read_text())["seconds"] < 600
+    clock.write_text(json.dumps({"seconds": 1000.0}))
     run_recipe(broken)
     state = json.loads((tmp_path / "broken" / "run_state.json").read_text())
     assert state["steps"]["teacher"]["resumed_from"].endswith("checkpoint-24")
+    assert 1000 < state["steps"]["teacher"]["training_seconds"] < 1600
+    assert state["steps"]["teacher"]["training_joules"] is None  # counted after the resume only: not reported
 
     whole = run_recipe(tiny_recipe(tiny_bert_folder, reviews_csv, tmp_path / "whole", **teacher_only))
     resumed = AutoModelForSequenceClassification.from_pretrained(tmp_path / "broken" / "teacher").state_dict()

@@ -9,11 +9,14 @@ loaded when a step first asks for it). A step returns what `run_state.json` reco
 from __future__ import annotations
 
 import dataclasses
+import json
 import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+
+from transformers import TrainerCallback
 
 from ..distill import make_student
 from ..export import INT8_FILE, export_int8
@@ -44,18 +47,40 @@ class Step:
     every_process: bool = False  # training runs on every process of `accelerate launch`
 
 
+class TrainingClock(TrainerCallback):
+    """Writes into each checkpoint the training seconds up to it, those of the run it resumed included, so that a
+    resumed step reports its whole training time, not only its last part (the time after the last checkpoint of
+    an interrupted run made nothing that was kept, and is not counted)."""
+
+    FILE = "hf_efficient_training_seconds.json"
+
+    def __init__(self, resume: str | None):
+        saved = Path(resume, self.FILE) if resume else None
+        self.before = json.loads(saved.read_text())["seconds"] if saved and saved.is_file() else 0.0
+        self.known = resume is None or self.before > 0  # a checkpoint written before this clock: time unknown
+        self.started = time.perf_counter()
+
+    def seconds(self) -> float:
+        return self.before + time.perf_counter() - self.started
+
+    def on_save(self, args, state, control, **kwargs):
+        checkpoint = Path(args.output_dir, f"checkpoint-{state.global_step}")
+        if state.is_world_process_zero and checkpoint.is_dir():
+            (checkpoint / self.FILE).write_text(json.dumps({"seconds": self.seconds()}))
+
+
 def _train(run, model, section, folder: Path, name: str, teacher=None) -> dict:
     """Apply the section's techniques (in table order) to `model`, fine-tune it and save it into `folder`."""
-    arguments = {"callbacks": list(run.callbacks)}
+    checkpoints = run.output / "checkpoints" / name
+    resume = last_complete_checkpoint(checkpoints)
+    clock = TrainingClock(resume)
+    arguments = {"callbacks": [*run.callbacks, clock]}
     for technique_name, config in section.techniques.items():
         more = TECHNIQUES[technique_name].prepare(model, config, teacher)
         arguments["callbacks"] += more.pop("callbacks", [])
         arguments.update(more)
-    checkpoints = run.output / "checkpoints" / name
-    resume = last_complete_checkpoint(checkpoints)
     if resume:
         run.say(f"    resuming from {resume}")
-    started = time.perf_counter()
     with EnergyMeter() as meter:
         trainer = finetune(
             model,
@@ -75,11 +100,12 @@ def _train(run, model, section, folder: Path, name: str, teacher=None) -> dict:
         (folder / "training_args.bin").unlink(missing_ok=True)
     return {
         "path": name,
-        "training_seconds": round(time.perf_counter() - started, 1),
+        "training_seconds": round(clock.seconds(), 1) if clock.known else None,
         "resumed_from": resume,
         "processes": run.process.num_processes,
-        "training_joules": meter.joules,
-        "energy_source": meter.source,
+        # The meter counted this process's part only: after a resume, the energy of the whole training is unknown.
+        "training_joules": None if resume else meter.joules,
+        "energy_source": None if resume else meter.source,
     }
 
 
