@@ -570,6 +570,9 @@ def test_the_card_of_every_task_names_its_head_pipeline_and_metric(tmp_path, tas
     assert f"scores {row.metric} {metrics[row.metric]:.4f} on the test split" in body
     assert f'model = {row.auto_class}.from_pretrained("alice/tiny")' in body
     assert f"model = {row.ort_class}.from_pretrained(" in body
+    assert "(`pip install optimum-onnx[onnxruntime]`; its 0.1 release needs transformers < 4.58)" in " ".join(
+        body.split()
+    )
     pipeline_line = f'predict = pipeline("{row.pipeline_tag}", model=model, tokenizer=tokenizer'
     # None for a pipeline that a supported transformers version lacks (5.x has no question-answering pipeline).
     everywhere = row.pipeline_tag in SUPPORTED_TASKS and row.pipeline_tag != "question-answering"
