@@ -11,13 +11,14 @@ import argparse
 import dataclasses
 import difflib
 import json
-import os
 import re
 import shlex
 import sys
 import types
 import typing
 from pathlib import Path
+
+from accelerate import PartialState
 
 from .checks import model_source
 from .data import DEFAULT_TASK as DEFAULT_DATA
@@ -234,7 +235,7 @@ def _fine_tuned(recipe: dict, path: str) -> dict:
 def _run(recipe, args) -> dict:
     recipe = recipe if isinstance(recipe, Recipe) else load_recipe(recipe)
     report = run_recipe(recipe, restart=args.restart)
-    if report and os.environ.get("RANK", "0") == "0":  # under `accelerate launch`, said once, by the main process
+    if report and PartialState().is_main_process:  # under `accelerate launch`, said once (the run's process state)
         table = report_markdown(Report.from_dict(report))
         print(f"\n{table}\nWrote {recipe.output_dir}/report.json, report.md and the plots.")
     return report
@@ -305,13 +306,18 @@ MIN_RELIABLE_ROWS = 30
 EVALUATE_SPLITS = ("test", "validation", "train", "all")
 
 
+def _model_folder(model: Path) -> Path:
+    """The folder of a model: itself, or the folder an .onnx file lies in (with the config it was exported from)."""
+    return model.parent if model.suffix == ".onnx" else model
+
+
 def _load_split(args, model: Path, split: str = "test"):
     """The tokenized rows of `split` of the data flags ("all": every row), what they are, a line saying so, and
     the scoring arguments of `measure_models` (the task, from the model's head)."""
     import datasets
     from transformers import AutoTokenizer
 
-    folder = model.parent if model.suffix == ".onnx" else model
+    folder = _model_folder(model)
     # evaluate's --model; benchmark's first model, which its help calls the reference.
     task = fine_tuned_task(str(folder), "model" if hasattr(args, "model") else "reference") or DEFAULT_TASK_NAME
     config = DataConfig(**config_values(args, args.fields["data"]))
@@ -417,8 +423,7 @@ def benchmark_command(args):
     _warn_if_few(scope)
     task = get_task(scoring["task"])
     for model in args.models[1:]:  # scored with the reference's head and metric: the same task, fine-tuned
-        folder = Path(model).parent if Path(model).suffix == ".onnx" else Path(model)
-        other = fine_tuned_task(str(folder), "models")
+        other = fine_tuned_task(str(_model_folder(Path(model))), "models")
         if other not in (None, task.name):
             raise ValueError(
                 f"{model} is a {other} model, but the reference, {args.models[0]}, is {task.name}: benchmark models "

@@ -33,7 +33,7 @@ class DataConfig:
       them; splits without a file are carved out of the train rows.
 
     Only the columns of the task at hand are read; another task's column or QA setting changed from its
-    default is refused (`check_task`), since it would look applied:
+    default is refused (`check_fields_for`), since it would look applied:
 
     - text-classification, multi-label-classification, text-regression: `text_column`, optional
       `text_pair_column`, and `label_column` holding a class name or id (single-label), a list of
@@ -132,7 +132,7 @@ class DataConfig:
         ):
             raise ValueError(f"DataConfig(label_names={self.label_names!r}): give a list of names, e.g. [O, B-PER].")
 
-    def check_task(self, task: str, where: str = "DataConfig") -> None:
+    def check_fields_for(self, task: str, where: str = "DataConfig") -> None:
         """Refuse a setting that `task` never reads (`--doc-stride` for a classifier, `tokens_column` without
         `task: token-classification`): ignored, it would only look as if it had been applied."""
         for f in fields(self):

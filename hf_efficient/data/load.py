@@ -73,7 +73,7 @@ def load_data(
     if not isinstance(config, DataConfig):
         raise ValueError(f"load_data(config=...) takes a DataConfig, got {type(config).__name__}.")
     task = check_task(task)
-    config.check_task(task)
+    config.check_fields_for(task)
     options = dict(
         validation_split=config.validation_split,
         test_split=config.test_split,

@@ -251,7 +251,7 @@ class Recipe:
             )
         _one_of(self.task, tasks, f"{where}.task")
         try:
-            self.data.check_task(self.task, f"{where}.data")
+            self.data.check_fields_for(self.task, f"{where}.data")
         except ValueError as error:
             raise RecipeError(str(error)) from None
         # An embedding model is its own teacher: the pretrained `model`, never fine-tuned (`sentence.recipe`).
