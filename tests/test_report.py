@@ -1,5 +1,6 @@
 """Measuring: latency side by side, weight sizes, energy counters, and the report's table and plots."""
 
+import json
 import time
 
 import pytest
@@ -161,6 +162,8 @@ def test_report_warns_when_absolute_latency_is_unreliable_and_shows_large_spread
     # The new fields round-trip through report.json.
     report.save(tmp_path / "report.json")
     assert Report.load(tmp_path / "report.json") == report
+    # The file alone says what the speed-ups are against.
+    assert json.loads((tmp_path / "report.json").read_text())["speed_baseline"] == "`teacher`"
     # A quiet run with close rounds says nothing.
     raw["timing"] = {**BUSY_TIMING, "load": 0.4, "max_spread": 0.02, "reliable": True, "reason": None}
     raw["models"][0]["latency_spread"] = {"1": 0.02}

@@ -187,7 +187,9 @@ class Report:
         return sorted({size for model in self.models for size in model.latency_ms}, key=int)
 
     def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
+        # speed_baseline is derived (from_dict drops it), written so that a reader of report.json alone
+        # knows what `speedup` is against.
+        return {**dataclasses.asdict(self), "speed_baseline": self.speed_baseline}
 
     @classmethod
     def from_dict(cls, raw: dict) -> Report:
