@@ -16,7 +16,7 @@ from torch import nn
 from transformers import PreTrainedModel
 
 from .encoders import layer_stack, replace_layer_stack
-from .provenance import record_technique, recorded_technique
+from .provenance import PER_LAYER_RECORDS, record_technique, recorded_technique
 
 # The config.json record of which original layers a model kept (by pruning or as a student).
 LAYERS_RECORD = "layers"
@@ -114,12 +114,13 @@ def _check_reloads_unchanged(model: PreTrainedModel, kept: list[int], call: str)
     config = copy.deepcopy(model.config)
     config.num_hidden_layers = len(kept)
     _prune_layer_types(config, kept, len(layer_stack(model)))
-    with torch.device("meta"):
-        fresh = type(model)(config)
+    with torch.device("meta"):  # a technique's own model class names its plain one (see keep_layers)
+        fresh = getattr(type(model), "plain_class", type(model))(config)
     prefix = next(name for name, module in model.named_modules() if module is layer_stack(model)) + "."
     renumber = {str(old): str(new) for new, old in enumerate(kept)}
     pruned = {}
-    for name, tensor in model.state_dict().items():
+    # Every parameter under each of its names: a shared model's own state_dict lists a shared one once.
+    for name, tensor in nn.Module.state_dict(model).items():
         if name.startswith(prefix):
             index, _, rest = name[len(prefix) :].partition(".")
             if index not in renumber:
@@ -165,10 +166,19 @@ def keep_layers(
     kept = _layers_to_keep(keep, num_layers, call)
     _check_reloads_unchanged(model, kept, call)
     _check_attention_pattern(model.config, kept, call)
+    # A technique that gives the whole model a class of its own (sharing does) names the plain class
+    # (`plain_class`) and has a method `prepare_layer_cut(kept, call)`: it refuses a cut it cannot
+    # follow, before anything changes, and returns what to do once the layers are cut.
+    prepare = getattr(model, "prepare_layer_cut", None)
+    follow_cut = prepare(kept, call) if prepare else None
     restore_plain_layers(model)
+    for name in PER_LAYER_RECORDS:  # recorded per-layer settings (of a reloaded model) no longer fit
+        record_technique(model, name, None)
     _prune_layer_types(model.config, kept, num_layers)
     layers = layer_stack(model)
     replace_layer_stack(model, [layers[i] for i in kept])
+    if follow_cut:
+        follow_cut()
     history = recorded_technique(model.config, LAYERS_RECORD) or recorded_technique(model.config, "pruning")
     original = [history["kept_layers"][i] for i in kept] if history else kept
     total = history["original_num_layers"] if history else num_layers

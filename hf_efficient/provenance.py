@@ -14,6 +14,9 @@ import copy
 from transformers import PretrainedConfig, PreTrainedModel
 
 CONFIG_KEY = "hf_efficient"
+# Records whose settings are one per layer of the model that holds them (LayerDrop's rates): a model
+# cut to fewer layers (`layers.keep_layers`) drops them, whether the technique is live or only recorded.
+PER_LAYER_RECORDS: set[str] = set()
 
 
 def record_technique(model: PreTrainedModel, technique: str, settings: dict | None) -> None:

@@ -21,6 +21,7 @@ from hf_efficient import (
     encoder_family,
     layer_stack,
     make_student,
+    prune_layers,
     share_layers,
     unshare_layers,
 )
@@ -220,6 +221,44 @@ def test_reloaded_shared_model_saves_and_unshares(tmp_path):
     assert plain.config.model_type == "bert" and not shared_parameter_groups(plain)
 
 
+@pytest.mark.parametrize("family", ["bert", "distilbert"])
+@pytest.mark.parametrize(
+    ("kept", "groups"),
+    [([0, 2], None), ([1, 3], None), ([0, 1], 1), ([0, 1, 4, 5], 2), ([1, 2, 3, 4, 5], "refused")],
+)
+def test_pruning_a_shared_model_keeps_what_its_layers_share(tmp_path, family, kept, groups):
+    # Three groups of two layers. A cut keeps each group's layers shared; a group left with one layer
+    # shares nothing, and the checkpoint must hold every layer that is no longer an alias.
+    model = share_layers(tiny_model(family, num_layers=6), SharingConfig(num_groups=3, scope="attention"))
+    batch = tiny_batch()
+    if groups == "refused":
+        with pytest.raises(ValueError, match=r"keep \[1, 2, 2\] layers of the groups"):
+            prune_layers(model, kept)
+        assert len(layer_stack(model)) == 6 and model.config.hf_efficient["sharing"]["num_groups"] == 3
+        return
+    prune_layers(model, kept)
+    expected = model(**batch).logits
+    model.save_pretrained(tmp_path)
+    reloaded = AutoModelForSequenceClassification.from_pretrained(tmp_path, attn_implementation="eager").eval()
+    assert torch.equal(reloaded(**batch).logits, expected)
+    record = reloaded.config.hf_efficient.get("sharing")
+    if groups is None:
+        assert record is None and not shared_parameter_groups(reloaded)
+        assert not type(reloaded).__name__.startswith("Shared")
+    else:
+        assert record == {**SharingConfig(num_groups=groups, scope="attention").to_dict()}
+        assert len(shared_parameter_groups(reloaded)) == len(shared_parameter_groups(model)) > 0
+
+
+def test_a_student_of_a_reloaded_layerdrop_teacher_has_no_layerdrop(tmp_path):
+    teacher = apply_layerdrop(tiny_model("bert"), LayerDropConfig(rate=[0.1, 0.2, 0.3, 0.4]))
+    teacher.save_pretrained(tmp_path)
+    reloaded = AutoModelForSequenceClassification.from_pretrained(tmp_path)  # plain layers, the rates recorded
+    assert reloaded.config.hf_efficient["layerdrop"]["rate"] == [0.1, 0.2, 0.3, 0.4]
+    for cut in (make_student(reloaded, 2), prune_layers(reloaded, 2)):
+        assert "layerdrop" not in cut.config.hf_efficient and cut.config.hf_efficient["layers"]["kept_layers"] == [0, 2]
+
+
 def test_unshare_gives_a_plain_independent_model(tmp_path):
     model = share_layers(tiny_model("electra"), SharingConfig())
     batch = tiny_batch()
@@ -273,7 +312,7 @@ def test_bad_settings_are_refused(call, message):
 @pytest.mark.parametrize("family", FAMILY_NAMES)
 def test_every_family_gets_a_registered_class(family):
     model = share_layers(tiny_model(family))
-    assert type(model).__name__.startswith("Shared") and isinstance(model, model.shared_base_class)
+    assert type(model).__name__.startswith("Shared") and isinstance(model, model.plain_class)
 
 
 @pytest.mark.parametrize("family", FAMILY_NAMES)

@@ -12,9 +12,11 @@ from transformers import PreTrainedModel
 
 from ..encoders import encoder_family, layer_stack
 from ..layers import keep_layers
-from ..provenance import record_technique, recorded_technique
+from ..provenance import PER_LAYER_RECORDS, record_technique, recorded_technique
 from ..sentence import calling_module, transformers_model
 from .config import LayerDropConfig
+
+PER_LAYER_RECORDS.add("layerdrop")  # its rates are per layer: a pruned model or a student drops them
 
 
 class DropSchedule:

@@ -41,7 +41,9 @@ class SharingConfig:
             raise ValueError(
                 f"SharingConfig(init={self.init!r}, init_layer={self.init_layer!r}): init_layer goes with init='layer'."
             )
-        if self.init_layer is not None and (not isinstance(self.init_layer, int) or self.init_layer < 0):
+        if self.init_layer is not None and (
+            isinstance(self.init_layer, bool) or not isinstance(self.init_layer, int) or self.init_layer < 0
+        ):
             raise ValueError(f"SharingConfig(init_layer={self.init_layer!r}): a position >= 0 within each group.")
 
     def group_size(self, num_layers: int) -> int:
@@ -50,10 +52,7 @@ class SharingConfig:
                 f"SharingConfig(num_groups={self.num_groups}) does not divide the {num_layers} layers of this model "
                 f"into equal groups: use a divisor of {num_layers}."
             )
-        size = num_layers // self.num_groups
-        if self.init_layer is not None and self.init_layer >= size:
-            raise ValueError(f"SharingConfig(init_layer={self.init_layer}): each group has only {size} layers.")
-        return size
+        return num_layers // self.num_groups
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -10,6 +10,7 @@ layer's name, `save_pretrained` writes the config with model type `hf-efficient-
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 
 import torch
@@ -73,6 +74,8 @@ def _initialize(model: nn.Module, plan: dict[str, str], config: SharingConfig) -
         return
     prefix = _layers_prefix(model)
     size = config.group_size(len(layer_stack(model)))
+    if config.init_layer is not None and config.init_layer >= size:
+        raise ValueError(f"SharingConfig(init_layer={config.init_layer}): each group has only {size} layers.")
     members: dict[str, list[str]] = {}
     for alias, owner in plan.items():
         members.setdefault(owner, [owner]).append(alias)
@@ -106,12 +109,37 @@ class SharedLayersModel:
 
     def save_pretrained(self, *args, **kwargs):
         # The config object may be shared with other models, so its class changes only while saving.
-        plain_class = getattr(type(self.config), "shared_base_class", type(self.config))
+        plain_class = getattr(type(self.config), "plain_class", type(self.config))
         self.config.__class__ = _shared_config_class(plain_class)
         try:
             return super().save_pretrained(*args, **kwargs)
         finally:
             self.config.__class__ = plain_class
+
+    def prepare_layer_cut(self, kept: list[int], call: str):
+        """Refuse a cut to layers `kept` that would leave groups of unequal size; else return what
+        makes the cut model's sharing its own (the convention of `hf_efficient.layers.keep_layers`).
+
+        A group keeps its kept layers, still sharing; a group left with one layer shares nothing.
+        """
+        config = SharingConfig(**recorded_technique(self.config, "sharing"))
+        size = config.group_size(len(layer_stack(self)))
+        counts = [sum(1 for i in kept if i // size == group) for group in dict.fromkeys(i // size for i in kept)]
+        if len(set(counts)) > 1:
+            raise ValueError(
+                f"{call}: layers {kept} keep {counts} layers of the groups that share weights ({size} layers "
+                "each, in order), and shared groups must be equal: keep as many layers of each group, or call "
+                "unshare_layers(model) first."
+            )
+        if counts[0] == 1:  # one layer per group: nothing is shared any more
+            return lambda: _make_plain(self)
+        cut = dataclasses.replace(config, num_groups=len(counts))  # init: how the shared weights started
+
+        def follow() -> None:
+            self.sharing_plan = sharing_plan(self, cut)
+            record_technique(self, "sharing", cut.to_dict())
+
+        return follow
 
     def tie_weights(self, *args, **kwargs):
         result = super().tie_weights(*args, **kwargs)
@@ -121,13 +149,13 @@ class SharedLayersModel:
 
 @functools.cache
 def _shared_config_class(config_class: type) -> type:
-    attributes = {"model_type": MODEL_TYPE_PREFIX + config_class.model_type, "shared_base_class": config_class}
+    attributes = {"model_type": MODEL_TYPE_PREFIX + config_class.model_type, "plain_class": config_class}
     return type(f"Shared{config_class.__name__}", (config_class,), attributes)
 
 
 @functools.cache
 def _shared_model_class(model_class: type) -> type:
-    attributes = {"config_class": _shared_config_class(model_class.config_class), "shared_base_class": model_class}
+    attributes = {"config_class": _shared_config_class(model_class.config_class), "plain_class": model_class}
     return type(f"Shared{model_class.__name__}", (SharedLayersModel, model_class), attributes)
 
 
@@ -186,12 +214,17 @@ def unshare_layers(model: PreTrainedModel) -> PreTrainedModel:
             module_name, _, parameter_name = alias.rpartition(".")
             copy = nn.Parameter(model.get_parameter(alias).detach().clone())
             setattr(model.get_submodule(module_name), parameter_name, copy)
-    model.__class__ = model.shared_base_class
-    model.config.__class__ = getattr(type(model.config), "shared_base_class", type(model.config))
+    _make_plain(model)
+    return wrapper
+
+
+def _make_plain(model: SharedLayersModel) -> None:
+    """The plain class and config of a model whose layers no longer share anything."""
+    model.__class__ = model.plain_class
+    model.config.__class__ = getattr(type(model.config), "plain_class", type(model.config))
     model.config.__dict__.pop("model_type", None)  # a loaded config may hold the shared type itself
     del model.sharing_plan
     record_technique(model, "sharing", None)
-    return wrapper
 
 
 def shared_parameter_groups(model: nn.Module) -> list[list[str]]:
