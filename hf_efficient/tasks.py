@@ -150,6 +150,13 @@ class Task:
 
         return getattr(transformers, self.auto_class)
 
+    def load(self, path, **kwargs):
+        """The model saved at `path`, with this row's head, in float32: transformers 5 keeps a checkpoint's
+        bf16 or fp16, which the techniques would train without float32 weights and ONNX cannot export."""
+        import torch
+
+        return self.head().from_pretrained(path, dtype=torch.float32, **kwargs)
+
 
 TASKS: dict[str, Task] = {}
 DEFAULT_TASK = "text-classification"

@@ -439,3 +439,20 @@ def test_model_trained_under_mixed_precision_exports(tmp_path):
     with torch.no_grad():
         expected = model(**{k: torch.from_numpy(v) for k, v in inputs.items()}).logits.float().numpy()
     assert np.abs(run_onnx(tmp_path / "export/model.onnx", inputs) - expected).max() <= 1e-4
+
+
+def test_a_bf16_model_is_refused_and_a_bf16_folder_exports_in_float32(tmp_path):
+    model = tiny_model("bert").to(torch.bfloat16)
+    with pytest.raises(ValueError, match=r"weights are torch.bfloat16; .* pass model.float\(\)"):
+        export_int8(model, tmp_path / "refused")
+    # A folder saved in bf16 loads in float32 (transformers 5 would keep bf16): the bf16 weights, exactly.
+    model.save_pretrained(tmp_path / "bf16")
+    from conftest import minilm_path
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(minilm_path())
+    result = export_int8(str(tmp_path / "bf16"), tmp_path / "onnx", tokenizer=tokenizer, eval_dataset=tokenized_rows(8))
+    inputs = fixed_batch()
+    with torch.no_grad():
+        expected = model.float()(**{name: torch.from_numpy(value) for name, value in inputs.items()}).logits
+    np.testing.assert_allclose(run_onnx(tmp_path / "onnx" / result.fp32_file, inputs), expected.numpy(), atol=1e-4)

@@ -266,17 +266,25 @@ def _label_columns(dataset) -> list[str]:
     return [name for name in dict.fromkeys(names) if name in dataset.column_names]
 
 
+def check_float32(model: torch.nn.Module, call: str) -> None:
+    dtypes = {p.dtype for p in model.parameters() if p.is_floating_point()} - {torch.float32}
+    if dtypes:
+        raise ValueError(
+            f"{call}: the model's weights are {', '.join(sorted(map(str, dtypes)))}; the ONNX graph is float32 and "
+            "quantized from it: pass model.float() (exact for bf16 and fp16 weights)."
+        )
+
+
 def _load(path) -> PreTrainedModel:
     """The model of a folder, with the head its config.json names (`architectures`)."""
     config = AutoConfig.from_pretrained(path)
     architecture = (config.architectures or [None])[0]
     if architecture is None:  # saved without its class: the default task's head, as before
-        return get_task(DEFAULT_TASK).head().from_pretrained(path)
+        return get_task(DEFAULT_TASK).load(path)
     for task in TASKS.values():
-        head = task.head()
         try:
-            if head._model_mapping[type(config)].__name__ == architecture:
-                return head.from_pretrained(path)
+            if task.head()._model_mapping[type(config)].__name__ == architecture:
+                return task.load(path)
         except KeyError:
             continue
     raise ValueError(
@@ -440,6 +448,7 @@ def export_int8(
     # A Trainer run under mixed precision leaves accelerate's fp32 wrapper on `forward`, which
     # neither exporter can trace.
     model = extract_model_from_parallel(model, keep_fp32_wrapper=False).eval()
+    check_float32(model, "export_int8(model_or_path)")
     task = task_of(model)
     if config.backend == "optimum" and not _optimum_knows(model, task):
         raise ValueError(

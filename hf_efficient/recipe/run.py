@@ -347,7 +347,7 @@ class Run:
         return path if path.is_absolute() else self.output / path
 
     def load(self, model: str):
-        return self.task.head().from_pretrained(self.model_folder(model))
+        return self.task.load(self.model_folder(model))
 
     def pretrained(self):
         """The pretrained `model` with the task's head, sized and named from the data's labels."""
@@ -364,7 +364,7 @@ class Run:
             if self.task.problem_type == "regression":
                 head["num_labels"] = 1
         # A `model` that already has a head of another size (a classifier of other labels) gets a new one.
-        return self.task.head().from_pretrained(self.model_path, ignore_mismatched_sizes=True, **head)
+        return self.task.load(self.model_path, ignore_mismatched_sizes=True, **head)
 
     def last_trained(self) -> str:
         return "pruned" if self.made("pruned") else "student" if self.recipe.student else "teacher"

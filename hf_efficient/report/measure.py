@@ -329,7 +329,7 @@ def measure_models(
             entry.layers, entry.parameters = onnx_layers_and_parameters(path)
             runners[name] = onnx_runner(path, threads)
         else:
-            model = task.head().from_pretrained(path).eval()
+            model = task.load(path).eval()
             with EnergyMeter() as meter:
                 entry.metrics = _evaluate(model, dataset, scoring, desc=f"{name} on test")
             entry.layers = model.config.num_hidden_layers

@@ -16,7 +16,7 @@ import numpy as np
 
 from ..export.config import Int8ExportConfig
 from ..export.fastest import resolve_variant
-from ..export.int8 import AccuracyDropError, ExportResult, quantization_choices, quantize_attempt
+from ..export.int8 import AccuracyDropError, ExportResult, check_float32, quantization_choices, quantize_attempt
 from ..export.onnx import export_onnx
 from .embedder import SentenceEmbedder
 from .model import ONNX_DIR, int8_file_name, sentence_encoder
@@ -50,6 +50,7 @@ def export_sentence_int8(
     eval_texts = _texts(eval_dataset, "eval_dataset")
     calibration_texts = _texts(calibration_dataset, "calibration_dataset")
     encoder = sentence_encoder(model, "export_int8")
+    check_float32(encoder, "export_int8(model_or_path)")
     model = model.eval()
     output = Path(output_dir)
     model.save(str(output))
