@@ -277,6 +277,8 @@ def test_untokenized_rows_are_refused_in_one_line(tmp_path):
     args = TrainingArguments(str(tmp_path / "positional"), use_cpu=True, report_to=[])
     with pytest.raises(ValueError, match=r"^DistillationTrainer\(train_dataset=...\): the rows have no input_ids"):
         DistillationTrainer(student, args, None, raw, teacher=teacher)
+    with pytest.raises(ValueError, match=r"^DistillationTrainer\(teacher_dtype='bf16'\): give a torch float dtype"):
+        DistillationTrainer(student, args, teacher=teacher, teacher_dtype="bf16")
 
 
 def test_layerdrop_student_and_lower_precision_teacher(tmp_path):

@@ -64,6 +64,8 @@ class DistillationTrainer(Trainer):
         teacher (`PreTrainedModel`): The fine-tuned teacher, same tokenizer.
         distillation (`PKDConfig`, *optional*): Loss settings; `PKDConfig()` when omitted.
         teacher_dtype (`torch.dtype`, *optional*): Run the teacher in this precision, e.g. `torch.bfloat16`.
+            The teacher is moved, cast and frozen in place, as Trainer moves its model: pass
+            `copy.deepcopy(teacher)` to keep yours as it is.
         *args, **kwargs: Passed to `Trainer`.
 
     Example:
@@ -86,6 +88,12 @@ class DistillationTrainer(Trainer):
         self.distillation = PKDConfig() if distillation is None else distillation
         if not isinstance(self.distillation, PKDConfig):
             raise TypeError(f"DistillationTrainer(distillation={distillation!r}): expected a PKDConfig.")
+        if teacher_dtype is not None and not (
+            isinstance(teacher_dtype, torch.dtype) and teacher_dtype.is_floating_point
+        ):
+            raise ValueError(
+                f"DistillationTrainer(teacher_dtype={teacher_dtype!r}): give a torch float dtype, e.g. torch.bfloat16."
+            )
         self.embedding_loss = None
         if is_embedding_model(model) or is_embedding_model(teacher):
             self._init_embedding(model, teacher, teacher_dtype, args, kwargs)
