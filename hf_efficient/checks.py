@@ -271,3 +271,17 @@ def check_max_length(max_length, tokenizer, where: str, pairs: bool = False) -> 
             f"{where}: max_length={max_length} is out of range; give {low} {most} (the tokenizer adds "
             f"{low - 1} special tokens{'' if high is None else f' and the model has {high} positions'})."
         )
+
+
+def check_qa_windows(questions: list[str], tokenizer, max_length: int, doc_stride: int, row: str) -> None:
+    """Refuse a question that leaves a window of `max_length` tokens no more than `doc_stride` tokens of context
+    (the tokenizer would panic); `row` names question `{row}` in the message, e.g. "questions[{row}]"."""
+    special = tokenizer.num_special_tokens_to_add(pair=True)
+    lengths = [len(ids) for ids in tokenizer([q.lstrip() for q in questions], add_special_tokens=False)["input_ids"]]
+    for index, length in enumerate(lengths):
+        if max_length - special - length <= doc_stride:
+            raise ValueError(
+                f"{row.format(row=index)}: its question takes {length} of max_length={max_length} tokens, leaving no "
+                f"more than doc_stride={doc_stride} for the context; raise max_length, lower doc_stride or shorten "
+                "the question."
+            )

@@ -381,6 +381,23 @@ def test_question_answerer_finds_a_span_of_the_context(exported, tokenizer):
         assert [a["score"] for a in answers] == pytest.approx([e["score"] for e in expected], abs=1e-5)
 
 
+def test_question_answerer_refuses_windows_it_cannot_make(exported):
+    _, folder = exported("question-answering")
+    for name, value, fix in (
+        ("doc_stride", -5, "positive int below max_length=32"),
+        ("doc_stride", 32, "positive int below max_length=32"),
+        ("max_answer_length", 0, "positive int"),
+        ("max_answer_length", "5", "positive int"),
+    ):
+        settings = {"doc_stride": 8, name: value}
+        with pytest.raises(ValueError, match=rf"^QuestionAnswerer\({name}={value!r}\): give a {fix}\.$"):
+            QuestionAnswerer(folder, max_length=32, **settings)
+    # A question that fills the window: one line, not the tokenizer's panic.
+    long_question = "where is the big capital city of the country of france located"
+    with pytest.raises(ValueError, match=r"^QuestionAnswerer: questions\[1\]: its question takes 12 of max_length=16"):
+        QuestionAnswerer(folder, max_length=16, doc_stride=4)(["who?", long_question], ["paris", "paris"])
+
+
 def test_choice_scorer_and_text_embedder(exported, tokenizer):
     model, folder = exported("multiple-choice")
     assert ChoiceScorer(folder)([], []) == []

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import datasets
 
-from ..checks import check_max_length
+from ..checks import check_max_length, check_qa_windows
 from .load import (
     MULTI_LABEL,
     MULTIPLE_CHOICE,
@@ -122,7 +122,10 @@ def tokenize_dataset(
         if isinstance(doc_stride, bool) or not isinstance(doc_stride, int) or not 0 < doc_stride < max_length:
             raise ValueError(f"doc_stride must be a positive int below max_length={max_length}, got {doc_stride!r}.")
 
-        _check_qa_room(dataset, tokenizer, max_length, doc_stride)
+        for name, split in dataset.items():
+            check_qa_windows(
+                split["question"], tokenizer, max_length, doc_stride, f"Row index {{row}} of the {name!r} split"
+            )
 
         def function(batch):
             return prepare_qa_features(batch, tokenizer, max_length, doc_stride)
@@ -165,20 +168,3 @@ def _align_tags(word_ids: list[int | None], tags: list[int]) -> list[int]:
         labels.append(-100 if word is None or word == previous else tags[word])
         previous = word
     return labels
-
-
-def _check_qa_room(dataset: datasets.DatasetDict, tokenizer, max_length: int, doc_stride: int) -> None:
-    """Each window must hold the question and more than `doc_stride` context tokens (else the tokenizer panics)."""
-    special = tokenizer.num_special_tokens_to_add(pair=True)
-    for name, split in dataset.items():
-        lengths = [
-            len(ids)
-            for ids in tokenizer([q.lstrip() for q in split["question"]], add_special_tokens=False)["input_ids"]
-        ]
-        for row, length in enumerate(lengths):
-            if max_length - special - length <= doc_stride:
-                raise ValueError(
-                    f"Row index {row} of the {name!r} split: its question takes {length} of max_length={max_length} "
-                    f"tokens, leaving no more than doc_stride={doc_stride} for the context; raise max_length, lower "
-                    "doc_stride or shorten the question."
-                )

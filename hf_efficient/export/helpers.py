@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..checks import check_max_length
+from ..checks import check_max_length, check_qa_windows
 from ..tasks import head_of
 from .onnx import INPUT_NAMES
 from .runtime import open_session
@@ -292,7 +292,8 @@ class QuestionAnswerer(_Exported):
         folder (`str`): An `export_int8` output folder of a `...ForQuestionAnswering` model.
         file_name (`str`): `model_quantized.onnx` (int8) or `model.onnx` (fp32).
         max_length (`int`): Tokens per window (question and context).
-        doc_stride (`int`): Tokens two windows of one context share.
+        doc_stride (`int`, *optional*): Tokens two windows of one context share; as the pipeline, 128 or
+            half of `max_length`, whichever is smaller.
         max_answer_length (`int`): The longest answer, in tokens.
         threads (`int`, *optional*): The runtime's intra-op threads; its default (every core) when omitted.
         runtime (`str`, *optional*): "onnxruntime", "openvino" or "openvino-bf16" (`export.runtime`); the one
@@ -306,12 +307,20 @@ class QuestionAnswerer(_Exported):
         folder: str,
         file_name: str = INT8_FILE,
         max_length: int = 384,
-        doc_stride: int = 128,
+        doc_stride: int | None = None,
         max_answer_length: int = 15,
         threads: int | None = None,
         runtime: str | None = None,
     ):
         super().__init__(folder, file_name, max_length, threads, runtime)
+        doc_stride = min(max_length // 2, 128) if doc_stride is None else doc_stride  # the pipeline's default
+        for name, value, high in (
+            ("doc_stride", doc_stride, max_length),
+            ("max_answer_length", max_answer_length, None),
+        ):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1 or (high and value >= high):
+                below = f" below max_length={high}" if high else ""
+                raise ValueError(f"QuestionAnswerer({name}={value!r}): give a positive int{below}.")
         self.doc_stride, self.max_answer_length = doc_stride, max_answer_length
 
     def __call__(self, questions, contexts, batch_size: int = 32) -> list[dict]:
@@ -324,6 +333,9 @@ class QuestionAnswerer(_Exported):
             )
         if not questions:
             return []
+        check_qa_windows(
+            questions, self.tokenizer, self.max_length, self.doc_stride, "QuestionAnswerer: questions[{row}]"
+        )
         encoded = self.tokenizer(
             questions,
             contexts,
