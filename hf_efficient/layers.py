@@ -171,9 +171,10 @@ def keep_layers(
     # follow, before anything changes, and returns what to do once the layers are cut.
     prepare = getattr(model, "prepare_layer_cut", None)
     follow_cut = prepare(kept, call) if prepare else None
+    trained = {name: recorded_technique(model.config, name) for name in PER_LAYER_RECORDS} if technique else {}
     restore_plain_layers(model)
-    for name in PER_LAYER_RECORDS:  # recorded per-layer settings (of a reloaded model) no longer fit
-        record_technique(model, name, None)
+    for name, cut in PER_LAYER_RECORDS.items():  # a pruned model's layers were trained so; a student's will not be
+        record_technique(model, name, cut(trained[name], kept) if trained.get(name) else None)
     _prune_layer_types(model.config, kept, num_layers)
     layers = layer_stack(model)
     replace_layer_stack(model, [layers[i] for i in kept])

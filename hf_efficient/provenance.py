@@ -10,13 +10,15 @@ transformers builds, and a technique that changes the forward pass without chang
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 
 from transformers import PretrainedConfig, PreTrainedModel
 
 CONFIG_KEY = "hf_efficient"
-# Records whose settings are one per layer of the model that holds them (LayerDrop's rates): a model
-# cut to fewer layers (`layers.keep_layers`) drops them, whether the technique is live or only recorded.
-PER_LAYER_RECORDS: set[str] = set()
+# Records of how the layers were trained, with settings per layer (LayerDrop's rates), by technique:
+# `(settings, kept layer indices) -> the settings of the kept layers`. A pruned model keeps them, cut to
+# its layers; a student, trained anew, drops them (`layers.keep_layers`), live or only recorded.
+PER_LAYER_RECORDS: dict[str, Callable[[dict, list[int]], dict]] = {}
 
 
 def record_technique(model: PreTrainedModel, technique: str, settings: dict | None) -> None:

@@ -212,6 +212,47 @@ def test_evaluate_model_of_question_answering_needs_the_examples(tokenizer):
         evaluate_model(model, tokenized["test"])
 
 
+def test_evaluate_model_of_question_answering_refuses_other_examples(tokenizer):
+    model = tiny_model("bert", 2, task="question-answering", vocab_size=tokenizer.vocab_size)
+    loaded = load_data(DataConfig(source=datasets.Dataset.from_list(ROWS["question-answering"])), "question-answering")
+    tokenized = tokenize_dataset(loaded, tokenizer, 24, task="question-answering", doc_stride=8)
+    features, examples = tokenized["test"], loaded["test"]
+    with pytest.raises(ValueError, match=r"^postprocess_qa_predictions: \d+ example ids of the features .* not among"):
+        evaluate_model(model, features, examples=loaded["validation"])  # another split: F1 0 before
+    first = examples["id"][0]
+    with pytest.raises(ValueError, match=r"^postprocess_qa_predictions: 1 of the examples have no features"):
+        evaluate_model(model, features.filter(lambda row: row["example_id"] != first), examples=examples)
+    for name in ("n_best_size", "max_answer_length"):
+        with pytest.raises(ValueError, match=rf"^postprocess_qa_predictions\({name}=0\): give a positive int"):
+            evaluate_model(model, features, examples=examples, **{name: 0})
+
+
+def test_evaluate_model_refuses_bad_rows_and_settings_in_one_line(tokenizer):
+    model = tiny_model("bert", 2, task="text-classification", vocab_size=tokenizer.vocab_size)
+    loaded = load_data(DataConfig(source=datasets.Dataset.from_list(ROWS["text-classification"])))
+    tokenized = tokenize_dataset(loaded, tokenizer, 8)
+    for size in (0, -1, 2.5):
+        with pytest.raises(ValueError, match=rf"^evaluate_model\(batch_size={size}\): give a positive int"):
+            evaluate_model(model, tokenized["test"], batch_size=size)
+    for rows, message in (
+        (tokenized, r"give one split of tokenized rows, e.g. data\['test'\]"),
+        (loaded["test"], r"the rows have no input_ids"),
+        (tokenized["test"].select([]), r"has no rows"),
+    ):
+        with pytest.raises(ValueError, match=rf"^evaluate_model\(dataset=...\):? {message}"):
+            evaluate_model(model, rows)
+    # Three labels in the data, two in the model: refused, not an IndexError inside the metric.
+    three = tokenized["test"].cast_column("label", datasets.Value("int64"))
+    three = three.map(lambda row, i: {"label": i % 3}, with_indices=True)
+    with pytest.raises(ValueError, match=r"^evaluate_model: the rows' label go up to 2, but the model has 2 labels"):
+        evaluate_model(model, three)
+    # Entity F1 reads IOB tag names; a token classifier named LABEL_0... would score nonsense.
+    ner = load_data(DataConfig(source=datasets.Dataset.from_list(ROWS["token-classification"])), "token-classification")
+    tagger = tiny_model("bert", 2, task="token-classification", vocab_size=tokenizer.vocab_size, num_labels=3)
+    with pytest.raises(ValueError, match=r"^evaluate_model: the model's labels \['LABEL_0', .* are not IOB tags"):
+        evaluate_model(tagger, tokenize_dataset(ner, tokenizer, 16, task="token-classification")["test"])
+
+
 def test_evaluate_model_refuses_a_task_of_another_head(tokenizer):
     model = tiny_model("bert", 2, task="text-classification", vocab_size=tokenizer.vocab_size)
     loaded = load_data(DataConfig(source=datasets.Dataset.from_list(ROWS["text-classification"])))

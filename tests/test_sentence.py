@@ -69,7 +69,10 @@ def test_student_layerdrop_and_pruning_round_trip(family, tmp_path):
     assert pruned is teacher and layers(pruned) == 3
     pruned.save(str(tmp_path / "pruned"))
     config = json.loads((tmp_path / "pruned" / "config.json").read_text())
-    assert config["hf_efficient"]["pruning"]["kept_layers"] == [0, 1, 2] and "layerdrop" not in config["hf_efficient"]
+    assert (
+        config["hf_efficient"]["pruning"]["kept_layers"] == [0, 1, 2]
+        and config["hf_efficient"]["layerdrop"]["rate"] == 0.9
+    )
     np.testing.assert_allclose(encode(SentenceTransformer(str(tmp_path / "pruned"))), encode(pruned), atol=1e-6)
 
 

@@ -250,13 +250,19 @@ def test_pruning_a_shared_model_keeps_what_its_layers_share(tmp_path, family, ke
         assert len(shared_parameter_groups(reloaded)) == len(shared_parameter_groups(model)) > 0
 
 
-def test_a_student_of_a_reloaded_layerdrop_teacher_has_no_layerdrop(tmp_path):
+def test_a_cut_of_a_layerdrop_model_keeps_the_rates_of_its_layers_if_pruned(tmp_path):
     teacher = apply_layerdrop(tiny_model("bert"), LayerDropConfig(rate=[0.1, 0.2, 0.3, 0.4]))
     teacher.save_pretrained(tmp_path)
     reloaded = AutoModelForSequenceClassification.from_pretrained(tmp_path)  # plain layers, the rates recorded
     assert reloaded.config.hf_efficient["layerdrop"]["rate"] == [0.1, 0.2, 0.3, 0.4]
-    for cut in (make_student(reloaded, 2), prune_layers(reloaded, 2)):
-        assert "layerdrop" not in cut.config.hf_efficient and cut.config.hf_efficient["layers"]["kept_layers"] == [0, 2]
+    student = make_student(reloaded, 2)  # trained anew: no LayerDrop
+    assert "layerdrop" not in student.config.hf_efficient and student.config.hf_efficient["layers"]["kept_layers"] == [
+        0,
+        2,
+    ]
+    # A pruned model's layers were trained with LayerDrop: it records their rates, in memory as after a reload.
+    for model in (reloaded, teacher):
+        assert prune_layers(model, 2).config.hf_efficient["layerdrop"] == {"rate": [0.1, 0.3], "seed": 0}
 
 
 def test_unshare_gives_a_plain_independent_model(tmp_path):

@@ -113,12 +113,25 @@ def postprocess_qa_predictions(
         if column not in data.column_names:
             kind = "features" if data is features else "examples"
             raise ValueError(f"The {kind} have no {column!r} column (columns: {', '.join(data.column_names)}).")
+    for name, value in (("n_best_size", n_best_size), ("max_answer_length", max_answer_length)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"postprocess_qa_predictions({name}={value!r}): give a positive int.")
     by_example = collections.defaultdict(list)
     for index, example_id in enumerate(features["example_id"]):
         by_example[example_id].append(index)
+    ids = examples["id"]
+    # An example without features would get the answer "" (F1 0), a feature of no example would be lost.
+    strangers, missing = sorted(set(by_example) - set(ids)), len(set(ids) - set(by_example))
+    if strangers or missing:
+        what = f"{len(strangers)} example ids of the features (e.g. {strangers[0]!r}) are" if strangers else ""
+        what = what or f"{missing} of the examples have no features, and are"
+        raise ValueError(
+            f"postprocess_qa_predictions: {what} not among both; pass the examples the features were tokenized "
+            "from (the same split, in full)."
+        )
     offsets = features["offset_mapping"]
     answers = {}
-    for example_id, context in zip(examples["id"], examples["context"], strict=True):
+    for example_id, context in zip(ids, examples["context"], strict=True):
         best_score, best_text = None, ""
         for index in by_example.get(example_id, ()):
             offset = offsets[index]

@@ -16,7 +16,13 @@ from ..provenance import PER_LAYER_RECORDS, record_technique, recorded_technique
 from ..sentence import calling_module, transformers_model
 from .config import LayerDropConfig
 
-PER_LAYER_RECORDS.add("layerdrop")  # its rates are per layer: a pruned model or a student drops them
+
+def _kept_rates(settings: dict, kept: list[int]) -> dict:
+    rate = settings["rate"]
+    return {**settings, "rate": [rate[i] for i in kept] if isinstance(rate, list) else rate}
+
+
+PER_LAYER_RECORDS["layerdrop"] = _kept_rates  # a pruned model keeps the rates of its layers
 
 
 class DropSchedule:
@@ -201,9 +207,10 @@ def prune_layers(model: PreTrainedModel, keep: int | list[int] | str) -> PreTrai
     """Keep only some layers of `model`, in place, and return it as a plain transformers model.
 
     The result has the same class, fewer layers and `num_hidden_layers` updated; LayerDrop is
-    removed. Its `save_pretrained` folder loads with plain `AutoModelFor...from_pretrained`, without
-    hf_efficient, and gives the same outputs as the pruned model in memory. The cut itself is
-    `hf_efficient.layers.keep_layers`, which PKD students share.
+    removed from the layers, and config.json keeps its settings for the kept layers (how they were
+    trained; `apply_layerdrop(model)` restores them). Its `save_pretrained` folder loads with plain
+    `AutoModelFor...from_pretrained`, without hf_efficient, and gives the same outputs as the pruned
+    model in memory. The cut itself is `hf_efficient.layers.keep_layers`, which PKD students share.
 
     Args:
         model (`PreTrainedModel` or `SentenceTransformer`): An encoder of a supported family, usually
