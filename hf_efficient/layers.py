@@ -66,6 +66,9 @@ def restore_plain_layers(model: nn.Module) -> None:
 
 
 def _layers_to_keep(keep, num_layers: int, call: str) -> list[int]:
+    keep = keep.tolist() if hasattr(keep, "tolist") else keep  # a numpy array or integer
+    if isinstance(keep, Sequence) and not isinstance(keep, str):
+        keep = [i.tolist() if hasattr(i, "tolist") else i for i in keep]
     if keep == "every_other":
         return list(range(0, num_layers, 2))
     if isinstance(keep, int) and not isinstance(keep, bool):

@@ -10,6 +10,7 @@ from transformers import AutoModelForSequenceClassification, BertConfig, Trainin
 
 from hf_efficient import (
     DistillationTrainer,
+    Int8ExportConfig,
     LayerDropCallback,
     LayerDropConfig,
     PKDConfig,
@@ -17,6 +18,7 @@ from hf_efficient import (
     layer_stack,
     make_student,
     pkd_layer_map,
+    prune_layers,
 )
 from hf_efficient.distill import patient_loss, soft_target_loss
 from hf_efficient.recipe import RecipeError, load_recipe
@@ -78,11 +80,27 @@ def test_layer_maps(teacher, student, strategy, expected):
         (lambda: make_student(tiny_model("bert"), 5), "1 to 4"),
         (lambda: make_student(tiny_model("bert"), 2, init=[0]), "exactly num_layers=2"),
         (lambda: make_student(tiny_model("bert"), 2, init=[0, 9]), "\\[9\\] are not layers"),
+        (lambda: make_student(tiny_model("bert"), 2.0), "a whole number of layers, 1 to 4"),
+        (lambda: pkd_layer_map(6, 3, "Skip"), "strategy='Skip'\\): use 'skip', 'last' or a list"),
+        (lambda: pkd_layer_map("6", 3), "teacher_layers='6'\\): give a whole number"),
+        (lambda: Int8ExportConfig.from_dict({"mode": "dynamic", "bogus": 1}), "unknown settings \\['bogus'\\]"),
     ],
 )
 def test_bad_settings_are_refused(call, message):
     with pytest.raises(ValueError, match=message):
         call()
+
+
+def test_layer_lists_may_be_ranges_and_numpy_arrays():
+    import numpy as np
+
+    assert make_student(tiny_model("bert"), 2, init=range(2)).config.hf_efficient["layers"]["kept_layers"] == [0, 1]
+    assert make_student(tiny_model("bert"), 2, init=np.array([1, 3])).config.hf_efficient["layers"]["kept_layers"] == [
+        1,
+        3,
+    ]
+    for keep in (np.array([0, 2]), [np.int64(0), np.int64(2)], np.int64(2)):
+        assert prune_layers(tiny_model("bert"), keep).config.hf_efficient["pruning"]["kept_layers"] == [0, 2]
 
 
 def test_more_student_than_teacher_layers_is_refused(tmp_path):

@@ -101,6 +101,11 @@ def pkd_layer_map(teacher_layers: int, student_layers: int, strategy: str | list
         student_layers (`int`): Depth of the student, at most the teacher's.
         strategy (`str` or `list[int]`): "skip", "last", or an explicit map to validate.
     """
+    for name, value in (("teacher_layers", teacher_layers), ("student_layers", student_layers)):
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ValueError(f"pkd_layer_map({name}={value!r}): give a whole number of layers.")
+    if isinstance(strategy, str) and strategy not in ("skip", "last"):
+        raise ValueError(f"PKDConfig(strategy={strategy!r}): use 'skip', 'last' or a list of teacher layers.")
     if not 1 <= student_layers <= teacher_layers:
         raise ValueError(
             f"A student of {student_layers} layers cannot learn from a teacher of {teacher_layers}: "

@@ -30,13 +30,15 @@ def make_student(teacher: PreTrainedModel, num_layers: int, init: str | list[int
     depth = len(layer_stack(transformers_model(teacher, "make_student")))
     if isinstance(num_layers, bool) or not isinstance(num_layers, int) or not 1 <= num_layers <= depth:
         raise ValueError(
-            f"make_student(num_layers={num_layers!r}): the student of a {depth}-layer teacher has 1 to {depth}."
+            f"make_student(num_layers={num_layers!r}): the student of a {depth}-layer teacher has a whole number of "
+            f"layers, 1 to {depth}."
         )
+    init = init.tolist() if hasattr(init, "tolist") else init  # a numpy array
     if init == "skip":
         layers = evenly_spaced_layers(depth, num_layers)
     elif init == "first":
         layers = list(range(num_layers))
-    elif isinstance(init, (list, tuple)):
+    elif isinstance(init, (list, tuple, range)):
         layers = list(init)
         if len(layers) != num_layers:
             raise ValueError(f"make_student(init={layers}): list exactly num_layers={num_layers} teacher layers.")

@@ -184,4 +184,8 @@ class Int8ExportConfig:
     @classmethod
     def from_dict(cls, settings: dict) -> Int8ExportConfig:
         """The config that `to_dict` wrote, e.g. read back from an `export_report.json`."""
+        names = [f.name for f in fields(cls)]
+        unknown = [key for key in settings if key not in names]
+        if unknown:
+            raise ValueError(f"Int8ExportConfig.from_dict: unknown settings {unknown}; the fields are {names}.")
         return cls(**settings)
