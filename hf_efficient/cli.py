@@ -323,13 +323,13 @@ def _load_split(args, model: Path, split: str = "test"):
     config = DataConfig(**config_values(args, args.fields["data"]))
     data = load_data(config, task, seed=args.seed)
     labels = model_labels(folder)
-    if config.label_names is None:  # named labels numbered as the model numbers them
-        data = align_labels(data, labels, f"--model {model}", task=task)
-    elif labels and len(config.label_names) > len(labels):  # ids the model has no output for
+    if config.label_names is not None and labels and len(config.label_names) > len(labels):  # ids it cannot output
         raise ValueError(
             f"--label-names gives {len(config.label_names)} names, but --model {model} has {len(labels)} labels "
             f"({', '.join(map(str, labels.values()))}); give the names of its ids, in order."
         )
+    # Named labels numbered as the model numbers them, --label-names or not: the names are what both agree on.
+    data = align_labels(data, labels, f"--model {model}", task=task)
     total = sum(len(part) for part in data.values())
     rows = datasets.concatenate_datasets([data[name] for name in SPLITS]) if split == "all" else data[split]
     source = config.train_file or config.source
@@ -418,10 +418,11 @@ def benchmark_command(args):
     if args.output and (Path(args.output).is_dir() or not Path(args.output).parent.is_dir()):
         raise ValueError(f"--output {args.output}: give a file path in an existing folder, e.g. benchmark.json.")
     check_threads(args.threads, f"--threads {args.threads}")
-    models = {m if Path(m).suffix == ".onnx" else Path(m).name: m for m in args.models}
+    models = _row_names(args.models)
     test, scope, _, scoring = _load_split(args, Path(args.models[0]))
     _warn_if_few(scope)
     task = get_task(scoring["task"])
+    reference = model_labels(_model_folder(Path(args.models[0])))
     for model in args.models[1:]:  # scored with the reference's head and metric: the same task, fine-tuned
         other = fine_tuned_task(str(_model_folder(Path(model))), "models")
         if other not in (None, task.name):
@@ -429,6 +430,7 @@ def benchmark_command(args):
                 f"{model} is a {other} model, but the reference, {args.models[0]}, is {task.name}: benchmark models "
                 "of one task together."
             )
+        _check_same_labels(model_labels(_model_folder(Path(model))), reference, model, args.models[0])
     entries = measure_models(
         models,
         test,
@@ -451,6 +453,33 @@ def benchmark_command(args):
     if args.output:
         report.save(args.output)
     return report
+
+
+def _row_names(paths: list[str]) -> dict[str, str]:
+    """Each model's name in the table (its folder's name, an .onnx file's path), or its path where names clash."""
+    if len(set(paths)) < len(paths):
+        twice = next(p for p in paths if paths.count(p) > 1)
+        raise ValueError(f"{twice} is given twice; give each model once.")
+    names = [p if Path(p).suffix == ".onnx" else Path(p).name for p in paths]
+    return dict(zip(names if len(set(names)) == len(names) else paths, paths, strict=True))
+
+
+def _check_same_labels(labels: dict | None, reference: dict | None, model: str, reference_path: str) -> None:
+    """Refuse a model whose head numbers other labels than the reference's: its scores would be read by the
+    reference's ids (a model of its ids only, LABEL_0..., agrees with any names of as many ids)."""
+    if labels is None or reference is None or labels == reference:
+        return
+    generic = any(all(re.fullmatch(r"LABEL_\d+", str(n)) for n in names.values()) for names in (labels, reference))
+    if len(labels) == len(reference) and generic:
+        return
+
+    def shown(names: dict) -> str:
+        return ", ".join(f"{i} {names[i]}" for i in sorted(names)[:8])
+
+    raise ValueError(
+        f"{model} numbers its labels {shown(labels)}, but the reference, {reference_path}, {shown(reference)}: "
+        "benchmark models whose heads number the same labels alike."
+    )
 
 
 def card_command(args):

@@ -10,7 +10,7 @@ from conftest import tiny_recipe
 from transformers import AutoModelForSequenceClassification
 
 from hf_efficient import load_recipe
-from hf_efficient.cli import EXAMPLES, build_parser, main
+from hf_efficient.cli import EXAMPLES, _row_names, build_parser, main
 
 TINY_DATA = ["--text-column", "review", "--label-column", "stars", "--max-length", "16"]
 
@@ -200,6 +200,14 @@ def test_prune_export_evaluate_and_benchmark_commands(tmp_path, tiny_bert_folder
     assert all(set(e["latency_spread"]) == {"1"} for e in entries)
     assert benchmark["timing"]["cores"] >= 1 and isinstance(benchmark["timing"]["reliable"], bool)
     assert "| `pruned` |" in capsys.readouterr().out
+
+
+def test_benchmark_rows_are_named_by_folder_or_by_path_where_folder_names_clash():
+    assert _row_names(["runs/a/pruned", "runs/a/onnx/model.onnx"]) == {
+        "pruned": "runs/a/pruned",
+        "runs/a/onnx/model.onnx": "runs/a/onnx/model.onnx",
+    }
+    assert list(_row_names(["runs/a/pruned", "runs/b/pruned"])) == ["runs/a/pruned", "runs/b/pruned"]
 
 
 def test_push_command_pushes_the_hub_folder_of_a_run(tmp_path, monkeypatch):

@@ -58,6 +58,10 @@ def paths(tmp_path_factory, tiny_bert_folder, reviews_csv) -> dict[str, str]:
     (bad / "bare" / "config.json").write_text(json.dumps({**config, "architectures": ["BertModel"]}))
     shutil.copytree(tiny_bert_folder, bad / "regression")
     (bad / "regression" / "config.json").write_text(json.dumps({**config, "problem_type": "regression"}))
+    for name, labels in (("named", ["bad", "good"]), ("swapped", ["good", "bad"])):
+        shutil.copytree(tiny_bert_folder, bad / name)
+        id2label = {"id2label": dict(enumerate(labels)), "label2id": {n: i for i, n in enumerate(labels)}}
+        (bad / name / "config.json").write_text(json.dumps({**config, **id2label}))
     shutil.copytree(tiny_bert_folder, bad / "st")  # the layout of a sentence-transformers model and its export
     (bad / "st" / "modules.json").write_text("[]")
     (bad / "no_tokenizer").mkdir()
@@ -227,6 +231,11 @@ ROWS = [
     Row("benchmark-two-tasks", ["benchmark", "{tiny}", "{bad}/regression", *TINY],
         "{bad}/regression is a text-regression model, but the reference, {tiny}, is text-classification: benchmark "
         "models of one task together."),
+    Row("benchmark-labels-numbered-otherwise", ["benchmark", "{bad}/named", "{bad}/swapped", *TINY],
+        "{bad}/swapped numbers its labels 0 good, 1 bad, but the reference, {bad}/named, 0 bad, 1 good: benchmark "
+        "models whose heads number the same labels alike."),
+    Row("benchmark-a-model-twice", ["benchmark", "{tiny}", "{bad}/named", "{tiny}"],
+        "{tiny} is given twice; give each model once."),
     Row("evaluate-sentence-transformers", ["evaluate", "--model", "{bad}/st"],
         "--model {bad}/st is a sentence-transformers model, which evaluate and benchmark do not score: a "
         "sentence-embedding recipe measures one against its teacher .*"),

@@ -2,6 +2,7 @@
 
 import json
 import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -214,6 +215,66 @@ def test_resume_in_the_middle_of_training(tmp_path, tiny_bert_folder, reviews_cs
         whole["models"][0]["metrics"]
         == json.loads((tmp_path / "broken" / "report.json").read_text())["models"][0]["metrics"]
     )
+
+
+def test_a_run_folder_is_only_resumed_as_it_began_and_other_folders_are_left_alone(
+    tmp_path, tiny_bert_folder, reviews_csv, monkeypatch
+):
+    teacher_only = {"student": None, "prune": None, "export": None, "card": None, "report": None}
+    # A folder of other files is neither written into nor, with --restart, deleted.
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "thesis.tex").write_text("years of work")
+    for restart in (False, True):
+        recipe = tiny_recipe(tiny_bert_folder, reviews_csv, tmp_path / "mine", **teacher_only)
+        with pytest.raises(RecipeError, match=r"holds files \(thesis.tex\) but no run \(run_state.json\)"):
+            run_recipe(recipe, restart=restart)
+    assert (tmp_path / "mine" / "thesis.tex").read_text() == "years of work"
+    (tmp_path / "afile").write_text("")
+    with pytest.raises(RecipeError, match="lies under .*afile', a file; give a folder path"):
+        run_recipe(tiny_recipe(tiny_bert_folder, reviews_csv, tmp_path / "afile" / "run", **teacher_only))
+
+    # Killed in its first step, a run is resumed only with the recipe and the data it began with.
+    data = tmp_path / "reviews.csv"
+    data.write_bytes(reviews_csv.read_bytes())
+    recipe = tiny_recipe(tiny_bert_folder, data, tmp_path / "run", **teacher_only)
+    recipe["teacher"] = {"epochs": 2, "batch_size": 8, "learning_rate": 1e-3}
+    with pytest.raises(KeyboardInterrupt):
+        run_recipe(recipe, callbacks=[CrashAtStep(14)])  # 12 steps per epoch: one checkpoint
+    changed = {**recipe, "teacher": {**recipe["teacher"], "learning_rate": 1e-4}}
+    with pytest.raises(RecipeError, match=r"different recipe \(changed: teacher\)"):
+        run_recipe(changed)
+    data.write_text(data.read_text().replace("great", "grand"))
+    with pytest.raises(RecipeError, match=r"^data.source changed since the run in .* began \(the contents differ\)"):
+        run_recipe(recipe)
+    data.write_bytes(reviews_csv.read_bytes())
+    # The same folder however it is written: resumed from its checkpoint.
+    monkeypatch.chdir(tmp_path)
+    run_recipe({**recipe, "output_dir": "./run/"})
+    state = json.loads((tmp_path / "run" / "run_state.json").read_text())
+    assert state["steps"]["teacher"]["resumed_from"].endswith("checkpoint-12")
+    assert set(state["inputs"]) == {"model", "data.source"}
+    (tmp_path / "run" / "run_state.json").write_text("{bad")
+    with pytest.raises(RecipeError, match=r"run_state.json is not the state of a run .*start over with --restart"):
+        run_recipe(recipe)
+    run_recipe(recipe, restart=True)
+    assert json.loads((tmp_path / "run" / "run_state.json").read_text())["steps"]["teacher"]["resumed_from"] is None
+
+
+def test_label_names_are_numbered_as_the_teacher_numbers_them(tmp_path, tiny_bert_folder, reviews_csv):
+    """label_names order the data's labels; a fine-tuned teacher's ids still decide the numbers, or its logits
+    would teach the student the labels swapped."""
+    teacher = tmp_path / "teacher"
+    shutil.copytree(tiny_bert_folder, teacher)
+    config = json.loads((teacher / "config.json").read_text())
+    config.update(id2label={"0": "good", "1": "bad"}, label2id={"good": 0, "bad": 1})
+    (teacher / "config.json").write_text(json.dumps(config))
+    recipe = tiny_recipe(tiny_bert_folder, reviews_csv, tmp_path / "run", prune=None, export=None, card=None)
+    recipe.update(teacher={"path": str(teacher)}, report=None)
+    recipe["student"].update(num_layers=1, epochs=1)
+    recipe["data"]["label_names"] = ["bad", "good"]
+    run_recipe(recipe)
+    student = AutoModelForSequenceClassification.from_pretrained(tmp_path / "run" / "student")
+    assert student.config.id2label == {0: "good", 1: "bad"}
 
 
 def test_prune_depth_beyond_the_model_is_refused(tmp_path, tiny_bert_folder, reviews_csv):

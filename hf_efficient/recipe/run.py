@@ -32,7 +32,7 @@ from ..metrics import compute_metrics_fn, evaluate_model
 from ..report.cpu import check_threads
 from ..tasks import DEFAULT_TASK, TASKS, get_task, head_of, problem_type_of
 from .config import Recipe, RecipeError, load_recipe
-from .state import MADE_BY, RunState
+from .state import MADE_BY, RunState, digest
 from .steps import STEPS
 
 
@@ -61,12 +61,19 @@ def run_recipe(
     return Run(recipe, restart=restart, callbacks=callbacks).execute()
 
 
-def check_inputs(recipe: Recipe, model_path: str, pending: list[str]) -> None:
-    """Check the model folders (or Hub ids), the data file and the depths that the `pending` steps
-    will read, in a second, before any of them runs; a `ValueError` names the recipe field."""
+def check_output(recipe: Recipe) -> None:
+    """Refuse an output_dir that is a file, or lies under one (it could not be made)."""
     output = Path(recipe.output_dir)
     if output.exists() and not output.is_dir():
         raise RecipeError(f"output_dir={recipe.output_dir!r} is a file; give a folder for the run (made if missing).")
+    blocking = next((p for p in output.parents if p.exists() and not p.is_dir()), None)
+    if blocking is not None:
+        raise RecipeError(f"output_dir={recipe.output_dir!r} lies under {str(blocking)!r}, a file; give a folder path.")
+
+
+def check_inputs(recipe: Recipe, model_path: str, pending: list[str]) -> None:
+    """Check the model folders (or Hub ids), the data file and the depths that the `pending` steps
+    will read, in a second, before any of them runs; a `ValueError` names the recipe field."""
     if not set(pending) - {"card", "push"}:
         return  # the card and the push read neither a model nor the data
     if "report" in pending:
@@ -208,6 +215,8 @@ class Run:
         self.model_path = shortcuts[recipe.model]() if recipe.model in shortcuts else recipe.model
         self.plan = [step for step in STEPS if step.wanted(recipe)]
         self.state = RunState(self.output, recipe, [step.name for step in STEPS])
+        check_output(recipe)
+        self.state.check_folder(restart)
         if not restart:
             self.state.load()
         # Before anything is deleted, trained or downloaded: a bad value fails now, not after training.
@@ -215,12 +224,14 @@ class Run:
         check_inputs(recipe, self.model_path, pending)
         if set(pending) - {"card", "push"}:
             _ = self.dataset  # loaded and checked row by row: bad data fail here, before any training or deletion
+            self.state.check_unchanged(self.input_digests())
         if restart and self.process.is_main_process and self.output.exists():
             shutil.rmtree(self.output)
         self.process.wait_for_everyone()
         self.output.mkdir(parents=True, exist_ok=True)
         if self.process.is_main_process:
             (self.output / "recipe.yaml").write_text(yaml.safe_dump(recipe.to_dict(), sort_keys=False))
+            self.state.save()  # before the first step: an interrupted one resumes only under this recipe
 
     @property
     def steps(self) -> dict[str, dict]:
@@ -250,6 +261,18 @@ class Run:
         report = self.output / "report.json"
         return json.loads(report.read_text()) if report.exists() else {}
 
+    def input_digests(self) -> dict[str, str]:
+        """A digest of each local file or folder the run reads, by the recipe field that names it."""
+        data, teacher = self.recipe.data, self.recipe.teacher
+        named = {
+            "model": self.model_path,
+            "teacher.path": teacher.path if teacher else None,
+            **{
+                f"data.{name}": getattr(data, name) for name in ("source", "train_file", "validation_file", "test_file")
+            },
+        }
+        return {field: digest(path) for field, path in named.items() if path and Path(path).exists()}
+
     def say(self, message: str):
         if self.process.is_main_process:
             print(message, flush=True)
@@ -266,10 +289,9 @@ class Run:
         data = self.recipe.data
         config = DataConfig(**{f.name: getattr(data, f.name) for f in dataclasses.fields(DataConfig)})
         dataset = load_data(config, self.task.name, seed=self.recipe.seed)
-        if config.label_names is not None:
-            return dataset
-        # Named labels numbered as the model the run starts from numbers them: a fine-tuned teacher must know
-        # them all; a pretrained model with other labels gets a new head (`pretrained`).
+        # Named labels (in the data or by `label_names`) numbered as the model the run starts from numbers them: a
+        # fine-tuned teacher must know them all, or its logits would teach a student another order; a pretrained
+        # model with other labels gets a new head (`pretrained`).
         teacher, task = self.recipe.teacher, self.task.name
         if teacher and teacher.path:
             return align_labels(dataset, model_labels(teacher.path), f"teacher.path={teacher.path!r}", task=task)

@@ -4,10 +4,15 @@ Each step writes into `<step>.partial/` and renames it when done, and only then 
 complete in `run_state.json` (written atomically): a folder named like a step is always whole. A
 rerun skips completed steps; a changed `report`, `card` or `push` section redoes that step and
 those after it, and any other change is refused (resume with the same recipe or `--restart`).
+The state is written before the first step, with a digest of each local file and folder the run
+reads (data, models): an interrupted first step is not resumed under another recipe, nor a run
+whose data or teacher changed since it began. Only a folder with a state is a run (--restart
+deletes nothing else).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -28,17 +33,29 @@ class RunState:
     def __init__(self, output: Path, recipe: Recipe, order: list[str]):
         self.output, self.recipe, self.order = output, recipe, order
         self.steps: dict[str, dict] = {}
+        self.inputs: dict[str, str] | None = None  # field -> digest of what it named when the run began
 
     @property
     def path(self) -> Path:
         return self.output / STATE_FILE
+
+    def check_folder(self, restart: bool) -> None:
+        """Refuse an output folder that holds files but no run: a step would overwrite them, --restart delete them."""
+        if self.path.is_file() or not self.output.is_dir() or not any(self.output.iterdir()):
+            return
+        shown = ", ".join(sorted(p.name for p in self.output.iterdir())[:3])
+        what = "--restart deletes only a run folder" if restart else "a run writes only into a new or empty folder"
+        raise RecipeError(
+            f"output_dir={str(self.output)!r} holds files ({shown}) but no run ({STATE_FILE}): {what}; set another "
+            "output_dir, or empty that folder yourself."
+        )
 
     def load(self) -> dict[str, dict]:
         """Read the completed steps, refusing a folder that holds a run of another recipe."""
         if not self.path.exists():
             self.steps = {}
             return self.steps
-        saved = json.loads(self.path.read_text())
+        saved = _read(self.path)
         ours, theirs = _comparable(self.recipe.to_dict()), _comparable(saved["recipe"])
         if ours != theirs:
             changed = sorted(k for k in ours.keys() | theirs.keys() if ours.get(k) != theirs.get(k))
@@ -51,11 +68,24 @@ class RunState:
         redo = [self.order.index(k) for k in RESUMABLE_CHANGES if saved["recipe"].get(k) != current.get(k)]
         first_redo = min(redo, default=len(self.order))
         self.steps = {name: record for name, record in saved["steps"].items() if self.order.index(name) < first_redo}
+        self.inputs = saved.get("inputs")  # runs before 2026-12 recorded none
         return self.steps
+
+    def check_unchanged(self, current: dict[str, str]) -> None:
+        """Record the digests of the run's inputs, or refuse a resumption whose inputs changed since the run began:
+        its earlier steps were made from the old ones, and the report would mix the two."""
+        changed = [k for k in current if self.inputs and k in self.inputs and self.inputs[k] != current[k]]
+        if changed:
+            raise RecipeError(
+                f"{', '.join(changed)} changed since the run in {self.output} began (the contents differ): resume it "
+                "with what it started from, or start over with --restart."
+            )
+        self.inputs = {**(self.inputs or {}), **current}
 
     def save(self) -> None:
         scratch = self.path.with_suffix(".tmp")
-        scratch.write_text(json.dumps({"recipe": self.recipe.to_dict(), "steps": self.steps}, indent=1))
+        state = {"recipe": self.recipe.to_dict(), "steps": self.steps, "inputs": self.inputs}
+        scratch.write_text(json.dumps(state, indent=1))
         os.replace(scratch, self.path)
 
     def start(self, name: str) -> Path:
@@ -84,6 +114,32 @@ def last_complete_checkpoint(folder: Path) -> str | None:
     return str(max(complete, key=lambda c: int(c.name.split("-")[1]))) if complete else None
 
 
+def digest(path: str | Path) -> str:
+    """The sha256 of a file, or of a folder's files (names and contents, subfolders left out: a model's own)."""
+    path, total = Path(path), hashlib.sha256()
+    for file in sorted(p for p in path.iterdir() if p.is_file()) if path.is_dir() else [path]:
+        total.update(file.name.encode() + b"\0")
+        with open(file, "rb") as handle:
+            total.update(hashlib.file_digest(handle, "sha256").digest())
+    return total.hexdigest()
+
+
+def _read(path: Path) -> dict:
+    """The state saved in `path`, or one line saying it is not a run's state."""
+    try:
+        saved = json.loads(path.read_text())
+        if isinstance(saved, dict) and isinstance(saved["recipe"], dict) and isinstance(saved["steps"], dict):
+            return saved
+    except (ValueError, KeyError, UnicodeDecodeError):
+        pass
+    raise RecipeError(
+        f"{path} is not the state of a run (it is not the JSON hf-efficient writes): start over with --restart, or "
+        "set another output_dir."
+    )
+
+
 def _comparable(recipe: dict) -> dict:
+    # output_dir is the folder the state lies in, however it was written (runs/x, ./runs/x, an absolute path).
     # Runs before 2026-12 wrote a step that is off as null, now false.
-    return {k: False if v is None else v for k, v in recipe.items() if k not in RESUMABLE_CHANGES}
+    skip = {*RESUMABLE_CHANGES, "output_dir"}
+    return {k: False if v is None else v for k, v in recipe.items() if k not in skip}
