@@ -490,22 +490,26 @@ def card_command(args):
         raise ValueError(f"{run}: no such folder; give the output_dir of a run (hf-efficient run RECIPE writes one).")
     if not (run / "report.json").is_file():
         raise RecipeError(f"{run} has no report.json: run a recipe into it first (hf-efficient run RECIPE).")
+    # The run's card step, with this license and language in its recipe (and the recipe.yaml the card shows): it
+    # assembles hub/ where the run had no card and is redone where the card section changed. Never a push.
+    card = [f"card.license={args.license}", f"card.language={args.language}", "push=false"]
+    run_recipe(load_recipe(run / "recipe.yaml", [f"output_dir={run}", *card]))
     hub = run / "hub"
-    if not hub.is_dir():
-        recipe = load_recipe(run / "recipe.yaml", [f"output_dir={run}", f"card.license={args.license}"])
-        run_recipe(recipe)
-    write_model_card(
-        hub,
-        Report.load(run / "report.json"),
-        (run / "recipe.yaml").read_text(),
-        license=args.license,
-        language=args.language,
-        repo_id=args.repo_id,
-    )
+    if args.repo_id:  # the loading snippets name the repo
+        write_model_card(
+            hub,
+            Report.load(run / "report.json"),
+            (run / "recipe.yaml").read_text(),
+            license=args.license,
+            language=args.language,
+            repo_id=args.repo_id,
+        )
     print(f"Wrote {hub / 'README.md'}")
 
 
 def push_command(args):
+    from huggingface_hub import ModelCard
+
     from .hub import push_to_hub, write_model_card
     from .hub.card import is_repo_id
 
@@ -519,13 +523,16 @@ def push_command(args):
     card = folder / "README.md"
     before = card.read_text() if card.is_file() else None
     if (folder / "report.json").is_file() and before is not None:
-        # The card's loading snippets name the repo: write them for the one pushed to.
-        recipe = folder / "recipe.yaml"
+        # The card's loading snippets name the repo: write them for the one pushed to, keeping what the card says
+        # of its license and language (`card --license ...` chose them).
+        recipe, data = folder / "recipe.yaml", ModelCard(before).data
+        kept = {key: value for key in ("license", "language") if isinstance(value := getattr(data, key, None), str)}
         write_model_card(
             folder,
             Report.load(folder / "report.json"),
             recipe.read_text() if recipe.is_file() else None,
             repo_id=args.repo_id,
+            **kept,
         )
     try:
         url = push_to_hub(folder, args.repo_id, private=not args.public)

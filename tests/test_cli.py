@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 import yaml
 from conftest import tiny_recipe
+from huggingface_hub import ModelCard
 from transformers import AutoModelForSequenceClassification
 
 from hf_efficient import load_recipe
@@ -101,7 +102,7 @@ def test_distill_training_flags_reach_the_student(monkeypatch):
     assert "---" not in help_text
 
 
-def test_run_with_overrides_and_a_bad_recipe(tmp_path, tiny_bert_folder, reviews_csv, capsys):
+def test_run_with_overrides_a_later_card_and_a_bad_recipe(tmp_path, tiny_bert_folder, reviews_csv, capsys, monkeypatch):
     recipe = tiny_recipe(tiny_bert_folder, reviews_csv, tmp_path / "ignored", student=None, prune=None, card=None)
     recipe["teacher"]["layerdrop"] = None
     path = tmp_path / "recipe.yaml"
@@ -110,6 +111,13 @@ def test_run_with_overrides_and_a_bad_recipe(tmp_path, tiny_bert_folder, reviews
     report = json.loads((tmp_path / "run" / "report.json").read_text())
     assert [m["name"] for m in report["models"]] == ["teacher", "teacher-int8"]
     assert yaml.safe_load((tmp_path / "run" / "recipe.yaml").read_text())["teacher"]["epochs"] == 1.0
+    # A card for the run, written later from another folder: its license and language in the card and its recipe.
+    monkeypatch.chdir(tmp_path)
+    main(["card", "run", "--license", "mit", "--language", "de"])
+    card = ModelCard.load(tmp_path / "run" / "hub" / "README.md")
+    assert (card.data.license, card.data.language) == ("mit", "de")
+    shown = yaml.safe_load((tmp_path / "run" / "hub" / "recipe.yaml").read_text())
+    assert shown["card"] == {"license": "mit", "language": "de"} and shown["teacher"]["epochs"] == 1.0
     capsys.readouterr()
     with pytest.raises(SystemExit):
         main(["run", str(path), "--set", "teacher.epoch=1"])
@@ -237,6 +245,10 @@ def test_evaluate_scores_named_labels_by_the_model_s_own_names(tmp_path, tiny_be
     data.write_text("review,stars\n" + "".join(f"film {i},{'bad' if i % 4 == 0 else 'good'}\n" for i in range(40)))
     main(["evaluate", "--model", str(tmp_path / "m"), "--data", str(data), *TINY_DATA, "--split", "all"])
     assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["accuracy"] == 0.75  # not 0.25
+    # The same with --label-names, which order the data's names but do not renumber the model's ids.
+    main(["evaluate", "--model", str(tmp_path / "m"), "--data", str(data), *TINY_DATA, "--split", "all"]
+         + ["--label-names", "bad", "good"])  # fmt: skip
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["accuracy"] == 0.75
 
     # Names the model does not know: one line naming both sides.
     data.write_text("review,stars\n" + "".join(f"film {i},{'neg' if i % 4 == 0 else 'pos'}\n" for i in range(40)))
@@ -255,9 +267,11 @@ def test_evaluate_scores_named_labels_by_the_model_s_own_names(tmp_path, tiny_be
 def test_a_failed_push_leaves_the_card_as_it_was(tmp_path, monkeypatch, capsys):
     results = Path(__file__).parents[1] / "benchmarks" / "results" / "quickstart"  # a run's report and card
     folder = tmp_path / "hub"
-    folder.mkdir()
+    (folder / "onnx").mkdir(parents=True)  # the final model is int8
     shutil.copy(results / "report.json", folder / "report.json")
     shutil.copy(results / "model_card.md", folder / "README.md")
+    for plot in results.glob("*.png"):
+        shutil.copy(plot, folder)
     before = (folder / "README.md").read_text()
 
     def offline(folder, repo_id, private):
@@ -268,3 +282,11 @@ def test_a_failed_push_leaves_the_card_as_it_was(tmp_path, monkeypatch, capsys):
     with pytest.raises(SystemExit):
         main(["push", str(folder), "--repo-id", "me/somewhere-else"])
     assert (folder / "README.md").read_text() == before
+    # A card written with another license and language keeps them when push rewrites it for the repo.
+    card = before.replace("license: apache-2.0", "license: mit").replace("language: en", "language: de")
+    assert card != before
+    (folder / "README.md").write_text(card)
+    monkeypatch.setattr("hf_efficient.hub.push_to_hub", lambda folder, repo_id, private: "https://hub/me/x")
+    main(["push", str(folder), "--repo-id", "me/x"])
+    pushed = ModelCard.load(folder / "README.md")
+    assert (pushed.data.license, pushed.data.language) == ("mit", "de") and "me/x" in pushed.text
