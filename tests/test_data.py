@@ -227,6 +227,16 @@ def test_bad_sources_and_labels(tmp_path):
     floats = datasets.Dataset.from_dict({"text": ["a", "b", "c"] * 4, "label": [0.5, 1.0, 2.0] * 4})
     with pytest.raises(ValueError, match="label_column='label'"):
         load_text_classification(floats)
+    # Ids with a gap would give the head an output no row teaches; names for every id declare the class.
+    gap = datasets.Dataset.from_dict({"text": ["a", "b"] * 10, "label": [0, 2] * 10})
+    with pytest.raises(ValueError, match=r"^label_column='label' holds ids up to 2 but no row of id 1; number the"):
+        load_text_classification(gap)
+    assert load_text_classification(gap, label_names=["x", "y", "z"])["train"].features["label"].num_classes == 3
+    # JSON lines of ids and names mixed load as a Json column: refused in one line like any other mix.
+    mixed = tmp_path / "mixed.jsonl"
+    mixed.write_text("".join(json.dumps({"text": f"r{i}", "label": [0, "pos"][i % 2]}) + "\n" for i in range(20)))
+    with pytest.raises(ValueError, match=r"must hold class names \(strings\) or class ids .*, not a mix, .*found "):
+        load_text_classification(mixed)
 
 
 def test_tokenize_dataset(tokenizer):

@@ -147,7 +147,7 @@ def _encode_labels(
                 "drop label_names."
             )
         return splits
-    values = set().union(*(split.unique("label") for split in splits.values()))
+    values = set().union(*(_labels_of(split, label_column) for split in splits.values()))
     names = bool(values) and all(isinstance(value, str) for value in values)
     ids = bool(values) and all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in values)
     if label_names is not None and len(set(label_names)) != len(label_names):
@@ -166,16 +166,23 @@ def _encode_labels(
                 f"label_column={label_column!r} holds id {max(values)}, but label_names has {len(label_names)} "
                 "names; give one name per id, in id order."
             )
+        missing = sorted(set(range(max(values) + 1)) - values)
+        if missing and label_names is None:  # the head would get an output for a class no row has
+            raise ValueError(
+                f"label_column={label_column!r} holds ids up to {max(values)} but no row of id "
+                f"{', '.join(map(str, missing[:5]))}; number the classes 0 to {len(values) - 1}, or give label_names "
+                f"(one per id, {max(values) + 1} in all) if the data lack a class the model must still have."
+            )
         class_label = (
             datasets.ClassLabel(names=list(label_names))
             if label_names
             else datasets.ClassLabel(num_classes=max(values) + 1)
         )
     else:
-        shown = sorted(map(repr, values))[:10]
+        shown = ", ".join(sorted(map(repr, values))[:10])
         raise ValueError(
-            f"label_column={label_column!r} must hold class names (strings) or class ids (non-negative ints) with no "
-            f"missing values; found {shown}."
+            f"label_column={label_column!r} must hold class names (strings) or class ids (non-negative ints), not a "
+            f"mix, with no missing values; found {shown}."
         )
 
     def to_ids(batch):
@@ -185,6 +192,18 @@ def _encode_labels(
         name: split.map(to_ids, batched=True, features=datasets.Features({**split.features, "label": class_label}))
         for name, split in splits.items()
     }
+
+
+def _labels_of(split: datasets.Dataset, label_column: str) -> set:
+    """The distinct labels of a split. A JSON column of mixed ints and strings loads as a `Json` feature, which
+    Arrow cannot `unique`: read in Python, its values reach the one-line refusal of mixed labels."""
+    if isinstance(split.features["label"], datasets.Value):
+        return set(split.unique("label"))
+    values = split["label"]
+    unhashable = next((value for value in values if isinstance(value, (list, dict))), None)
+    if unhashable is not None:
+        raise ValueError(f"label_column={label_column!r} must hold one class name or id per row; found {unhashable!r}.")
+    return set(values)
 
 
 def _split(dataset: datasets.Dataset, fractions: dict[str, float], seed: int) -> dict[str, datasets.Dataset]:
