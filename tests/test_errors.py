@@ -132,6 +132,11 @@ ROWS = [
         "--num-layers 9: the teacher has only 4 layers; keep 1 to 4."),
     Row("distill-num-layers-deeper-than-teacher", ["distill", "--teacher", "{tiny}", *TINY, "--num-layers", "9"],
         "--num-layers 9: the model has only 4 layers; give 1 to 4."),
+    Row("distill-init-beyond-the-teacher", ["distill", "--teacher", "{tiny}", *TINY, "--num-layers", "2",
+        "--init", "0,9"], "--init \\[0, 9\\]: give 2 layers of the model \\(one per student layer\\), each 0 to 3."),
+    Row("distill-strategy-too-long", ["distill", "--teacher", "{tiny}", *TINY, "--num-layers", "2",
+        "--strategy", "0,1,2"], "--strategy \\[0, 1, 2\\]: give one teacher layer for each of the student's 1 "
+        "intermediate layers \\(its top layer learns from the logits\\)."),
     Row("distill-teacher-is-a-file", ["distill", "--teacher", "{tiny}/model.safetensors"],
         "--teacher {tiny}/model.safetensors is a file; give a model folder \\(with config.json\\)."),
     Row("prune-onnx-file", ["prune", "--model", "{bad}/model.onnx", "--num-layers", "2"],

@@ -50,6 +50,10 @@ def test_every_shipped_recipe_validates():
         ({"name": "x", "push": {"repo_id": "no-namespace"}}, "'namespace/name'"),
         ({"name": "x", "push": {}}, "recipe.push: missing repo_id"),
         ({"teacher": {}}, "missing name"),
+        (
+            {"name": "x", "teacher": {"path": "t", "layerdrop": 0.2}, "export": {}},
+            r"^recipe.teacher.layerdrop trains the teacher, but recipe.teacher.path='t' is used as it is .*'teacher=",
+        ),
         (["name: x"], "pass a YAML path or a dict"),
     ],
 )

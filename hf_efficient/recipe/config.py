@@ -102,6 +102,21 @@ class TeacherSection(TrainingSection):
 
     path: str | None = field(default=None, metadata=_help("an already fine-tuned teacher folder (no training)"))
 
+    def check(self, where: str):
+        super().check(where)
+        if self.path is None:
+            return
+        # A fine-tuned teacher is used as it is: a training setting beside it would do nothing but show in the card.
+        default = type(self)(path=self.path)
+        unused = [f.name for f in dataclasses.fields(self) if getattr(self, f.name) != getattr(default, f.name)]
+        if unused:
+            name = unused[0] if unused[0] != "techniques" else next(iter(self.techniques))
+            raise RecipeError(
+                f"{where}.{name} trains the teacher, but {where}.path={self.path!r} is used as it is (no training); "
+                f"drop {name}, or give the section whole: teacher: {{path: {self.path}}} (--set 'teacher={{path: "
+                f"{self.path}}}')."
+            )
+
 
 @dataclass
 class StudentSection(TrainingSection):

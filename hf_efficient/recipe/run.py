@@ -28,6 +28,7 @@ from ..checks import data_file, model_source
 from ..data import DEFAULT_TASK as DEFAULT_DATA
 from ..data import DataConfig, describe_default_task, label_names, load_data, tokenize_dataset
 from ..data.load import align_labels, model_labels
+from ..distill.config import pkd_layer_map
 from ..metrics import compute_metrics_fn, evaluate_model
 from ..report.cpu import check_threads
 from ..tasks import DEFAULT_TASK, TASKS, get_task, head_of, problem_type_of
@@ -103,16 +104,37 @@ def check_inputs(recipe: Recipe, model_path: str, pending: list[str]) -> None:
     model_depth = _depth(model_path)
     teacher_depth = _depth(teacher_path) if teacher_path else model_depth
     base_depth = teacher_depth if student and student.init_from == "teacher" else model_depth
-    if student and student.num_layers and base_depth and student.num_layers > base_depth and "student" in pending:
-        base = "teacher" if student.init_from == "teacher" else "model"
-        raise RecipeError(
-            f"student.num_layers={student.num_layers}: the {base} has only {base_depth} layers; give 1 to {base_depth}."
-        )
+    if student and base_depth and "student" in pending:
+        _check_student(student, base_depth, teacher_depth)
     if recipe.prune and "prune" in pending:
         source = recipe.prune.model or ("student" if student else "teacher")
         depth = (student.num_layers or base_depth) if source == "student" else teacher_depth
         if depth:
             recipe.prune.check_depth(source, depth)
+
+
+def _check_student(student, base_depth: int, teacher_depth: int | None) -> None:
+    """The student's depth, the layers it starts from (`init`) and the teacher layers its intermediate layers learn
+    from (`distillation.strategy`), against the models' depths: checked before the teacher trains, not after."""
+    base = "teacher" if student.init_from == "teacher" else "model"
+    depth = student.num_layers or base_depth
+    if depth > base_depth:
+        raise RecipeError(
+            f"student.num_layers={depth}: the {base} has only {base_depth} layers; give 1 to {base_depth}."
+        )
+    if isinstance(student.init, list):
+        bad = [i for i in student.init if not 0 <= i < base_depth]
+        if len(student.init) != depth or bad:
+            raise RecipeError(
+                f"student.init={student.init}: give {depth} layers of the {base} (one per student layer), each "
+                f"0 to {base_depth - 1}."
+            )
+    strategy = student.distillation.strategy if student.distillation else None
+    if isinstance(strategy, list) and teacher_depth:
+        try:
+            pkd_layer_map(teacher_depth, depth, strategy)
+        except ValueError as error:
+            raise RecipeError(f"student.distillation.strategy={strategy}: {str(error).split(': ', 1)[1]}") from None
 
 
 def folder_task(model: str) -> str | None:
