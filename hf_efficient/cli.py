@@ -252,8 +252,18 @@ def run_command(args):
     return _run(recipe, args)
 
 
+def _no_embedding_models(recipe: dict) -> dict:
+    """layerdrop, share and prune have no sentence-embedding form (a recipe's message would name its sections)."""
+    if recipe.get("task") == "sentence-embedding":
+        raise ValueError(
+            f"hf-efficient {recipe['name']} does not compress sentence-embedding models; distil one into fewer layers "
+            "with hf-efficient distill --teacher FOLDER, or quantize it with hf-efficient export --model FOLDER."
+        )
+    return recipe
+
+
 def layerdrop_command(args):
-    recipe = _base(args, "layerdrop")
+    recipe = _no_embedding_models(_base(args, "layerdrop"))
     layerdrop = config_values(args, args.fields["layerdrop"])
     off = not isinstance(layerdrop["rate"], list) and layerdrop["rate"] == 0
     recipe["teacher"] = {**config_values(args, args.fields["training"]), "layerdrop": None if off else layerdrop}
@@ -280,6 +290,7 @@ def share_command(args):
     if args.teacher:
         _fine_tuned(recipe, args.teacher)
         student["distillation"] = {}
+    _no_embedding_models(recipe)
     recipe["student"] = student
     return _run(recipe, args)
 
@@ -287,7 +298,7 @@ def share_command(args):
 def prune_command(args):
     recipe = _base(args, "prune")
     recipe.setdefault("model", args.model)
-    _fine_tuned(recipe, args.model)
+    _no_embedding_models(_fine_tuned(recipe, args.model))
     recipe["prune"] = {"model": "teacher", **config_values(args, args.fields["prune"])}
     return _run(recipe, args)
 

@@ -137,6 +137,11 @@ ROWS = [
     Row("distill-strategy-too-long", ["distill", "--teacher", "{tiny}", *TINY, "--num-layers", "2",
         "--strategy", "0,1,2"], "--strategy \\[0, 1, 2\\]: give one teacher layer for each of the student's 1 "
         "intermediate layers \\(its top layer learns from the logits\\)."),
+    Row("layerdrop-sentence-embedding", ["layerdrop", "--task", "sentence-embedding", *TINY],
+        "hf-efficient layerdrop does not compress sentence-embedding models; distil one into fewer layers with "
+        "hf-efficient distill --teacher FOLDER, or quantize it with hf-efficient export --model FOLDER."),
+    Row("prune-sentence-transformers-folder", ["prune", "--model", "{bad}/st", "--num-layers", "2"],
+        "hf-efficient prune does not compress sentence-embedding models; .*"),
     Row("distill-teacher-is-a-file", ["distill", "--teacher", "{tiny}/model.safetensors"],
         "--teacher {tiny}/model.safetensors is a file; give a model folder \\(with config.json\\)."),
     Row("prune-onnx-file", ["prune", "--model", "{bad}/model.onnx", "--num-layers", "2"],

@@ -50,6 +50,11 @@ def test_every_shipped_recipe_validates():
         ({"name": "x", "push": {"repo_id": "no-namespace"}}, "'namespace/name'"),
         ({"name": "x", "push": {}}, "recipe.push: missing repo_id"),
         ({"teacher": {}}, "missing name"),
+        ({"name": "x"}, r"^the recipe makes no model: add a `teacher` section"),
+        (
+            {"name": "x", "teacher": {}, "report": {"sequence_length": 128}},
+            r"^recipe.report.sequence_length=128: the run tokenizes rows to data.max_length=64 tokens; give at most 64",
+        ),
         (
             {"name": "x", "teacher": {"path": "t", "layerdrop": 0.2}, "export": {}},
             r"^recipe.teacher.layerdrop trains the teacher, but recipe.teacher.path='t' is used as it is .*'teacher=",
@@ -107,6 +112,7 @@ def test_tiny_run_reports_every_model(tiny_run):
         ratio = models["teacher"]["latency_ms"][size] / models["pruned"]["latency_ms"][size]
         assert models["pruned"]["speedup"][size] == pytest.approx(ratio, rel=1e-2)
     assert set(models["teacher"]["latency_spread"]) == {"1", "8"} and report["timing"]["rounds"] == 5
+    assert report["timing"]["sequence_length"] == 16
     for m in models.values():
         assert m["accuracy_retained"] == pytest.approx(
             m["metrics"]["accuracy"] / models["teacher"]["metrics"]["accuracy"]

@@ -76,6 +76,7 @@ def test_sentence_embedding_recipe_end_to_end(tmp_path):
     assert int8.size_mb < student.size_mb < teacher.size_mb
     table = (tmp_path / "run" / "report.md").read_text()
     assert "| `student-int8` | int8 | 2 |" in table and "top10_overlap" in table
+    assert report.timing.sequence_length == 32 and "(32 tokens a row)" in table  # the model's max_seq_length
 
     student = SentenceTransformer(str(tmp_path / "run" / "student"), device="cpu")
     assert student[0].auto_model.config.num_hidden_layers == 2
@@ -111,6 +112,18 @@ def test_sentence_embedding_recipe_refuses_a_teacher_to_fine_tune_and_pruning():
         load_recipe({"name": "x", "task": "sentence-embedding", "student": {}, "prune": {}})
     with pytest.raises(RecipeError, match=r"student.layerdrop: a sentence-embedding student takes only"):
         load_recipe({"name": "x", "task": "sentence-embedding", "student": {"layerdrop": 0.1}})
+    with pytest.raises(RecipeError, match=r"^data.max_length=128: a sentence-embedding run embeds up to the model's"):
+        load_recipe({"name": "x", "task": "sentence-embedding", "student": {}, "data": {"max_length": 128}})
+
+
+def test_a_sentence_embedding_run_times_no_more_tokens_than_the_model_embeds(tmp_path):
+    tiny_sentence_transformer("bert", tmp_path / "model", num_layers=2).save(str(tmp_path / "model"))
+    recipe = {"name": "x", "task": "sentence-embedding", "model": str(tmp_path / "model"), "student": {}}
+    data = {"source": str(texts_file(tmp_path))}
+    recipe.update(output_dir=str(tmp_path / "run"), report={"sequence_length": 1000}, data=data)
+    with pytest.raises(RecipeError, match=r"^report.sequence_length=1000: .*model embeds at most 32 tokens"):
+        run_recipe(recipe)  # before the student trains
+    assert not (tmp_path / "run").exists()
 
 
 def test_cli_distill_finds_the_sentence_embedding_task_of_a_sentence_transformers_folder(tmp_path, capsys):

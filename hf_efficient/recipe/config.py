@@ -197,7 +197,8 @@ class ReportSection:
     """What the report measures besides accuracy: CPU latency at each batch size, on `threads` threads."""
 
     batch_sizes: list[int] = field(default_factory=lambda: [1, 32])
-    sequence_length: int = 64
+    # Tokens per timed row; default: data.max_length, the length the run tokenizes its rows to.
+    sequence_length: int | None = None
     threads: int | None = None
     seconds_per_measurement: float = 3.0
     # Also time the reference with its weights in bf16 (default: when the CPU has bf16 instructions).
@@ -208,7 +209,8 @@ class ReportSection:
             raise RecipeError(f"{where}.batch_sizes is empty: list at least one, e.g. [1, 32].")
         for size in self.batch_sizes:
             _positive(size, f"{where}.batch_sizes")
-        _positive(self.sequence_length, f"{where}.sequence_length")
+        if self.sequence_length is not None:
+            _positive(self.sequence_length, f"{where}.sequence_length")
         if self.threads is not None:
             _positive(self.threads, f"{where}.threads")
         _positive(self.seconds_per_measurement, f"{where}.seconds_per_measurement")
@@ -280,6 +282,17 @@ class Recipe:
                 raise RecipeError(
                     "prune/export need a model: add `teacher: {path: <fine-tuned model>}` (or a teacher to fine-tune)."
                 )
+            raise RecipeError(
+                "the recipe makes no model: add a `teacher` section (`teacher: {epochs: 3}` fine-tunes `model`, "
+                "`teacher: {path: <fine-tuned model>}` starts from one)."
+            )
+        report, length = self.report, self.data.max_length
+        if report is not None and not own_teacher and (report.sequence_length or 0) > length:
+            # The rows are tokenized to data.max_length: a longer timing would silently be cut to it.
+            raise RecipeError(
+                f"{where}.report.sequence_length={report.sequence_length}: the run tokenizes rows to "
+                f"data.max_length={length} tokens; give at most {length}, or raise data.max_length."
+            )
         student = self.student
         distillation = student.distillation if student is not None else None
         if distillation is not None and not own_teacher:

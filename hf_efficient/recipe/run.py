@@ -77,10 +77,12 @@ def check_inputs(recipe: Recipe, model_path: str, pending: list[str]) -> None:
     will read, in a second, before any of them runs; a `ValueError` names the recipe field."""
     if not set(pending) - {"card", "push"}:
         return  # the card and the push read neither a model nor the data
-    if "report" in pending:
-        check_threads(recipe.report.threads, f"report.threads={recipe.report.threads}")
     teacher, student = recipe.teacher, recipe.student
     teacher_path = teacher.path if teacher else None
+    if "report" in pending:
+        check_threads(recipe.report.threads, f"report.threads={recipe.report.threads}")
+        if TASKS[recipe.task].library == "sentence-transformers" and recipe.report.sequence_length:
+            _check_sentence_length(recipe.report.sequence_length, teacher_path or model_path)
     if teacher_path:
         model_source(teacher_path, "teacher.path", tokenizer=True)
         check_task(recipe.task, teacher_path, "teacher.path")
@@ -111,6 +113,18 @@ def check_inputs(recipe: Recipe, model_path: str, pending: list[str]) -> None:
         depth = (student.num_layers or base_depth) if source == "student" else teacher_depth
         if depth:
             recipe.prune.check_depth(source, depth)
+
+
+def _check_sentence_length(length: int, model: str) -> None:
+    """An embedding model's timing rows are padded to report.sequence_length: at most what the model embeds."""
+    from ..sentence.recipe import max_seq_length
+
+    limit = max_seq_length(model)
+    if limit and length > limit:
+        raise RecipeError(
+            f"report.sequence_length={length}: {model} embeds at most {limit} tokens (max_seq_length); give at most "
+            f"{limit}."
+        )
 
 
 def _check_student(student, base_depth: int, teacher_depth: int | None) -> None:

@@ -175,7 +175,7 @@ def report(run, folder: Path) -> dict:
         task=run.task,
         scoring={**run.scoring(), "label_names": run.labels},
         batch_sizes=settings.batch_sizes,
-        sequence_length=settings.sequence_length,
+        sequence_length=settings.sequence_length or run.recipe.data.max_length,
         threads=threads,
         seconds=settings.seconds_per_measurement,
         bf16_baseline=settings.bf16_baseline,

@@ -294,7 +294,8 @@ def measure_models(
             `examples`, the untokenized rows; token classification: `label_names` for ONNX files).
         batch_sizes (`Sequence[int]`): Batch sizes of the CPU latency measurement; none: the models are
             scored and weighed, not timed.
-        sequence_length (`int`): Tokens per row in the latency measurement.
+        sequence_length (`int`): Tokens per row in the latency measurement, at most the rows' own (the timing
+            records what was timed).
         threads (`int`, *optional*): CPU threads (default: every core this process may use).
         seconds (`float`): Time spent per model and batch size.
         bf16_baseline (`bool`, *optional*): Time the reference in bf16 too (default: when the CPU has
@@ -388,6 +389,7 @@ def time_side_by_side(
         entry.latency_spread = {str(s): round(latency.spread[entry.name][s], 3) for s in batch_sizes}
         entry.speedup = {str(s): fastest[s] / latency[entry.name][s] for s in batch_sizes}
         entry.accuracy_retained = entry.metrics[metric] / score if score and score > 0 else None
+    latency.timing.sequence_length = int(feeds[batch_sizes[0]]["input_ids"].shape[-1])  # what was timed
     return latency.timing
 
 

@@ -118,10 +118,13 @@ def report_markdown(report: Report) -> str:
     """`report.md`: what was measured where, the table of models and the depth sweep."""
     hardware, task = report.hardware, report.task
     rows = f" ({task.rows} rows)" if task.rows else ""
+    length = report.timing.sequence_length
+    tokens = f" ({length} tokens a row)" if length else ""
     text = (
         f"# {report.name}\n\n"
         f"{task.split.capitalize()} split of {task.dataset}{rows}; CPU latency on {hardware.cpu_threads} threads "
-        f"of {cpu_in_words(report)}, side by side in one run; {task.metric} retained against `{report.reference}`, "
+        f"of {cpu_in_words(report)}{tokens}, side by side in one run; {task.metric} retained against "
+        f"`{report.reference}`, "
         f"speed-up against {report.speed_baseline}.\n\n{models_table(report)}\n"
     )
     note = timing_note(report)

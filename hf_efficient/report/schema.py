@@ -136,6 +136,7 @@ class Timing:
     max_spread: float | None = None
     reliable: bool | None = None
     reason: str | None = None
+    sequence_length: int | None = None  # tokens per timed row (padded to it); None in reports before 2026-12
 
 
 @dataclass

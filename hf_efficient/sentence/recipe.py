@@ -8,6 +8,7 @@ embedding quality (to the teacher), size and latency side by side; the card is a
 
 from __future__ import annotations
 
+import json
 import shutil
 import time
 from pathlib import Path
@@ -33,10 +34,27 @@ def check_recipe(recipe, error) -> None:
     for name in _REFUSED:
         if getattr(recipe, name) is not None:
             raise error(f"task={recipe.task!r} has no {name} step; drop the `{name}` section.")
+    default_length = type(recipe.data)().max_length
+    if recipe.data.max_length != default_length:  # the models embed as they will in use
+        raise error(
+            f"data.max_length={recipe.data.max_length}: a sentence-embedding run embeds up to the model's own "
+            "max_seq_length (its sentence_bert_config.json); leave data.max_length out, or change it there."
+        )
     if recipe.student is not None:
         other = [name for name in recipe.student.techniques if name not in _STUDENT_TECHNIQUES]
         if other:
             raise error(f"student.{other[0]}: a sentence-embedding student takes only `distillation`; drop it.")
+
+
+def max_seq_length(folder) -> int | None:
+    """The tokens a sentence-transformers folder embeds at most (its `max_seq_length`); None where unrecorded.
+    sentence-transformers 5 keeps it as the tokenizer's `model_max_length`, earlier versions in their own config."""
+    for name, key in (("sentence_bert_config.json", "max_seq_length"), ("tokenizer_config.json", "model_max_length")):
+        path = Path(folder) / name
+        value = json.loads(path.read_text()).get(key) if path.is_file() else None
+        if isinstance(value, int) and value < 1_000_000:  # transformers' "no limit" is 1e30
+            return value
+    return None
 
 
 def _st(path):
@@ -199,14 +217,14 @@ def report(run, folder: Path) -> dict:
         entry.metrics = quality(SentenceEmbedder(str(run.output / "onnx"), record["int8_file"], threads=threads))
         entries.append(entry)
         runners[entry.name] = onnx_runner(onnx_file, threads)
-    tokenized = tokenizer(
-        test[: max(settings.batch_sizes)], padding="max_length", truncation=True, max_length=settings.sequence_length
-    )
+    # By default data.max_length's tokens, or fewer where the teacher embeds fewer (its max_seq_length).
+    length = settings.sequence_length or min(run.recipe.data.max_length, max_seq_length(paths["teacher"]) or 512)
+    tokenized = tokenizer(test[: max(settings.batch_sizes)], padding="max_length", truncation=True, max_length=length)
     timing = time_side_by_side(
         entries,
         runners,
         modules,
-        latency_feeds(Dataset.from_dict(dict(tokenized)), settings.batch_sizes, settings.sequence_length),
+        latency_feeds(Dataset.from_dict(dict(tokenized)), settings.batch_sizes, length),
         metric=metric,
         threads=threads,
         seconds=settings.seconds_per_measurement,
