@@ -20,8 +20,11 @@ from .distill import DistillationTrainer, PKDConfig
 from .layerdrop import LayerDropCallback, LayerDropConfig, apply_layerdrop
 from .sharing import SharingConfig, share_layers
 
-# The kind of a model that no technique changed (a plain fine-tuned model).
+# The kinds of a model that no technique changed: a plain fine-tuned model, or one a run took as it was given
+# (a sentence-embedding teacher, never fine-tuned).
 FINETUNED = "finetuned"
+PRETRAINED = "pretrained"
+UNCHANGED = (FINETUNED, PRETRAINED)
 
 
 @dataclass(frozen=True)
@@ -71,7 +74,7 @@ def register_technique(technique: Technique) -> Technique:
     """Add a row to the table (the order of registration is the order techniques are applied in)."""
     if not isinstance(technique, Technique):
         raise TypeError(f"register_technique({technique!r}): pass a Technique(...).")
-    if technique.name in TECHNIQUES or technique.name == FINETUNED:
+    if technique.name in TECHNIQUES or technique.name in UNCHANGED:
         raise ValueError(f"register_technique: a technique named {technique.name!r} exists; pick another name.")
     TECHNIQUES[technique.name] = technique
     return technique

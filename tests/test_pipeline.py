@@ -51,6 +51,7 @@ def test_every_shipped_recipe_validates():
         ({"name": "x", "push": {}}, "recipe.push: missing repo_id"),
         ({"teacher": {}}, "missing name"),
         ({"name": "x"}, r"^the recipe makes no model: add a `teacher` section"),
+        ({"name": "x", "teacher": {}, "prune": {"depths": []}}, r"^recipe.prune.depths is empty and recipe.prune.nu"),
         (
             {"name": "x", "teacher": {}, "report": {"sequence_length": 128}},
             r"^recipe.report.sequence_length=128: the run tokenizes rows to data.max_length=64 tokens; give at most 64",

@@ -76,6 +76,7 @@ def test_sentence_embedding_recipe_end_to_end(tmp_path):
     assert int8.size_mb < student.size_mb < teacher.size_mb
     table = (tmp_path / "run" / "report.md").read_text()
     assert "| `student-int8` | int8 | 2 |" in table and "top10_overlap" in table
+    assert (teacher.kind, bf16.kind) == ("pretrained", "pretrained")  # taken as given, not fine-tuned
     assert report.timing.sequence_length == 32 and "(32 tokens a row)" in table  # the model's max_seq_length
 
     student = SentenceTransformer(str(tmp_path / "run" / "student"), device="cpu")

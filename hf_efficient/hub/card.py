@@ -20,7 +20,7 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined
 from ..report import Report
 from ..report.render import cpu_in_words, depth_table, measured, millions, models_table, timing_note
 from ..tasks import get_task
-from ..techniques import FINETUNED, TECHNIQUES, hub_tags
+from ..techniques import TECHNIQUES, UNCHANGED, hub_tags
 
 TEMPLATES = Path(__file__).parent / "templates"
 # Hub names: `owner/name` for models; datasets may be canonical (`rotten_tomatoes`) or `owner/name`.
@@ -44,13 +44,13 @@ def _on_hub(value, pattern: re.Pattern) -> bool:
 
 def _template(kind: str) -> str:
     """The card template of a model kind: its technique's, or the fine-tuned one's."""
-    if kind == FINETUNED:
+    if kind in UNCHANGED:
         return "finetuned.md.j2"
     if kind == "onnx":  # an ONNX file of unknown origin: the export's card
         kind = "int8"
     if kind not in TECHNIQUES:
         raise ValueError(
-            f"write_model_card: a model has kind {kind!r}; use {FINETUNED!r} or one of {sorted(TECHNIQUES)}."
+            f"write_model_card: a model has kind {kind!r}; use one of {[*UNCHANGED, *sorted(TECHNIQUES)]}."
         )
     return TECHNIQUES[kind].template
 

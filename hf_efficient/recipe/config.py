@@ -161,6 +161,11 @@ class PruneSection:
             _positive(depth, f"{where}.depths")
         if self.num_layers is not None:
             _positive(self.num_layers, f"{where}.num_layers")
+        elif self.depths == []:
+            raise RecipeError(
+                f"{where}.depths is empty and {where}.num_layers unset: the step would prune nothing; list depths to "
+                "evaluate, give num_layers to keep one, or drop the section."
+            )
 
     def check_depth(self, source: str, depth: int):
         """Refuse depths beyond the `depth` layers of the model pruned (`source`: teacher or student)."""

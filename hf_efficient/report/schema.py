@@ -13,7 +13,7 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..techniques import FINETUNED, TECHNIQUES
+from ..techniques import TECHNIQUES, UNCHANGED
 
 # Names of earlier report.json files -> today's.
 _OLD_NAMES = {
@@ -68,7 +68,7 @@ class ModelEntry:
     name: str
     path: str = ""
     format: str = "pytorch"  # "pytorch" (a saved folder) or "onnx" (a file)
-    kind: str = "finetuned"  # "finetuned", a technique name, or "onnx" for an ONNX file of unknown origin
+    kind: str = "finetuned"  # "finetuned", "pretrained", a technique name, or "onnx" for an ONNX file of unknown origin
     techniques: list[str] = field(default_factory=list)
     settings: dict[str, dict] = field(default_factory=dict)  # technique -> what config.json records of it
     layers: int | None = None
@@ -159,7 +159,7 @@ class Report:
     def __post_init__(self):
         if not self.models:
             raise ValueError("Report: models is empty; a report measures at least one model.")
-        kinds = {FINETUNED, "onnx", *TECHNIQUES}
+        kinds = {*UNCHANGED, "onnx", *TECHNIQUES}
         for model in self.models:
             if model.kind not in kinds:
                 raise ValueError(f"Report: model {model.name!r} has kind {model.kind!r}; use one of {sorted(kinds)}.")

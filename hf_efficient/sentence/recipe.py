@@ -152,7 +152,7 @@ def report(run, folder: Path) -> dict:
         wants_bf16,
         weights_size_mb,
     )
-    from ..techniques import kind_of
+    from ..techniques import PRETRAINED, kind_of
     from . import SentenceEmbedder
     from .model import sentence_encoder
 
@@ -194,6 +194,8 @@ def report(run, folder: Path) -> dict:
         entry.parameters = sum(p.numel() for p in model.parameters())
         entry.settings = recorded_techniques(encoder.config)
         entry.techniques, entry.kind = list(entry.settings), kind_of(list(entry.settings))
+        if name == "teacher" and not entry.techniques:  # the embedding model as given, not fine-tuned here
+            entry.kind = PRETRAINED
         entry.size_mb = round(weights_size_mb(path), 2)
         with EnergyMeter() as meter:
             entry.metrics = quality(st_encode(model))
