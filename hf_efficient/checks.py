@@ -157,6 +157,72 @@ def check_tokenized(rows, name: str) -> None:
         )
 
 
+def check_rows(model, rows, task: str, where: str, *, labels: bool = True) -> None:
+    """Refuse tokenized `rows` that `model` cannot run, or whose labels its head cannot have, in one line
+    rather than an error from inside torch or a metric, or a score of nonsense. `where` names the argument
+    (`evaluate_model(dataset=...)`); `labels`: check the label column too (not for calibration rows)."""
+    import numpy as np
+
+    if isinstance(rows, dict):  # a DatasetDict: all its splits
+        raise ValueError(
+            f"{where}: give one split of tokenized rows, e.g. data['test'], not the {type(rows).__name__} of splits "
+            f"{list(rows)}."
+        )
+    check_tokenized(rows, where)
+    if len(rows) == 0:
+        raise ValueError(f"{where} has no rows; give at least one.")
+    try:
+        ids = np.asarray(rows["input_ids"], dtype=np.int64)
+    except ValueError:  # ragged lists
+        raise ValueError(
+            f"{where}: the rows' input_ids differ in length; tokenize with padding='max_length' (tokenize_dataset "
+            "does)."
+        ) from None
+    vocabulary = getattr(model.config, "vocab_size", None)
+    if vocabulary and (ids.max() >= vocabulary or ids.min() < 0):
+        raise ValueError(
+            f"{where}: token id {ids.max() if ids.max() >= vocabulary else ids.min()} is outside the model's "
+            f"vocabulary of {vocabulary}; tokenize with the model's own tokenizer."
+        )
+    positions = _learned_positions(model)
+    if positions and ids.shape[-1] > positions:
+        raise ValueError(
+            f"{where}: rows of {ids.shape[-1]} tokens, but the model has {positions} positions; tokenize with "
+            f"max_length={positions} or less."
+        )
+    column = next((c for c in ("labels", "label") if c in rows.column_names), None)
+    if not labels or column is None or task not in _CLASS_IDS:
+        return
+    values = np.concatenate([np.ravel(np.asarray(value, dtype=np.float64)) for value in rows[column]])
+    if task == "token-classification":
+        values = values[values != -100]  # positions the loss and the metric skip
+    classes = ids.shape[1] if task == "multiple-choice" else model.config.num_labels
+    what = "choices" if task == "multiple-choice" else "labels"
+    bad = values[(values != np.round(values)) | (values < 0) | (values >= classes)]
+    if len(bad):
+        raise ValueError(
+            f"{where}: the rows' {column} hold {bad[0]:g}, but the model's {what} are 0 to {classes - 1}; give whole "
+            f"numbers in that range (evaluate a model fine-tuned on these labels)."
+        )
+
+
+# Tasks whose labels are class ids (a multiple-choice label: the index of a choice).
+_CLASS_IDS = ("text-classification", "token-classification", "multiple-choice")
+
+
+def _learned_positions(model) -> int | None:
+    """The tokens a model with a learned table of absolute positions (BERT, RoBERTa, DistilBERT, ...) can read; None
+    where positions are relative or rotary (DeBERTa-v2, ModernBERT). RoBERTa-like tables start after padding_idx."""
+    import torch
+
+    for name, module in model.named_modules():
+        table = getattr(module, "position_embeddings", None)
+        if name.endswith("embeddings") and isinstance(table, torch.nn.Embedding):
+            padding = getattr(module, "padding_idx", None)
+            return table.num_embeddings - (padding + 1 if isinstance(padding, int) else 0)
+    return None
+
+
 def data_format(path: Path) -> str:
     """The data suffix of `path` (`.csv`, `.tsv`, `.json` or `.jsonl`), past a compression suffix."""
     suffixes = [suffix.lower() for suffix in path.suffixes]

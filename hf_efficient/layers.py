@@ -90,11 +90,16 @@ def _layers_to_keep(keep, num_layers: int, call: str) -> list[int]:
     raise ValueError(f"{call}: give a depth (int), a list of layer indices, or 'every_other'.")
 
 
-def _prune_layer_types(config, kept: list[int], num_layers: int) -> None:
-    """Keep per-layer attention types (transformers 5 configs store them) with their layers."""
-    layer_types = getattr(config, "layer_types", None)
-    if isinstance(layer_types, list) and len(layer_types) == num_layers:
-        config.layer_types = [layer_types[i] for i in kept]
+# Config settings that hold one value per layer: transformers 5's attention types, Longformer's attention windows.
+PER_LAYER_SETTINGS = ("layer_types", "attention_window")
+
+
+def _prune_per_layer_settings(config, kept: list[int], num_layers: int) -> None:
+    """Keep the per-layer settings of `PER_LAYER_SETTINGS` with their layers."""
+    for name in PER_LAYER_SETTINGS:
+        values = getattr(config, name, None)
+        if isinstance(values, (list, tuple)) and len(values) == num_layers:
+            setattr(config, name, [values[i] for i in kept])
 
 
 def _check_attention_pattern(config, kept: list[int], call: str) -> None:
@@ -116,7 +121,7 @@ def _check_reloads_unchanged(model: PreTrainedModel, kept: list[int], call: str)
     """Refuse a cut whose checkpoint a fresh model of the cut config could not load as it is."""
     config = copy.deepcopy(model.config)
     config.num_hidden_layers = len(kept)
-    _prune_layer_types(config, kept, len(layer_stack(model)))
+    _prune_per_layer_settings(config, kept, len(layer_stack(model)))
     with torch.device("meta"):  # a technique's own model class names its plain one (see keep_layers)
         fresh = getattr(type(model), "plain_class", type(model))(config)
     prefix = next(name for name, module in model.named_modules() if module is layer_stack(model)) + "."
@@ -178,7 +183,7 @@ def keep_layers(
     restore_plain_layers(model)
     for name, cut in PER_LAYER_RECORDS.items():  # a pruned model's layers were trained so; a student's will not be
         record_technique(model, name, cut(trained[name], kept) if trained.get(name) else None)
-    _prune_layer_types(model.config, kept, num_layers)
+    _prune_per_layer_settings(model.config, kept, num_layers)
     layers = layer_stack(model)
     replace_layer_stack(model, [layers[i] for i in kept])
     if follow_cut:

@@ -377,6 +377,49 @@ def test_untokenized_rows_and_a_dataset_dict_are_refused_in_one_line(tmp_path):
         export_int8(tiny_model("bert"), tmp_path / "a_file")
 
 
+def test_rows_the_model_cannot_run_or_whose_labels_its_head_cannot_have_are_refused(tmp_path):
+    """Before, labels of 7, -1 or 0.5 scored accuracy 0 on every side, so the gate passed on nonsense, and rows the
+    model cannot read failed inside torch."""
+    model, rows = tiny_model("bert"), tokenized_rows(8)
+    for label in (7, -1, 0.5):
+        bad = rows.remove_columns("label").add_column("label", [label] * 8)
+        calls = {
+            r"export_int8\(eval_dataset=...\)": lambda r: export_int8(model, tmp_path, eval_dataset=r),
+            r"evaluate_model\(dataset=...\)": lambda r: evaluate_model(model, r),
+        }
+        for where, call in calls.items():
+            with pytest.raises(ValueError, match=rf"^{where}: the rows' label hold {label:g}, but the model's labels"):
+                call(bad)
+    long = Dataset.from_dict({"input_ids": [[5] * 600], "attention_mask": [[1] * 600], "label": [0]})
+    with pytest.raises(ValueError, match=r"rows of 600 tokens, but the model has 512 positions; tokenize with max_"):
+        export_int8(model, tmp_path, Int8ExportConfig(mode="static"), calibration_dataset=long)
+    beyond = Dataset.from_dict({"input_ids": [[5, 10**6]], "attention_mask": [[1, 1]]})
+    with pytest.raises(ValueError, match=r"token id 1000000 is outside the model's vocabulary of \d+; tokenize with"):
+        evaluate_model(model, beyond, task="text-classification")
+    ragged = Dataset.from_dict({"input_ids": [[5, 6], [5]], "attention_mask": [[1, 1], [1]]})
+    with pytest.raises(ValueError, match=r"the rows' input_ids differ in length; tokenize with padding='max_length'"):
+        evaluate_model(model, ragged)
+    with pytest.raises(ValueError, match=r"^export_int8\(output_dir=None\): give the folder to write the export into"):
+        export_int8(model, None)
+    # A regression gate on labels that never vary compares two undefined correlations: refused, not a crash.
+    regressor = tiny_model("bert", task="text-regression")
+    constant = rows.remove_columns("label").add_column("label", [1.0] * 8)
+    with pytest.raises(ValueError, match=r"every row has the same label, so the Pearson correlation the gate"):
+        export_int8(regressor, tmp_path, eval_dataset=constant)
+
+
+def test_static_calibration_rows_without_token_type_ids_get_segment_zero(tmp_path):
+    model, rows = tiny_model("bert"), tokenized_rows(16)
+    config = Int8ExportConfig(mode="static", calibration_samples=16)
+    export_int8(model, tmp_path / "with", config, calibration_dataset=rows)
+    export_int8(model, tmp_path / "without", config, calibration_dataset=rows.remove_columns("token_type_ids"))
+    batch = fixed_batch()  # ranges calibrated on the same rows: the same int8 model
+    np.testing.assert_array_equal(
+        run_onnx(tmp_path / "with" / "model_quantized.onnx", batch),
+        run_onnx(tmp_path / "without" / "model_quantized.onnx", batch),
+    )
+
+
 def test_deprecated_keywords_warn_and_export_the_same(tmp_path):
     model, rows = tiny_model("bert"), tokenized_rows(16)
     config = Int8ExportConfig(mode="static", per_channel=False)

@@ -411,8 +411,12 @@ def test_choice_scorer_and_text_embedder(exported, tokenizer):
         assert result["choice"] == int(logits.argmax())
     with pytest.raises(ValueError, match="2 prompts but 1 lists of choices"):
         ChoiceScorer(folder)(prompts, choices[:1])
-    with pytest.raises(ValueError, match=r"choices\[1\] is empty; give each prompt at least one choice"):
-        ChoiceScorer(folder)(prompts, [choices[0], []])
+    for one in ([], ["sat"]):  # a choice must be made between two or more
+        with pytest.raises(ValueError, match=rf"choices\[1\] has {len(one)} choice\(s\); give each prompt two or more"):
+            ChoiceScorer(folder)(prompts, [choices[0], one])
+    # One prompt's options given flat read as one choice per prompt: refused, not "chosen" with score 1.
+    with pytest.raises(ValueError, match=r"choices\[0\]='sat' is not a list; give each prompt a list of its choices"):
+        ChoiceScorer(folder)(prompts, ["sat", "flew"])
     # Prompts with two and three choices, in batches of one prompt and of several: the same scores.
     mixed = (
         ["the cat", "a film", "the dog"],
@@ -425,6 +429,10 @@ def test_choice_scorer_and_text_embedder(exported, tokenizer):
         assert a["choice"] == b["choice"] and a["scores"] == pytest.approx(b["scores"], abs=1e-5)
 
     model, folder = exported("bare")
+    with pytest.raises(ValueError, match=r"^TextEmbedder\(normalize='yes'\): use True or False"):
+        TextEmbedder(folder, normalize="yes")
+    with pytest.raises(ValueError, match=r"^TextEmbedder\(folder=None\): give the folder export_int8 wrote"):
+        TextEmbedder(None)
     embeddings = TextEmbedder(folder, file_name="model.onnx")(TEXTS, batch_size=3)
     encoded = tokenizer(TEXTS, padding=True, return_tensors="pt")
     with torch.no_grad():

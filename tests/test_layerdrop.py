@@ -279,11 +279,25 @@ def test_modernbert_pattern_mismatch_is_refused_on_transformers_4():
 
 @pytest.mark.parametrize(
     ("rate", "message"),
-    [(1.0, "in \\[0, 1\\)"), (-0.1, "in \\[0, 1\\)"), ("0.2", "in \\[0, 1\\)"), ([], "empty"), (True, "in \\[0, 1\\)")],
+    [
+        (1.0, r"in \[0, 1\), got 1.0. A rate of 1 would drop the layer at every step: prune it instead.$"),
+        (-0.1, r"in \[0, 1\), got -0.1.$"),
+        ("0.2", r"in \[0, 1\)"),
+        ([], "empty"),
+        (True, r"in \[0, 1\)"),
+    ],
 )
 def test_bad_rates_are_refused(rate, message):
     with pytest.raises(ValueError, match=message):
         LayerDropConfig(rate=rate)
+
+
+def test_numpy_rates_are_plain_floats():
+    import numpy as np
+
+    assert LayerDropConfig(rate=np.float32(0.25)).rate == 0.25 and LayerDropConfig(rate=np.float32(0.25)).to_dict()
+    rates = LayerDropConfig(rate=np.array([0.1, 0.2])).rate
+    assert rates == [0.1, 0.2] and all(type(rate) is float for rate in rates)
 
 
 def test_per_layer_rates_must_match_depth():

@@ -2,6 +2,7 @@ import ast
 from pathlib import Path
 
 import pytest
+import torch
 from conftest import tiny_model
 
 import hf_efficient
@@ -38,6 +39,31 @@ def test_keep_layers_records_the_cut_and_names_the_call():
     assert model.config.hf_efficient == {"layers": cut, "pruning": cut}
     with pytest.raises(ValueError, match=r"^my_call\(x=9\): indices \[9\] are not layers of this 2-layer model"):
         keep_layers(model, [0, 9], call="my_call(x=9)")  # the model has 2 layers now
+
+
+def test_a_cut_keeps_per_layer_settings_with_their_layers(tmp_path):
+    """Longformer's config holds an attention window per layer; transformers refuses a list of the wrong length."""
+    import transformers
+
+    config = transformers.LongformerConfig(
+        vocab_size=100, hidden_size=32, num_hidden_layers=4, num_attention_heads=2, intermediate_size=37
+    )
+    config.attention_window = [4, 8, 4, 8]
+    model = transformers.LongformerForSequenceClassification(config).eval()
+    cut = keep_layers(model, [0, 3], technique="pruning")
+    assert cut.config.attention_window == [4, 8]
+    cut.save_pretrained(tmp_path)
+    back = transformers.AutoModelForSequenceClassification.from_pretrained(tmp_path).eval()
+    ids = torch.randint(5, 100, (2, 16), generator=torch.Generator().manual_seed(0))
+    torch.testing.assert_close(back(input_ids=ids).logits, cut(input_ids=ids).logits)
+
+
+def test_a_technique_given_no_model_says_so():
+    from hf_efficient import apply_layerdrop, prune_layers
+
+    for call in (apply_layerdrop, lambda m: prune_layers(m, 2)):
+        with pytest.raises(ValueError, match=r"\(model=None\): give a transformers model or a SentenceTransformer"):
+            call(None)
 
 
 def _imported_packages(path: Path) -> set[str]:

@@ -244,7 +244,9 @@ def test_evaluate_model_refuses_bad_rows_and_settings_in_one_line(tokenizer):
     # Three labels in the data, two in the model: refused, not an IndexError inside the metric.
     three = tokenized["test"].cast_column("label", datasets.Value("int64"))
     three = three.map(lambda row, i: {"label": i % 3}, with_indices=True)
-    with pytest.raises(ValueError, match=r"^evaluate_model: the rows' label go up to 2, but the model has 2 labels"):
+    with pytest.raises(
+        ValueError, match=r"^evaluate_model\(dataset=...\): the rows' label hold 2, but the model's labels"
+    ):
         evaluate_model(model, three)
     # Entity F1 reads IOB tag names; a token classifier named LABEL_0... would score nonsense.
     ner = load_data(DataConfig(source=datasets.Dataset.from_list(ROWS["token-classification"])), "token-classification")

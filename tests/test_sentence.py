@@ -294,7 +294,7 @@ def test_sentence_embedder_refuses_a_folder_without_pooling(tmp_path):
         SentenceEmbedder(str(tmp_path), "onnx/model.onnx")
 
 
-@pytest.mark.parametrize("family", SENTENCE_FAMILIES)
+@pytest.mark.parametrize("family", [*SENTENCE_FAMILIES, "distilbert"])  # DistilBERT's config calls its width `dim`
 def test_export_int8_matches_pytorch(family, tmp_path):
     model = tiny_sentence_transformer(family, tmp_path / "model")
     out = tmp_path / "export"

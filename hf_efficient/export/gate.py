@@ -138,7 +138,10 @@ def _micro_f1(predictions: np.ndarray, references: np.ndarray) -> float:
 
 
 def _pearson(predictions: np.ndarray, references: np.ndarray) -> float:
-    return float(np.corrcoef(predictions, np.asarray(references, dtype=np.float64))[0, 1])
+    # The metric's own: 0.0 where undefined (a constant side), as evaluate_model reports it, never NaN.
+    from ..metrics.correlation.correlation import _pearson as pearson
+
+    return pearson(np.asarray(predictions, dtype=np.float64).ravel(), np.asarray(references, dtype=np.float64).ravel())
 
 
 def _cosine(predictions: np.ndarray, references: np.ndarray) -> float:

@@ -97,7 +97,10 @@ class _Exported:
     ):
         from transformers import AutoConfig, AutoTokenizer
 
-        name, folder = type(self).__name__, Path(folder)
+        name = type(self).__name__
+        if not isinstance(folder, (str, Path)) or not str(folder):
+            raise ValueError(f"{name}(folder={folder!r}): give the folder export_int8 wrote.")
+        folder = Path(folder)
         if folder.is_file():
             raise ValueError(
                 f"{name}({str(folder)!r}): give the export folder, {str(folder.parent)!r}, and the file as "
@@ -423,10 +426,20 @@ class ChoiceScorer(_Exported):
             raise ValueError(
                 f"ChoiceScorer: {len(prompts)} prompts but {len(choices)} lists of choices; give one each."
             )
+        # A flat list (one prompt's options) would read as one choice per prompt, each chosen with score 1.
+        flat = next((i for i, each in enumerate(choices) if not isinstance(each, (list, tuple))), None)
+        if flat is not None:
+            raise ValueError(
+                f"ChoiceScorer: choices[{flat}]={choices[flat]!r:.60} is not a list; give each prompt a list of its "
+                "choices, e.g. choices=[['apple', 'red']] for one prompt."
+            )
         options = [_texts("ChoiceScorer", each, f"choices[{i}]") for i, each in enumerate(choices)]
-        empty = next((i for i, each in enumerate(options) if not each), None)
-        if empty is not None:
-            raise ValueError(f"ChoiceScorer: choices[{empty}] is empty; give each prompt at least one choice.")
+        few = next((i for i, each in enumerate(options) if len(each) < 2), None)
+        if few is not None:
+            raise ValueError(
+                f"ChoiceScorer: choices[{few}] has {len(options[few])} choice(s); give each prompt two or more to "
+                "choose between."
+            )
         # Prompts with as many choices go into one (prompts, choices, tokens) input, those of similar
         # length together (each batch pads to its longest pair).
         results = [None] * len(prompts)
@@ -474,6 +487,8 @@ class TextEmbedder(_Exported):
         threads: int | None = None,
         runtime: str | None = None,
     ):
+        if not isinstance(normalize, bool):
+            raise ValueError(f"TextEmbedder(normalize={normalize!r}): use True or False.")
         super().__init__(folder, file_name, max_length, threads, runtime)
         self.normalize = normalize
 

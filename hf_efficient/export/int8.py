@@ -17,7 +17,7 @@ import torch
 from accelerate.utils import extract_model_from_parallel
 from transformers import AutoConfig, AutoTokenizer, PreTrainedModel
 
-from ..checks import check_tokenized, model_source
+from ..checks import check_rows, check_tokenized, model_source
 from ..sentence.model import sentence_transformer_of
 from ..tasks import DEFAULT_TASK, TASKS, get_task, task_of
 from .config import MODES, TARGETS, Int8ExportConfig  # noqa: F401 (MODES, TARGETS: still imported from here)
@@ -215,8 +215,14 @@ def _onnx_batches(path: Path, dataset, columns=(), runtime: str | None = None):
     session = open_session(path, runtime, caller="export_int8")
     names, outputs = session.input_names, session.output_names
     for batch in _batches(dataset, list(dict.fromkeys([*names, "attention_mask", *columns]))):
-        feed = {name: batch.get(name, np.zeros_like(batch["input_ids"])) for name in names}
-        yield dict(zip(outputs, session.run(outputs, feed), strict=True)), batch
+        yield dict(zip(outputs, session.run(outputs, _feed(batch, names)), strict=True)), batch
+
+
+def _feed(batch: dict, names: list[str]) -> dict[str, np.ndarray]:
+    """The graph's inputs from a batch; rows tokenized without token_type_ids (or a mask) get the defaults the
+    model would use: segment 0 everywhere, every token attended."""
+    defaults = {"token_type_ids": np.zeros_like, "attention_mask": np.ones_like}
+    return {name: batch[name] if name in batch else defaults[name](batch["input_ids"]) for name in names}
 
 
 def onnx_outputs(path: Path, dataset, runtime: str | None = None) -> dict[str, np.ndarray]:
@@ -418,6 +424,8 @@ def export_int8(
             f"{cores} cores this process can use: time on at most {cores}."
         )
 
+    if not isinstance(output_dir, (str, Path)) or not str(output_dir):
+        raise ValueError(f"export_int8(output_dir={output_dir!r}): give the folder to write the export into.")
     if Path(output_dir).exists() and not Path(output_dir).is_dir():
         raise ValueError(f"export_int8(output_dir={str(output_dir)!r}) is a file; give a folder (made if missing).")
     for name, rows in (("eval_dataset", eval_dataset), ("calibration_dataset", calibration_dataset)):
@@ -450,6 +458,16 @@ def export_int8(
     model = extract_model_from_parallel(model, keep_fp32_wrapper=False).eval()
     check_float32(model, "export_int8(model_or_path)")
     task = task_of(model)
+    for name, rows in (("eval_dataset", eval_dataset), ("calibration_dataset", calibration_dataset)):
+        if rows is not None:  # before minutes of export: rows the model cannot run, labels its head cannot have
+            check_rows(model, rows, task.name, f"export_int8({name}=...)", labels=name == "eval_dataset")
+    column = next((c for c in ("labels", "label") if eval_dataset is not None and c in eval_dataset.column_names), None)
+    if task.problem_type == "regression" and column:
+        if len(set(np.ravel(eval_dataset[column]).tolist())) < 2:  # Pearson would be 0 (undefined) for any model
+            raise ValueError(
+                "export_int8(eval_dataset=...): every row has the same label, so the Pearson correlation the gate "
+                "compares is undefined; give rows whose labels vary."
+            )
     if config.backend == "optimum" and not _optimum_knows(model, task):
         raise ValueError(
             "export_int8: Int8ExportConfig(backend='optimum'): Optimum has no ONNX configuration for "
@@ -504,8 +522,10 @@ def export_int8(
         result.metrics["onnx_fp32"] = {measure.name: onnx_score(fp32, eval_dataset, measure, reference, "onnxruntime")}
     calibration = None
     if mode == "static":
-        calibration = lambda: _batches(  # noqa: E731 (a fresh generator for each attempt)
-            calibration_dataset, _model_inputs(fp32), 16, limit=config.calibration_samples
+        names = _model_inputs(fp32)
+        calibration = lambda: (  # noqa: E731 (a fresh generator for each attempt)
+            _feed(batch, names)
+            for batch in _batches(calibration_dataset, [*names, "input_ids"], 16, limit=config.calibration_samples)
         )
 
     def write(choice: dict, variant: str, path: Path) -> dict:
@@ -532,11 +552,16 @@ def export_int8(
         int8.unlink(missing_ok=True)
         name = result.gate
         scores = ", ".join(f"{a[name]:.4f}" for a in result.attempts)
-        least = math.ceil(min(a["drop"] for a in result.attempts) * 1e4 - 1e-6) / 1e4  # rounded up: enough to keep it
+        smallest = min(a["drop"] for a in result.attempts)
+        least = math.ceil(smallest * 1e4 - 1e-6) / 1e4 if math.isfinite(smallest) else None  # rounded up: enough
         raise AccuracyDropError(
             f"export_int8: int8 lost more {name} than max_accuracy_drop={config.max_accuracy_drop} in every attempt: "
             f"PyTorch {result.metrics['pytorch'][name]:.4f}, int8 {scores}; the fp32 model is kept in {fp32}. "
-            f"To keep the best attempt allow a drop of {least}"
+            + (
+                f"To keep the best attempt allow a drop of {least}"
+                if least is not None
+                else "The scores are not numbers"
+            )
             + (", or calibrate: mode='static'." if mode == "dynamic" else "."),
             result,
         )

@@ -20,16 +20,19 @@ class LayerDropConfig:
     seed: int = 0
 
     def __post_init__(self):
-        rates = self.rate if isinstance(self.rate, (list, tuple)) else [self.rate]
+        if hasattr(self.rate, "tolist"):  # a numpy array or scalar: plain floats, as config.json records them
+            self.rate = self.rate.tolist()
         if isinstance(self.rate, tuple):
             self.rate = list(self.rate)
+        rates = self.rate if isinstance(self.rate, list) else [self.rate]
         if not rates:
             raise ValueError("LayerDropConfig(rate=[]) is empty: give one rate, or one rate per layer.")
         for rate in rates:
             if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not 0.0 <= rate < 1.0:
+                one = isinstance(rate, (int, float)) and not isinstance(rate, bool) and rate >= 1
                 raise ValueError(
-                    f"LayerDropConfig(rate={self.rate!r}): every rate must be a number in [0, 1), "
-                    f"got {rate!r}. A rate of 1 would drop the layer at every step: prune it instead."
+                    f"LayerDropConfig(rate={self.rate!r}): every rate must be a number in [0, 1), got {rate!r}."
+                    + (" A rate of 1 would drop the layer at every step: prune it instead." if one else "")
                 )
         if isinstance(self.seed, bool) or not isinstance(self.seed, int):
             raise ValueError(f"LayerDropConfig(seed={self.seed!r}): the seed must be an int.")

@@ -314,30 +314,15 @@ def evaluate_model(
 
 def _check_rows(model, dataset, task: str, batch_size) -> None:
     """What `evaluate_model` refuses in one line rather than fail inside the model or score wrongly."""
-    from ..checks import check_tokenized
+    from ..checks import check_rows
 
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"evaluate_model(batch_size={batch_size!r}): give a positive int, e.g. 64.")
-    if isinstance(dataset, dict):  # a DatasetDict
-        raise ValueError(
-            f"evaluate_model(dataset=...): give one split of tokenized rows, e.g. data['test'], not the "
-            f"{type(dataset).__name__} of splits {list(dataset)}."
-        )
-    check_tokenized(dataset, "evaluate_model(dataset=...)")
-    if len(dataset) == 0:
-        raise ValueError("evaluate_model(dataset=...) has no rows; give at least one.")
+    check_rows(model, dataset, task, "evaluate_model(dataset=...)")
     if task == "token-classification":
         names = list((getattr(model.config, "id2label", None) or {}).values())
         if not all(name == "O" or name[:2] in ("B-", "I-", "E-", "S-") for name in names):
             raise ValueError(
                 f"evaluate_model: the model's labels {names[:4]} are not IOB tags (O, B-x, I-x), which entity F1 "
                 "reads; set model.config.id2label to the data's tag names (hf_efficient.data.label_names)."
-            )
-    column = next((c for c in ("labels", "label") if c in dataset.column_names), None)
-    if task in ("text-classification", "token-classification") and column:
-        largest = max(int(np.max(row)) for row in dataset[column])
-        if largest >= model.config.num_labels:
-            raise ValueError(
-                f"evaluate_model: the rows' {column} go up to {largest}, but the model has {model.config.num_labels} "
-                "labels; evaluate a model fine-tuned on these labels."
             )

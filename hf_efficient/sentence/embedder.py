@@ -82,7 +82,7 @@ class SentenceEmbedder:
     def __init__(
         self, folder: str, file_name: str | None = None, threads: int | None = None, runtime: str | None = None
     ):
-        from transformers import AutoTokenizer
+        from transformers import AutoConfig, AutoTokenizer
 
         folder = Path(folder)
         modules = _read_json(folder / "modules.json")
@@ -114,7 +114,8 @@ class SentenceEmbedder:
             )
         self.tokenizer = AutoTokenizer.from_pretrained(folder)
         # Pooling keeps the encoder's width; the embeddings of no texts are (0, dimension) too.
-        self.dimension = _read_json(folder / "config.json").get("hidden_size", 0)
+        # hidden_size through the config class: DistilBERT's config.json calls it `dim`.
+        self.dimension = getattr(AutoConfig.from_pretrained(folder), "hidden_size", 0)
         self.max_length = settings.get("max_seq_length") or min(self.tokenizer.model_max_length, 512)
         self.lower_case = settings.get("do_lower_case", False)
         self.session = open_session(folder / file_name, runtime, threads, "SentenceEmbedder")

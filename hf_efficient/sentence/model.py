@@ -49,6 +49,8 @@ def transformers_model(model, call: str = "hf_efficient") -> nn.Module:
             f"{call}({str(model)!r}): give a loaded model, not its name: e.g. "
             f"AutoModelForSequenceClassification.from_pretrained({str(model)!r}), or SentenceTransformer(...)."
         )
+    if not isinstance(model, nn.Module):
+        raise ValueError(f"{call}(model={model!r:.60}): give a transformers model or a SentenceTransformer.")
     return sentence_encoder(model, call) if is_sentence_transformer(model) else model
 
 
