@@ -250,11 +250,23 @@ def test_an_earlier_report_json_reads_in_todays_vocabulary(tmp_path):
         ({"models": []}, "models is empty"),
         ({"final": "nobody"}, "final='nobody' names no model"),
         ({"task": "rotten_tomatoes"}, "missing dataset"),
+        ({"models": ["teacher"]}, r"each of 'models' is a mapping of a model's fields, got 'teacher'"),
+        ({"task": {**OLD_REPORT["task"], "metric": "bleu"}}, r"task.metric='bleu' is not among the models' metrics"),
+        ({"depths": {"teacher": {"a": 0.5}}}, r"depths\['teacher'\] must map layer counts to scores"),
+        ({"models": [{**OLD_REPORT["models"][0], "metrics": {"accuracy": "high"}}]}, r"\['accuracy'\]='high' is not"),
+        ({"models": [{**OLD_REPORT["models"][0], "metrics": {"accuracy": float("nan")}}]}, r"=nan is not a finite"),
+        ({"models": [{**OLD_REPORT["models"][0], "metrics": None}]}, r"metrics must be a mapping of names to numbers"),
     ],
 )
 def test_a_broken_report_is_refused_with_what_is_wrong(change, message):
     with pytest.raises(ValueError, match=message):
-        Report.from_dict({**OLD_REPORT, **change})
+        Report.from_dict({**OLD_REPORT, **change, **({"final": "teacher"} if "models" in change else {})})
+
+
+def test_a_file_that_is_not_json_is_no_report(tmp_path):
+    (tmp_path / "report.json").write_text("{not json")
+    with pytest.raises(ValueError, match=r"report.json is not a report.json \(not JSON: .*\); give the report a run"):
+        Report.load(tmp_path / "report.json")
 
 
 def test_plots_have_titles_plain_ticks_and_every_label_inside(tmp_path, monkeypatch):

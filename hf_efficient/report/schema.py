@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -163,6 +164,18 @@ class Report:
         for model in self.models:
             if model.kind not in kinds:
                 raise ValueError(f"Report: model {model.name!r} has kind {model.kind!r}; use one of {sorted(kinds)}.")
+        for model in self.models:
+            _check_numbers(model.metrics, f"model {model.name!r} metrics")
+        metrics = {key for model in self.models for key in model.metrics}
+        if metrics and self.task.metric not in metrics:
+            raise ValueError(
+                f"Report: task.metric={self.task.metric!r} is not among the models' metrics "
+                f"({', '.join(sorted(metrics))})."
+            )
+        for source, by_depth in self.depths.items():
+            _check_numbers(by_depth, f"depths[{source!r}]")
+            if not all(str(depth).isdigit() for depth in by_depth):
+                raise ValueError(f"Report: depths[{source!r}] must map layer counts to scores, got {by_depth!r:.80}.")
         names = [model.name for model in self.models]
         self.reference = self.reference or names[0]
         # By default the last model the run made: a baseline (a bf16 cast) is timed, not made.
@@ -201,6 +214,9 @@ class Report:
         raw["task"] = _known_fields(TaskInfo, raw["task"] if isinstance(raw["task"], dict) else {})
         raw["hardware"] = _known_fields(Hardware, raw.get("hardware") or {})
         raw["timing"] = _known_fields(Timing, raw.get("timing") or {})
+        bad = next((model for model in raw["models"] if not isinstance(model, dict)), None)
+        if bad is not None:
+            raise ValueError(f"Report.from_dict: each of 'models' is a mapping of a model's fields, got {bad!r:.60}.")
         raw["models"] = [ModelEntry.from_dict(model) for model in raw["models"]]
         raw["techniques"] = _renamed(raw.get("techniques") or [])
         return _known_fields(cls, raw)
@@ -213,7 +229,20 @@ class Report:
         path = Path(path)
         if not path.is_file():
             raise ValueError(f"No report at {path}: run a recipe first (hf-efficient run RECIPE), it writes one.")
-        return cls.from_dict(json.loads(path.read_text()))
+        try:
+            raw = json.loads(path.read_text())
+        except (ValueError, UnicodeDecodeError) as error:
+            raise ValueError(f"{path} is not a report.json (not JSON: {error}); give the report a run wrote.") from None
+        return cls.from_dict(raw)
+
+
+def _check_numbers(values, what: str) -> None:
+    """Refuse scores that are not finite numbers (a card would print them, and the Hub's model-index store them)."""
+    if not isinstance(values, dict):
+        raise ValueError(f"Report: {what} must be a mapping of names to numbers, got {values!r:.60}.")
+    for key, value in values.items():
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise ValueError(f"Report: {what}[{key!r}]={value!r:.40} is not a finite number.")
 
 
 def _known_fields(cls, raw: dict):
