@@ -120,12 +120,12 @@ def report_markdown(report: Report) -> str:
     rows = f" ({task.rows} rows)" if task.rows else ""
     length = report.timing.sequence_length
     tokens = f" ({length} tokens a row)" if length else ""
+    threads = f"{hardware.cpu_threads} thread{'' if hardware.cpu_threads == 1 else 's'}"
     text = (
         f"# {report.name}\n\n"
-        f"{task.split.capitalize()} split of {task.dataset}{rows}; CPU latency on {hardware.cpu_threads} threads "
-        f"of {cpu_in_words(report)}{tokens}, side by side in one run; {task.metric} retained against "
-        f"`{report.reference}`, "
-        f"speed-up against {report.speed_baseline}.\n\n{models_table(report)}\n"
+        f"{task.split.capitalize()} split of {task.dataset}{rows}; CPU latency on {threads} of "
+        f"{cpu_in_words(report)}{tokens}, side by side in one run; {task.metric} retained against "
+        f"`{report.reference}`, speed-up against {report.speed_baseline}.\n\n{models_table(report)}\n"
     )
     note = timing_note(report)
     if note:
