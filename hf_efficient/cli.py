@@ -31,6 +31,7 @@ from .recipe import Recipe, RecipeError, load_recipe, run_recipe
 from .recipe.config import (
     MODEL_SHORTCUTS,
     RECIPE_TASKS,
+    CardSection,
     DataSection,
     PruneSection,
     StudentSection,
@@ -237,12 +238,14 @@ def _run(recipe, args) -> dict:
     report = run_recipe(recipe, restart=args.restart)
     if report and PartialState().is_main_process:  # under `accelerate launch`, said once (the run's process state)
         table = report_markdown(Report.from_dict(report))
-        print(f"\n{table}\nWrote {recipe.output_dir}/report.json, report.md and the plots.")
+        print(f"\n{table}\nWrote {Path(recipe.output_dir) / 'report.json'}, report.md and the plots.")
     return report
 
 
 def run_command(args):
-    if args.output_dir:
+    if args.output_dir is not None and not args.output_dir.strip():  # the recipe's folder would be used instead
+        raise ValueError(f"--output-dir {args.output_dir!r} is empty: give the run's folder, e.g. runs/x.")
+    if args.output_dir is not None:
         named = [text for text in args.set if text.split("=", 1)[0].strip() == "output_dir"]
         if named:  # which one wins would be a guess
             raise ValueError(
@@ -467,12 +470,15 @@ def benchmark_command(args):
 
 
 def _row_names(paths: list[str]) -> dict[str, str]:
-    """Each model's name in the table (its folder's name, an .onnx file's path), or its path where names clash."""
-    if len(set(paths)) < len(paths):
-        twice = next(p for p in paths if paths.count(p) > 1)
+    """Each model's name in the table (its folder's name, an .onnx file's path), or its path where names clash, with
+    each other or with the reference's bf16 copy (`<reference>-bf16`, a row of its own)."""
+    resolved = [Path(p).resolve() for p in paths]
+    twice = next((p for p, r in zip(paths, resolved, strict=True) if resolved.count(r) > 1), None)
+    if twice is not None:
         raise ValueError(f"{twice} is given twice; give each model once.")
     names = [p if Path(p).suffix == ".onnx" else Path(p).name for p in paths]
-    return dict(zip(names if len(set(names)) == len(names) else paths, paths, strict=True))
+    clash = len(set(names)) < len(names) or f"{names[0]}-bf16" in names
+    return dict(zip(paths if clash else names, paths, strict=True))
 
 
 def _check_same_labels(labels: dict | None, reference: dict | None, model: str, reference_path: str) -> None:
@@ -501,9 +507,12 @@ def card_command(args):
         raise ValueError(f"{run}: no such folder; give the output_dir of a run (hf-efficient run RECIPE writes one).")
     if not (run / "report.json").is_file():
         raise RecipeError(f"{run} has no report.json: run a recipe into it first (hf-efficient run RECIPE).")
-    # The run's card step, with this license and language in its recipe (and the recipe.yaml the card shows): it
-    # assembles hub/ where the run had no card and is redone where the card section changed. Never a push.
-    card = [f"card.license={args.license}", f"card.language={args.language}", "push=false"]
+    # The run's card step, with the license and language given (else the recipe's) in its recipe and the
+    # recipe.yaml the card shows: it assembles hub/ where the run had no card and is redone where the card section
+    # changed. Never a push.
+    section = load_recipe(run / "recipe.yaml", [f"output_dir={run}"]).card or CardSection()
+    chosen = {"license": args.license or section.license, "language": args.language or section.language}
+    card = [f"card.{key}={value}" for key, value in chosen.items()] + ["push=false"]
     run_recipe(load_recipe(run / "recipe.yaml", [f"output_dir={run}", *card]))
     hub = run / "hub"
     if args.repo_id:  # the loading snippets name the repo
@@ -511,8 +520,7 @@ def card_command(args):
             hub,
             Report.load(run / "report.json"),
             (run / "recipe.yaml").read_text(),
-            license=args.license,
-            language=args.language,
+            **chosen,
             repo_id=args.repo_id,
         )
     print(f"Wrote {hub / 'README.md'}")
@@ -531,6 +539,11 @@ def push_command(args):
         raise ValueError(f"{folder}: no such folder; give a run folder or a model folder to upload.")
     if (folder / "hub").is_dir():  # a run folder: push what its card step assembled
         folder = folder / "hub"
+    elif (folder / "run_state.json").is_file():
+        raise ValueError(
+            f"{folder} is a run without hub/ (its recipe has no card step): assemble it with hf-efficient card "
+            f"{folder}, then push."
+        )
     card = folder / "README.md"
     before = card.read_text() if card.is_file() else None
     if (folder / "report.json").is_file() and before is not None:
@@ -652,8 +665,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     card = command("card", "write the Hub model card of a run", card_command)
     card.add_argument("run_dir")
-    card.add_argument("--license", default="apache-2.0", help="the card's license (default: apache-2.0)")
-    card.add_argument("--language", default="en", help="the card's language (default: en)")
+    card.add_argument("--license", help="the card's license (default: the run's, else apache-2.0)")
+    card.add_argument("--language", help="the card's language (default: the run's, else en)")
     card.add_argument("--repo-id", help="the Hub repo the card's loading snippets name (default: a placeholder)")
 
     push = command("push", "upload a run (its hub/ folder) or a model folder to the Hugging Face Hub", push_command)

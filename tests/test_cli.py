@@ -118,6 +118,9 @@ def test_run_with_overrides_a_later_card_and_a_bad_recipe(tmp_path, tiny_bert_fo
     assert (card.data.license, card.data.language) == ("mit", "de")
     shown = yaml.safe_load((tmp_path / "run" / "hub" / "recipe.yaml").read_text())
     assert shown["card"] == {"license": "mit", "language": "de"} and shown["teacher"]["epochs"] == 1.0
+    main(["card", "run", "--repo-id", "me/run"])  # without --license and --language: the run's, kept
+    card = ModelCard.load(tmp_path / "run" / "hub" / "README.md")
+    assert (card.data.license, card.data.language) == ("mit", "de") and "me/run" in card.text
     capsys.readouterr()
     with pytest.raises(SystemExit):
         main(["run", str(path), "--set", "teacher.epoch=1"])
@@ -216,6 +219,10 @@ def test_benchmark_rows_are_named_by_folder_or_by_path_where_folder_names_clash(
         "runs/a/onnx/model.onnx": "runs/a/onnx/model.onnx",
     }
     assert list(_row_names(["runs/a/pruned", "runs/b/pruned"])) == ["runs/a/pruned", "runs/b/pruned"]
+    # A folder named like the reference's bf16 copy, a row of its own, gets its path too.
+    assert list(_row_names(["runs/a/teacher", "runs/z/teacher-bf16"])) == ["runs/a/teacher", "runs/z/teacher-bf16"]
+    with pytest.raises(ValueError, match=r"^runs/a/teacher is given twice; give each model once"):
+        _row_names(["runs/a/teacher", "runs/a/teacher/"])
 
 
 def test_push_command_pushes_the_hub_folder_of_a_run(tmp_path, monkeypatch):

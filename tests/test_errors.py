@@ -44,6 +44,8 @@ def paths(tmp_path_factory, tiny_bert_folder, reviews_csv) -> dict[str, str]:
     (bad / "image.csv").write_bytes(b"\x89PNG\r\n\x1a\n\x00\x00\xff\xfe\x00")
     (bad / "reviews.jsonl").write_text('{"body": "a fine film", "stars": "good"}\n{"body": "dull", "stars": "bad"}\n')
     (bad / "notes.xlsx").write_bytes(b"PK\x03\x04")
+    (bad / "finished").mkdir()  # a run folder whose recipe had no card step
+    (bad / "finished" / "run_state.json").write_text('{"recipe": {}, "steps": {}}')
     (bad / "no_config").mkdir()
     (bad / "no_config" / "README.md").write_text("notes\n")
     (bad / "run" / "teacher").mkdir(parents=True)
@@ -253,6 +255,11 @@ ROWS = [
         "{bad}/st/onnx/model.onnx is a sentence-transformers model, which evaluate and benchmark do not score: .*"),
     Row("push-bad-repo-id", ["push", "{bad}/run", "--repo-id", "no-namespace"],
         "--repo-id no-namespace: write it as namespace/name, e.g. me/minilm-int8."),
+    Row("push-run-without-hub", ["push", "{bad}/finished", "--repo-id", "me/tiny"],
+        "{bad}/finished is a run without hub/ \\(its recipe has no card step\\): assemble it with hf-efficient card "
+        "{bad}/finished, then push."),
+    Row("run-empty-output-dir", ["run", "{bad}/recipes/a.yaml", "--output-dir", ""],
+        "--output-dir '' is empty: give the run's folder, e.g. runs/x."),
     Row("push-missing-folder", ["push", "{bad}/gone", "--repo-id", "me/tiny"],
         "{bad}/gone: no such folder; give a run folder or a model folder to upload."),
     Row("card-without-report", ["card", "{bad}/no_config"],

@@ -512,7 +512,8 @@ def test_folder_loads_with_the_tasks_ort_class_and_pipeline(exported, tokenizer,
 
 def test_ragged_evaluation_rows_are_refused_in_one_line(tmp_path):
     rows = Dataset.from_dict({"input_ids": [[5, 6, 7], [5, 6]], "attention_mask": [[1, 1, 1], [1, 1]], "label": [0, 1]})
-    with pytest.raises(ValueError, match="the rows' 'input_ids' differ in length; tokenize with padding='max_length'"):
+    message = r"^export_int8\(eval_dataset=...\): the rows' input_ids differ in length; tokenize with padding="
+    with pytest.raises(ValueError, match=message):
         export_int8(head_model("bert", "single-label"), tmp_path, eval_dataset=rows)
 
 

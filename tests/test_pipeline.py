@@ -258,17 +258,35 @@ def test_a_run_folder_is_only_resumed_as_it_began_and_other_folders_are_left_alo
     with pytest.raises(RecipeError, match=r"^data.source changed since the run in .* began \(the contents differ\)"):
         run_recipe(recipe)
     data.write_bytes(reviews_csv.read_bytes())
-    # The same folder however it is written: resumed from its checkpoint.
+    # The same folder and the same data file however they are written: resumed from its checkpoint.
     monkeypatch.chdir(tmp_path)
-    run_recipe({**recipe, "output_dir": "./run/"})
+    run_recipe({**recipe, "output_dir": "./run/", "data": {**recipe["data"], "source": "./reviews.csv"}})
     state = json.loads((tmp_path / "run" / "run_state.json").read_text())
     assert state["steps"]["teacher"]["resumed_from"].endswith("checkpoint-12")
     assert set(state["inputs"]) == {"model", "data.source"}
-    (tmp_path / "run" / "run_state.json").write_text("{bad")
-    with pytest.raises(RecipeError, match=r"run_state.json is not the state of a run .*start over with --restart"):
+    # A finished run is not passed off as a run of changed data either.
+    data.write_text(data.read_text().replace("great", "grand"))
+    with pytest.raises(RecipeError, match=r"^data.source changed since the run in .* began"):
         run_recipe(recipe)
-    run_recipe(recipe, restart=True)
+    data.write_bytes(reviews_csv.read_bytes())
+    for bad in ("{bad", json.dumps({**state, "steps": {"teacher": "x"}}), json.dumps({**state, "steps": {"t": {}}})):
+        (tmp_path / "run" / "run_state.json").write_text(bad)
+        with pytest.raises(RecipeError, match=r"run_state.json is not the state of a run .*start over with --restart"):
+            run_recipe(recipe)
+    # --restart deletes what the run wrote, not the user's files beside it, nor an input the recipe reads from it.
+    (tmp_path / "run" / "notes.txt").write_text("mine")
+    shutil.copy(reviews_csv, tmp_path / "run" / "data.csv")
+    run_recipe({**recipe, "data": {**recipe["data"], "source": str(tmp_path / "run" / "data.csv")}}, restart=True)
     assert json.loads((tmp_path / "run" / "run_state.json").read_text())["steps"]["teacher"]["resumed_from"] is None
+    assert (tmp_path / "run" / "notes.txt").read_text() == "mine" and (tmp_path / "run" / "data.csv").is_file()
+    reader = {**recipe, "output_dir": str(tmp_path / "run"), "teacher": {"path": str(tmp_path / "run" / "teacher")}}
+    with pytest.raises(RecipeError, match=r"^--restart would delete teacher.path='.*run/teacher': it lies in"):
+        run_recipe({**reader, "export": {}}, restart=True)
+    assert (tmp_path / "run" / "teacher" / "config.json").is_file()
+    # A max_length the tokenizer cannot give is refused before the run folder is touched.
+    with pytest.raises(ValueError, match=r"^data: max_length=1000 is out of range; give 3 to 512"):
+        run_recipe({**recipe, "output_dir": str(tmp_path / "long"), "data": {**recipe["data"], "max_length": 1000}})
+    assert not (tmp_path / "long").exists()
 
 
 def test_label_names_are_numbered_as_the_teacher_numbers_them(tmp_path, tiny_bert_folder, reviews_csv):

@@ -264,6 +264,8 @@ class Recipe:
             raise RecipeError("name is empty: give the run a name, e.g. `name: quickstart`.")
         if self.output_dir is None:
             self.output_dir = f"runs/{self.name}"
+        if not str(self.output_dir).strip():  # "" would be the current folder
+            raise RecipeError(f"{where}.output_dir={self.output_dir!r} is empty: give the run's folder, e.g. runs/x.")
         check_shortcut(self.model, f"{where}.model={self.model!r}")
         tasks = RECIPE_TASKS
         if self.task in TASKS and self.task not in tasks:

@@ -24,7 +24,7 @@ from accelerate import PartialState
 from transformers import AutoConfig, AutoTokenizer, TrainerCallback
 
 from ..assets import default_model_path, mpnet_path
-from ..checks import data_file, model_source
+from ..checks import check_max_length, data_file, model_source
 from ..data import DEFAULT_TASK as DEFAULT_DATA
 from ..data import DataConfig, describe_default_task, label_names, load_data, tokenize_dataset
 from ..data.load import align_labels, model_labels
@@ -260,9 +260,14 @@ class Run:
         check_inputs(recipe, self.model_path, pending)
         if set(pending) - {"card", "push"}:
             _ = self.dataset  # loaded and checked row by row: bad data fail here, before any training or deletion
+            if self.task.library != "sentence-transformers":  # its rows are the model's business (sentence.recipe)
+                pairs = self.task.name in ("question-answering", "multiple-choice") or recipe.data.text_pair_column
+                check_max_length(recipe.data.max_length, self.tokenizer, "data", pairs=bool(pairs))
+        if set(pending) - {"card", "push"} or not pending:  # a finished run's report must still be of these inputs
             self.state.check_unchanged(self.input_digests())
-        if restart and self.process.is_main_process and self.output.exists():
-            shutil.rmtree(self.output)
+        if restart and self.output.exists():  # each process checks; the main one deletes
+            folders = [step.folder for step in STEPS]
+            self.state.clear(folders, self.input_paths(), delete=self.process.is_main_process)
         self.process.wait_for_everyone()
         self.output.mkdir(parents=True, exist_ok=True)
         if self.process.is_main_process:
@@ -297,8 +302,8 @@ class Run:
         report = self.output / "report.json"
         return json.loads(report.read_text()) if report.exists() else {}
 
-    def input_digests(self) -> dict[str, str]:
-        """A digest of each local file or folder the run reads, by the recipe field that names it."""
+    def input_paths(self) -> dict[str, str]:
+        """Each local file or folder the run reads, by the recipe field that names it."""
         data, teacher = self.recipe.data, self.recipe.teacher
         named = {
             "model": self.model_path,
@@ -307,7 +312,11 @@ class Run:
                 f"data.{name}": getattr(data, name) for name in ("source", "train_file", "validation_file", "test_file")
             },
         }
-        return {field: digest(path) for field, path in named.items() if path and Path(path).exists()}
+        return {field: path for field, path in named.items() if isinstance(path, str) and path and Path(path).exists()}
+
+    def input_digests(self) -> dict[str, str]:
+        """A digest of each input (`input_paths`), by field."""
+        return {field: digest(path) for field, path in self.input_paths().items()}
 
     def say(self, message: str):
         if self.process.is_main_process:

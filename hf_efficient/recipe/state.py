@@ -6,8 +6,8 @@ rerun skips completed steps; a changed `report`, `card` or `push` section redoes
 those after it, and any other change is refused (resume with the same recipe or `--restart`).
 The state is written before the first step, with a digest of each local file and folder the run
 reads (data, models): an interrupted first step is not resumed under another recipe, nor a run
-whose data or teacher changed since it began. Only a folder with a state is a run (--restart
-deletes nothing else).
+whose data or teacher changed since it began. Only a folder with a state is a run, and --restart
+deletes only what a run writes there (`RunState.clear`), never an input the recipe reads from it.
 """
 
 from __future__ import annotations
@@ -50,12 +50,35 @@ class RunState:
             "output_dir, or empty that folder yourself."
         )
 
+    def written(self, step_folders: list[str]) -> list[Path]:
+        """What a run writes into its folder (and --restart deletes): its state, recipe, report and plots, the
+        steps' folders and partial folders, the Trainer checkpoints. Other files are the user's."""
+        names = {STATE_FILE, f"{STATE_FILE}.tmp", "recipe.yaml", "report.json", "report.md", "checkpoints"}
+        names |= {*step_folders, *(f"{name}.partial" for name in self.order)}
+        plots = {p.name for pattern in ("*_by_depth.png", "*_vs_size.png", "*_vs_latency.png") for p in
+                 self.output.glob(pattern)}  # fmt: skip
+        return [self.output / name for name in sorted(names | plots) if (self.output / name).exists()]
+
+    def clear(self, step_folders: list[str], inputs: dict[str, str], delete: bool = True) -> None:
+        """Delete what the run wrote (`written`; with `delete`), refusing first where the recipe reads an input from
+        it (every process checks, one deletes)."""
+        entries = self.written(step_folders)
+        for field, path in inputs.items():
+            inside = next((e for e in entries if Path(path).resolve().is_relative_to(e.resolve())), None)
+            if inside is not None:
+                raise RecipeError(
+                    f"--restart would delete {field}={path!r}: it lies in {inside}, which the run in {self.output} "
+                    "wrote; copy it out of the run folder first, or set another output_dir."
+                )
+        for entry in entries if delete else ():
+            shutil.rmtree(entry) if entry.is_dir() else entry.unlink()
+
     def load(self) -> dict[str, dict]:
         """Read the completed steps, refusing a folder that holds a run of another recipe."""
         if not self.path.exists():
             self.steps = {}
             return self.steps
-        saved = _read(self.path)
+        saved = _read(self.path, self.order)
         ours, theirs = _comparable(self.recipe.to_dict()), _comparable(saved["recipe"])
         if ours != theirs:
             changed = sorted(k for k in ours.keys() | theirs.keys() if ours.get(k) != theirs.get(k))
@@ -124,13 +147,19 @@ def digest(path: str | Path) -> str:
     return total.hexdigest()
 
 
-def _read(path: Path) -> dict:
-    """The state saved in `path`, or one line saying it is not a run's state."""
+def _read(path: Path, order: list[str]) -> dict:
+    """The state saved in `path` (steps named in `order`, each a record), or one line saying it is not a run's."""
     try:
         saved = json.loads(path.read_text())
-        if isinstance(saved, dict) and isinstance(saved["recipe"], dict) and isinstance(saved["steps"], dict):
+        steps = saved["steps"]
+        if (
+            isinstance(saved["recipe"], dict)
+            and isinstance(steps, dict)
+            and all(name in order and isinstance(record, dict) for name, record in steps.items())
+            and isinstance(saved.get("inputs") or {}, dict)
+        ):
             return saved
-    except (ValueError, KeyError, UnicodeDecodeError):
+    except (ValueError, KeyError, TypeError, UnicodeDecodeError):
         pass
     raise RecipeError(
         f"{path} is not the state of a run (it is not the JSON hf-efficient writes): start over with --restart, or "
@@ -139,7 +168,18 @@ def _read(path: Path) -> dict:
 
 
 def _comparable(recipe: dict) -> dict:
-    # output_dir is the folder the state lies in, however it was written (runs/x, ./runs/x, an absolute path).
+    # output_dir is the folder the state lies in, however it was written (runs/x, ./runs/x, an absolute path); a
+    # model folder or data file is the same however written (data.csv, ./data.csv), its contents digested apart.
     # Runs before 2026-12 wrote a step that is off as null, now false.
     skip = {*RESUMABLE_CHANGES, "output_dir"}
-    return {k: False if v is None else v for k, v in recipe.items() if k not in skip}
+    comparable = {k: False if v is None else v for k, v in recipe.items() if k not in skip}
+    comparable["model"] = _resolved(comparable.get("model"))
+    for section, keys in (("data", ("source", "train_file", "validation_file", "test_file")), ("teacher", ("path",))):
+        if isinstance(comparable.get(section), dict):
+            comparable[section] = {k: _resolved(v) if k in keys else v for k, v in comparable[section].items()}
+    return comparable
+
+
+def _resolved(value):
+    """A path that exists here, absolute; anything else (a Hub id, a shortcut, None) as it is."""
+    return str(Path(value).resolve()) if isinstance(value, str) and value and Path(value).exists() else value
