@@ -115,6 +115,8 @@ def test_sentence_embedding_recipe_refuses_a_teacher_to_fine_tune_and_pruning():
         load_recipe({"name": "x", "task": "sentence-embedding", "student": {"layerdrop": 0.1}})
     with pytest.raises(RecipeError, match=r"^data.max_length=128: a sentence-embedding run embeds up to the model's"):
         load_recipe({"name": "x", "task": "sentence-embedding", "student": {}, "data": {"max_length": 128}})
+    with pytest.raises(RecipeError, match=r"^data.label_names=\['neg'\]: a sentence-embedding run reads labels only"):
+        load_recipe({"name": "x", "task": "sentence-embedding", "student": {}, "data": {"label_names": ["neg"]}})
 
 
 def test_a_sentence_embedding_run_times_no_more_tokens_than_the_model_embeds(tmp_path):

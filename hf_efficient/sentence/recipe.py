@@ -34,6 +34,11 @@ def check_recipe(recipe, error) -> None:
     for name in _REFUSED:
         if getattr(recipe, name) is not None:
             raise error(f"task={recipe.task!r} has no {name} step; drop the `{name}` section.")
+    if recipe.data.label_names is not None:  # labels only score kNN accuracy: same or not, never by name
+        raise error(
+            f"data.label_names={recipe.data.label_names}: a sentence-embedding run reads labels only to score kNN "
+            "accuracy, where their names play no part; leave it out."
+        )
     default_length = type(recipe.data)().max_length
     if recipe.data.max_length != default_length:  # the models embed as they will in use
         raise error(
