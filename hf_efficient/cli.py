@@ -18,6 +18,7 @@ import types
 import typing
 from pathlib import Path
 
+import yaml
 from accelerate import PartialState
 
 from .checks import model_source
@@ -507,28 +508,31 @@ def card_command(args):
         raise ValueError(f"{run}: no such folder; give the output_dir of a run (hf-efficient run RECIPE writes one).")
     if not (run / "report.json").is_file():
         raise RecipeError(f"{run} has no report.json: run a recipe into it first (hf-efficient run RECIPE).")
-    # The run's card step, with the license and language given (else the recipe's) in its recipe and the
-    # recipe.yaml the card shows: it assembles hub/ where the run had no card and is redone where the card section
-    # changed. Never a push.
-    section = load_recipe(run / "recipe.yaml", [f"output_dir={run}"]).card or CardSection()
-    chosen = {"license": args.license or section.license, "language": args.language or section.language}
-    card = [f"card.{key}={value}" for key, value in chosen.items()] + ["push=false"]
-    run_recipe(load_recipe(run / "recipe.yaml", [f"output_dir={run}", *card]))
-    hub = run / "hub"
-    if args.repo_id:  # the loading snippets name the repo
-        write_model_card(
-            hub,
-            Report.load(run / "report.json"),
-            (run / "recipe.yaml").read_text(),
-            **chosen,
-            repo_id=args.repo_id,
-        )
+    recipe, hub = load_recipe(run / "recipe.yaml", [f"output_dir={run}"]), run / "hub"
+    # The license and language given, else those of the card written before (`card --license ...`), else the recipe's.
+    before = _card_metadata(hub / "README.md")
+    section = recipe.card or CardSection()
+    chosen = {key: getattr(args, key) or before.get(key) or getattr(section, key) for key in ("license", "language")}
+    if not hub.is_dir():  # a run without a card step: its card step assembles hub/ (never a push)
+        card = [f"card.{key}={value}" for key, value in chosen.items()] + ["push=false"]
+        run_recipe(load_recipe(run / "recipe.yaml", [f"output_dir={run}", *card]))
+    # The recipe the card shows, with the card's settings in it.
+    shown = yaml.safe_dump({**yaml.safe_load((run / "recipe.yaml").read_text()), "card": chosen}, sort_keys=False)
+    (hub / "recipe.yaml").write_text(shown)
+    repo_id = args.repo_id or (recipe.push.repo_id if recipe.push else None)  # the repo the loading snippets name
+    write_model_card(hub, Report.load(run / "report.json"), shown, **chosen, repo_id=repo_id)
     print(f"Wrote {hub / 'README.md'}")
 
 
-def push_command(args):
+def _card_metadata(card: Path) -> dict:
+    """The license and language a model card's metadata names (none for a folder without a card)."""
     from huggingface_hub import ModelCard
 
+    data = ModelCard(card.read_text()).data if card.is_file() else None
+    return {key: value for key in ("license", "language") if isinstance(value := getattr(data, key, None), str)}
+
+
+def push_command(args):
     from .hub import push_to_hub, write_model_card
     from .hub.card import is_repo_id
 
@@ -549,14 +553,13 @@ def push_command(args):
     if (folder / "report.json").is_file() and before is not None:
         # The card's loading snippets name the repo: write them for the one pushed to, keeping what the card says
         # of its license and language (`card --license ...` chose them).
-        recipe, data = folder / "recipe.yaml", ModelCard(before).data
-        kept = {key: value for key in ("license", "language") if isinstance(value := getattr(data, key, None), str)}
+        recipe = folder / "recipe.yaml"
         write_model_card(
             folder,
             Report.load(folder / "report.json"),
             recipe.read_text() if recipe.is_file() else None,
             repo_id=args.repo_id,
-            **kept,
+            **_card_metadata(card),
         )
     try:
         url = push_to_hub(folder, args.repo_id, private=not args.public)
