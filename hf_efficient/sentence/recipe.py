@@ -43,7 +43,7 @@ def check_recipe(recipe, error) -> None:
     if recipe.data.max_length != default_length:  # the models embed as they will in use
         raise error(
             f"data.max_length={recipe.data.max_length}: a sentence-embedding run embeds up to the model's own "
-            "max_seq_length (its sentence_bert_config.json); leave data.max_length out, or change it there."
+            "max_seq_length (set model.max_seq_length and save the model to change it); leave data.max_length out."
         )
     if recipe.student is not None:
         other = [name for name in recipe.student.techniques if name not in _STUDENT_TECHNIQUES]
