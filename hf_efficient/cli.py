@@ -344,7 +344,7 @@ def _load_split(args, model: Path, split: str = "test"):
             f"({', '.join(map(str, labels.values()))}); give the names of its ids, in order."
         )
     # Named labels numbered as the model numbers them, --label-names or not: the names are what both agree on.
-    data = align_labels(data, labels, f"--model {model}", task=task)
+    data = align_labels(data, labels, f"--model {model}", task=task, named=config.label_names is not None)
     total = sum(len(part) for part in data.values())
     rows = datasets.concatenate_datasets([data[name] for name in SPLITS]) if split == "all" else data[split]
     source = config.train_file or config.source

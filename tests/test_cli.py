@@ -269,6 +269,19 @@ def test_evaluate_scores_named_labels_by_the_model_s_own_names(tmp_path, tiny_be
             "--label-names [...]: the data's names in the order of the model's ids."
         )
     )
+    # Names given by --label-names that the model does not know: the fix is the model's names there.
+    with pytest.raises(SystemExit):
+        main(
+            ["evaluate", "--model", str(tmp_path / "m"), "--data", str(data), *TINY_DATA, "--label-names", "neg", "pos"]
+        )
+    assert (
+        capsys.readouterr()
+        .err.strip()
+        .endswith(
+            "the data's labels ['neg', 'pos'] are not among the model's (good, bad); give --label-names [...] of the "
+            "model's names instead."
+        )
+    )
 
 
 def test_a_failed_push_leaves_the_card_as_it_was(tmp_path, monkeypatch, capsys):

@@ -540,7 +540,13 @@ def label_names(dataset: datasets.DatasetDict | datasets.Dataset) -> list[str] |
 
 
 def align_labels(
-    dataset: datasets.DatasetDict, id2label: dict | None, where: str, *, task: str, strict: bool = True
+    dataset: datasets.DatasetDict,
+    id2label: dict | None,
+    where: str,
+    *,
+    task: str,
+    strict: bool = True,
+    named: bool = False,
 ) -> datasets.DatasetDict:
     """`dataset`'s label (or tag) ids renumbered to a fine-tuned model's `id2label` where both name their labels.
 
@@ -548,6 +554,7 @@ def align_labels(
     (`rotten` 0, `fresh` 1): scored as they are, a good model would score as a bad one. Unchanged where either side
     has ids only (`LABEL_0`, or ids in the data), or where they agree. `strict`: a data label the model does not
     name is refused (scoring a fine-tuned model); otherwise the data are left as they are (fine-tuning a new head).
+    `named`: the names came from `label_names` (the refusal then says to give the model's names there).
     Only the tasks whose head has one output per label (a multiple-choice label is the index of a choice).
     """
     if task not in (TEXT_CLASSIFICATION, MULTI_LABEL, TOKEN_CLASSIFICATION):
@@ -567,9 +574,13 @@ def align_labels(
     if unknown:
         if not strict:
             return dataset
+        fix = (
+            "give label_names=[...] of the model's names instead"
+            if named
+            else "rename them in the data, or give label_names=[...]: the data's names in the order of the model's ids"
+        )
         raise ValueError(
-            f"{where}: the data's labels {unknown[:5]} are not among the model's ({', '.join(model)}); rename them "
-            "in the data, or give label_names=[...]: the data's names in the order of the model's ids."
+            f"{where}: the data's labels {unknown[:5]} are not among the model's ({', '.join(model)}); {fix}."
         )
     new_id = [model.index(name) for name in names]
     aligned = {}

@@ -339,7 +339,8 @@ class Run:
         # model with other labels gets a new head (`pretrained`).
         teacher, task = self.recipe.teacher, self.task.name
         if teacher and teacher.path:
-            return align_labels(dataset, model_labels(teacher.path), f"teacher.path={teacher.path!r}", task=task)
+            where, named = f"teacher.path={teacher.path!r}", config.label_names is not None
+            return align_labels(dataset, model_labels(teacher.path), where, task=task, named=named)
         return align_labels(
             dataset, model_labels(self.model_path), f"model={self.model_path!r}", task=task, strict=False
         )
