@@ -178,10 +178,10 @@ def check_rows(model, rows, task: str, where: str, *, labels: bool = True) -> No
             f"{where}: the rows' input_ids differ in length; tokenize with padding='max_length' (tokenize_dataset "
             "does)."
         ) from None
-    vocabulary = getattr(model.config, "vocab_size", None)
-    if vocabulary and (ids.max() >= vocabulary or ids.min() < 0):
+    vocabulary, largest, smallest = getattr(model.config, "vocab_size", None), ids.max(), ids.min()
+    if vocabulary and (largest >= vocabulary or smallest < 0):
         raise ValueError(
-            f"{where}: token id {ids.max() if ids.max() >= vocabulary else ids.min()} is outside the model's "
+            f"{where}: token id {largest if largest >= vocabulary else smallest} is outside the model's "
             f"vocabulary of {vocabulary}; tokenize with the model's own tokenizer."
         )
     positions = _learned_positions(model)

@@ -33,7 +33,7 @@ from ..metrics import compute_metrics_fn, evaluate_model
 from ..report.cpu import check_threads
 from ..tasks import DEFAULT_TASK, TASKS, get_task, head_of, problem_type_of
 from .config import Recipe, RecipeError, load_recipe
-from .state import MADE_BY, RunState, digest
+from .state import DATA_FILES, MADE_BY, RunState, digest
 from .steps import STEPS
 
 
@@ -258,12 +258,13 @@ class Run:
         # Before anything is deleted, trained or downloaded: a bad value fails now, not after training.
         pending = [step.name for step in self.plan if step.name not in self.steps]
         check_inputs(recipe, self.model_path, pending)
-        if set(pending) - {"card", "push"}:
+        reads_inputs = bool(set(pending) - {"card", "push"})  # the card and the push read only the report
+        if reads_inputs:
             _ = self.dataset  # loaded and checked row by row: bad data fail here, before any training or deletion
             if self.task.library != "sentence-transformers":  # its rows are the model's business (sentence.recipe)
                 pairs = self.task.name in ("question-answering", "multiple-choice") or recipe.data.text_pair_column
                 check_max_length(recipe.data.max_length, self.tokenizer, "data", pairs=bool(pairs))
-        if set(pending) - {"card", "push"} or not pending:  # a finished run's report must still be of these inputs
+        if reads_inputs or not pending:  # a finished run's report must still be of these inputs
             self.state.check_unchanged(self.input_digests())
         if restart and self.output.exists():  # each process checks; the main one deletes
             folders = [step.folder for step in STEPS]
@@ -308,9 +309,7 @@ class Run:
         named = {
             "model": self.model_path,
             "teacher.path": teacher.path if teacher else None,
-            **{
-                f"data.{name}": getattr(data, name) for name in ("source", "train_file", "validation_file", "test_file")
-            },
+            **{f"data.{name}": getattr(data, name) for name in DATA_FILES},
         }
         return {field: path for field, path in named.items() if isinstance(path, str) and path and Path(path).exists()}
 

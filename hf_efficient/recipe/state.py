@@ -23,6 +23,8 @@ from .config import Recipe, RecipeError
 STATE_FILE = "run_state.json"
 # Sections that may change between a run and its resumption: they only touch the last steps.
 RESUMABLE_CHANGES = ("report", "card", "push")
+# The data fields that may name a local file (or save_to_disk folder), read by the run.
+DATA_FILES = ("source", "train_file", "validation_file", "test_file")
 # The models a run makes, and the step that makes each.
 MADE_BY = {"teacher": "teacher", "student": "student", "pruned": "prune"}
 
@@ -174,7 +176,7 @@ def _comparable(recipe: dict) -> dict:
     skip = {*RESUMABLE_CHANGES, "output_dir"}
     comparable = {k: False if v is None else v for k, v in recipe.items() if k not in skip}
     comparable["model"] = _resolved(comparable.get("model"))
-    for section, keys in (("data", ("source", "train_file", "validation_file", "test_file")), ("teacher", ("path",))):
+    for section, keys in (("data", DATA_FILES), ("teacher", ("path",))):
         if isinstance(comparable.get(section), dict):
             comparable[section] = {k: _resolved(v) if k in keys else v for k, v in comparable[section].items()}
     return comparable

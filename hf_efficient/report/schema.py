@@ -164,7 +164,6 @@ class Report:
         for model in self.models:
             if model.kind not in kinds:
                 raise ValueError(f"Report: model {model.name!r} has kind {model.kind!r}; use one of {sorted(kinds)}.")
-        for model in self.models:
             _check_numbers(model.metrics, f"model {model.name!r} metrics")
         metrics = {key for model in self.models for key in model.metrics}
         if metrics and self.task.metric not in metrics:
