@@ -102,6 +102,14 @@ def _unsupported(model: nn.Module, why: str) -> UnsupportedModelError:
     )
 
 
+def _inner_model(model) -> str:
+    """Where a wrapper (sentence-transformers' `CrossEncoder`, ...) keeps its transformers model, as advice."""
+    inner = getattr(model, "model", None)
+    if isinstance(inner, PreTrainedModel):
+        return f"; pass the {type(inner).__name__} inside it, `.model` (a folder it is saved to loads in the wrapper)"
+    return ""
+
+
 def encoder_family(model: nn.Module) -> EncoderFamily:
     """Return the family of `model`, or raise `UnsupportedModelError` naming the model class.
 
@@ -109,7 +117,7 @@ def encoder_family(model: nn.Module) -> EncoderFamily:
         model (`PreTrainedModel`): A transformers encoder, bare or with a task head.
     """
     if not isinstance(model, PreTrainedModel):
-        raise _unsupported(model, "it is not a transformers PreTrainedModel")
+        raise _unsupported(model, "it is not a transformers PreTrainedModel" + _inner_model(model))
     config = model.config
     if getattr(config, "is_encoder_decoder", False) or getattr(config, "is_decoder", False):
         raise _unsupported(model, "it is a decoder or encoder-decoder, not an encoder")

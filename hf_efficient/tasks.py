@@ -19,6 +19,9 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
+from transformers import PreTrainedModel
+
+from .encoders import encoder_family
 
 
 # Divergences: (student outputs, teacher outputs, the batch, temperature) -> a scalar that is zero
@@ -210,6 +213,8 @@ def task_of(model) -> Task:
 
     if is_sentence_transformer(model):
         return TASKS["sentence-embedding"]
+    if not isinstance(model, PreTrainedModel):
+        encoder_family(model)  # an UnsupportedModelError that says what the model is, and what to pass instead
     rows = [task for task in TASKS.values() if _has_head(model, task)]
     if len(rows) > 1:
         wanted = problem_type_of(model.config)

@@ -69,3 +69,18 @@ def test_albert_and_decoders_are_refused():
     decoder = BertModel(BertConfig(is_decoder=True, num_hidden_layers=2, hidden_size=32, num_attention_heads=2))
     with pytest.raises(UnsupportedModelError, match="decoder"):
         layer_stack(decoder)
+
+
+def test_a_wrapper_is_refused_naming_the_model_inside():
+    """A wrapper such as sentence-transformers' CrossEncoder keeps its transformers model at `.model`: every call
+    (a technique, the task lookup that distillation and export start with) says to pass that instead."""
+    from hf_efficient import make_student
+    from hf_efficient.tasks import task_of
+
+    wrapper = torch.nn.Module()
+    wrapper.model = tiny_model("bert")
+    for call in (encoder_family, lambda m: make_student(m, 2), task_of):
+        with pytest.raises(
+            UnsupportedModelError, match=r"Module is not supported .*pass the BertFor\w+ inside it, `\.model`"
+        ):
+            call(wrapper)

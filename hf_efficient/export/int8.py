@@ -367,7 +367,7 @@ def export_int8(
     calibration_dataset=None,
     **settings,
 ) -> ExportResult:
-    """Export an encoder, bare or with any task head, to ONNX, quantize it to int8, and check what it kept.
+    """Export an encoder, bare or with a head of the task table, to ONNX, quantize it to int8, and check what it kept.
 
     The folder holds `model.onnx` (fp32), `model_quantized.onnx` (int8), `config.json`, the
     tokenizer and `export_report.json` (which records the settings used). The outputs are the task
