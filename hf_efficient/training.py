@@ -58,7 +58,7 @@ def finetune(
         epochs (`float`): Training epochs.
         batch_size (`int`): Per-device batch size.
         learning_rate (`float`): Peak learning rate.
-        seed (`int`): Seed of initialisation of the head, data order and dropout.
+        seed (`int`): Seed of the data order and dropout (a new head is drawn before: seed it where it is made).
         bf16 (`bool`): Train under bf16 autocast.
         callbacks (`Sequence[TrainerCallback]`): e.g. `LayerDropCallback()`.
         trainer_class (`type[Trainer]`): A Trainer subclass, e.g. `DistillationTrainer`.

@@ -306,6 +306,23 @@ def test_label_names_are_numbered_as_the_teacher_numbers_them(tmp_path, tiny_ber
     assert student.config.id2label == {0: "good", 1: "bad"}
 
 
+def test_a_new_head_is_drawn_from_the_recipe_seed(tmp_path, tiny_bert_folder, reviews_csv):
+    """A pretrained encoder without the task's head gets a new one before the Trainer seeds anything: it comes from
+    the recipe's seed, so two runs of one recipe (and every process of one run) start from the same weights."""
+    from transformers import AutoModel, AutoTokenizer
+
+    bare = tmp_path / "bare"
+    AutoModel.from_pretrained(tiny_bert_folder).save_pretrained(bare)
+    AutoTokenizer.from_pretrained(tiny_bert_folder).save_pretrained(bare)
+    heads = []
+    for seed, global_seed in ((0, 1), (0, 2), (1, 1)):
+        recipe = load_recipe(tiny_recipe(bare, reviews_csv, tmp_path / f"run{seed}{global_seed}", seed=seed))
+        torch.manual_seed(global_seed)  # whatever drew last in this process
+        heads.append(run_module.Run(recipe).pretrained().classifier.weight)
+    assert torch.equal(heads[0], heads[1])
+    assert not torch.equal(heads[0], heads[2])
+
+
 def test_prune_depth_beyond_the_model_is_refused(tmp_path, tiny_bert_folder, reviews_csv):
     recipe = tiny_recipe(
         tiny_bert_folder, reviews_csv, tmp_path / "run", student=None, export=None, card=None, prune={"depths": [6]}

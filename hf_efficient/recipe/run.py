@@ -21,7 +21,7 @@ import torch
 import torch.distributed as dist
 import yaml
 from accelerate import PartialState
-from transformers import AutoConfig, AutoTokenizer, TrainerCallback
+from transformers import AutoConfig, AutoTokenizer, TrainerCallback, set_seed
 
 from ..assets import default_model_path, mpnet_path
 from ..checks import check_max_length, data_file, model_source
@@ -430,7 +430,10 @@ class Run:
             head["problem_type"] = self.task.problem_type
             if self.task.problem_type == "regression":
                 head["num_labels"] = 1
-        # A `model` that already has a head of another size (a classifier of other labels) gets a new one.
+        # A `model` that already has a head of another size (a classifier of other labels) gets a new one,
+        # drawn from the recipe's seed: the Trainer seeds only after the model exists, so an unseeded head
+        # would differ from run to run (and from process to process) and so would every score after it.
+        set_seed(self.recipe.seed)
         return self.task.load(self.model_path, ignore_mismatched_sizes=True, **head)
 
     def last_trained(self) -> str:
