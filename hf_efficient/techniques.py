@@ -8,7 +8,10 @@ the model card takes the row's Hub tags and template.
 
 Adding a technique: write its package (a config dataclass validated in `__post_init__`, a function
 that changes a model in place and records the config, optionally Trainer pieces), then one
-`register_technique(Technique(...))` below and one card template in `hub/templates/`.
+`register_technique(Technique(...))` below and one card template in `hub/templates/`. A record that says
+how the layers were trained rather than what they are (LayerDrop's rates) also registers a function in
+`provenance.PER_LAYER_RECORDS`: a pruned model keeps it, cut to its layers; a student, trained anew,
+drops it. Any other record is copied with the weights (a student of a shared teacher is shared).
 """
 
 from __future__ import annotations
@@ -41,7 +44,7 @@ class Technique:
         command: The `hf-efficient` command that runs it on its own, if any.
         config_class: Its settings, for techniques that are keys of training sections.
         sections: The recipe's training sections it can be a key of ("teacher", "student").
-        shorthand: The config field that a bare number sets (`layerdrop: 0.2` is `{rate: 0.2}`).
+        shorthand: The config field that a bare value sets (`layerdrop: 0.2` is `{rate: 0.2}`).
         needs_teacher: Whether it needs the recipe's teacher (distillation).
         prepare: `(model, config, teacher) -> dict` applied to the section's model before training, in
             table order; returns more arguments of `finetune` (`callbacks`, `trainer_class`, ...).
@@ -76,6 +79,11 @@ def register_technique(technique: Technique) -> Technique:
         raise TypeError(f"register_technique({technique!r}): pass a Technique(...).")
     if technique.name in TECHNIQUES or technique.name in UNCHANGED:
         raise ValueError(f"register_technique: a technique named {technique.name!r} exists; pick another name.")
+    same_rank = [t.name for t in TECHNIQUES.values() if t.rank == technique.rank]
+    if same_rank:  # the rank decides a model's kind: two techniques of one rank would leave it to chance
+        raise ValueError(
+            f"register_technique({technique.name!r}): rank={technique.rank} is {same_rank[0]}'s; pick another."
+        )
     TECHNIQUES[technique.name] = technique
     return technique
 

@@ -86,3 +86,35 @@ def test_a_new_row_reaches_recipe_report_tags_and_card(fake_technique, tmp_path,
     card = ModelCard.load(output / "hub" / "README.md")
     assert card.data.tags == ["hf_efficient", "fake-tag"]
     assert "a model made with the fake technique" in card.text and "at strength 2.5." in card.text
+
+
+@dataclass
+class PartsConfig:
+    parts: tuple[str, ...] = ("embeddings",)
+
+
+def test_a_row_of_tuple_settings_takes_a_list_or_a_bare_value_and_ranks_are_unique(
+    tmp_path, tiny_bert_folder, reviews_csv
+):
+    row = Technique(
+        "parts",
+        "Parts",
+        "tuple settings",
+        11,
+        (),
+        "base.md.j2",
+        config_class=PartsConfig,
+        sections=("teacher",),
+        shorthand="parts",
+    )
+    register_technique(row)
+    try:
+        recipe = tiny_recipe(tiny_bert_folder, reviews_csv, tmp_path / "run", student=None, prune=None, export=None)
+        for given, parts in (({"parts": ["a", "b"]}, ("a", "b")), (["c"], ("c",)), (True, ("embeddings",))):
+            assert load_recipe({**recipe, "teacher": {"parts": given}}).teacher.parts == PartsConfig(parts)
+        with pytest.raises(RecipeError, match=r"^recipe.teacher.parts.parts=\[1\]: expected a list of str\.$"):
+            load_recipe({**recipe, "teacher": {"parts": [1]}})
+        with pytest.raises(ValueError, match=r"rank=11 is parts's; pick another"):
+            register_technique(Technique("other", "Other", "same rank", 11, (), "base.md.j2"))
+    finally:
+        unregister_technique("parts")

@@ -395,7 +395,7 @@ def _split_override(text: str) -> tuple[str, object]:
 
 def _build(cls, raw, where: str, shorthand: str | None = None):
     """Build dataclass `cls` from `raw`, checking keys and types, then its own `check`."""
-    if shorthand and isinstance(raw, (int, float)) and not isinstance(raw, bool):
+    if shorthand and not isinstance(raw, (dict, bool)):
         raw = {shorthand: raw}  # `layerdrop: 0.2` is short for `layerdrop: {rate: 0.2}`
     if not isinstance(raw, dict):
         raise RecipeError(f"{where} must be a mapping of {cls.__name__} fields, got {raw!r}.")
@@ -453,10 +453,11 @@ def _convert(hint, value, where: str):
             if isinstance(value, dict):
                 return _build(option, value, where)
             errors.append(option.__name__)
-        elif typing.get_origin(option) is list:
-            (item,) = typing.get_args(option)
-            if isinstance(value, list) and all(_matches(item, v) for v in value):
-                return [float(v) if item is float else v for v in value]
+        elif typing.get_origin(option) in (list, tuple):  # list[X], or tuple[X, ...]: a list in the recipe
+            item = typing.get_args(option)[0]
+            if isinstance(value, (list, tuple)) and all(_matches(item, v) for v in value):
+                items = [float(v) if item is float else v for v in value]
+                return tuple(items) if typing.get_origin(option) is tuple else items
             errors.append(f"a list of {item.__name__}")
         elif _matches(option, value):
             return float(value) if option is float else value
@@ -466,6 +467,7 @@ def _convert(hint, value, where: str):
 
 
 def _matches(kind, value) -> bool:
+    kind = typing.get_origin(kind) or kind  # dict[str, int] is checked as a dict
     if kind is float:
         return isinstance(value, (int, float)) and not isinstance(value, bool)
     if kind is int:
