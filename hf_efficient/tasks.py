@@ -5,11 +5,19 @@ head (Auto class) and its `problem_type`, the label columns the head's loss read
 ONNX export has, the ONNX Runtime class Optimum loads that export with, the distillation
 divergence (zero when student and teacher agree), the metric the report ranks models by and the
 metrics a model card publishes. The recipe's `task` field names a row; the trainer finds the row of
-a model from its head (`task_of`); nothing else spells a task's name.
+a model from its head (`task_of`). The distillation trainer, the report and the int8 export read only
+the row; what a task does to its data and outputs is written per task in the modules below.
 
-Adding a task: its loading and tokenization in `data/` (`load.py`, `preprocess.py`), its metric
-modules and scorer in `metrics/` (`evaluation.py`), its divergence below, one
-`register_task(Task(...))` at the bottom.
+Adding a task (what the row does not yet carry lives in tables keyed by the task's name):
+- `data/load.py`: its name in `DATA_TASKS` and its reader in `_NORMALISE`; `align_labels` if its labels
+  are named classes; `data/config.py`: the `DataConfig` fields it reads (their `tasks` metadata);
+- `data/preprocess.py`: its input columns (`_INPUT_COLUMNS`) and its branch of `tokenize_dataset`;
+- `metrics/`: its metric modules, and in `evaluation.py` its `TASK_METRICS` and scorer (`_SCORERS`);
+- `checks.py`: `_CLASS_IDS` if its labels are class ids (range-checked against the head);
+- `export/gate.py`: its measure, unless it is scored by argmax accuracy; `export/helpers.py` an ONNX
+  helper, named in `hub/card.py` (`_HELPERS`, `_PIPELINE_ARGUMENTS`);
+- its divergence below and one `register_task(Task(...))` at the bottom; rows of its data for the
+  tests that run every task (`tests/conftest.py`, `test_recipe_tasks.py`).
 """
 
 from __future__ import annotations
