@@ -198,6 +198,13 @@ def test_token_labels_on_the_first_sub_word(tokenizer):
     loc, per, out, x = 0, 1, 2, -100  # tag ids in sorted order of their names: B-LOC, B-PER, O
     assert row["labels"] == [x, per, x, x, x, x, x, out, out, loc, x, x, x, out, x] + [x] * 5
     assert set(tokenized["train"].column_names) == {"input_ids", "token_type_ids", "attention_mask", "labels"}
+    # Words past max_length are neither trained on nor scored: said, with how many each split loses (8 tokens: the
+    # name's 6 sub-words and "lives" would fit, but [CLS] and [SEP] leave room for the name only: 4 words lost).
+    rows = len(loaded["train"])
+    with pytest.warns(
+        UserWarning, match=rf"max_length=8 tokens are neither .* \(train: {4 * rows} words of {rows} rows"
+    ):
+        tokenize_dataset(loaded, tokenizer, 8, task="token-classification")
 
 
 def test_text_tasks_tokenize_pairs_and_float_labels(tokenizer):

@@ -175,7 +175,7 @@ ROWS = [
         "--text-column", "id", "--label-column", "stars"],
         "--text-column id must hold strings, but its feature is Value\\(.*int64.*\\); name the column of the texts.",),
     Row("layerdrop-text-cell-empty", ["layerdrop", "--model", "{tiny}", "--data", "{bad}/blank_text.csv", *COLUMNS],
-        "--text-column review has no text in row 2 of the 'train' split; fill in or drop the rows without text.",),
+        "--text-column review has no text at row index 1 of the 'train' split; fill in or drop those rows.",),
     Row("layerdrop-epochs-not-a-number", ["layerdrop", "--epochs", "abc"],
         "argument --epochs: invalid float value: 'abc'; see `hf-efficient layerdrop --help`."),
     Row("layerdrop-unknown-flag", ["layerdrop", "--text_column", "review"],

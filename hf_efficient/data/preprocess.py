@@ -15,6 +15,8 @@ Every split is padded to `max_length` tokens (so batches stack without a collato
 
 from __future__ import annotations
 
+import warnings
+
 import datasets
 
 from ..checks import check_max_length, check_qa_windows
@@ -111,10 +113,18 @@ def tokenize_dataset(
 
         features = {"labels": datasets.Value("float32")}
     elif task == TOKEN_CLASSIFICATION:
+        cut = {}  # split -> [words past max_length, rows cut]
 
-        def function(batch):
+        def function(batch, split):
             encoded = tokenizer(batch["tokens"], is_split_into_words=True, **pad)
-            encoded["labels"] = [_align_tags(encoded.word_ids(i), tags) for i, tags in enumerate(batch["tags"])]
+            encoded["labels"] = []
+            for i, tags in enumerate(batch["tags"]):
+                words = encoded.word_ids(i)
+                encoded["labels"].append(_align_tags(words, tags))
+                lost = len(tags) - (max((w for w in words if w is not None), default=-1) + 1)
+                if lost > 0:
+                    counts = cut.setdefault(split, [0, 0])
+                    counts[0], counts[1] = counts[0] + lost, counts[1] + 1
             return encoded
 
         features = {}
@@ -154,7 +164,21 @@ def tokenize_dataset(
         features = {}
     columns = next(iter(dataset.values())).column_names
     remove = [c for c in columns if c in needed or c in ("text_pair", "context", "question")]
-    tokenized = dataset.map(function, batched=True, remove_columns=remove)
+    if task == TOKEN_CLASSIFICATION:  # counts what each split loses
+        maps = {
+            name: split.map(function, batched=True, remove_columns=remove, fn_kwargs={"split": name})
+            for name, split in dataset.items()
+        }
+        tokenized = datasets.DatasetDict(maps)
+        if cut:
+            lost = "; ".join(f"{name}: {words} words of {rows} rows" for name, (words, rows) in cut.items())
+            warnings.warn(
+                f"tokenize_dataset: words past max_length={max_length} tokens are neither trained on nor scored "
+                f"({lost}); raise max_length to keep them.",
+                stacklevel=2,
+            )
+    else:
+        tokenized = dataset.map(function, batched=True, remove_columns=remove)
     # float32, not the float64 datasets infers from Python floats: the head's loss takes its own dtype.
     for column, feature in features.items():
         tokenized = tokenized.cast_column(column, feature)

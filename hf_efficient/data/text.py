@@ -126,8 +126,8 @@ def _select_columns(
         empty = next((row for row, text in enumerate(dataset[column]) if text is None), None)
         if empty is not None:
             raise ValueError(
-                f"{argument}={column!r} has no text in row {empty + 1} of the {split!r} split; "
-                "fill in or drop the rows without text."
+                f"{argument}={column!r} has no text at row index {empty} of the {split!r} split; "
+                "fill in or drop those rows."
             )
     dataset = dataset.select_columns(list(columns.values()))
     names = {"text_column": "text", "text_pair_column": "text_pair", "label_column": "label"}
