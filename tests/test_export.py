@@ -152,6 +152,13 @@ def test_static_is_the_dynamic_graph_with_calibrated_ranges(tmp_path):
     # Only the first 16 rows (one batch) calibrate.
     config = Int8ExportConfig(mode="static", calibration_samples=16)
     static = export_int8(model, tmp_path / "static", config, calibration_dataset=calibration)
+    with pytest.warns(UserWarning, match="calibration_dataset has 48 rows, fewer than calibration_samples=100; the"):
+        export_int8(
+            model,
+            tmp_path / "more",
+            Int8ExportConfig(mode="static", calibration_samples=100),
+            calibration_dataset=calibration,
+        )
     ops = {
         name: [n.op_type for n in onnx.load(tmp_path / name / "model_quantized.onnx").graph.node]
         for name in ("dynamic", "static")

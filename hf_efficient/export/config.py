@@ -36,7 +36,9 @@ class Int8ExportConfig:
         per_channel (`bool`, defaults to True): One scale per output channel of each weight.
         approximate_gelu (`bool`, defaults to True): Compute the int8 model's GELUs with the tanh
             approximation (faster; the fp32 `model.onnx` keeps the exact GELU).
-        target (`str`, defaults to "avx512_vnni"): CPU to tune for, one of `TARGETS`.
+        target (`str`, defaults to "avx512_vnni"): CPU to quantize for, one of `TARGETS`: "avx2" quantizes
+            weights to 7 bits (`reduce_range`: no overflow of u8s8 products without VNNI); the others write the
+            same graph with ONNX Runtime's quantizer, and Optimum's `AutoQuantizationConfig` of that name with Optimum.
         exclude (`list[str]`, defaults to `[]`): ONNX node names to keep in fp32.
         max_accuracy_drop (`float`, defaults to 0.01): Largest accepted loss of int8 against PyTorch in
             the head's gate measure (accuracy: 0.01 = 1 point; agreement with PyTorch: 1 - agreement, e.g.
@@ -84,7 +86,12 @@ class Int8ExportConfig:
         default=True, metadata={"help": "tanh GELU in the int8 model (faster; model.onnx keeps the exact one)"}
     )
     target: str = field(
-        default="avx512_vnni", metadata={"help": "CPU instruction set to tune the int8 model for", "choices": TARGETS}
+        default="avx512_vnni",
+        metadata={
+            "help": "CPU to quantize for: avx2 gives 7-bit weights (no u8s8 overflow without VNNI); the others "
+            "give one graph on ONNX Runtime's quantizer, Optimum's config of that name with Optimum",
+            "choices": TARGETS,
+        },
     )
     exclude: list[str] = field(default_factory=list, metadata={"help": "ONNX node names to keep in fp32"})
     max_accuracy_drop: float = field(

@@ -411,6 +411,13 @@ def export_int8(
             "export_int8: Int8ExportConfig(mode='static') needs calibration_dataset=<tokenized rows, ~100-500 of "
             "the training data> to calibrate activation ranges; or use mode='dynamic'."
         )
+    rows = len(calibration_dataset) if config.mode == "static" and hasattr(calibration_dataset, "__len__") else None
+    if rows is not None and rows < config.calibration_samples:
+        warnings.warn(
+            f"export_int8: calibration_dataset has {rows} rows, fewer than calibration_samples="
+            f"{config.calibration_samples}; the activation ranges come from those {rows}.",
+            stacklevel=2,
+        )
     if config.backend == "optimum" and not optimum_available():
         raise ValueError("export_int8: Int8ExportConfig(backend='optimum') needs pip install 'hf_efficient[optimum]'.")
     if config.runtime.startswith("openvino") and not installed("openvino"):
