@@ -347,6 +347,30 @@ def check_max_length(max_length, tokenizer, where: str, pairs: bool = False) -> 
         )
 
 
+def check_positions(max_length: int, folder, where: str) -> None:
+    """Refuse rows longer than the learned positions of the model saved in `folder` (a local folder; a Hub id is
+    left to the model): they fail inside the model, in training, where the tokenizer records no limit."""
+    from pathlib import Path
+
+    import torch
+    from transformers import AutoConfig, AutoModel
+
+    if not Path(folder, "config.json").is_file():
+        return
+    config = AutoConfig.from_pretrained(folder)
+    try:
+        with torch.device("meta"):  # the modules without their weights: only the position table's size is read
+            model = AutoModel.from_config(config)
+    except Exception:  # noqa: BLE001 - an early check only: a model that cannot be built fails, in one line, where it is loaded
+        return
+    positions = _learned_positions(model)
+    if positions and max_length > positions:
+        raise ValueError(
+            f"{where}: max_length={max_length} is more than the {positions} positions of the model in {folder}; "
+            f"give max_length={positions} or less."
+        )
+
+
 def check_qa_windows(questions: list[str], tokenizer, max_length: int, doc_stride: int, row: str) -> None:
     """Refuse a question that leaves a window of `max_length` tokens no more than `doc_stride` tokens of context
     (the tokenizer would panic); `row` names question `{row}` in the message, e.g. "questions[{row}]"."""

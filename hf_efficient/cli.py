@@ -98,12 +98,6 @@ def positive_int(text: str) -> int:
     return value
 
 
-def _values(text: str, item: type):
-    """`0,2,4` -> [0, 2, 4]; a single value stays a value."""
-    parts = [item(part) for part in text.split(",")]
-    return parts if "," in text else parts[0]
-
-
 def _flag_type(hint):
     """An argparse `type` for a dataclass field's type hint (`int | None`, `str | list[int]`, ...)."""
     options = [
@@ -114,7 +108,11 @@ def _flag_type(hint):
     if lists and scalars:  # e.g. `init: str | list[int]`: "skip", or "0,2,4"
 
         def parse(text: str):
-            return _values(text, lists[0]) if "," in text or text[:1].isdigit() else scalars[0](text)
+            if "," in text or text[:1].isdigit():
+                values = [lists[0](part) for part in text.split(",") if part]
+                # A name or a list of numbers (`--init 0` for one student layer): one number is a list of one.
+                return values if "," in text or str in scalars or len(values) != 1 else values[0]
+            return scalars[0](text)
 
         return parse, None
     if lists:

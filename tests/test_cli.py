@@ -92,12 +92,15 @@ def test_distill_training_flags_reach_the_student(monkeypatch):
     made = {}
     monkeypatch.setattr(cli, "model_source", lambda *args, **kwargs: None)
     monkeypatch.setattr(cli, "folder_task", lambda path: None)
-    monkeypatch.setattr(cli, "_run", lambda recipe, args: made.setdefault("recipe", load_recipe(recipe)))
+    monkeypatch.setattr(cli, "_run", lambda recipe, args: made.update(recipe=load_recipe(recipe)))
     flags = ["--epochs", "1", "--batch-size", "4", "--learning-rate", "1e-4", "--num-layers", "2", "--init", "first"]
     main(["distill", "--teacher", "teacher", *flags])
     student = made["recipe"].student
     assert (student.epochs, student.batch_size, student.learning_rate) == (1.0, 4, 1e-4)
     assert (student.num_layers, student.init) == (2, "first")
+    # A list of one layer, as a 2-layer student's --strategy and a 1-layer student's --init take it.
+    main(["distill", "--teacher", "teacher", "--num-layers", "2", "--strategy", "1", "--init", "3"])
+    assert made["recipe"].student.distillation.strategy == [1] and made["recipe"].student.init == [3]
     help_text = build_parser()._subparsers._group_actions[0].choices["distill"].format_help()
     assert "---" not in help_text
 
@@ -196,6 +199,7 @@ def test_prune_export_evaluate_and_benchmark_commands(tmp_path, tiny_bert_folder
     benchmark = json.loads(output.read_text())
     entries = benchmark["models"]
     assert [e["format"] for e in entries] == ["pytorch", "onnx"] and entries[0]["speedup"] == {"1": 1.0}
+    assert [e["precision"] for e in entries] == ["fp32", "int8"]
     # The int8 file's layers and parameters: those of the model it was exported from, which the config.json and
     # export_report.json beside it record (the file sits in it: the report names no folder).
     assert "output_dir" not in json.loads((tmp_path / "e" / "onnx" / "export_report.json").read_text())

@@ -100,6 +100,7 @@ def test_tiny_run_reports_every_model(tiny_run):
     assert models["student"]["techniques"] == ["layerdrop", "distillation"]
     assert models["student"]["settings"]["distillation"]["method"] == "pkd"
     assert models["pruned-int8"]["techniques"] == ["layerdrop", "distillation", "pruning", "int8"]
+    assert [m["precision"] for m in models.values()] == ["fp32", "fp32", "fp32", "int8"]
     assert report["final"] == "pruned-int8" and report["reference"] == "teacher"
     assert list(report["depths"]) == ["student"] and list(report["depths"]["student"]) == ["2", "1"]
     assert report["depths"]["student"]["2"] == pytest.approx(models["student"]["metrics"]["accuracy"])
@@ -286,6 +287,19 @@ def test_a_run_folder_is_only_resumed_as_it_began_and_other_folders_are_left_alo
     # A max_length the tokenizer cannot give is refused before the run folder is touched.
     with pytest.raises(ValueError, match=r"^data: max_length=1000 is out of range; give 3 to 512"):
         run_recipe({**recipe, "output_dir": str(tmp_path / "long"), "data": {**recipe["data"], "max_length": 1000}})
+    assert not (tmp_path / "long").exists()
+    # So is one the model has no positions for, where the tokenizer (512) does not know the model's (8): it
+    # failed inside the model, in training.
+    short = tmp_path / "short"
+    config = AutoModelForSequenceClassification.from_pretrained(tiny_bert_folder).config
+    config.max_position_embeddings = 8
+    AutoModelForSequenceClassification.from_config(config).save_pretrained(short)
+    shutil.copy(tiny_bert_folder / "tokenizer.json", short)
+    shutil.copy(tiny_bert_folder / "tokenizer_config.json", short)
+    with pytest.raises(
+        ValueError, match=r"^data: max_length=16 is more than the 8 positions of the model in .*short; "
+    ):
+        run_recipe({**recipe, "model": str(short), "output_dir": str(tmp_path / "long")})
     assert not (tmp_path / "long").exists()
 
 

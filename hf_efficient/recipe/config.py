@@ -151,7 +151,9 @@ class PruneSection:
     and keep a copy with `num_layers` layers when given."""
 
     model: str | None = field(default=None, metadata=_help("the model to prune: teacher or student"))
-    depths: list[int] | None = field(default=None, metadata=_help("depths to evaluate (default: all down to 2)"))
+    depths: list[int] | None = field(
+        default=None, metadata=_help("depths to evaluate (default: all down to 2; none when num_layers is given)")
+    )
     num_layers: int | None = field(default=None, metadata=_help("depth of the pruned copy to keep"))
 
     def check(self, where: str):

@@ -24,7 +24,7 @@ from accelerate import PartialState
 from transformers import AutoConfig, AutoTokenizer, TrainerCallback, set_seed
 
 from ..assets import default_model_path, mpnet_path
-from ..checks import check_max_length, data_file, model_source
+from ..checks import check_max_length, check_positions, data_file, model_source
 from ..data import DEFAULT_TASK as DEFAULT_DATA
 from ..data import DataConfig, describe_default_task, label_names, load_data, tokenize_dataset
 from ..data.load import align_labels, model_labels
@@ -264,6 +264,8 @@ class Run:
             if self.task.library != "sentence-transformers":  # its rows are the model's business (sentence.recipe)
                 pairs = self.task.name in ("question-answering", "multiple-choice") or recipe.data.text_pair_column
                 check_max_length(recipe.data.max_length, self.tokenizer, "data", pairs=bool(pairs))
+                for folder in {self.model_path, recipe.teacher.path if recipe.teacher else None} - {None}:
+                    check_positions(recipe.data.max_length, folder, "data")
         if reads_inputs or not pending:  # a finished run's report must still be of these inputs
             self.state.check_unchanged(self.input_digests())
         if restart and self.output.exists():  # each process checks; the main one deletes

@@ -51,6 +51,15 @@ def onnx_layers_and_parameters(path: Path) -> tuple[int | None, int | None]:
     return found["config.json"].get("num_hidden_layers"), found[REPORT_FILE].get("parameters")
 
 
+def onnx_precision(path: Path) -> str:
+    """ "int8" for a graph with 8-bit integer weights (a quantized export), else "fp32"."""
+    import onnx
+
+    graph = onnx.load(str(path), load_external_data=False).graph
+    eight_bit = {onnx.TensorProto.INT8, onnx.TensorProto.UINT8}
+    return "int8" if any(tensor.data_type in eight_bit for tensor in graph.initializer) else "fp32"
+
+
 def pytorch_runner(model: torch.nn.Module) -> Callable[[dict], None]:
     """A function that runs `model` on a feed of numpy arrays, without gradients.
 
@@ -326,7 +335,7 @@ def measure_models(
                 entry.metrics = score_predictions(
                     predictions if len(predictions) > 1 else predictions[0], dataset, **scoring
                 )
-            entry.format, entry.kind = "onnx", "onnx"
+            entry.format, entry.kind, entry.precision = "onnx", "onnx", onnx_precision(path)
             entry.layers, entry.parameters = onnx_layers_and_parameters(path)
             runners[name] = onnx_runner(path, threads)
         else:

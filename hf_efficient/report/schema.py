@@ -84,7 +84,7 @@ class ModelEntry:
     training_seconds: float | None = None
     energy: Energy = field(default_factory=Energy)
     source: str | None = None  # the model an export was made from
-    precision: str = "fp32"  # of the weights PyTorch runs ("bf16": cast)
+    precision: str = "fp32"  # of the weights the model runs: "bf16" (cast), "int8" (an ONNX graph of int8 weights)
     baseline_of: str | None = None  # a plain-PyTorch variant of this model, timed as a baseline, not made by the run
     export: dict | None = None  # backend, mode and variant of an export
 
