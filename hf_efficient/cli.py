@@ -290,6 +290,7 @@ def share_command(args):
     recipe = _base(args, "share")
     student = {**config_values(args, args.fields["training"]), "sharing": config_values(args, args.fields["sharing"])}
     if args.teacher:
+        recipe.setdefault("model", args.teacher)  # as distill: a student of the teacher's vocabulary and shape
         _fine_tuned(recipe, args.teacher)
         student["distillation"] = {}
     _no_embedding_models(recipe)
@@ -618,7 +619,7 @@ def build_parser() -> argparse.ArgumentParser:
     distill.set_defaults(fields=fields)
 
     share = command("share", TECHNIQUES["sharing"].summary, share_command)
-    share.add_argument("--model", help="pretrained model (default: the shipped MiniLM)")
+    share.add_argument("--model", help="pretrained model (default: the teacher, else the shipped MiniLM)")
     share.add_argument("--teacher", help="distill from this fine-tuned teacher instead of fine-tuning directly")
     fields = _common(share, "runs/share")
     fields["sharing"] = add_config_arguments(share, SharingConfig, prefix="sharing", title="sharing")

@@ -138,6 +138,8 @@ class Task:
             rather than over examples.
         library: The library whose model class the task's models are (the card's `library_name`):
             "transformers", or "sentence-transformers" (a `SentenceTransformer`, not found by its head).
+        pairs: Every row is tokenized as a pair of texts (question and context, context and choice); the
+            text tasks read pairs only where the data name a `text_pair_column`.
     """
 
     name: str
@@ -154,6 +156,7 @@ class Task:
     divergence: Callable | None = None
     token_level: bool = False
     library: str = "transformers"
+    pairs: bool = False
 
     def head(self):
         """The transformers Auto class, e.g. `AutoModelForSequenceClassification`."""
@@ -300,6 +303,7 @@ register_task(
         label_columns=("start_positions", "end_positions"),
         onnx_outputs=("start_logits", "end_logits"),
         divergence=span_softmax_kl,
+        pairs=True,
     )
 )
 register_task(
@@ -312,6 +316,7 @@ register_task(
         metric="accuracy",
         card_metrics=("accuracy",),
         divergence=softmax_kl,
+        pairs=True,
     )
 )
 # Embeddings: no label columns (labels, where a dataset has them, are only for evaluation); the ONNX

@@ -101,6 +101,11 @@ def test_distill_training_flags_reach_the_student(monkeypatch):
     # A list of one layer, as a 2-layer student's --strategy and a 1-layer student's --init take it.
     main(["distill", "--teacher", "teacher", "--num-layers", "2", "--strategy", "1", "--init", "3"])
     assert made["recipe"].student.distillation.strategy == [1] and made["recipe"].student.init == [3]
+    # share's student, as distill's, starts from the teacher's model unless --model names another.
+    main(["share", "--teacher", "teacher", "--num-groups", "1"])
+    assert made["recipe"].model == "teacher" and made["recipe"].teacher.path == "teacher"
+    main(["share", "--teacher", "teacher", "--model", "minilm", "--num-groups", "1"])
+    assert made["recipe"].model == "minilm"
     help_text = build_parser()._subparsers._group_actions[0].choices["distill"].format_help()
     assert "---" not in help_text
 

@@ -213,6 +213,17 @@ def test_gate_uses_the_heads_measure(tmp_path, head):
         assert result.chosen[name] == result.metrics["onnx_int8"][name]
 
 
+def test_a_row_the_gate_has_no_measure_for_is_refused_not_scored_by_argmax():
+    import dataclasses
+
+    from hf_efficient.export.gate import gate_measure
+    from hf_efficient.tasks import get_task
+
+    ranked = dataclasses.replace(get_task("text-classification"), name="ranking", metric="ndcg", problem_type=None)
+    with pytest.raises(ValueError, match=r"no measure for task 'ranking' \(metric 'ndcg'\); add one to .*gate.py"):
+        gate_measure(ranked, ["input_ids", "label"])
+
+
 def test_the_token_gate_of_iob_tags_is_seqeval_entity_f1(tmp_path):
     from seqeval.metrics import f1_score
 

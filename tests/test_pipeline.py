@@ -269,6 +269,8 @@ def test_a_run_folder_is_only_resumed_as_it_began_and_other_folders_are_left_alo
     data.write_text(data.read_text().replace("great", "grand"))
     with pytest.raises(RecipeError, match=r"^data.source changed since the run in .* began"):
         run_recipe(recipe)
+    with pytest.raises(ValueError, match=r"^data.source='.*gone.csv': no such file"):  # not "a different recipe"
+        run_recipe({**recipe, "data": {**recipe["data"], "source": str(tmp_path / "gone.csv")}})
     data.write_bytes(reviews_csv.read_bytes())
     for bad in ("{bad", json.dumps({**state, "steps": {"teacher": "x"}}), json.dumps({**state, "steps": {"t": {}}})):
         (tmp_path / "run" / "run_state.json").write_text(bad)

@@ -20,6 +20,7 @@ import warnings
 import datasets
 
 from ..checks import check_max_length, check_qa_windows
+from ..tasks import get_task
 from .load import (
     MULTI_LABEL,
     MULTIPLE_CHOICE,
@@ -70,9 +71,7 @@ def tokenize_dataset(
     if not isinstance(dataset, datasets.DatasetDict):
         raise ValueError(f"dataset must be a `datasets.DatasetDict`, got {type(dataset).__name__}.")
     task = check_task(task)
-    pairs = task in (QUESTION_ANSWERING, MULTIPLE_CHOICE) or any(
-        "text_pair" in s.column_names for s in dataset.values()
-    )
+    pairs = get_task(task).pairs or any("text_pair" in s.column_names for s in dataset.values())
     check_max_length(max_length, tokenizer, "tokenize_dataset", pairs)
     needed = _INPUT_COLUMNS[task]
     for name, split in dataset.items():

@@ -175,4 +175,9 @@ def gate_measure(task, columns, label_names: list[str] | None = None) -> Measure
         return Measure("micro_f1" if labels else "agreement", _multi_hot, _micro_f1 if labels else _equal, labels)
     if task.problem_type == "regression":
         return Measure("pearson" if labels else "pearson_to_pytorch", _value, _pearson, labels)
-    return Measure("accuracy" if labels else "agreement", _argmax, _equal, labels)
+    if task.metric == "accuracy" or task.token_level:  # one class per row (or per labelled token): argmax
+        return Measure("accuracy" if labels else "agreement", _argmax, _equal, labels)
+    raise ValueError(
+        f"export_int8: the accuracy gate has no measure for task {task.name!r} (metric {task.metric!r}); "
+        "add one to hf_efficient/export/gate.py."
+    )

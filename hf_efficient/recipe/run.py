@@ -253,6 +253,10 @@ class Run:
         self.state = RunState(self.output, recipe, [step.name for step in STEPS])
         check_output(recipe)
         self.state.check_folder(restart)
+        for name in DATA_FILES:  # a missing file is that, not a changed recipe
+            path = getattr(recipe.data, name)
+            if isinstance(path, str) and path != DEFAULT_DATA and not Path(path).expanduser().exists():
+                data_file(path, None, None, names=(f"data.{name}", "", ""))
         if not restart:
             self.state.load()
         # Before anything is deleted, trained or downloaded: a bad value fails now, not after training.
@@ -262,7 +266,7 @@ class Run:
         if reads_inputs:
             _ = self.dataset  # loaded and checked row by row: bad data fail here, before any training or deletion
             if self.task.library != "sentence-transformers":  # its rows are the model's business (sentence.recipe)
-                pairs = self.task.name in ("question-answering", "multiple-choice") or recipe.data.text_pair_column
+                pairs = self.task.pairs or recipe.data.text_pair_column
                 check_max_length(recipe.data.max_length, self.tokenizer, "data", pairs=bool(pairs))
                 for folder in {self.model_path, recipe.teacher.path if recipe.teacher else None} - {None}:
                     check_positions(recipe.data.max_length, folder, "data")
