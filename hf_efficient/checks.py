@@ -190,14 +190,17 @@ def check_rows(model, rows, task: str, where: str, *, labels: bool = True) -> No
             f"{where}: rows of {ids.shape[-1]} tokens, but the model has {positions} positions; tokenize with "
             f"max_length={positions} or less."
         )
+    from .tasks import get_task
+
     column = next((c for c in ("labels", "label") if c in rows.column_names), None)
-    if not labels or column is None or task not in _CLASS_IDS:
+    kind = get_task(task).labels  # class ids are checked against the head; other labels are the task's business
+    if not labels or column is None or kind not in ("class", "tag", "choice"):
         return
     values = np.ravel(np.asarray(_column(rows, column), dtype=np.float64))
-    if task == "token-classification":
+    if kind == "tag":
         values = values[values != -100]  # positions the loss and the metric skip
-    classes = ids.shape[1] if task == "multiple-choice" else model.config.num_labels
-    what = "choices" if task == "multiple-choice" else "labels"
+    classes = ids.shape[1] if kind == "choice" else model.config.num_labels
+    what = "choices" if kind == "choice" else "labels"
     bad = values[(values != np.round(values)) | (values < 0) | (values >= classes)]
     if len(bad):
         raise ValueError(
@@ -212,10 +215,6 @@ def _column(rows, name: str):
     if hasattr(rows, "select_columns"):
         return rows.select_columns([name]).with_format("numpy")[:][name]
     return rows[name]
-
-
-# Tasks whose labels are class ids (a multiple-choice label: the index of a choice).
-_CLASS_IDS = ("text-classification", "token-classification", "multiple-choice")
 
 
 def _learned_positions(model) -> int | None:

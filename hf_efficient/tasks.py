@@ -1,21 +1,22 @@
 """The table of tasks: what an encoder is fine-tuned for, and what each task means everywhere else.
 
-The second axis beside `techniques`: a row names the task's Hub pipeline tag, the transformers
-head (Auto class) and its `problem_type`, the label columns the head's loss reads, the outputs its
-ONNX export has, the ONNX Runtime class Optimum loads that export with, the distillation
-divergence (zero when student and teacher agree), the metric the report ranks models by and the
-metrics a model card publishes. The recipe's `task` field names a row; the trainer finds the row of
-a model from its head (`task_of`). The distillation trainer, the report and the int8 export read only
-the row; what a task does to its data and outputs is written per task in the modules below.
+The second axis beside `techniques`: a row names the task's Hub pipeline tag, the transformers head
+(Auto class) and its `problem_type`, the label columns the head's loss reads, the outputs its ONNX
+export has, the ONNX Runtime class Optimum loads that export with, the distillation divergence (zero
+when student and teacher agree), the metric the report ranks models by, the metrics a model card
+publishes, whether its rows are pairs of texts, what a label is (which decides how labels are
+range-checked and numbered to a model's `id2label`) and its ONNX helper. The recipe's `task` field
+names a row; the trainer finds the row of a model from its head (`task_of`). The distillation trainer,
+the report and the int8 export read only the row; what a task does to its data and outputs is written
+per task in the modules below.
 
 Adding a task (what the row does not yet carry lives in tables keyed by the task's name):
-- `data/load.py`: its name in `DATA_TASKS` and its reader in `_NORMALISE`; `align_labels` if its labels
-  are named classes; `data/config.py`: the `DataConfig` fields it reads (their `tasks` metadata);
+- `data/load.py`: its name in `DATA_TASKS` and its reader in `_NORMALISE`; `data/config.py`: the
+  `DataConfig` fields it reads (their `tasks` metadata);
 - `data/preprocess.py`: its input columns (`_INPUT_COLUMNS`) and its branch of `tokenize_dataset`;
 - `metrics/`: its metric modules, and in `evaluation.py` its `TASK_METRICS` and scorer (`_SCORERS`);
-- `checks.py`: `_CLASS_IDS` if its labels are class ids (range-checked against the head);
 - `export/gate.py`: its measure, unless it is scored by argmax accuracy; `export/helpers.py` an ONNX
-  helper, named in `hub/card.py` (`_HELPERS`, `_PIPELINE_ARGUMENTS`);
+  helper (the row's `helper`), and `hub/card.py` the `pipeline` arguments it needs (`_PIPELINE_ARGUMENTS`);
 - its divergence below and one `register_task(Task(...))` at the bottom; rows of its data for the
   tests that run every task (`tests/conftest.py`, `test_recipe_tasks.py`).
 """
@@ -140,6 +141,11 @@ class Task:
             "transformers", or "sentence-transformers" (a `SentenceTransformer`, not found by its head).
         pairs: Every row is tokenized as a pair of texts (question and context, context and choice); the
             text tasks read pairs only where the data name a `text_pair_column`.
+        labels: What a label is, which decides how labels are checked and numbered: "class" (an id of
+            the head's `id2label`), "classes" (a multi-hot list of them), "tag" (a class per word; -100
+            elsewhere), "choice" (the index of a choice), "number", "span" (answer positions), or None.
+        helper: The ONNX helper of `export.helpers` that runs the int8 export, the name the model card's
+            snippet gives it, and the arguments of an example call.
     """
 
     name: str
@@ -157,6 +163,8 @@ class Task:
     token_level: bool = False
     library: str = "transformers"
     pairs: bool = False
+    labels: str | None = None
+    helper: tuple[str, str, str] | None = None
 
     def head(self):
         """The transformers Auto class, e.g. `AutoModelForSequenceClassification`."""
@@ -249,6 +257,8 @@ register_task(
         metric="accuracy",
         card_metrics=("accuracy", "f1", "matthews_correlation"),
         problem_type="single_label_classification",
+        labels="class",
+        helper=("TextClassifier", "classify", '["a delight", "a mess"]'),
         divergence=softmax_kl,
     )
 )
@@ -262,6 +272,8 @@ register_task(
         metric="micro_f1",
         card_metrics=("micro_f1", "macro_f1", "subset_accuracy"),
         problem_type="multi_label_classification",
+        labels="classes",
+        helper=("TextClassifier", "classify", '["a delight", "a mess"]'),
         divergence=bernoulli_kl,
     )
 )
@@ -275,6 +287,8 @@ register_task(
         metric="pearson",
         card_metrics=("pearson", "spearman"),
         problem_type="regression",
+        labels="number",
+        helper=("TextClassifier", "classify", '["a delight", "a mess"]'),
         divergence=logit_mse,
     )
 )
@@ -289,6 +303,8 @@ register_task(
         card_metrics=("entity_f1", "entity_precision", "entity_recall"),
         divergence=token_softmax_kl,
         token_level=True,
+        labels="tag",
+        helper=("TokenClassifier", "tag", '["Ann saw the film in Paris."]'),
     )
 )
 register_task(
@@ -304,6 +320,8 @@ register_task(
         onnx_outputs=("start_logits", "end_logits"),
         divergence=span_softmax_kl,
         pairs=True,
+        labels="span",
+        helper=("QuestionAnswerer", "answer", '["Who saw it?"], ["Ann saw the film."]'),
     )
 )
 register_task(
@@ -317,6 +335,8 @@ register_task(
         card_metrics=("accuracy",),
         divergence=softmax_kl,
         pairs=True,
+        labels="choice",
+        helper=("ChoiceScorer", "choose", '["The film was"], [["a delight.", "a mess."]]'),
     )
 )
 # Embeddings: no label columns (labels, where a dataset has them, are only for evaluation); the ONNX
@@ -334,6 +354,7 @@ register_task(
         label_columns=(),
         onnx_outputs=("last_hidden_state",),
         divergence=embedding_mse,
+        helper=("TextEmbedder", "embed", '["a delight", "a mess"]'),
     )
 )
 register_task(
@@ -351,5 +372,6 @@ register_task(
         label_columns=(),
         onnx_outputs=("last_hidden_state",),
         divergence=embedding_mse,
+        helper=("SentenceEmbedder", "embed", '["a delight", "a mess"]'),
     )
 )

@@ -555,9 +555,12 @@ def align_labels(
     has ids only (`LABEL_0`, or ids in the data), or where they agree. `strict`: a data label the model does not
     name is refused (scoring a fine-tuned model); otherwise the data are left as they are (fine-tuning a new head).
     `named`: the names came from `label_names` (the refusal then says to give the model's names there).
-    Only the tasks whose head has one output per label (a multiple-choice label is the index of a choice).
+    Only the tasks whose labels are the head's classes (the row's `labels`; a multiple-choice label is the index
+    of a choice).
     """
-    if task not in (TEXT_CLASSIFICATION, MULTI_LABEL, TOKEN_CLASSIFICATION):
+    from ..tasks import get_task
+
+    if get_task(task).labels not in ("class", "classes", "tag"):  # not ids of the head's id2label
         return dataset
     names = label_names(dataset)
     model = [str(id2label[i]) for i in sorted(id2label)] if id2label else []

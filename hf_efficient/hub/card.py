@@ -151,23 +151,12 @@ def _labels(config: dict) -> list[tuple[int, str]]:
     return [] if all(label == f"LABEL_{i}" for i, label in labels) else labels
 
 
-# hf_efficient's inference helper of each head (`export.helpers`), the variable the card names it by, and an
-# example call's arguments.
-_HELPERS = {
-    "AutoModelForSequenceClassification": ("TextClassifier", "classify", '["a delight", "a mess"]'),
-    "AutoModelForTokenClassification": ("TokenClassifier", "tag", '["Ann saw the film in Paris."]'),
-    "AutoModelForQuestionAnswering": ("QuestionAnswerer", "answer", '["Who saw it?"], ["Ann saw the film."]'),
-    "AutoModelForMultipleChoice": ("ChoiceScorer", "choose", '["The film was"], [["a delight.", "a mess."]]'),
-    "AutoModel": ("TextEmbedder", "embed", '["a delight", "a mess"]'),
-}
-
-
 def _helper(row, pairs: bool = False) -> dict | None:
     """hf_efficient's own inference helper for the int8 folder, with an example call (of pairs, for a classifier
     trained on pairs of texts)."""
-    if row.auto_class not in _HELPERS:
+    if row.helper is None:
         return None
-    name, variable, example = _HELPERS[row.auto_class]
+    name, variable, example = row.helper
     if pairs:
         example = '["A man plays a guitar."], ["Someone makes music."]'
     return {"name": name, "variable": variable, "example": example}

@@ -271,7 +271,7 @@ def evaluate_model(
         `dict[str, float]`: Every metric of `TASK_METRICS[task]`, by name; token classification names the tags from
         the model's `config.id2label`.
     """
-    from ..tasks import task_of
+    from ..tasks import get_task, task_of
 
     head = task_of(model).name  # a ValueError naming the class where no task covers its head
     task = head if task is None else getattr(task, "name", task)
@@ -300,7 +300,7 @@ def evaluate_model(
         outputs.append([part.float().cpu().numpy() for part in parts])
     predictions = [np.concatenate([batch[i] for batch in outputs]) for i in range(len(outputs[0]))]
     id2label = getattr(model.config, "id2label", None) or {}
-    label_names = [id2label[i] for i in sorted(id2label)] if task == "token-classification" else None
+    label_names = [id2label[i] for i in sorted(id2label)] if get_task(task).labels == "tag" else None
     return score_predictions(
         tuple(predictions) if qa else predictions[0],
         dataset,
