@@ -14,7 +14,7 @@ Adding a task (what the row does not yet carry lives in tables keyed by the task
 - `data/load.py`: its name in `DATA_TASKS` and its reader in `_NORMALISE`; `data/config.py`: the
   `DataConfig` fields it reads (their `tasks` metadata);
 - `data/preprocess.py`: its input columns (`_INPUT_COLUMNS`) and its branch of `tokenize_dataset`;
-- `metrics/`: its metric modules, and in `evaluation.py` its `TASK_METRICS` and scorer (`_SCORERS`);
+- `metrics/`: its metric modules and its scorer (the row's `score`, e.g. in `evaluation.py`);
 - `export/gate.py`: its measure, unless it is scored by argmax accuracy; `export/helpers.py` an ONNX
   helper (the row's `helper`), and `hub/card.py` the `pipeline` arguments it needs (`_PIPELINE_ARGUMENTS`);
 - its divergence below and one `register_task(Task(...))` at the bottom; rows of its data for the
@@ -31,6 +31,14 @@ import torch.nn.functional as F
 from transformers import PreTrainedModel
 
 from .encoders import encoder_family
+from .metrics.evaluation import (
+    score_answers,
+    score_choices,
+    score_multi_label,
+    score_regression,
+    score_single_label,
+    score_tags,
+)
 
 
 # Divergences: (student outputs, teacher outputs, the batch, temperature) -> a scalar that is zero
@@ -146,6 +154,9 @@ class Task:
             elsewhere), "choice" (the index of a choice), "number", "span" (answer positions), or None.
         helper: The ONNX helper of `export.helpers` that runs the int8 export, the name the model card's
             snippet gives it, and the arguments of an example call.
+        metrics: Every metric `score` returns (the keys of `evaluate_model`'s results).
+        score: `(predictions, label ids, **context) -> metrics` (`metrics.evaluation`); None where the task is
+            scored elsewhere (embeddings: `metrics.embedding`).
     """
 
     name: str
@@ -165,6 +176,8 @@ class Task:
     pairs: bool = False
     labels: str | None = None
     helper: tuple[str, str, str] | None = None
+    metrics: tuple[str, ...] = ()
+    score: Callable | None = None
 
     def head(self):
         """The transformers Auto class, e.g. `AutoModelForSequenceClassification`."""
@@ -250,6 +263,8 @@ def task_of(model) -> Task:
 register_task(
     Task(
         name="text-classification",
+        metrics=("accuracy", "f1", "matthews_correlation"),
+        score=score_single_label,
         title="Text Classification",
         pipeline_tag="text-classification",
         auto_class="AutoModelForSequenceClassification",
@@ -265,6 +280,8 @@ register_task(
 register_task(
     Task(
         name="multi-label-classification",
+        metrics=("micro_f1", "macro_f1", "subset_accuracy"),
+        score=score_multi_label,
         title="Multi-Label Text Classification",
         pipeline_tag="text-classification",
         auto_class="AutoModelForSequenceClassification",
@@ -280,6 +297,8 @@ register_task(
 register_task(
     Task(
         name="text-regression",
+        metrics=("pearson", "spearman"),
+        score=score_regression,
         title="Text Regression",
         pipeline_tag="text-classification",
         auto_class="AutoModelForSequenceClassification",
@@ -295,6 +314,8 @@ register_task(
 register_task(
     Task(
         name="token-classification",
+        metrics=("entity_f1", "entity_precision", "entity_recall", "token_accuracy"),
+        score=score_tags,
         title="Token Classification",
         pipeline_tag="token-classification",
         auto_class="AutoModelForTokenClassification",
@@ -310,6 +331,8 @@ register_task(
 register_task(
     Task(
         name="question-answering",
+        metrics=("exact_match", "f1"),
+        score=score_answers,
         title="Question Answering",
         pipeline_tag="question-answering",
         auto_class="AutoModelForQuestionAnswering",
@@ -327,6 +350,8 @@ register_task(
 register_task(
     Task(
         name="multiple-choice",
+        metrics=("accuracy",),
+        score=score_choices,
         title="Multiple Choice",
         pipeline_tag="multiple-choice",
         auto_class="AutoModelForMultipleChoice",

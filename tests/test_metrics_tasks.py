@@ -10,7 +10,7 @@ from conftest import minilm_path, tiny_model
 from transformers import EvalPrediction
 
 from hf_efficient.data import DataConfig, label_names, load_data, tokenize_dataset
-from hf_efficient.metrics import TASK_METRICS, compute_metrics_fn, evaluate_model, load_metric, score_predictions
+from hf_efficient.metrics import compute_metrics_fn, evaluate_model, load_metric, score_predictions
 from hf_efficient.tasks import TASKS
 
 pytestmark = pytest.mark.usefixtures("no_network")
@@ -18,11 +18,11 @@ pytestmark = pytest.mark.usefixtures("no_network")
 _RNG = np.random.default_rng(0)
 
 
-def test_task_metrics_cover_every_task_row():
-    for name, task in TASKS.items():
-        if name in TASK_METRICS:
-            assert task.metric in TASK_METRICS[name]
-            assert set(task.card_metrics) <= set(TASK_METRICS[name])
+def test_every_scored_row_ranks_and_publishes_metrics_its_scorer_returns():
+    for task in TASKS.values():
+        if task.score is not None:
+            assert task.metric in task.metrics
+            assert set(task.card_metrics) <= set(task.metrics)
 
 
 @pytest.mark.parametrize("seed", [0, 1])
@@ -114,7 +114,7 @@ def test_compute_metrics_fn_of_array_tasks(task):
     assert compute(EvalPrediction(predictions=logits, label_ids=labels)) == pytest.approx(expected)
     hidden = np.zeros((40, 5, 8), dtype=np.float32)  # what a model returning more than logits adds
     assert compute(EvalPrediction(predictions=(logits, hidden), label_ids=labels)) == pytest.approx(expected)
-    first = TASK_METRICS[task][0]
+    first = TASKS[task].metrics[0]
     assert compute_metrics_fn([first], task=task)(EvalPrediction(logits, labels)) == {first: expected[first]}
 
 
@@ -135,8 +135,12 @@ def test_compute_metrics_fn_of_token_classification_skips_ignored_positions():
 def test_compute_metrics_fn_validates_per_task():
     with pytest.raises(ValueError, match="'accuracy' is not a metric of task='text-regression'"):
         compute_metrics_fn(["accuracy"], task="text-regression")
-    with pytest.raises(ValueError, match="task='summarization' has no metrics"):
+    with pytest.raises(ValueError, match="task='summarization' is not a known task; use one of text-classification"):
         compute_metrics_fn(task="summarization")
+    with pytest.raises(
+        ValueError, match="task='sentence-embedding' has no metrics here; use one of text-classification"
+    ):
+        compute_metrics_fn(task="sentence-embedding")
     with pytest.raises(ValueError, match="need examples= .* and features="):
         compute_metrics_fn(task="question-answering")
     with pytest.raises(ValueError, match="num_labels=1"):
@@ -187,7 +191,7 @@ def test_evaluate_model_scores_every_task(tokenizer, task):
     examples = loaded["test"] if task == "question-answering" else None
 
     results = evaluate_model(model, tokenized["test"], batch_size=2, examples=examples)
-    assert set(results) == set(TASK_METRICS[task])
+    assert set(results) == set(TASKS[task].metrics)
     assert all(-1.0 <= value <= 1.0 for value in results.values())
 
     # The same numbers from the model's outputs on the whole split at once, scored by hand through the modules.

@@ -5,8 +5,8 @@
 predictions with them; they live here, beside the metrics, so that training and export both use them without
 depending on each other.
 
-The metric names (the keys of the results) per task are `TASK_METRICS`; the module computing each is
-`METRIC_MODULES`.
+The metric names (the keys of the results) of a task are its row's `metrics` (`hf_efficient.tasks`); the
+module computing each is `METRIC_MODULES`.
 """
 
 from __future__ import annotations
@@ -15,13 +15,13 @@ from pathlib import Path
 
 import evaluate
 
-from .evaluation import TASK_METRICS, compute_metrics_fn, evaluate_model, score_predictions
+from .evaluation import compute_metrics_fn, evaluate_model, score_predictions
 
 # Text classification's metrics, each one module of its name.
 METRICS = ("accuracy", "f1", "matthews_correlation")
 # Every shipped module.
 MODULES = (*METRICS, "multi_label", "correlation", "entities", "squad")
-# The module that computes each metric of `TASK_METRICS`.
+# The module that computes each metric of a task row's `metrics`.
 METRIC_MODULES = {
     "accuracy": "accuracy",
     "f1": "f1",
@@ -42,7 +42,6 @@ __all__ = [
     "METRICS",
     "METRIC_MODULES",
     "MODULES",
-    "TASK_METRICS",
     "compute_metrics_fn",
     "evaluate_model",
     "load_metric",

@@ -1,6 +1,7 @@
 """Scoring a task's predictions: the Trainer's `compute_metrics`, arrays of outputs, and a PyTorch model.
 
-Each task has a scorer: (model outputs, label ids, context) -> every metric of the task, from the shipped modules:
+Each task row names its scorer (`score`, below): (model outputs, label ids, context) -> every metric of the row's
+`metrics`, from the shipped modules:
 
 - text-classification: argmax; accuracy, F1 (binary with two classes, else macro), Matthews correlation;
 - multi-label-classification: a label is predicted where its logit is above 0 (probability above 0.5); micro and
@@ -23,15 +24,6 @@ import torch
 from tqdm.auto import tqdm
 from transformers import EvalPrediction
 
-# The metrics each task reports (the keys of its results); the first of a task is the one compared by default.
-TASK_METRICS = {
-    "text-classification": ("accuracy", "f1", "matthews_correlation"),
-    "multi-label-classification": ("micro_f1", "macro_f1", "subset_accuracy"),
-    "text-regression": ("pearson", "spearman"),
-    "token-classification": ("entity_f1", "entity_precision", "entity_recall", "token_accuracy"),
-    "question-answering": ("exact_match", "f1"),
-    "multiple-choice": ("accuracy",),
-}
 # The tokenized columns a model's forward takes (the rest are labels or bookkeeping).
 _INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 _QA_NEEDS = (
@@ -52,7 +44,7 @@ def _logits(predictions) -> np.ndarray:
     return np.asarray(predictions[0] if isinstance(predictions, (tuple, list)) else predictions)
 
 
-def _single_label(predictions, label_ids, names, **_):
+def score_single_label(predictions, label_ids, names, **_):
     logits = _logits(predictions)
     if logits.ndim < 2:
         raise ValueError(
@@ -66,7 +58,7 @@ def _single_label(predictions, label_ids, names, **_):
     return results
 
 
-def _multi_label(predictions, label_ids, **_):
+def score_multi_label(predictions, label_ids, **_):
     logits, references = _logits(predictions), np.asarray(label_ids)
     if logits.shape != references.shape:
         raise ValueError(
@@ -76,14 +68,14 @@ def _multi_label(predictions, label_ids, **_):
     return _metric("multi_label").compute(predictions=(logits > 0).astype(int), references=(references > 0.5))
 
 
-def _regression(predictions, label_ids, **_):
+def score_regression(predictions, label_ids, **_):
     outputs = _logits(predictions)
     if outputs.ndim > 2 or (outputs.ndim == 2 and outputs.shape[1] != 1):
         raise ValueError(f"Regression outputs must be one number per row, got shape {outputs.shape}; use num_labels=1.")
     return _metric("correlation").compute(predictions=outputs.reshape(-1), references=np.asarray(label_ids))
 
 
-def _token_classification(predictions, label_ids, label_names=None, **_):
+def score_tags(predictions, label_ids, label_names=None, **_):
     if not label_names:
         raise ValueError(
             "Token classification metrics need the tag names (label_names=[...], in id order, e.g. from "
@@ -98,7 +90,7 @@ def _token_classification(predictions, label_ids, label_names=None, **_):
     )
 
 
-def _question_answering(predictions, label_ids, examples, features, names, label_names, **kwargs):
+def score_answers(predictions, label_ids, examples, features, names, label_names, **kwargs):
     from ..data import postprocess_qa_predictions
 
     predicted = postprocess_qa_predictions(examples, features, predictions, **kwargs)
@@ -108,35 +100,34 @@ def _question_answering(predictions, label_ids, examples, features, names, label
     )
 
 
-def _multiple_choice(predictions, label_ids, **_):
+def score_choices(predictions, label_ids, **_):
     return _metric("accuracy").compute(predictions=_logits(predictions).argmax(axis=-1), references=label_ids)
 
 
-_SCORERS = {
-    "text-classification": _single_label,
-    "multi-label-classification": _multi_label,
-    "text-regression": _regression,
-    "token-classification": _token_classification,
-    "question-answering": _question_answering,
-    "multiple-choice": _multiple_choice,
-}
+def _scored(task):
+    """The row of `task` (a name or a row of `hf_efficient.tasks`), which must have a scorer."""
+    from ..tasks import TASKS, get_task
+
+    row = get_task(task) if isinstance(task, str) else task
+    if row.score is None:
+        scored = [name for name, other in TASKS.items() if other.score is not None]
+        raise ValueError(f"task={row.name!r} has no metrics here; use one of {', '.join(scored)}.")
+    return row
 
 
-def _check_names(names, task: str) -> tuple[str, ...]:
-    if task not in _SCORERS:
-        raise ValueError(f"task={task!r} has no metrics here; use one of {', '.join(_SCORERS)}.")
+def _check_names(names, row) -> tuple[str, ...]:
     if names is None:
-        return TASK_METRICS[task]
+        return row.metrics
     if isinstance(names, str):
         raise ValueError(f"names must be a sequence of metric names, got the string {names!r}; pass ({names!r},).")
     names = tuple(names)
     if not names:
-        raise ValueError(f"names is empty; pass some of {TASK_METRICS[task]}.")
-    if task == "text-classification":
+        raise ValueError(f"names is empty; pass some of {row.metrics}.")
+    if row.score is score_single_label:
         return names  # each is a module of its name: an unknown one fails as load_metric fails
-    unknown = [name for name in names if name not in TASK_METRICS[task]]
+    unknown = [name for name in names if name not in row.metrics]
     if unknown:
-        raise ValueError(f"{unknown[0]!r} is not a metric of task={task!r}; pass some of {TASK_METRICS[task]}.")
+        raise ValueError(f"{unknown[0]!r} is not a metric of task={row.name!r}; pass some of {row.metrics}.")
     return names
 
 
@@ -156,7 +147,7 @@ def compute_metrics_fn(
     positive) when the logits have two classes, and the macro average otherwise.
 
     Args:
-        names (`Iterable[str]`, *optional*): Which metrics to return; defaults to all of `TASK_METRICS[task]`.
+        names (`Iterable[str]`, *optional*): Which metrics to return; defaults to all of the task row's `metrics`.
         task (`str`, defaults to `"text-classification"`): The task of the predictions (or its row of
             `hf_efficient.tasks`).
         label_names (`list[str]`, *optional*): token-classification: the tag names in id order.
@@ -169,12 +160,13 @@ def compute_metrics_fn(
     Returns:
         `Callable[[transformers.EvalPrediction], dict[str, float]]`: Pass it as `Trainer(compute_metrics=...)`.
     """
-    task = getattr(task, "name", task)  # a row of hf_efficient.tasks, or its name
-    names = _check_names(names, task)
-    if task == "text-classification":
+    row = _scored(task)  # a row of hf_efficient.tasks, or its name
+    task = row.name
+    names = _check_names(names, row)
+    if row.score is score_single_label:
         for name in names:
             _metric(name)  # fail on an unknown name now, not at the first evaluation
-    scorer = _SCORERS[task]
+    scorer = row.score
     context = {
         "names": names,
         "label_names": None if label_names is None else list(label_names),
@@ -268,7 +260,7 @@ def evaluate_model(
         n_best_size, max_answer_length (`int`): question-answering: see `postprocess_qa_predictions`.
 
     Returns:
-        `dict[str, float]`: Every metric of `TASK_METRICS[task]`, by name; token classification names the tags from
+        `dict[str, float]`: Every metric of the task row's `metrics`, by name; token classification names the tags from
         the model's `config.id2label`.
     """
     from ..tasks import get_task, task_of
