@@ -16,6 +16,7 @@ import shlex
 import sys
 import types
 import typing
+import warnings
 from pathlib import Path
 
 import yaml
@@ -740,7 +741,10 @@ def main(argv: list[str] | None = None):
             hint = f" ({TASK_FROM.get(args.command, 'the task comes from the model folder')})"
         args.command_parser.error(f"unrecognized arguments: {' '.join(unknown)}{hint}")
     try:
-        args.run(args)
+        with warnings.catch_warnings():  # restores showwarning, for a caller that runs main() in its own process
+            if not args.debug:
+                warnings.showwarning = _warning_printer(args, warnings.showwarning)
+            args.run(args)
         # Under `accelerate launch`: join the process group's threads before the interpreter's teardown.
         end_process_group()
     except KeyboardInterrupt:
@@ -765,6 +769,19 @@ def main(argv: list[str] | None = None):
             "rerun with --debug for the traceback, and report it).",
             FAILED,
         )
+
+
+def _warning_printer(args, show_other):
+    """hf_efficient's own warnings as its errors are: one line, naming the flags (others as Python shows them)."""
+    package = str(Path(__file__).parent)
+
+    def show(message, category, filename, lineno, file=None, line=None):
+        if not str(filename).startswith(package):
+            return show_other(message, category, filename, lineno, file, line)
+        text = str(message) if args.command == "run" else flag_names(str(message), args)
+        print(f"hf-efficient {args.command}: warning: {' '.join(text.split())}", file=sys.stderr, flush=True)
+
+    return show
 
 
 def _exit(args, message: str, code: int):

@@ -222,6 +222,24 @@ def test_prune_export_evaluate_and_benchmark_commands(tmp_path, tiny_bert_folder
     assert "| `pruned` |" in capsys.readouterr().out
 
 
+def test_a_warning_of_the_package_is_one_line_naming_the_flags(monkeypatch, capsys):
+    import warnings
+
+    import hf_efficient.cli as cli
+    import hf_efficient.data.preprocess as preprocess
+
+    def evaluate(args):  # what tokenize_dataset says of words cut off, from its own module
+        message = "tokenize_dataset: words past max_length=8 tokens are neither trained on nor scored"
+        warnings.warn_explicit(message, UserWarning, preprocess.__file__, 1)
+        warnings.warn_explicit("another library's", UserWarning, "elsewhere.py", 1)
+
+    monkeypatch.setattr(cli, "evaluate_command", evaluate)
+    with pytest.warns(UserWarning, match="another library's"):  # shown as Python shows it (here: to pytest)
+        main(["evaluate", "--model", "m"])
+    ours = "words past --max-length 8 tokens are neither trained on nor scored"
+    assert capsys.readouterr().err.splitlines() == [f"hf-efficient evaluate: warning: tokenize_dataset: {ours}"]
+
+
 def test_benchmark_rows_are_named_by_folder_or_by_path_where_folder_names_clash():
     assert _row_names(["runs/a/pruned", "runs/a/onnx/model.onnx"]) == {
         "pruned": "runs/a/pruned",
