@@ -511,6 +511,10 @@ def card_command(args):
     recipe, hub = load_recipe(run / "recipe.yaml", [f"output_dir={run}"]), run / "hub"
     # The license and language given, else those of the card written before (`card --license ...`), else the recipe's.
     before = _card_metadata(hub / "README.md")
+    for key, example in (("license", "apache-2.0"), ("language", "en")):
+        value = getattr(args, key)
+        if value is not None and not value.strip():  # not silently the earlier card's or the recipe's
+            raise ValueError(f"--{key} {value!r}: give the card's {key}, e.g. {example}, or leave the flag out.")
     section = recipe.card or CardSection()
     chosen = {key: getattr(args, key) or before.get(key) or getattr(section, key) for key in ("license", "language")}
     if not hub.is_dir():  # a run without a card step: its card step assembles hub/ (never a push)

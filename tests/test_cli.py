@@ -130,6 +130,9 @@ def test_run_with_overrides_a_later_card_and_a_bad_recipe(tmp_path, tiny_bert_fo
     card = ModelCard.load(tmp_path / "run" / "hub" / "README.md")
     assert (card.data.license, card.data.language) == ("mit", "de") and "me/run" in card.text
     capsys.readouterr()
+    with pytest.raises(SystemExit):  # not silently the run's license
+        main(["card", "run", "--license", ""])
+    assert "--license '': give the card's license, e.g. apache-2.0, or leave the flag out." in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(["run", str(path), "--set", "teacher.epoch=1"])
     assert "unknown key 'epoch'. Did you mean 'epochs'" in capsys.readouterr().err

@@ -300,6 +300,10 @@ def test_fallback_without_static_mode_is_refused():
     ):
         Int8ExportConfig(allow_fallback=True)
     assert Int8ExportConfig(mode="static", allow_fallback=True).allow_fallback
+    with pytest.raises(
+        ValueError, match=r"^Int8ExportConfig\(variant='int8-fused', runtime='openvino'\): OpenVINO cannot"
+    ):
+        Int8ExportConfig(mode="static", variant="int8-fused", runtime="openvino")
 
 
 def test_every_setting_is_validated():
@@ -336,7 +340,7 @@ def test_max_accuracy_drop_must_be_a_fraction(value):
             allow_fallback=True,
             calibration_samples=16,
             backend="onnxruntime",
-            variant="int8-fused",
+            variant="int8-weights",
             runtime="openvino",
         ),
         Int8ExportConfig(variant="fastest", timing_threads=2),

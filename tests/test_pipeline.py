@@ -78,6 +78,10 @@ def test_overrides_empty_sections_and_false(tmp_path):
     assert recipe.card is None
     with pytest.raises(RecipeError, match="key=value"):
         load_recipe(path, ["teacher.epochs"])
+    # 1e-4 is a float, though YAML 1.1 reads it as text (it wants 1.0e-4).
+    assert load_recipe(path, ["teacher.learning_rate=1e-4"]).teacher.learning_rate == 1e-4
+    path.write_text("name: r\nteacher:\n  learning_rate: 2E-5\n")
+    assert load_recipe(path).teacher.learning_rate == 2e-5
     (tmp_path / "bad.yaml").write_text("name: [unclosed\n")
     with pytest.raises(RecipeError, match="not valid YAML"):
         load_recipe(tmp_path / "bad.yaml")
@@ -168,6 +172,12 @@ def test_changed_recipe_refuses_to_resume_but_a_changed_card_is_rewritten(tiny_r
         patch.setattr(run_module, "load_data", lambda *a, **k: pytest.fail("the data was loaded"))
         assert run_recipe(relicensed)["final"] == "pruned-int8"  # only the card step runs again
     assert ModelCard.load(readme).data.license == "mit"
+    # The card names the repository it is pushed to: a push added, or pushed elsewhere, redoes the card first.
+    from hf_efficient.recipe.state import RunState
+
+    order = [step.name for step in steps.STEPS]
+    pushed = load_recipe({**relicensed, "push": {"repo_id": "me/tiny"}})
+    assert list(RunState(output, pushed, order).load()) == ["teacher", "student", "prune", "export", "report"]
 
 
 def test_resume_after_a_crash_between_steps(tmp_path, tiny_bert_folder, reviews_csv, monkeypatch):
@@ -302,6 +312,10 @@ def test_a_run_folder_is_only_resumed_as_it_began_and_other_folders_are_left_alo
         ValueError, match=r"^data: max_length=16 is more than the 8 positions of the model in .*short; "
     ):
         run_recipe({**recipe, "model": str(short), "output_dir": str(tmp_path / "long")})
+    assert not (tmp_path / "long").exists()
+    fastest = {"variant": "fastest", "timing_threads": 999}  # more threads than cores, with the other inputs
+    with pytest.raises(ValueError, match=r"^export.timing_threads=999: this process may use \d+ cores"):
+        run_recipe({**recipe, "output_dir": str(tmp_path / "long"), "export": fastest})
     assert not (tmp_path / "long").exists()
 
 

@@ -394,6 +394,25 @@ def test_static_export_calibrates_on_what_the_embedder_feeds(tmp_path, monkeypat
     )
 
 
+def test_a_head_s_soft_target_settings_are_refused_by_the_embedding_loss(tmp_path):
+    teacher = tiny_sentence_transformer("bert", tmp_path / "model")
+    student = hfe.make_student(teacher, 2)
+    message = r"^EmbeddingDistillationLoss: PKDConfig\(alpha=0.3, temperature=2.0\) weighs a head's soft targets"
+    with pytest.raises(ValueError, match=message):
+        EmbeddingDistillationLoss(student, teacher, hfe.PKDConfig(alpha=0.3, temperature=2.0))
+
+
+def test_a_model_with_modules_the_embedder_lacks_exports_without_a_check_and_refuses_one(tmp_path):
+    model = tiny_sentence_transformer("bert", tmp_path / "model")
+    dense = SentenceTransformer(modules=[*model, models.Dense(model.get_sentence_embedding_dimension(), 8)])
+    with pytest.raises(ValueError, match=r"also has Dense; export it without eval_dataset and check it with Sentence"):
+        hfe.export_int8(dense, str(tmp_path / "checked"), eval_dataset=SENTENCES)
+    assert not (tmp_path / "checked").exists()
+    hfe.export_int8(dense, str(tmp_path / "out"))
+    onnx = SentenceTransformer(str(tmp_path / "out"), backend="onnx", model_kwargs={"file_name": "onnx/model.onnx"})
+    np.testing.assert_allclose(onnx.encode(SENTENCES), dense.encode(SENTENCES), atol=1e-5)
+
+
 def test_export_gate_and_folder_input(tmp_path, monkeypatch):
     from hf_efficient.export import int8 as int8_export
 

@@ -160,6 +160,11 @@ class Int8ExportConfig:
             raise ValueError(
                 f"Int8ExportConfig(exclude={self.exclude!r}): a list of ONNX node names, e.g. ['/classifier/MatMul']."
             )
+        if self.runtime.startswith("openvino") and self.variant == "int8-fused":
+            raise ValueError(
+                f"Int8ExportConfig(variant='int8-fused', runtime={self.runtime!r}): OpenVINO cannot load int8-fused "
+                "(ONNX Runtime's own operators, QAttention); use runtime='onnxruntime', or another variant."
+            )
         if self.runtime.startswith("openvino") and self.mode != "static":
             raise ValueError(
                 f"Int8ExportConfig(runtime={self.runtime!r}) needs mode='static': OpenVINO runs the dynamic graph's "

@@ -223,7 +223,9 @@ def write_model_card(
     if not isinstance(report, Report):
         raise TypeError(f"write_model_card(report=...): a Report or report.json's dict, got {type(report).__name__}.")
     if repo_id is not None and not is_repo_id(repo_id):
-        raise ValueError(f"write_model_card(repo_id={repo_id!r}): use 'namespace/name', or None for a local folder.")
+        raise ValueError(
+            f"write_model_card(repo_id={repo_id!r}): use 'namespace/name' (without one, snippets load a local folder)."
+        )
     final = report.model(report.final)
     if get_task(report.task.name).library == "sentence-transformers":
         card = ModelCard(_sentence_card(folder, report, recipe_text, license, language, repo_id))

@@ -29,6 +29,10 @@ DATA_FILES = ("source", "train_file", "validation_file", "test_file")
 MADE_BY = {"teacher": "teacher", "student": "student", "pruned": "prune"}
 
 
+def _repo_id(recipe: dict) -> str | None:
+    return (recipe.get("push") or {}).get("repo_id")
+
+
 class RunState:
     """The completed steps of a run (name -> what the step recorded), kept in `run_state.json`."""
 
@@ -91,6 +95,8 @@ class RunState:
         # A changed report, card or push section redoes that step and those after it.
         current = self.recipe.to_dict()
         redo = [self.order.index(k) for k in RESUMABLE_CHANGES if saved["recipe"].get(k) != current.get(k)]
+        if "card" in self.order and _repo_id(saved["recipe"]) != _repo_id(current):
+            redo.append(self.order.index("card"))  # the card's snippets name the repository it is pushed to
         first_redo = min(redo, default=len(self.order))
         self.steps = {name: record for name, record in saved["steps"].items() if self.order.index(name) < first_redo}
         self.inputs = saved.get("inputs")  # runs before 2026-12 recorded none

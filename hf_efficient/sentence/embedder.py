@@ -61,6 +61,10 @@ def pool(states: np.ndarray, mask: np.ndarray, mode: str) -> np.ndarray:
     raise ValueError(f"SentenceEmbedder: pooling mode {mode!r} is not one of cls, max, mean, weightedmean, lasttoken.")
 
 
+# The sentence-transformers modules SentenceEmbedder runs itself (their types' class names).
+MODULES = ("Transformer", "Pooling", "Normalize")
+
+
 class SentenceEmbedder:
     """Embed texts with an `export_int8` sentence-transformers folder, in batches, with ONNX Runtime or OpenVINO.
 
@@ -102,7 +106,7 @@ class SentenceEmbedder:
                 self.pooling = pooling_mode(_read_json(folder / module["path"] / "config.json"))
             elif kind == "Normalize":
                 self.normalize = True
-            else:
+            else:  # not in MODULES
                 raise ValueError(
                     f"SentenceEmbedder: module {module['type']} is not supported here; load the folder with "
                     f"SentenceTransformer(folder, backend='onnx', model_kwargs={{'file_name': {file_name!r}}})."

@@ -18,7 +18,7 @@ from ..export.config import Int8ExportConfig
 from ..export.fastest import resolve_variant
 from ..export.int8 import AccuracyDropError, ExportResult, check_float32, quantization_choices, quantize_attempt
 from ..export.onnx import export_onnx
-from .embedder import SentenceEmbedder
+from .embedder import MODULES, SentenceEmbedder
 from .model import ONNX_DIR, int8_file_name, sentence_encoder
 
 FP32_FILE = f"{ONNX_DIR}/model.onnx"
@@ -49,6 +49,13 @@ def export_sentence_int8(
     """The sentence-transformers branch of `export_int8` (see there); `model` is a SentenceTransformer."""
     eval_texts = _texts(eval_dataset, "eval_dataset")
     calibration_texts = _texts(calibration_dataset, "calibration_dataset")
+    others = [type(module).__name__ for module in model if type(module).__name__ not in MODULES]
+    if eval_texts is not None and others:  # refused before anything is written
+        raise ValueError(
+            f"export_int8(eval_dataset=...): the accuracy check runs the export with SentenceEmbedder, which runs "
+            f"{', '.join(MODULES)} modules, and this model also has {', '.join(others)}; export it without "
+            "eval_dataset and check it with SentenceTransformer(out, backend='onnx', model_kwargs={'file_name': ...})."
+        )
     encoder = sentence_encoder(model, "export_int8")
     check_float32(encoder, "export_int8(model_or_path)")
     model = model.eval()
