@@ -426,6 +426,9 @@ def test_bad_sources_and_settings(tmp_path):
         load_data(DataConfig(), "token-classification")
     with pytest.raises(ValueError, match="task='summarization' has no data loader"):
         load_data(DataConfig(), "summarization")
+    for task in ("text-classification", "sentence-embedding"):  # the columns are the default data's own
+        with pytest.raises(ValueError, match=r"^text_column='sentence': the default data .* have their own columns"):
+            load_data(DataConfig(text_column="sentence"), task)
     with pytest.raises(ValueError, match=r"data.train_file='.*missing.jsonl': no such file"):
         load_data(DataConfig(train_file=str(tmp_path / "missing.jsonl")), "token-classification")
     with pytest.raises(ValueError, match="need a train_file too"):

@@ -117,6 +117,9 @@ def test_sentence_embedding_recipe_refuses_a_teacher_to_fine_tune_and_pruning():
         load_recipe({"name": "x", "task": "sentence-embedding", "student": {}, "data": {"max_length": 128}})
     with pytest.raises(RecipeError, match=r"^data.label_names=\['neg'\]: a sentence-embedding run reads labels only"):
         load_recipe({"name": "x", "task": "sentence-embedding", "student": {}, "data": {"label_names": ["neg"]}})
+    # The soft targets' weight and temperature: a head's, not read by the embedding loss, so refused, not recorded.
+    with pytest.raises(RecipeError, match=r"^recipe.student.distillation.alpha=0.3 weighs a head's soft targets"):
+        load_recipe({"name": "x", "task": "sentence-embedding", "student": {"distillation": {"alpha": 0.3}}})
 
 
 def test_a_sentence_embedding_run_times_no_more_tokens_than_the_model_embeds(tmp_path):

@@ -89,6 +89,12 @@ def load_data(
             )
         if config.text_pair_column is not None:
             raise ValueError(f"The default data ({DEFAULT_TASK}) have no text pairs; drop text_pair_column.")
+        for name, column in (("text_column", "text"), ("label_column", "label")):
+            if getattr(config, name) != column:  # not silently read from the columns the default data have
+                raise ValueError(
+                    f"{name}={getattr(config, name)!r}: the default data ({DEFAULT_TASK}) have their own columns; "
+                    f"drop {name}, or give your data as source."
+                )
         return load_text_classification(DEFAULT_TASK, label_names=config.label_names, **options)
     if task == TEXT_CLASSIFICATION and config.train_file is None and _is_file(source):
         # Checked and read exactly as `load_text_classification` always has.

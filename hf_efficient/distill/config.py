@@ -5,8 +5,10 @@ from dataclasses import asdict, dataclass
 
 STRATEGIES = ("skip", "last")
 EMBEDDING_LOSSES = ("mse", "cosine")
-# The settings that only the embedding models' loss reads (`embedding.EmbeddingDistillationLoss`).
+# The settings that only the embedding models' loss reads (`embedding.EmbeddingDistillationLoss`), and those it does
+# not read (the soft targets of a head: their weight against the labels, and their temperature).
 EMBEDDING_ONLY = ("embedding_loss", "similarity")
+HEAD_ONLY = ("alpha", "temperature")
 
 
 @dataclass
@@ -86,8 +88,15 @@ class PKDConfig:
 
     def embedding_only_changes(self) -> list[str]:
         """The settings of `EMBEDDING_ONLY` set away from their defaults: a classifier's loss has no such term."""
+        return self._changed(EMBEDDING_ONLY)
+
+    def head_only_changes(self) -> list[str]:
+        """The settings of `HEAD_ONLY` set away from their defaults: an embedding model's loss has no such term."""
+        return self._changed(HEAD_ONLY)
+
+    def _changed(self, names: tuple[str, ...]) -> list[str]:
         defaults = type(self)()
-        return [name for name in EMBEDDING_ONLY if getattr(self, name) != getattr(defaults, name)]
+        return [f"{name}={getattr(self, name)!r}" for name in names if getattr(self, name) != getattr(defaults, name)]
 
 
 def pkd_layer_map(teacher_layers: int, student_layers: int, strategy: str | list[int] = "skip") -> list[int]:

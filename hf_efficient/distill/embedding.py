@@ -105,6 +105,12 @@ class EmbeddingDistillationLoss(nn.Module):
         self.config = PKDConfig() if distillation is None else distillation
         if not isinstance(self.config, PKDConfig):
             raise TypeError(f"EmbeddingDistillationLoss(distillation={distillation!r}): expected a PKDConfig.")
+        ignored = self.config.head_only_changes()
+        if ignored:  # recorded with the model, they would look applied
+            raise ValueError(
+                f"EmbeddingDistillationLoss: PKDConfig({', '.join(ignored)}) weighs a head's soft targets, which an "
+                "embedding model has none of (its loss: embedding_loss, beta, similarity): leave it at its default."
+            )
         self.model = model  # sentence-transformers' trainer reads `loss.model`
         object.__setattr__(self, "teacher", teacher.eval().requires_grad_(False))
         student_encoder, teacher_encoder = transformers_model(model), transformers_model(teacher)

@@ -111,7 +111,7 @@ class DistillationTrainer(Trainer):
         for name in ("train_dataset", "eval_dataset"):
             check_tokenized(given.get(name), f"DistillationTrainer({name}=...)")
         # Settings of the embedding loss only: a classifier's loss has no such terms, so they would do nothing.
-        ignored = [f"{n}={getattr(self.distillation, n)!r}" for n in self.distillation.embedding_only_changes()]
+        ignored = self.distillation.embedding_only_changes()
         if ignored:
             raise ValueError(
                 f"DistillationTrainer: PKDConfig({', '.join(ignored)}) applies to embedding models (trained on plain "

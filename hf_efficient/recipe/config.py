@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -308,8 +309,15 @@ class Recipe:
             ignored = distillation.embedding_only_changes()
             if ignored:
                 raise RecipeError(
-                    f"{where}.student.distillation.{ignored[0]}={getattr(distillation, ignored[0])!r} applies to "
-                    f"embedding models (task sentence-embedding), not to {self.task}: leave it out."
+                    f"{where}.student.distillation.{ignored[0]} applies to embedding models (task "
+                    f"sentence-embedding), not to {self.task}: leave it out."
+                )
+        if distillation is not None and own_teacher:
+            ignored = distillation.head_only_changes()
+            if ignored:
+                raise RecipeError(
+                    f"{where}.student.distillation.{ignored[0]} weighs a head's soft targets, which an embedding "
+                    "model has none of (its loss: embedding_loss, beta, similarity): leave it out."
                 )
         if student is not None and self.teacher is None and not own_teacher:
             needing = [f"student.{name}" for name in student.techniques if TECHNIQUES[name].needs_teacher]
@@ -471,10 +479,15 @@ def _convert(hint, value, where: str):
 def _matches(kind, value) -> bool:
     kind = typing.get_origin(kind) or kind  # dict[str, int] is checked as a dict
     if kind is float:
-        return isinstance(value, (int, float)) and not isinstance(value, bool)
+        return isinstance(value, (int, float)) and not isinstance(value, bool) or _float_text(value)
     if kind is int:
         return isinstance(value, int) and not isinstance(value, bool)
     return isinstance(value, kind)
+
+
+def _float_text(value) -> bool:
+    """`1e-4`: a float to a reader, a string to YAML 1.1 (PyYAML), which wants `1.0e-4`."""
+    return isinstance(value, str) and re.fullmatch(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+", value) is not None
 
 
 def _positive(value, where: str):
