@@ -81,10 +81,10 @@ def check_inputs(recipe: Recipe, model_path: str, pending: list[str]) -> None:
     teacher_path = teacher.path if teacher else None
     if "report" in pending:
         check_threads(recipe.report.threads, f"report.threads={recipe.report.threads}")
-    if "export" in pending and recipe.export and recipe.export.timing_threads != 1:
-        check_threads(recipe.export.timing_threads, f"export.timing_threads={recipe.export.timing_threads}")
         if TASKS[recipe.task].library == "sentence-transformers" and recipe.report.sequence_length:
             _check_sentence_length(recipe.report.sequence_length, teacher_path or model_path)
+    if "export" in pending and recipe.export and recipe.export.timing_threads != 1:
+        check_threads(recipe.export.timing_threads, f"export.timing_threads={recipe.export.timing_threads}")
     if teacher_path:
         model_source(teacher_path, "teacher.path", tokenizer=True)
         check_task(recipe.task, teacher_path, "teacher.path")
