@@ -349,8 +349,6 @@ def check_max_length(max_length, tokenizer, where: str, pairs: bool = False) -> 
 def check_positions(max_length: int, folder, where: str) -> None:
     """Refuse rows longer than the learned positions of the model saved in `folder` (a local folder; a Hub id is
     left to the model): they fail inside the model, in training, where the tokenizer records no limit."""
-    from pathlib import Path
-
     import torch
     from transformers import AutoConfig, AutoModel
 

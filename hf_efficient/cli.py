@@ -112,7 +112,7 @@ def _flag_type(hint):
             if "," in text or text[:1].isdigit():
                 values = [lists[0](part) for part in text.split(",") if part]
                 # A name or a list of numbers (`--init 0` for one student layer): one number is a list of one.
-                return values if "," in text or str in scalars or len(values) != 1 else values[0]
+                return values if "," in text or str in scalars else values[0]
             return scalars[0](text)
 
         return parse, None

@@ -123,6 +123,15 @@ def quantized_dynamically(path: str | Path) -> bool:
     return any(node.op_type == "DynamicQuantizeLinear" for node in graph.node)
 
 
+def onnx_precision(path: str | Path) -> str:
+    """ "int8" for a graph with 8-bit integer weights (a quantized export), else "fp32"."""
+    import onnx
+
+    graph = onnx.load(str(path), load_external_data=False).graph
+    eight_bit = {onnx.TensorProto.INT8, onnx.TensorProto.UINT8}
+    return "int8" if any(tensor.data_type in eight_bit for tensor in graph.initializer) else "fp32"
+
+
 def recorded_runtime(path: str | Path) -> str:
     """The runtime `export_int8` chose for the int8 file at `path`, from the export's `export_report.json`
     (beside it, or one folder up for sentence-transformers' `onnx/`); "onnxruntime" for any other file."""

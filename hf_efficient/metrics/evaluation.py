@@ -263,9 +263,10 @@ def evaluate_model(
         `dict[str, float]`: Every metric of the task row's `metrics`, by name; token classification names the tags from
         the model's `config.id2label`.
     """
-    from ..tasks import get_task, task_of
+    from ..tasks import task_of
 
-    head = task_of(model).name  # a ValueError naming the class where no task covers its head
+    row = task_of(model)  # a ValueError naming the class where no task covers its head
+    head = row.name
     task = head if task is None else getattr(task, "name", task)
     if task != head:
         raise ValueError(
@@ -292,7 +293,7 @@ def evaluate_model(
         outputs.append([part.float().cpu().numpy() for part in parts])
     predictions = [np.concatenate([batch[i] for batch in outputs]) for i in range(len(outputs[0]))]
     id2label = getattr(model.config, "id2label", None) or {}
-    label_names = [id2label[i] for i in sorted(id2label)] if get_task(task).labels == "tag" else None
+    label_names = [id2label[i] for i in sorted(id2label)] if row.labels == "tag" else None
     return score_predictions(
         tuple(predictions) if qa else predictions[0],
         dataset,

@@ -479,7 +479,7 @@ def _convert(hint, value, where: str):
 def _matches(kind, value) -> bool:
     kind = typing.get_origin(kind) or kind  # dict[str, int] is checked as a dict
     if kind is float:
-        return isinstance(value, (int, float)) and not isinstance(value, bool) or _float_text(value)
+        return (isinstance(value, (int, float)) and not isinstance(value, bool)) or _float_text(value)
     if kind is int:
         return isinstance(value, int) and not isinstance(value, bool)
     return isinstance(value, kind)

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from ..export.int8 import onnx_outputs
-from ..export.runtime import REPORT_FILE, open_session
+from ..export.runtime import REPORT_FILE, onnx_precision, open_session
 from ..metrics import evaluate_model, score_predictions
 from ..provenance import CONFIG_KEY
 from ..tasks import DEFAULT_TASK, Task, get_task
@@ -49,15 +49,6 @@ def onnx_layers_and_parameters(path: Path) -> tuple[int | None, int | None]:
         file = next((f / name for f in (path.parent, path.parent.parent) if (f / name).is_file()), None)
         found[name] = json.loads(file.read_text()) if file else {}
     return found["config.json"].get("num_hidden_layers"), found[REPORT_FILE].get("parameters")
-
-
-def onnx_precision(path: Path) -> str:
-    """ "int8" for a graph with 8-bit integer weights (a quantized export), else "fp32"."""
-    import onnx
-
-    graph = onnx.load(str(path), load_external_data=False).graph
-    eight_bit = {onnx.TensorProto.INT8, onnx.TensorProto.UINT8}
-    return "int8" if any(tensor.data_type in eight_bit for tensor in graph.initializer) else "fp32"
 
 
 def pytorch_runner(model: torch.nn.Module) -> Callable[[dict], None]:
