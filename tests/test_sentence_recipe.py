@@ -132,6 +132,21 @@ def test_a_sentence_embedding_run_times_no_more_tokens_than_the_model_embeds(tmp
     assert not (tmp_path / "run").exists()
 
 
+def test_a_recipe_export_of_a_model_with_a_dense_module_is_refused_before_the_run(tmp_path):
+    from sentence_transformers import models
+
+    model = tiny_sentence_transformer("bert", tmp_path / "model", num_layers=2)
+    dense = SentenceTransformer(modules=[*model, models.Dense(model.get_sentence_embedding_dimension(), 8)])
+    dense.save(str(tmp_path / "dense"))
+    recipe = {"name": "x", "task": "sentence-embedding", "model": str(tmp_path / "dense"), "student": {}}
+    recipe.update(output_dir=str(tmp_path / "run"), export={}, data={"source": str(texts_file(tmp_path))})
+    with pytest.raises(
+        RecipeError, match=r"^export: .*dense has a Dense module, and the recipe checks its int8 export"
+    ):
+        run_recipe(recipe)  # before the student trains
+    assert not (tmp_path / "run").exists()
+
+
 def test_cli_distill_finds_the_sentence_embedding_task_of_a_sentence_transformers_folder(tmp_path, capsys):
     tiny_sentence_transformer("bert", tmp_path / "model", num_layers=4).save(str(tmp_path / "model"))
     argv = ["distill", "--teacher", str(tmp_path / "model"), "--num-layers", "2", "--epochs", "1"]

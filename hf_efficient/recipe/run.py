@@ -83,6 +83,12 @@ def check_inputs(recipe: Recipe, model_path: str, pending: list[str]) -> None:
         check_threads(recipe.report.threads, f"report.threads={recipe.report.threads}")
         if TASKS[recipe.task].library == "sentence-transformers" and recipe.report.sequence_length:
             _check_sentence_length(recipe.report.sequence_length, teacher_path or model_path)
+    if "export" in pending and recipe.export and TASKS[recipe.task].library == "sentence-transformers":
+        from ..sentence.recipe import check_export_modules
+
+        source = recipe.export.model or ("student" if student else "teacher")
+        from_teacher = source == "teacher" or student.init_from == "teacher"
+        check_export_modules(teacher_path or model_path if from_teacher else model_path, RecipeError)
     if "export" in pending and recipe.export and recipe.export.timing_threads != 1:
         check_threads(recipe.export.timing_threads, f"export.timing_threads={recipe.export.timing_threads}")
     if teacher_path:

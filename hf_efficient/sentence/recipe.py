@@ -51,6 +51,23 @@ def check_recipe(recipe, error) -> None:
             raise error(f"student.{other[0]}: a sentence-embedding student takes only `distillation`; drop it.")
 
 
+def check_export_modules(folder, error) -> None:
+    """Refuse, before the run starts, a recipe export of a model with modules `SentenceEmbedder` does not run
+    (Dense): the recipe checks the export by running it with SentenceEmbedder (`error`: RecipeError)."""
+    from .embedder import MODULES
+
+    path = Path(folder) / "modules.json"
+    modules = json.loads(path.read_text()) if path.is_file() else []
+    others = [str(m.get("type", "")).rsplit(".", 1)[-1] for m in modules if isinstance(m, dict)]
+    others = [name for name in others if name not in MODULES]
+    if others:
+        raise error(
+            f"export: {folder} has a {others[0]} module, and the recipe checks its int8 export with SentenceEmbedder, "
+            f"which runs {', '.join(MODULES)} only; drop the export section and call export_int8(model, out) "
+            "without eval_dataset, then check it with SentenceTransformer(out, backend='onnx')."
+        )
+
+
 def max_seq_length(folder) -> int | None:
     """The tokens a sentence-transformers folder embeds at most (its `max_seq_length`); None where unrecorded.
     sentence-transformers 5 keeps it as the tokenizer's `model_max_length`, earlier versions in their own config."""
