@@ -502,6 +502,7 @@ def _check_same_labels(labels: dict | None, reference: dict | None, model: str, 
 
 def card_command(args):
     from .hub import write_model_card
+    from .hub.card import check_card_metadata
 
     run = Path(args.run_dir)
     if not run.is_dir():
@@ -515,6 +516,7 @@ def card_command(args):
         value = getattr(args, key)
         if value is not None and not value.strip():  # not silently the earlier card's or the recipe's
             raise ValueError(f"--{key} {value!r}: give the card's {key}, e.g. {example}, or leave the flag out.")
+    check_card_metadata(args.license or "apache-2.0", args.language or "en", "--", " ")
     section = recipe.card or CardSection()
     chosen = {key: getattr(args, key) or before.get(key) or getattr(section, key) for key in ("license", "language")}
     if not hub.is_dir():  # a run without a card step: its card step assembles hub/ (never a push)

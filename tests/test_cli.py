@@ -133,6 +133,18 @@ def test_run_with_overrides_a_later_card_and_a_bad_recipe(tmp_path, tiny_bert_fo
     with pytest.raises(SystemExit):  # not silently the run's license
         main(["card", "run", "--license", ""])
     assert "--license '': give the card's license, e.g. apache-2.0, or leave the flag out." in capsys.readouterr().err
+    before = (tmp_path / "run" / "hub" / "README.md").read_text()
+    for flag, value, message in (  # a license or language the Hub would not read as one
+        ("--license", "Apache 2.0", "--license 'Apache 2.0' is not a Hub license id (did you mean apache-2.0?)"),
+        ("--language", "English", "--language 'English' is not a Hub language id; give one as the Hub writes it"),
+    ):
+        with pytest.raises(SystemExit):
+            main(["card", "run", flag, value])
+        assert message in capsys.readouterr().err
+    assert (tmp_path / "run" / "hub" / "README.md").read_text() == before
+    with pytest.raises(SystemExit):
+        main(["run", str(path), "--set", "card.license=MIT"])
+    assert "recipe.card.license='MIT' is not a Hub license id (did you mean mit?)" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(["run", str(path), "--set", "teacher.epoch=1"])
     assert "unknown key 'epoch'. Did you mean 'epochs'" in capsys.readouterr().err

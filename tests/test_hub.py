@@ -618,3 +618,11 @@ def test_the_base_model_of_a_local_folder_is_the_hub_model_it_came_from(tmp_path
     assert base_model_id(str(plain)) == str(plain)
     assert base_model_id("owner/name") == "owner/name"
 
+
+def test_a_card_license_or_language_not_written_as_a_hub_id_is_refused(tmp_path):
+    report = example_report("pkd", techniques=["pkd"])
+    with pytest.raises(ValueError, match=r"^write_model_card: license='CC-BY-4.0' is not a Hub license id \(did you"):
+        write_model_card(tmp_path, report, license="CC-BY-4.0")
+    with pytest.raises(ValueError, match=r"^write_model_card: language='en_US' is not a Hub language id \(did you"):
+        write_model_card(tmp_path, report, language="en_US")
+    assert not (tmp_path / "README.md").exists()

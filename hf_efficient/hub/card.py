@@ -29,6 +29,29 @@ _DATASET_ID = re.compile(r"[A-Za-z0-9][\w.-]{0,95}(/[A-Za-z0-9][\w.-]{0,95})?")
 _DATA_FILE_SUFFIXES = (".csv", ".tsv", ".json", ".jsonl", ".parquet", ".txt")
 
 
+# The Hub's license ids ("apache-2.0", "cc-by-nc-4.0", "openrail++", "llama3.1", "other") and language codes
+# ("en", "pt-br", "multilingual") are lowercase, without spaces; "Apache 2.0" or "English" would be
+# published as given and shown as no license or language.
+_LICENSE_ID = re.compile(r"[a-z0-9][a-z0-9.+-]*")
+_LANGUAGE_CODE = re.compile(r"[a-z]{2,3}(-[a-z0-9]{2,8})*|multilingual")
+
+
+def check_card_metadata(license, language, where: str, sep: str = "=") -> None:
+    """Refuse a license or language that is not written as a Hub id, with the id it likely means.
+    The message names the setting as `{where}license{sep}'MIT'` ("card.", "="; "--", " ")."""
+    for key, value, pattern, example in (
+        ("license", license, _LICENSE_ID, "apache-2.0, mit, cc-by-4.0 or other"),
+        ("language", language, _LANGUAGE_CODE, "en, de or multilingual"),
+    ):
+        if isinstance(value, str) and pattern.fullmatch(value):
+            continue
+        guess = re.sub(r"[\s_]+", "-", value.strip().lower()) if isinstance(value, str) else ""
+        hint = f" (did you mean {guess}?)" if guess != value and pattern.fullmatch(guess) else ""
+        raise ValueError(
+            f"{where}{key}{sep}{value!r} is not a Hub {key} id{hint}; give one as the Hub writes it ({example})."
+        )
+
+
 def is_repo_id(value) -> bool:
     return _is_hub_id(value, _REPO_ID)
 
@@ -222,6 +245,7 @@ def write_model_card(
         report = Report.from_dict(report)
     if not isinstance(report, Report):
         raise TypeError(f"write_model_card(report=...): a Report or report.json's dict, got {type(report).__name__}.")
+    check_card_metadata(license, language, "write_model_card: ")
     if repo_id is not None and not is_repo_id(repo_id):
         raise ValueError(
             f"write_model_card(repo_id={repo_id!r}): use 'namespace/name' (without one, snippets load a local folder)."

@@ -262,6 +262,14 @@ class CardSection:
     license: str = "apache-2.0"
     language: str = "en"
 
+    def check(self, where: str):
+        from ..hub.card import check_card_metadata
+
+        try:
+            check_card_metadata(self.license, self.language, f"{where}.")
+        except ValueError as error:
+            raise RecipeError(str(error)) from None
+
 
 @dataclass
 class PushSection:
