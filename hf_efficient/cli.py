@@ -601,20 +601,25 @@ def build_parser() -> argparse.ArgumentParser:
         )
         return sub
 
+    def technique_command(technique: str, run):
+        """The command of a row of the technique table: its name and help come from the row."""
+        row = TECHNIQUES[technique]
+        return command(row.command, row.summary, run)
+
     run = command("run", "run a recipe (YAML): the whole pipeline, resumable", run_command)
     run.add_argument("recipe", help="a recipe file, e.g. recipes/quickstart.yaml")
     run.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a recipe field")
     run.add_argument("--output-dir", help="override the recipe's output_dir")
     run.add_argument("--restart", action="store_true", help="start over instead of resuming")
 
-    layerdrop = command("layerdrop", TECHNIQUES["layerdrop"].summary, layerdrop_command)
+    layerdrop = technique_command("layerdrop", layerdrop_command)
     layerdrop.add_argument("--model", help="model folder or name (default: the shipped MiniLM)")
     fields = _common(layerdrop, "runs/layerdrop")
     fields["layerdrop"] = add_config_arguments(layerdrop, LayerDropConfig, prefix="layerdrop", title="LayerDrop")
     layerdrop.add_argument("--depths", type=int, nargs="+", help="depths to evaluate (default: all down to 2)")
     layerdrop.set_defaults(fields=fields)
 
-    distill = command("distill", TECHNIQUES["distillation"].summary, distill_command)
+    distill = technique_command("distillation", distill_command)
     distill.add_argument("--teacher", required=True, help="fine-tuned teacher folder")
     distill.add_argument("--model", help="pretrained model the student starts from (default: the teacher)")
     fields = _common(distill, "runs/distill")
@@ -625,20 +630,20 @@ def build_parser() -> argparse.ArgumentParser:
     distill.add_argument("--layerdrop", type=float, help="LayerDrop rate of the student (default: none)")
     distill.set_defaults(fields=fields)
 
-    share = command("share", TECHNIQUES["sharing"].summary, share_command)
+    share = technique_command("sharing", share_command)
     share.add_argument("--model", help="pretrained model (default: the teacher, else the shipped MiniLM)")
     share.add_argument("--teacher", help="distill from this fine-tuned teacher instead of fine-tuning directly")
     fields = _common(share, "runs/share")
     fields["sharing"] = add_config_arguments(share, SharingConfig, prefix="sharing", title="sharing")
     share.set_defaults(fields=fields)
 
-    prune = command("prune", TECHNIQUES["pruning"].summary, prune_command)
+    prune = technique_command("pruning", prune_command)
     prune.add_argument("--model", required=True, help="fine-tuned model folder (best trained with LayerDrop)")
     fields = _common(prune, "runs/prune", training=False)
     fields["prune"] = add_config_arguments(prune, PruneSection, skip=("model",), title="pruning")
     prune.set_defaults(fields=fields)
 
-    export = command("export", TECHNIQUES["int8"].summary, export_command)
+    export = technique_command("int8", export_command)
     export.add_argument("--model", required=True, help="fine-tuned model folder")
     fields = _common(export, "runs/export", training=False)
     fields["export"] = add_config_arguments(export, Int8ExportConfig, prefix="export", title="int8 export")

@@ -41,7 +41,8 @@ class Technique:
         rank: Which technique names a model's kind when it has several (highest wins).
         tags: Hub tags of a model made with it.
         template: Card template (a file of `hf_efficient/hub/templates/`, or an absolute path).
-        command: The `hf-efficient` command that runs it on its own, if any.
+        command: The `hf-efficient` command that runs it on its own, if any: its name and help come from the row,
+            its flags and recipe from a builder in `cli.build_parser` (a test checks each row's command exists).
         config_class: Its settings, for techniques that are keys of training sections.
         sections: The recipe's training sections it can be a key of ("teacher", "student").
         shorthand: The config field that a bare value sets (`layerdrop: 0.2` is `{rate: 0.2}`).

@@ -1,5 +1,6 @@
 """The table of techniques: a new row reaches the recipe, the checkpoint, the report, the tags and the card."""
 
+import argparse
 import json
 from dataclasses import asdict, dataclass
 
@@ -8,6 +9,7 @@ import yaml
 from conftest import tiny_recipe
 from huggingface_hub import ModelCard
 
+from hf_efficient.cli import build_parser
 from hf_efficient.provenance import record_technique
 from hf_efficient.recipe import RecipeError, load_recipe, run_recipe
 from hf_efficient.techniques import TECHNIQUES, Technique, kind_of, register_technique, unregister_technique
@@ -63,6 +65,11 @@ def test_the_table_names_every_technique_once():
     assert kind_of([]) == "finetuned" and kind_of(["layerdrop", "distillation", "pruning"]) == "pruning"
     with pytest.raises(ValueError, match="exists"):
         register_technique(TECHNIQUES["layerdrop"])
+    # A row's `command` is a command of the CLI (a new row with one also needs its builder in cli.build_parser).
+    commands = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction)).choices
+    assert {t.command: commands[t.command].description for t in TECHNIQUES.values() if t.command} == {
+        t.command: t.summary for t in TECHNIQUES.values() if t.command
+    }
 
 
 def test_a_new_row_reaches_recipe_report_tags_and_card(fake_technique, tmp_path, tiny_bert_folder, reviews_csv):
