@@ -502,7 +502,7 @@ def _check_same_labels(labels: dict | None, reference: dict | None, model: str, 
 
 def card_command(args):
     from .hub import write_model_card
-    from .hub.card import check_card_metadata
+    from .hub.card import check_card_metadata, public_recipe
 
     run = Path(args.run_dir)
     if not run.is_dir():
@@ -524,7 +524,7 @@ def card_command(args):
         run_recipe(load_recipe(run / "recipe.yaml", [f"output_dir={run}", *card]))
     # The recipe the card shows, with the card's settings in it.
     shown = yaml.safe_dump({**yaml.safe_load((run / "recipe.yaml").read_text()), "card": chosen}, sort_keys=False)
-    (hub / "recipe.yaml").write_text(shown)
+    (hub / "recipe.yaml").write_text(public_recipe(shown) + "\n")
     repo_id = args.repo_id or (recipe.push.repo_id if recipe.push else None)  # the repo the loading snippets name
     write_model_card(hub, Report.load(run / "report.json"), shown, **chosen, repo_id=repo_id)
     print(f"Wrote {hub / 'README.md'}")

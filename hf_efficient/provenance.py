@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Callable
+from pathlib import Path
 
 from transformers import PretrainedConfig, PreTrainedModel
 
@@ -19,6 +20,14 @@ CONFIG_KEY = "hf_efficient"
 # `(settings, kept layer indices) -> the settings of the kept layers`. A pruned model keeps them, cut to
 # its layers; a student, trained anew, drops them (`layers.keep_layers`), live or only recorded.
 PER_LAYER_RECORDS: dict[str, Callable[[dict, list[int]], dict]] = {}
+
+
+def public_name(value: str) -> str:
+    """A model or file as a record that may be published names it: a path of this machine (absolute, or one
+    that exists here) by its last part; a Hub id, or any other text, as it is."""
+    if ("/" in value or "\\" in value) and (Path(value).expanduser().is_absolute() or Path(value).exists()):
+        return Path(value).name
+    return value
 
 
 def record_technique(model: PreTrainedModel, technique: str, settings: dict | None) -> None:

@@ -142,6 +142,12 @@ def test_tiny_run_leaves_whole_steps_and_a_card(tiny_run):
         assert (hub / name).is_file(), name
     # No pickle in the trained folders nor on the Hub: the recipe records the training settings.
     assert not list(output.glob("*/training_args.bin")) and not (hub / "training_args.bin").exists()
+    # Nothing published names where this machine keeps the run, the model or the data (all under one temp root).
+    root = str(output.parents[1])
+    texts = [p for p in hub.rglob("*") if p.suffix in (".json", ".yaml", ".md", ".txt")]
+    assert {"config.json", "report.json", "recipe.yaml", "README.md"} <= {p.name for p in texts}
+    assert [p.name for p in texts if root in p.read_text()] == []
+    assert load_recipe(hub / "recipe.yaml").student.num_layers == 2  # still a recipe
     # The recipe.yaml a run writes reads back as the same recipe: a step that is off (push) stays off.
     written = load_recipe(output / "recipe.yaml")
     assert written.push is None and written.to_dict() == state["recipe"]

@@ -16,7 +16,7 @@ from torch import nn
 from transformers import PreTrainedModel
 
 from ..encoders import layer_stack, record_layer_outputs
-from ..provenance import record_technique
+from ..provenance import public_name, record_technique
 from ..sentence import SentenceError, is_sentence_transformer, transformers_model
 from ..sentence.model import embeddings, is_bare_encoder, mean_pool
 from ..tasks import EMBEDDING_DIVERGENCES
@@ -143,7 +143,7 @@ class EmbeddingDistillationLoss(nn.Module):
             "distillation",
             {
                 "method": "embedding_pkd" if self.patient else "embedding",
-                "teacher": teacher_encoder.config.name_or_path or type(teacher_encoder).__name__,
+                "teacher": public_name(teacher_encoder.config.name_or_path) or type(teacher_encoder).__name__,
                 "teacher_layers": teacher_depth,
                 "layer_map": self.layer_map,
                 **self.config.to_dict(),

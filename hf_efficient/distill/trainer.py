@@ -9,7 +9,7 @@ from transformers import PreTrainedModel, Trainer
 
 from ..checks import check_tokenized
 from ..encoders import layer_stack, record_layer_outputs
-from ..provenance import record_technique
+from ..provenance import public_name, record_technique
 from ..sentence import is_sentence_transformer
 from ..tasks import task_of
 from .config import PKDConfig, check_same_vocabulary, pkd_layer_map
@@ -144,7 +144,7 @@ class DistillationTrainer(Trainer):
             "distillation",
             {
                 "method": "pkd" if patient else "logit_kd",
-                "teacher": teacher.config.name_or_path or type(teacher).__name__,
+                "teacher": public_name(teacher.config.name_or_path) or type(teacher).__name__,
                 "teacher_layers": len(layer_stack(teacher)),
                 "layer_map": self.layer_map,
                 **self.distillation.to_dict(),

@@ -17,6 +17,7 @@ import yaml
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
+from ..provenance import public_name
 from ..report import Report
 from ..report.render import cpu_in_words, depth_table, measured, millions, models_table, timing_note
 from ..tasks import get_task
@@ -121,26 +122,25 @@ def _card_data(report: Report, final, license: str, language: str) -> ModelCardD
     )
 
 
-def _public(value):
-    """A recipe value as a card may show it: local paths (absolute, or naming something that exists
-    here) become their last part, so that no path of the machine that made the model is published."""
+def public(value):
+    """A recipe's or report's values as a published file may hold them: local paths (absolute, or naming
+    something that exists here) become their last part (`provenance.public_name`)."""
     if isinstance(value, dict):
-        return {key: _public(item) for key, item in value.items()}
+        return {key: public(item) for key, item in value.items()}
     if isinstance(value, list):
-        return [_public(item) for item in value]
-    if isinstance(value, str) and ("/" in value or "\\" in value):
-        if Path(value).expanduser().is_absolute() or Path(value).exists():
-            return Path(value).name
-    return value
+        return [public(item) for item in value]
+    return public_name(value) if isinstance(value, str) else value
 
 
-def _public_recipe(recipe_text: str | None) -> str | None:
+def public_recipe(recipe_text: str | None) -> str | None:
+    """A recipe's YAML as the card and the Hub folder show it: as written, comments included, unless it
+    names a local path (`public`)."""
     if not recipe_text:
         return None
     recipe = yaml.safe_load(recipe_text)
-    if not isinstance(recipe, dict) or _public(recipe) == recipe:
+    if not isinstance(recipe, dict) or public(recipe) == recipe:
         return recipe_text.strip()  # as written, comments included
-    return yaml.safe_dump(_public(recipe), sort_keys=False).strip()
+    return yaml.safe_dump(public(recipe), sort_keys=False).strip()
 
 
 # Arguments of the transformers `pipeline` that make its output the task's: every label's score of a
@@ -296,7 +296,7 @@ def write_model_card(
         timing_note=timing_note(report),
         depth_table=depth_table(report),
         plots=_plots(report, folder),
-        recipe=_public_recipe(recipe_text),
+        recipe=public_recipe(recipe_text),
         repo=repo_id or f"your-name/{report.name}",
         repo_on_hub=repo_id is not None,
         model_type=config.get("model_type", ""),
@@ -338,7 +338,7 @@ def _sentence_card(
         )
     base = report.base_model if card_data.base_model or not report.base_model else Path(report.base_model).name
     note = timing_note(report)
-    recipe = _public_recipe(recipe_text)
+    recipe = public_recipe(recipe_text)
     body = (
         f"# {card_data.model_name}\n\n"
         f"A compressed sentence embedding model made with hf_efficient from `{base}`.\n\n"

@@ -268,14 +268,19 @@ def card(run, folder: Path) -> dict:
 def write_card(run, folder: Path, result: Report) -> dict:
     """Beside the model files already in the hub `folder`: the report, recipe, plots and the model card."""
     from ..hub import write_model_card
+    from ..hub.card import public, public_recipe
 
-    for name in ["report.json", "report.md", "recipe.yaml", *result.plots]:
+    for name in ["report.md", *result.plots]:
         shutil.copy(run.output / name, folder / name)
+    # Published: the report and recipe name the run's models and data, not where this machine keeps them.
+    (folder / "report.json").write_text(json.dumps(public(result.to_dict()), indent=1))
+    recipe_text = (run.output / "recipe.yaml").read_text()
+    (folder / "recipe.yaml").write_text(public_recipe(recipe_text) + "\n")
     section = run.recipe.card
     write_model_card(
         folder,
         result,
-        (run.output / "recipe.yaml").read_text(),
+        recipe_text,
         license=section.license,
         language=section.language,
         repo_id=run.recipe.push.repo_id if run.recipe.push else None,
