@@ -165,6 +165,16 @@ def test_tiny_run_leaves_whole_steps_and_a_card(tiny_run):
     assert from_hub.config.hf_efficient["pruning"]["kept_layers"] == [0]
 
 
+def test_the_base_model_is_that_of_the_model_the_final_one_came_from(tiny_run, tmp_path, tiny_bert_folder, reviews_csv):
+    output, report = tiny_run
+    assert report["base_model"] == str(tiny_bert_folder)  # `model`: a folder that names no Hub model
+    # The export of a given teacher: the teacher's base model (its run's report names it), not `model` (MiniLM).
+    given = tiny_recipe(tiny_bert_folder, reviews_csv, tmp_path / "given", student=None, prune=None, card=None)
+    del given["model"]
+    given["teacher"] = {"path": str(output / "teacher")}
+    assert run_recipe(given)["base_model"] == str(tiny_bert_folder)
+
+
 def test_changed_recipe_refuses_to_resume_but_a_changed_card_is_rewritten(tiny_run, tiny_bert_folder, reviews_csv):
     output, _ = tiny_run
     changed = tiny_recipe(tiny_bert_folder, reviews_csv, output)

@@ -214,6 +214,20 @@ def describe_export(entry: ModelEntry, source: ModelEntry, record: dict) -> None
     }
 
 
+def _origin(run, models: list[ModelEntry]) -> str:
+    """The model the final one was made from: the teacher's `path` where it descends from a given teacher (as
+    itself, pruned, exported, or a student of its layers), else the recipe's `model`."""
+    recipe = run.recipe
+    final = [entry for entry in models if not entry.baseline_of][-1]
+    made_from = final.source or final.name  # an export's source
+    if made_from == "pruned":
+        made_from = run.steps["prune"]["source"]
+    if made_from == "student" and recipe.student.init_from == "teacher":
+        made_from = "teacher"
+    given = recipe.teacher.path if recipe.teacher else None
+    return given if made_from == "teacher" and given else recipe.model
+
+
 def run_report(
     run, models: list[ModelEntry], timing, *, threads: int, rows: int, metric: str | None = None, depths=None
 ) -> Report:
@@ -221,7 +235,7 @@ def run_report(
     recipe = run.recipe
     return Report(
         name=recipe.name,
-        base_model=base_model_id(recipe.model),
+        base_model=base_model_id(_origin(run, models)),
         task=TaskInfo(
             name=recipe.task,
             dataset=run.dataset_name,
