@@ -458,7 +458,7 @@ def benchmark_command(args):
     report = Report(
         name="benchmark",
         task=TaskInfo(
-            dataset=Path(scope["data"]).name, split="test", rows=len(test), metric=task.metric, name=task.name
+            dataset=Path(scope["data"]).name, split="test", rows=scope["rows"], metric=task.metric, name=task.name
         ),
         hardware=hardware(args.threads or usable_cores()),
         timing=entries.timing,

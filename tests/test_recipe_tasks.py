@@ -114,6 +114,9 @@ def test_a_recipe_of_every_task_runs_end_to_end(tmp_path, tiny_bert_folder, task
 
     # The report scores every model with the task's metrics, named as the task names them.
     assert report["task"]["name"] == task and report["task"]["metric"] == row.metric
+    # The test split as given: its file and its examples (not the tokenized rows: question answering's windows).
+    tested = ("pairs.csv", 8) if task == "text-classification" else ("test.jsonl", 4)
+    assert (report["task"]["dataset"], report["task"]["rows"]) == tested
     assert [m["name"] for m in report["models"]] == ["teacher", "student", "student-int8"]
     low, high = RANGES.get(row.metric, (0, 1))
     for model in report["models"]:

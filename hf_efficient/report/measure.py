@@ -340,7 +340,9 @@ def measure_models(
             entry.kind = kind_of(entry.techniques)
             runners[name], modules[name] = pytorch_runner(model), model
         entry.size_mb = round(weights_size_mb(path), 2)
-        per_1000 = None if meter.joules is None else meter.joules / len(dataset) * 1000
+        # Per prediction: per example, not per tokenized row (question answering splits a context into windows).
+        predictions = len(scoring["examples"]) if scoring.get("examples") is not None else len(dataset)
+        per_1000 = None if meter.joules is None else meter.joules / predictions * 1000
         entry.energy = Energy(per_1000_predictions_joules=per_1000, source=meter.source)
         entries.append(entry)
         if len(entries) == 1 and name in modules and wants_bf16(bf16_baseline):
