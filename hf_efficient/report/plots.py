@@ -49,8 +49,9 @@ def plot_accuracy_by_depth(
 
 
 def plot_tradeoffs(models: list[ModelEntry], output_dir: str | Path, metric: str = "accuracy") -> list[str]:
-    """Plot the task's `metric` (default: accuracy) against size on disk and against CPU latency, one
-    point per model; write two PNGs, `<metric>_vs_size.png` and `<metric>_vs_latency.png`.
+    """Plot the task's `metric` (default: accuracy) against the size of the weights (their files; a bf16 cast's
+    tensors, as it would save them) and against CPU latency, one point per model; write two PNGs,
+    `<metric>_vs_size.png` and `<metric>_vs_latency.png`.
 
     The x axes are logarithmic (sizes and latencies span orders of magnitude) with plain tick labels
     ("40", not "4x10^1"), and the axes leave room for every point's label.
@@ -63,7 +64,7 @@ def plot_tradeoffs(models: list[ModelEntry], output_dir: str | Path, metric: str
     plt = _pyplot()
     batch = max(models[0].latency_ms, key=int)
     axes_values = {
-        f"{metric}_vs_size.png": ("size on disk (MB)", f"{metric} against size", lambda m: m.size_mb),
+        f"{metric}_vs_size.png": ("size of the weights (MB)", f"{metric} against size", lambda m: m.size_mb),
         f"{metric}_vs_latency.png": (
             f"CPU latency at batch {batch} (ms)",
             f"{metric} against CPU latency (batch {batch})",
