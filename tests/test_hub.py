@@ -608,14 +608,17 @@ def test_the_base_model_of_a_local_folder_is_the_hub_model_it_came_from(tmp_path
     (run / "report.json").write_text(json.dumps({"base_model": "google-bert/bert-base-uncased"}))
     downloaded = tmp_path / "downloaded"  # a folder with a model card
     downloaded.mkdir()
-    (downloaded / "README.md").write_text("---\nbase_model:\n- FacebookAI/roberta-base\n---\n# a model\n")
+    (downloaded / "README.md").write_text("---\nbase_model:\n- FacebookAI/roberta-base\ntags:\n- hf_efficient\n---\n")
+    other = tmp_path / "other"  # another library's card: its base model is the folder's parent, not the folder
+    other.mkdir()
+    (other / "README.md").write_text("---\nbase_model: google-bert/bert-base-uncased\n---\n# an SST-2 model\n")
     plain = tmp_path / "plain"  # nothing says where it came from
     plain.mkdir()
     (plain / "report.json").write_text(json.dumps({"base_model": "not/a-run"}))  # no run_state.json: not a run
     assert base_model_id(str(run / "teacher")) == "google-bert/bert-base-uncased"
     assert base_model_id(str(downloaded)) == "FacebookAI/roberta-base"
     assert base_model_id(default_model_path()) == MINILM_ID == base_model_id("minilm")
-    assert base_model_id(str(plain)) == str(plain)
+    assert base_model_id(str(plain)) == str(plain) and base_model_id(str(other)) == str(other)
     assert base_model_id("owner/name") == "owner/name"
 
 

@@ -45,9 +45,10 @@ MODEL_SHORTCUTS = {"minilm": MINILM_ID, "mpnet": MPNET_ID}
 
 def base_model_id(model: str) -> str:
     """What a run's report and card name as the base model of the recipe's `model`: the Hub id of a shortcut or of
-    a shipped model's folder; for another folder, the base model its model card names, or the report of the
-    hf_efficient run it was made in (`runs/x/teacher`); else `model` as given (a Hub id, or a folder, which the
-    card names by its last part and leaves out of the metadata)."""
+    a shipped model's folder; for a model hf_efficient made, the one its making started from, as its card (a
+    `hub/` folder) or the report of its run (`runs/x/teacher`) names it; else `model` as given (a Hub id, or a
+    folder, which the card names by its last part and leaves out of the metadata). Another library's card
+    is not read: its base model is the folder's parent, not the folder itself."""
     if model in MODEL_SHORTCUTS:
         return MODEL_SHORTCUTS[model]
     folder = Path(model).expanduser()
@@ -60,12 +61,14 @@ def _recorded_base_model(folder: Path) -> str | None:
     from huggingface_hub.repocard import metadata_load
 
     base = None
-    if (folder / "README.md").is_file():  # a model card, e.g. of a folder downloaded from the Hub
+    if (folder / "README.md").is_file():  # a card, e.g. of a hub/ folder or of one downloaded from the Hub
         try:
-            base = (metadata_load(folder / "README.md") or {}).get("base_model")
+            card = metadata_load(folder / "README.md") or {}
         except (yaml.YAMLError, ValueError):
-            base = None
-        base = base[0] if isinstance(base, list) and len(base) == 1 else base
+            card = {}
+        if "hf_efficient" in (card.get("tags") or []):
+            base = card.get("base_model")
+            base = base[0] if isinstance(base, list) and len(base) == 1 else base
     run = folder.parent
     if not isinstance(base, str) and (run / "run_state.json").is_file() and (run / "report.json").is_file():
         try:
