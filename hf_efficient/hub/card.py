@@ -79,16 +79,14 @@ def _template(kind: str) -> str:
     return TECHNIQUES[kind].template
 
 
-def _settings(report: Report) -> dict[str, dict]:
-    """Each technique of the report with the settings a model of it records (for settings-dependent tags)."""
-    settings = dict.fromkeys(report.techniques, None)
-    for model in report.models:
-        for name, recorded in model.settings.items():
-            settings[name] = settings.get(name) or recorded
-    unknown = [name for name in settings if name not in TECHNIQUES]
+def _settings(report: Report, final) -> dict[str, dict]:
+    """Each technique the card's model was made with and the settings it records (for settings-dependent tags):
+    the final model's own, not every model's of the run (a student of a LayerDrop teacher was not trained with
+    LayerDrop, and cannot be pruned as one)."""
+    unknown = [name for name in dict.fromkeys([*report.techniques, *final.techniques]) if name not in TECHNIQUES]
     if unknown:
         raise ValueError(f"write_model_card: unknown techniques {unknown}; use those of {sorted(TECHNIQUES)}.")
-    return settings
+    return {name: final.settings.get(name) for name in final.techniques}
 
 
 def _card_data(report: Report, final, license: str, language: str) -> ModelCardData:
@@ -115,7 +113,7 @@ def _card_data(report: Report, final, license: str, language: str) -> ModelCardD
         base_model=report.base_model if _on_hub(report.base_model, _REPO_ID) else None,
         datasets=[dataset] if hub_dataset else None,
         pipeline_tag=row.pipeline_tag,
-        tags=["hf_efficient", *hub_tags(_settings(report))],
+        tags=["hf_efficient", *hub_tags(_settings(report, final))],
         metrics=list(metrics) or None,
         model_name=f"{report.name}-{final.name}",
         eval_results=results or None,  # an empty list would still write an empty model-index
