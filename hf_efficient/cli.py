@@ -551,8 +551,8 @@ def push_command(args):
         folder = folder / "hub"
     elif (folder / "run_state.json").is_file():
         raise ValueError(
-            f"{folder} is a run without hub/ (its recipe has no card step): assemble it with hf-efficient card "
-            f"{folder}, then push."
+            f"{folder} is a run without hub/ (its recipe has no card step, or hub/ was deleted): assemble it with "
+            f"hf-efficient card {folder}, then push."
         )
     card = folder / "README.md"
     before = card.read_text() if card.is_file() else None

@@ -145,6 +145,20 @@ def test_run_with_overrides_a_later_card_and_a_bad_recipe(tmp_path, tiny_bert_fo
     with pytest.raises(SystemExit):
         main(["run", str(path), "--set", "card.license=MIT"])
     assert "recipe.card.license='MIT' is not a Hub license id (did you mean mit?)" in capsys.readouterr().err
+    # hub/ deleted: push says how to make it again, and card does.
+    shutil.rmtree(tmp_path / "run" / "hub")
+    with pytest.raises(SystemExit):
+        main(["push", "run", "--repo-id", "me/run"])
+    assert "run is a run without hub/ (its recipe has no card step, or hub/ was deleted)" in capsys.readouterr().err
+    main(["card", "run"])
+    assert ModelCard.load(tmp_path / "run" / "hub" / "README.md").data.license == "mit"
+    # A model a later step was made from, deleted: refused, not made again under the later steps.
+    shutil.rmtree(tmp_path / "run" / "teacher")
+    with pytest.raises(SystemExit):
+        main(["run", str(path), "--set", "teacher.epochs=1", "--output-dir", "run"])
+    assert "run/teacher, which the teacher step made, is missing: restore it, or start the run over" in (
+        capsys.readouterr().err
+    )
     with pytest.raises(SystemExit):
         main(["run", str(path), "--set", "teacher.epoch=1"])
     assert "unknown key 'epoch'. Did you mean 'epochs'" in capsys.readouterr().err

@@ -293,8 +293,23 @@ class Run:
     def steps(self) -> dict[str, dict]:
         return self.state.steps
 
+    def _made_is_missing(self, name: str) -> bool:
+        """Whether what a completed step made is gone: the card's hub/ folder is made again (nothing reads it);
+        a model or export that later steps were made from is refused, for the whole run to start over."""
+        made = self.steps[name].get("path")
+        if not made or (self.output / made).exists():
+            return False
+        if name == "card":
+            return True
+        raise RecipeError(
+            f"{self.output / made}, which the {name} step made, is missing: restore it, or start the run over "
+            "(--restart; run_recipe(..., restart=True))."
+        )
+
     def execute(self) -> dict:
         for number, step in enumerate(self.plan, start=1):
+            if step.name in self.steps and self._made_is_missing(step.name):
+                del self.steps[step.name]  # the card's hub/ folder, deleted: assembled again
             if step.name in self.steps:
                 self.say(f"[{number}/{len(self.plan)}] {step.name}: done in an earlier run, skipped")
                 continue
