@@ -99,6 +99,10 @@ def test_pruned_distilled_and_shared_models_export(tmp_path):
         if name == "shared":
             # Shared weights go through torch.onnx, which writes them once.
             assert result.backend == "onnxruntime"
+            # The graph holds the weights: its config is the plain model's, for Optimum without hf_efficient.
+            saved = json.loads((tmp_path / name / "config.json").read_text())
+            assert (saved["model_type"], saved["architectures"]) == ("bert", ["BertForSequenceClassification"])
+            assert saved["hf_efficient"]["sharing"]["num_groups"] == 1  # how it was made, still recorded
             assert result.parameters < tiny_model("bert", num_layers=4).num_parameters()
             one_layer = export_int8(prune_layers(tiny_model("bert", num_layers=4), 1), tmp_path / "one")
             assert one_layer is not None

@@ -350,11 +350,19 @@ def _config_from_keywords(config: Int8ExportConfig | None, settings: dict) -> In
 
 def _record_architecture(config_file: Path, model) -> None:
     """Name the head's class in the export's config.json, as `save_pretrained` does for a model: a model
-    built with `from_config` has none, and the helpers and `folder_task` read the head from it."""
+    built with `from_config` has none, and the helpers and `folder_task` read the head from it. A shared
+    model's export names the plain class and model type: its graph holds the weights, so Optimum and plain
+    transformers read the folder without hf_efficient (which the shared type would need)."""
+    from ..sharing.model import MODEL_TYPE_PREFIX  # not at import: sharing imports what imports this module
+
     saved = json.loads(config_file.read_text())
-    if not saved.get("architectures"):
+    plain = getattr(type(model), "plain_class", None)
+    if plain is not None:
+        saved["model_type"] = saved["model_type"].removeprefix(MODEL_TYPE_PREFIX)
+        saved["architectures"] = [plain.__name__]
+    elif not saved.get("architectures"):
         saved["architectures"] = [type(model).__name__]
-        config_file.write_text(json.dumps(saved, indent=2, sort_keys=True) + "\n")
+    config_file.write_text(json.dumps(saved, indent=2, sort_keys=True) + "\n")
 
 
 def export_int8(
