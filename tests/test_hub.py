@@ -148,6 +148,7 @@ def logits(model, batch) -> np.ndarray:
 
 def test_card_metadata_round_trips(tmp_path):
     report = example_report("int8")
+    report["models"][-1] = {**report["models"][-1], "source": "student"}  # the export of `student`
     write_folder_extras(tmp_path, report)
     (tmp_path / "onnx").mkdir()
     card = write_model_card(tmp_path, report, RECIPE, repo_id="alice/quickstart-int8")
@@ -156,6 +157,8 @@ def test_card_metadata_round_trips(tmp_path):
     assert text == str(card) and text.startswith("---\n")
     loaded = ModelCard.load(tmp_path / "README.md")
     data = loaded.data.to_dict()
+    # What from_pretrained loads is not what the metadata scores: the card says so, with both figures.
+    assert "`from_pretrained` loads `student` (accuracy 0.8100); the int8 file\n  scores 0.8050" in text
     # The tags of the techniques of the card's model, not of every model of the run (the teacher's LayerDrop).
     assert data["tags"] == "hf_efficient knowledge-distillation pkd int8 onnx".split()
     assert data["base_model"] == "sentence-transformers/all-MiniLM-L6-v2"

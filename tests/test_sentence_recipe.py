@@ -94,6 +94,10 @@ def test_sentence_embedding_recipe_end_to_end(tmp_path):
     assert (hub / int8_file).is_file() and int8_file.startswith("onnx/") and int8.path == f"onnx/{int8_file}"
     assert 'SentenceTransformer("path/to/this/folder")' in card and "| `student-int8` (this model) |" in card
     assert f'backend="onnx", model_kwargs={{"file_name": "{int8_file}"}}' in card
+    assert (
+        "needs transformers < 4.58" in card
+        and '`SentenceTransformer("path/to/this/folder")` loads `student`, the fp32' in card
+    )
     main(["card", str(tmp_path / "run"), "--repo-id", "alice/tiny-embed"])  # rewrites the card from report.json
     card = (hub / "README.md").read_text()
     assert 'SentenceTransformer("alice/tiny-embed")' in card and "library_name: sentence-transformers" in card

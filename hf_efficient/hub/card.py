@@ -282,6 +282,8 @@ def write_model_card(
         metric=report.task.metric,
         hardware=dataclasses.asdict(report.hardware),
         final=dataclasses.asdict(final),
+        # What `from_pretrained` loads from the folder's top where the card's model is an export of it.
+        source=dataclasses.asdict(report.model(final.source)) if final.source else None,
         reference=dataclasses.asdict(report.model(report.reference)),
         speedup_batch=min(final.speedup, key=int, default=None),
         speed_baseline=report.speed_baseline.replace(" at each batch size", ""),
@@ -329,11 +331,22 @@ def _sentence_card(
     if final.format == "onnx" and export.is_file():
         file = json.loads(export.read_text())["int8_file"]
         onnx = (
-            "\nThe int8 ONNX model (`pip install sentence-transformers[onnx]`):\n\n```python\n"
+            "\nThe int8 ONNX model, through sentence-transformers' ONNX backend (`pip install "
+            "sentence-transformers[onnx]`, which runs on Optimum: its optimum-onnx 0.1 release needs "
+            "transformers < 4.58):\n\n```python\n"
             "from sentence_transformers import SentenceTransformer\n\n"
             f'model = SentenceTransformer("{repo}", backend="onnx", model_kwargs={{"file_name": "{file}"}})\n'
             f"{example}\n```\n"
         )
+        if final.source:  # what the metadata scores is the int8 file, not the weights the first snippet loads
+            metric, source = report.task.metric, report.model(final.source)
+            onnx += (
+                f'\n`SentenceTransformer("{repo}")` loads `{source.name}`, the fp32 model before quantization '
+                f"({metric} {measured(source.metrics.get(metric), '.4f')}); the int8 file scores "
+                f"{measured(final.metrics.get(metric), '.4f')}, the figure in the metadata.\n"
+            )
+    threads = report.hardware.cpu_threads
+    threads = f"{threads} thread{'' if threads == 1 else 's'}"
     base = report.base_model if card_data.base_model or not report.base_model else Path(report.base_model).name
     note = timing_note(report)
     recipe = public_recipe(recipe_text)
@@ -343,7 +356,7 @@ def _sentence_card(
         "## Usage\n\n```python\nfrom sentence_transformers import SentenceTransformer\n\n"
         f'model = SentenceTransformer("{repo}")\n{example}\n```\n{onnx}\n'
         f"## Evaluation\n\n{report.task.split.capitalize()} split of {report.task.dataset}: embedding quality "
-        f"against `{report.reference}`'s embeddings, CPU latency on {report.hardware.cpu_threads} threads of "
+        f"against `{report.reference}`'s embeddings, CPU latency on {threads} of "
         f"{cpu_in_words(report) if report.hardware.cpu else 'a CPU not recorded'}, side by side in one run; "
         f"speed-up against {report.speed_baseline}.\n\n{models_table(report, highlight=final.name)}\n"
         + (f"\n{note}\n" if note else "")
