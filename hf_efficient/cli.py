@@ -332,6 +332,8 @@ def _load_split(args, model: Path, split: str = "test"):
     import datasets
     from transformers import AutoTokenizer
 
+    if not 0 <= args.seed < 2**32:
+        raise ValueError(f"--seed {args.seed}: give an integer from 0 to 2**32 - 1.")
     folder = _model_folder(model)
     # evaluate's --model; benchmark's first model, which its help calls the reference.
     task = fine_tuned_task(str(folder), "model" if hasattr(args, "model") else "reference") or DEFAULT_TASK_NAME
@@ -502,7 +504,7 @@ def _check_same_labels(labels: dict | None, reference: dict | None, model: str, 
 
 def card_command(args):
     from .hub import write_model_card
-    from .hub.card import check_card_metadata, public_recipe
+    from .hub.card import check_card_metadata, public_recipe, repo_id_problem
 
     run = Path(args.run_dir)
     if not run.is_dir():
@@ -517,6 +519,9 @@ def card_command(args):
         if value is not None and not value.strip():  # not silently the earlier card's or the recipe's
             raise ValueError(f"--{key} {value!r}: give the card's {key}, e.g. {example}, or leave the flag out.")
     check_card_metadata(args.license or "apache-2.0", args.language or "en", "--", " ")
+    problem = repo_id_problem(args.repo_id) if args.repo_id is not None else None
+    if problem:
+        raise ValueError(f"--repo-id {args.repo_id!r}: {problem}")
     section = recipe.card or CardSection()
     chosen = {key: getattr(args, key) or before.get(key) or getattr(section, key) for key in ("license", "language")}
     if not hub.is_dir():  # a run without a card step: its card step assembles hub/ (never a push)
@@ -540,10 +545,11 @@ def _card_metadata(card: Path) -> dict:
 
 def push_command(args):
     from .hub import push_to_hub, write_model_card
-    from .hub.card import is_repo_id
+    from .hub.card import repo_id_problem
 
-    if not is_repo_id(args.repo_id):
-        raise ValueError(f"--repo-id {args.repo_id}: write it as namespace/name, e.g. me/minilm-int8.")
+    problem = repo_id_problem(args.repo_id)
+    if problem:
+        raise ValueError(f"--repo-id {args.repo_id!r}: {problem}")
     folder = Path(args.folder)
     if not folder.is_dir():
         raise ValueError(f"{folder}: no such folder; give a run folder or a model folder to upload.")

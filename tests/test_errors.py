@@ -21,6 +21,8 @@ from conftest import tiny_recipe
 from hf_efficient import export_int8, load_text_classification, run_recipe
 from hf_efficient.checks import model_source
 from hf_efficient.cli import main
+from hf_efficient.data import DataConfig
+from hf_efficient.data.text import load_default_task
 
 ROOT = Path(__file__).resolve().parent.parent
 FAST = 10.0  # seconds: far below the ~50 s that transformers spends retrying a network that is not there
@@ -254,10 +256,24 @@ ROWS = [
     Row("benchmark-sentence-transformers-export", ["benchmark", "{tiny}", "{bad}/st/onnx/model.onnx"],
         "{bad}/st/onnx/model.onnx is a sentence-transformers model, which evaluate and benchmark do not score: .*"),
     Row("push-bad-repo-id", ["push", "{bad}/run", "--repo-id", "no-namespace"],
-        "--repo-id no-namespace: write it as namespace/name, e.g. me/minilm-int8."),
+        "--repo-id 'no-namespace': write it as namespace/name, e.g. me/minilm-int8."),
     Row("push-run-without-hub", ["push", "{bad}/finished", "--repo-id", "me/tiny"],
-        "{bad}/finished is a run without hub/ \\(its recipe has no card step\\): assemble it with hf-efficient card "
-        "{bad}/finished, then push."),
+        "{bad}/finished is a run without hub/ \\(its recipe has no card step, or hub/ was deleted\\): assemble it with "
+        "hf-efficient card {bad}/finished, then push."),
+    Row("push-repo-id-with-a-space", ["push", "{bad}/run", "--repo-id", "me/x y"],
+        "--repo-id 'me/x y': ' ': a repo id has only letters, digits, '-', '_' and '.'; e.g. me/minilm-int8."),
+    Row("push-repo-id-with-dots", ["push", "{bad}/run", "--repo-id", "me/a..b"],
+        "--repo-id 'me/a..b': '..' and '--' are not allowed in a repo id; use one '.' or '-'."),
+    Row("run-override-bad-yaml", ["run", "{bad}/recipes/a.yaml", "--set", "teacher.epochs=[1"],
+        "Override 'teacher.epochs=\\[1': the value is not valid YAML .*; quote it or fix it, e.g. "
+        "teacher.epochs=\\[1, 2\\]."),
+    Row("run-override-nan", ["run", "{bad}/recipes/a.yaml", "--set", "teacher.epochs=.nan"],
+        "recipe.teacher.epochs=nan: must be a positive number \\(not nan or inf\\)."),
+    Row("run-name-is-a-path", ["run", "{bad}/recipes/a.yaml", "--set", "name=../escape"],
+        "recipe.name='../escape' is a run's name, not a path: give a name \\(e.g. quickstart\\), and the folder as "
+        "output_dir."),
+    Row("layerdrop-negative-seed", ["layerdrop", "--model", "{tiny}", "--seed", "-1", *TINY],
+        "--seed -1: give an integer from 0 to 2\\*\\*32 - 1."),
     Row("run-empty-output-dir", ["run", "{bad}/recipes/a.yaml", "--output-dir", ""],
         "--output-dir '' is empty: give the run's folder, e.g. runs/x."),
     Row("push-missing-folder", ["push", "{bad}/gone", "--repo-id", "me/tiny"],
@@ -391,6 +407,22 @@ API = [
     ("load_text_classification-one-class", lambda p, out: load_text_classification(
         f"{p['bad']}/one_class.csv", text_column="review", label_column="stars"),
      "label_column='stars' holds one class only \\(good\\); a classifier needs rows of at least two classes."),
+    ("load_text_classification-default-with-columns", lambda p, out: load_text_classification(
+        "rotten_tomatoes_default", text_column="review", test_split=0.3),
+     "load_text_classification\\('rotten_tomatoes_default', text_column='review'\\): the default data have fixed "
+     "columns and splits \\(by movie\\); drop text_column, test_split."),
+    ("load_text_classification-no-text-column", lambda p, out: load_text_classification(p["csv"], text_column=None),
+     "load_text_classification\\(text_column=None\\): give a column name as text."),
+    ("load_text_classification-a-column-twice", lambda p, out: load_text_classification(
+        p["csv"], text_column="review", label_column="stars", text_pair_column="review"),
+     "load_text_classification: text_column='review', label_column='stars', text_pair_column='review' name one "
+     "column twice; give each its own column."),
+    ("load_text_classification-label-names-text", lambda p, out: load_text_classification(p["csv"], label_names="ab"),
+     "load_text_classification\\(label_names='ab'\\): give a list of names, e.g. \\[neg, pos\\]."),
+    ("load_default_task-seed-none", lambda p, out: load_default_task(max_train_samples=3, seed=None),
+     "load_default_task\\(seed=None\\): give an integer from 0 to 2\\*\\*32 - 1."),
+    ("DataConfig-train-file-not-text", lambda p, out: DataConfig(train_file=True),
+     "DataConfig\\(train_file=True\\): give a path as text."),
     ("model_source-empty", lambda p, out: model_source("", "teacher.path"),
      "teacher.path='': give a model folder \\(with config.json\\) or a Hub id like owner/name."),
 ]  # fmt: skip

@@ -426,7 +426,7 @@ def test_round_trip_through_the_hub(hub, tmp_path, tokenizer, kind):
 @pytest.mark.parametrize("repo_id", ["quickstart", "alice/quickstart/int8", "alice/../x", "/alice/x", "alice/x y", ""])
 def test_push_to_hub_refuses_a_bad_repo_id(hub, tmp_path, repo_id):
     (tmp_path / "config.json").write_text("{}")
-    with pytest.raises(ValueError, match="use 'namespace/name'"):
+    with pytest.raises(ValueError, match=r"^push_to_hub\(repo_id=.*\): .*(namespace/name|not allowed|only letters)"):
         push_to_hub(tmp_path, repo_id)
     assert hub.requests == []
 
@@ -491,7 +491,7 @@ def test_write_model_card_refuses_missing_folder_keys_and_onnx(tmp_path):
     with pytest.raises(ValueError, match="is int8 but .* has no onnx/ subfolder"):
         write_model_card(tmp_path, report)
     (tmp_path / "onnx").mkdir()
-    with pytest.raises(ValueError, match=r"repo_id='quickstart'\): use 'namespace/name'"):
+    with pytest.raises(ValueError, match=r"repo_id='quickstart'\): write it as namespace/name"):
         write_model_card(tmp_path, report, repo_id="quickstart")
 
 

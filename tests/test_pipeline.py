@@ -38,7 +38,7 @@ def test_every_shipped_recipe_validates():
     [
         ({"name": "x", "teachr": {}}, "unknown key 'teachr'. Did you mean 'teacher'?"),
         ({"name": "x", "teacher": {"epoch": 1}}, r"recipe.teacher: unknown key 'epoch'. Did you mean 'epochs'\?"),
-        ({"name": "x", "teacher": {"epochs": -1}}, r"recipe.teacher.epochs=-1.0: must be positive"),
+        ({"name": "x", "teacher": {"epochs": -1}}, r"recipe.teacher.epochs=-1.0: must be a positive number"),
         ({"name": "x", "teacher": {"layerdrop": 1.5}}, r"recipe.teacher.layerdrop: LayerDropConfig\(rate=1.5\)"),
         ({"name": "x", "teacher": {}, "student": {"num_layers": "three"}}, "num_layers='three': expected int"),
         ({"name": "x", "teacher": {}, "export": {"mode": "statc"}}, "Did you mean 'static'"),
@@ -47,7 +47,7 @@ def test_every_shipped_recipe_validates():
         ({"name": "x", "student": {"distillation": {}}}, "need a `teacher` section"),
         ({"name": "x", "prune": {"depths": [2]}}, "prune/export need a model"),
         ({"name": "x", "teacher": {}, "export": {"model": "pruned"}}, "needs prune.num_layers"),
-        ({"name": "x", "push": {"repo_id": "no-namespace"}}, "'namespace/name'"),
+        ({"name": "x", "push": {"repo_id": "no-namespace"}}, "write it as namespace/name"),
         ({"name": "x", "push": {}}, "recipe.push: missing repo_id"),
         ({"teacher": {}}, "missing name"),
         ({"name": "x"}, r"^the recipe makes no model: add a `teacher` section"),
@@ -367,6 +367,19 @@ def test_a_new_head_is_drawn_from_the_recipe_seed(tmp_path, tiny_bert_folder, re
         heads.append(run_module.Run(recipe).pretrained().classifier.weight)
     assert torch.equal(heads[0], heads[1])
     assert not torch.equal(heads[0], heads[2])
+
+
+def test_an_override_below_a_bare_value_keeps_it_and_a_student_s_sharing_is_checked_before_training(
+    tmp_path, tiny_bert_folder, reviews_csv
+):
+    from hf_efficient import LayerDropConfig
+
+    recipe = load_recipe({"name": "x", "teacher": {"layerdrop": 0.5}}, ["teacher.layerdrop.seed=3"])
+    assert recipe.teacher.techniques["layerdrop"] == LayerDropConfig(rate=0.5, seed=3)  # not the default rate
+    student = {"num_layers": 3, "epochs": 1, "distillation": {}, "sharing": {"num_groups": 2}}
+    with pytest.raises(RecipeError, match=r"^student.sharing.num_groups=2 does not divide the student's 3 layers"):
+        run_recipe(tiny_recipe(tiny_bert_folder, reviews_csv, tmp_path / "run", student=student))
+    assert not (tmp_path / "run").exists()  # before the teacher trains
 
 
 def test_prune_depth_beyond_the_model_is_refused(tmp_path, tiny_bert_folder, reviews_csv):

@@ -106,6 +106,11 @@ class DataConfig:
     )
 
     def __post_init__(self):
+        for f in fields(self):  # paths and column names: a number or a bool would fail deep in pathlib or pyarrow
+            value = getattr(self, f.name)
+            if f.name.endswith(("_file", "_column")) and not (isinstance(value, str) or value is None):
+                what = "column name" if f.name.endswith("_column") else "path"
+                raise ValueError(f"DataConfig({f.name}={value!r}): give a {what} as text.")
         for name in ("max_length", "doc_stride", "max_answer_length", "n_best_size"):
             _positive_int(getattr(self, name), name)
         if self.max_train_samples is not None:

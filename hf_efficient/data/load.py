@@ -24,7 +24,7 @@ import datasets
 
 from ..checks import data_file
 from .config import DEFAULT_TASK, DataConfig
-from .text import SPLITS, _read_file, _select_columns, complete_splits, load_text_classification
+from .text import SPLITS, _read_file, _select_columns, check_seed, complete_splits, load_text_classification
 
 TEXT_CLASSIFICATION = "text-classification"
 MULTI_LABEL = "multi-label-classification"
@@ -74,6 +74,7 @@ def load_data(
         raise ValueError(f"load_data(config=...) takes a DataConfig, got {type(config).__name__}.")
     task = check_task(task)
     config.check_fields_for(task)
+    check_seed(seed, "load_data")
     options = dict(
         validation_split=config.validation_split,
         test_split=config.test_split,

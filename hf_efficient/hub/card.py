@@ -57,6 +57,22 @@ def is_repo_id(value) -> bool:
     return _is_hub_id(value, _REPO_ID)
 
 
+def repo_id_problem(value) -> str | None:
+    """What keeps `value` from being a Hub model repo id (`namespace/name`), with the fix; None if it is one."""
+    if is_repo_id(value):
+        return None
+    if not isinstance(value, str) or value.count("/") != 1 or not all(value.split("/")):
+        return "write it as namespace/name, e.g. me/minilm-int8."
+    if len(max(value.split("/"), key=len)) > 96:
+        return "a namespace or name is at most 96 characters; shorten it."
+    if ".." in value or "--" in value:
+        return "'..' and '--' are not allowed in a repo id; use one '.' or '-'."
+    if any(not part[0].isalnum() for part in value.split("/")):
+        return "the namespace and the name start with a letter or digit."
+    bad = sorted({c for c in value.replace("/", "") if not (c.isascii() and (c.isalnum() or c in "._-"))})
+    return f"{''.join(bad)!r}: a repo id has only letters, digits, '-', '_' and '.'; e.g. me/minilm-int8."
+
+
 def _is_hub_id(value, pattern: re.Pattern) -> bool:
     return isinstance(value, str) and pattern.fullmatch(value) is not None and ".." not in value and "--" not in value
 
@@ -246,7 +262,8 @@ def write_model_card(
     check_card_metadata(license, language, "write_model_card: ")
     if repo_id is not None and not is_repo_id(repo_id):
         raise ValueError(
-            f"write_model_card(repo_id={repo_id!r}): use 'namespace/name' (without one, snippets load a local folder)."
+            f"write_model_card(repo_id={repo_id!r}): {repo_id_problem(repo_id)} (without one, the loading snippets "
+            f"name a your-name/{report.name} placeholder)"
         )
     final = report.model(report.final)
     if get_task(report.task.name).library == "sentence-transformers":

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from huggingface_hub import HfApi, constants
 
-from .card import is_repo_id
+from .card import is_repo_id, repo_id_problem
 
 
 def push_to_hub(
@@ -40,7 +40,7 @@ def push_to_hub(
     if not ((folder / "config.json").exists() or (folder / "README.md").exists()):
         raise ValueError(f"push_to_hub: {folder} holds no config.json nor README.md; is it a checkpoint folder?")
     if not is_repo_id(repo_id):
-        raise ValueError(f"push_to_hub(repo_id={repo_id!r}): use 'namespace/name', e.g. 'your-name/{folder.name}'.")
+        raise ValueError(f"push_to_hub(repo_id={repo_id!r}): {repo_id_problem(repo_id)}")
     if constants.HF_HUB_OFFLINE:  # read per call: the environment at import, or as a test patched it
         raise OSError(
             "push_to_hub: HF_HUB_OFFLINE=1 is set, which keeps huggingface_hub off the network; unset it to upload."

@@ -19,6 +19,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import json
+import math
 import re
 import types
 import typing
@@ -81,7 +82,7 @@ def _recorded_base_model(folder: Path) -> str | None:
 def check_shortcut(model, name: str) -> None:
     """Refuse a misspelt model shortcut ("minilmm"), which would otherwise be asked of the Hub as an id."""
     model = str(model)
-    close = difflib.get_close_matches(model, MODEL_SHORTCUTS, n=1, cutoff=0.8)
+    close = difflib.get_close_matches(model.lower(), MODEL_SHORTCUTS, n=1, cutoff=0.8)
     if close and model != close[0] and "/" not in model and not Path(model).expanduser().exists():
         raise RecipeError(
             f"{name} is no folder and no shortcut: did you mean {close[0]!r}? "
@@ -282,8 +283,11 @@ class PushSection:
     private: bool = True
 
     def check(self, where: str):
-        if self.repo_id.count("/") != 1 or not all(self.repo_id.split("/")):
-            raise RecipeError(f"{where}.repo_id={self.repo_id!r}: write it as 'namespace/name', e.g. 'me/minilm-int8'.")
+        from ..hub.card import repo_id_problem
+
+        problem = repo_id_problem(self.repo_id)
+        if problem:
+            raise RecipeError(f"{where}.repo_id={self.repo_id!r}: {problem}")
 
 
 @dataclass
@@ -307,6 +311,13 @@ class Recipe:
     def check(self, where: str):
         if not self.name.strip():
             raise RecipeError("name is empty: give the run a name, e.g. `name: quickstart`.")
+        if "/" in self.name or "\\" in self.name or self.name.strip(".") == "":  # names runs/<name>, cards, repos
+            raise RecipeError(
+                f"{where}.name={self.name!r} is a run's name, not a path: give a name (e.g. quickstart), and the "
+                "folder as output_dir."
+            )
+        if isinstance(self.seed, bool) or not 0 <= self.seed < 2**32:  # what numpy and torch seed with
+            raise RecipeError(f"{where}.seed={self.seed}: give an integer from 0 to 2**32 - 1.")
         if self.output_dir is None:
             self.output_dir = f"runs/{self.name}"
         if not str(self.output_dir).strip():  # "" would be the current folder
@@ -426,23 +437,36 @@ def load_recipe(source: str | Path | dict, overrides: list[str] | dict | None = 
 
 
 def _apply_overrides(raw: dict, overrides: list[str] | dict) -> dict:
+    if isinstance(overrides, str):  # one override would be read character by character
+        raise RecipeError(f"overrides={overrides!r}: pass a list of key=value texts, e.g. [{overrides!r}].")
     pairs = overrides.items() if isinstance(overrides, dict) else [_split_override(o) for o in overrides]
+    shorthands = {t.name: t.shorthand for t in TECHNIQUES.values() if t.shorthand}
     for key, value in pairs:
         *parents, leaf = key.split(".")
         node = raw
         for parent in parents:
             child = node.get(parent)
+            if parent in shorthands and child is not None and not isinstance(child, (dict, bool)):
+                child = {shorthands[parent]: child}  # `layerdrop: 0.5` is `{rate: 0.5}`: a sub-key keeps the rate
             node[parent] = child = dict(child) if isinstance(child, dict) else {}
             node = child
         node[leaf] = value
     return raw
 
 
-def _split_override(text: str) -> tuple[str, object]:
+def _split_override(text) -> tuple[str, object]:
+    if not isinstance(text, str):
+        raise RecipeError(f"Override {text!r}: write it as a key=value text, e.g. 'student.num_layers=2'.")
     key, sep, value = text.partition("=")
     if not sep or not key:
         raise RecipeError(f"Override {text!r}: write it as key=value, e.g. student.num_layers=2.")
-    return key.strip(), yaml.safe_load(value)
+    try:
+        return key.strip(), yaml.safe_load(value)
+    except yaml.YAMLError as error:
+        problem = " ".join(str(getattr(error, "problem", None) or error).split())
+        raise RecipeError(
+            f"Override {text!r}: the value is not valid YAML ({problem}); quote it or fix it, e.g. {key}=[1, 2]."
+        ) from None
 
 
 def _build(cls, raw, where: str, shorthand: str | None = None):
@@ -533,8 +557,8 @@ def _float_text(value) -> bool:
 
 
 def _positive(value, where: str):
-    if value <= 0:
-        raise RecipeError(f"{where}={value}: must be positive.")
+    if not 0 < value < math.inf:  # NaN too
+        raise RecipeError(f"{where}={value}: must be a positive number (not nan or inf).")
 
 
 def _one_of(value, allowed, where: str):

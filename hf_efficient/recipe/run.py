@@ -151,6 +151,12 @@ def _check_student(student, base_depth: int, teacher_depth: int | None) -> None:
                 f"student.init={student.init}: give {depth} layers of the {base} (one per student layer), each "
                 f"0 to {base_depth - 1}."
             )
+    sharing = student.techniques.get("sharing")
+    if sharing is not None and depth % sharing.num_groups:
+        raise RecipeError(
+            f"student.sharing.num_groups={sharing.num_groups} does not divide the student's {depth} layers into equal "
+            f"groups: give a divisor of {depth}."
+        )
     strategy = student.distillation.strategy if student.distillation else None
     if isinstance(strategy, list) and teacher_depth:
         try:
