@@ -18,7 +18,7 @@ import pytest
 import yaml
 from conftest import tiny_recipe
 
-from hf_efficient import export_int8, load_text_classification, run_recipe
+from hf_efficient import Int8ExportConfig, export_int8, load_text_classification, run_recipe
 from hf_efficient.checks import model_source
 from hf_efficient.cli import main
 from hf_efficient.data import DataConfig
@@ -421,6 +421,9 @@ API = [
      "load_text_classification\\(label_names='ab'\\): give a list of names, e.g. \\[neg, pos\\]."),
     ("load_default_task-seed-none", lambda p, out: load_default_task(max_train_samples=3, seed=None),
      "load_default_task\\(seed=None\\): give an integer from 0 to 2\\*\\*32 - 1."),
+    ("Int8ExportConfig-calibration-in-dynamic-mode", lambda p, out: Int8ExportConfig(calibration_samples=10),
+     "Int8ExportConfig\\(calibration_samples=10\\) sets static mode's calibration, and mode='dynamic' measures "
+     "ranges at run time: set mode='static', or leave calibration_samples out."),
     ("DataConfig-train-file-not-text", lambda p, out: DataConfig(train_file=True),
      "DataConfig\\(train_file=True\\): give a path as text."),
     ("model_source-empty", lambda p, out: model_source("", "teacher.path"),

@@ -51,13 +51,14 @@ def fixed_batch():
 @pytest.mark.parametrize("mode", ["dynamic", "static"])
 def test_fp32_equals_pytorch_and_int8_is_close(tmp_path, family, mode):
     model = tiny_model(family)
+    calibration = tokenized_rows() if mode == "static" else None  # dynamic mode reads none
     try:
-        result = export_int8(model, tmp_path, Int8ExportConfig(mode=mode), calibration_dataset=tokenized_rows())
+        result = export_int8(model, tmp_path, Int8ExportConfig(mode=mode), calibration_dataset=calibration)
     except ValueError as error:
         # Optimum exports DeBERTa-v2 with If subgraphs, which static quantization cannot calibrate.
         assert family == "deberta-v2" and "subgraphs" in str(error)
         config = Int8ExportConfig(mode=mode, allow_fallback=True)
-        result = export_int8(model, tmp_path, config, calibration_dataset=tokenized_rows())
+        result = export_int8(model, tmp_path, config, calibration_dataset=calibration)
         assert result.mode == "dynamic"
         mode = "dynamic"
     inputs = fixed_batch()
@@ -384,7 +385,9 @@ def test_untokenized_rows_and_a_dataset_dict_are_refused_in_one_line(tmp_path):
         "first with hf_efficient.data.tokenize_dataset(data, tokenizer)."
     )
     with pytest.raises(ValueError, match=r"^export_int8\(calibration_dataset=...\): give one split .*\['test'\]\.$"):
-        export_int8(tiny_model("bert"), tmp_path, calibration_dataset=DatasetDict(test=raw))
+        export_int8(tiny_model("bert"), tmp_path, mode="static", calibration_dataset=DatasetDict(test=raw))
+    with pytest.raises(ValueError, match=r"^export_int8: Int8ExportConfig\(mode='dynamic'\) .* reads no calibration"):
+        export_int8(tiny_model("bert"), tmp_path, calibration_dataset=tokenized_rows(4))  # never read: refused
     with pytest.raises(ValueError, match=r"^export_int8\(eval_dataset=...\) has no rows; give at least one, or None"):
         export_int8(tiny_model("bert"), tmp_path, eval_dataset=tokenized_rows(4).select([]))
     (tmp_path / "a_file").write_text("")

@@ -189,6 +189,12 @@ class Int8ExportConfig:
         samples = self.calibration_samples
         if isinstance(samples, bool) or not isinstance(samples, int) or samples < 1:
             raise ValueError(f"Int8ExportConfig(calibration_samples={samples!r}): a number of rows >= 1, e.g. 256.")
+        default = type(self).__dataclass_fields__["calibration_samples"].default
+        if self.mode == "dynamic" and samples != default:  # ignored, it would look applied
+            raise ValueError(
+                f"Int8ExportConfig(calibration_samples={samples}) sets static mode's calibration, and mode='dynamic' "
+                "measures ranges at run time: set mode='static', or leave calibration_samples out."
+            )
 
     def to_dict(self) -> dict:
         return asdict(self)

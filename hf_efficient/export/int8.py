@@ -419,6 +419,11 @@ def export_int8(
             "export_int8: Int8ExportConfig(mode='static') needs calibration_dataset=<tokenized rows, ~100-500 of "
             "the training data> to calibrate activation ranges; or use mode='dynamic'."
         )
+    if config.mode == "dynamic" and calibration_dataset is not None:  # never read: it would look used
+        raise ValueError(
+            "export_int8: Int8ExportConfig(mode='dynamic') measures activation ranges at run time and reads no "
+            "calibration_dataset; drop it, or use mode='static'."
+        )
     rows = len(calibration_dataset) if config.mode == "static" and hasattr(calibration_dataset, "__len__") else None
     if rows is not None and rows < config.calibration_samples:
         warnings.warn(

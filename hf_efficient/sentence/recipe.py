@@ -144,11 +144,13 @@ def export(run, folder: Path) -> dict:
     section = run.recipe.export
     source = section.model or run.last_trained()
     path = run.model_folder(source) if run.made(source) else _teacher_path(run)
+    config = section.config()
+    static = config.mode == "static"
     result = export_int8(
         _st(path),
         str(folder),
-        section.config(),
-        calibration_dataset=run.dataset["train"].shuffle(seed=run.recipe.seed),
+        config,
+        calibration_dataset=run.dataset["train"].shuffle(seed=run.recipe.seed) if static else None,
         eval_dataset=run.dataset["test"],
     )
     return {"path": "onnx", "source": source, **result.to_dict()}
