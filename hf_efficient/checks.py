@@ -157,6 +157,15 @@ def check_tokenized(rows, name: str) -> None:
         )
 
 
+def check_loaded(model, where: str) -> None:
+    """Refuse a model whose weights are on the meta device (built without them): it fails inside torch."""
+    if any(p.is_meta for p in model.parameters()):
+        raise ValueError(
+            f"{where}: the model's weights are on the meta device (not loaded); load them, e.g. with "
+            "from_pretrained(folder) and no device_map='meta'."
+        )
+
+
 def check_rows(model, rows, task: str, where: str, *, labels: bool = True) -> None:
     """Refuse tokenized `rows` that `model` cannot run, or whose labels its head cannot have, in one line
     rather than an error from inside torch or a metric, or a score of nonsense. `where` names the argument
@@ -196,7 +205,12 @@ def check_rows(model, rows, task: str, where: str, *, labels: bool = True) -> No
     kind = get_task(task).labels  # class ids are checked against the head; other labels are the task's business
     if not labels or column is None or kind not in ("class", "tag", "choice"):
         return
-    values = np.ravel(np.asarray(_column(rows, column), dtype=np.float64))
+    try:
+        values = np.ravel(np.asarray(_column(rows, column), dtype=np.float64))
+    except (TypeError, ValueError):  # names, not ids
+        raise ValueError(
+            f"{where}: the rows' {column} are not numbers; give label ids (tokenize_dataset numbers named labels)."
+        ) from None
     if kind == "tag":
         values = values[values != -100]  # positions the loss and the metric skip
     classes = ids.shape[1] if kind == "choice" else model.config.num_labels
@@ -347,19 +361,26 @@ def check_max_length(max_length, tokenizer, where: str, pairs: bool = False) -> 
 
 
 def check_positions(max_length: int, folder, where: str) -> None:
-    """Refuse rows longer than the learned positions of the model saved in `folder` (a local folder; a Hub id is
-    left to the model): they fail inside the model, in training, where the tokenizer records no limit."""
+    """Refuse the model saved in `folder` (a local folder; a Hub id is left to the model) when it is no encoder
+    of a supported family (GPT-2 would fail in its first batch, for want of a padding token), and rows longer
+    than its learned positions: they fail inside the model, in training, where the tokenizer records no limit."""
     import torch
     from transformers import AutoConfig, AutoModel
+
+    from .encoders import UnsupportedModelError, encoder_family
 
     if not Path(folder, "config.json").is_file():
         return
     config = AutoConfig.from_pretrained(folder)
     try:
-        with torch.device("meta"):  # the modules without their weights: only the position table's size is read
+        with torch.device("meta"):  # the modules without their weights: only their structure is read
             model = AutoModel.from_config(config)
     except Exception:  # noqa: BLE001 - an early check only: a model that cannot be built fails, in one line, where it is loaded
         return
+    try:
+        encoder_family(model)
+    except UnsupportedModelError as error:
+        raise UnsupportedModelError(f"{folder}: {error}") from None
     positions = _learned_positions(model)
     if positions and max_length > positions:
         raise ValueError(

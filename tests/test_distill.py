@@ -297,6 +297,16 @@ def test_untokenized_rows_are_refused_in_one_line(tmp_path):
         DistillationTrainer(student, args, None, raw, teacher=teacher)
     with pytest.raises(ValueError, match=r"^DistillationTrainer\(teacher_dtype='bf16'\): give a torch float dtype"):
         DistillationTrainer(student, args, teacher=teacher, teacher_dtype="bf16")
+    # Tokenized rows the student cannot learn from, refused before training rather than inside torch.
+    rows = {"input_ids": [[2, 5, 6, 3]] * 2, "attention_mask": [[1] * 4] * 2}
+    for labels, message in (
+        ([5, 0], r"the rows' label hold 5, but the model's labels are 0 to 1"),
+        (["good", "bad"], r"the rows' label are not numbers; give label ids"),
+    ):
+        with pytest.raises(ValueError, match=rf"^DistillationTrainer\(train_dataset=...\): {message}"):
+            _trainer(tmp_path, student, teacher, data=Dataset.from_dict({**rows, "label": labels}))
+    with pytest.raises(ValueError, match=r"^DistillationTrainer\(train_dataset=...\) has no rows; give at least one"):
+        _trainer(tmp_path, student, teacher, data=Dataset.from_dict({**rows, "label": [1, 0]}).select([]))
 
 
 def test_layerdrop_student_and_lower_precision_teacher(tmp_path):

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import huggingface_hub
 import pytest
+import torch
 import yaml
 from conftest import tiny_recipe
 
@@ -71,6 +72,13 @@ def paths(tmp_path_factory, tiny_bert_folder, reviews_csv) -> dict[str, str]:
     (bad / "no_tokenizer").mkdir()
     for name in ("config.json", "model.safetensors"):
         shutil.copy(tiny_bert_folder / name, bad / "no_tokenizer")
+    from transformers import GPT2Config, GPT2ForSequenceClassification  # a decoder, saved as a fine-tuned model
+
+    gpt2 = GPT2Config(vocab_size=config["vocab_size"], n_embd=16, n_layer=1, n_head=2, n_positions=32)
+    GPT2ForSequenceClassification(gpt2).save_pretrained(bad / "gpt2")
+    for name in ("vocab.txt", "tokenizer_config.json", "special_tokens_map.json", "tokenizer.json"):
+        if (tiny_bert_folder / name).is_file():
+            shutil.copy(tiny_bert_folder / name, bad / "gpt2")
     (bad / "model.onnx").write_bytes(b"not really onnx")
     (bad / "recipes").mkdir()
     (bad / "recipes" / "a.yaml").write_text("name: a\n")
@@ -82,6 +90,14 @@ def paths(tmp_path_factory, tiny_bert_folder, reviews_csv) -> dict[str, str]:
     (bad / "locked.csv").write_text("review,stars\na,good\n")
     (bad / "locked.csv").chmod(0)
     return {"bad": str(bad), "tiny": str(tiny_bert_folder), "csv": str(reviews_csv)}
+
+
+def _on_meta(folder):
+    """The model of `folder` built on the meta device: its modules without weights."""
+    from transformers import AutoConfig, AutoModelForSequenceClassification
+
+    with torch.device("meta"):
+        return AutoModelForSequenceClassification.from_config(AutoConfig.from_pretrained(folder))
 
 
 @dataclass
@@ -426,6 +442,16 @@ API = [
      "ranges at run time: set mode='static', or leave calibration_samples out."),
     ("DataConfig-train-file-not-text", lambda p, out: DataConfig(train_file=True),
      "DataConfig\\(train_file=True\\): give a path as text."),
+    ("export_int8-a-decoder", lambda p, out: export_int8(f"{p['bad']}/gpt2", out),
+     "GPT2ForSequenceClassification is not supported by hf_efficient \\(model_type 'gpt2' has no layer list at a "
+     "known path\\)\\. .*"),
+    ("export_int8-meta-weights", lambda p, out: export_int8(_on_meta(p["tiny"]), out),
+     "export_int8\\(model_or_path\\): the model's weights are on the meta device \\(not loaded\\); load them, .*"),
+    ("export_int8-tokenizer-name", lambda p, out: export_int8(p["tiny"], out, tokenizer="bert-base-uncased"),
+     "export_int8\\(tokenizer='bert-base-uncased'\\): give a loaded tokenizer .*"),
+    ("run_recipe-teacher-path-a-decoder", lambda p, out: run_recipe(
+        tiny_recipe(p["tiny"], p["csv"], out, teacher={"path": f"{p['bad']}/gpt2"}, student=None, prune=None)),
+     "{bad}/gpt2: GPT2Model is not supported by hf_efficient .*"),
     ("model_source-empty", lambda p, out: model_source("", "teacher.path"),
      "teacher.path='': give a model folder \\(with config.json\\) or a Hub id like owner/name."),
 ]  # fmt: skip

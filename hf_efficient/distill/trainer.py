@@ -7,7 +7,7 @@ import torch
 from torch import nn
 from transformers import PreTrainedModel, Trainer
 
-from ..checks import check_tokenized
+from ..checks import check_loaded, check_rows, check_tokenized
 from ..encoders import layer_stack, record_layer_outputs
 from ..provenance import public_name, record_technique
 from ..sentence import is_sentence_transformer
@@ -100,6 +100,8 @@ class DistillationTrainer(Trainer):
             return
         if not isinstance(teacher, PreTrainedModel) or not isinstance(model, PreTrainedModel):
             raise ValueError("DistillationTrainer needs model=<student PreTrainedModel> and teacher=<PreTrainedModel>.")
+        for name, given_model in (("model", model), ("teacher", teacher)):
+            check_loaded(given_model, f"DistillationTrainer({name}=...)")
         check_same_vocabulary(teacher, model, "DistillationTrainer")
         _check_same_task(teacher, model)
         # Before anything is set on the student. The datasets may come by keyword or by position; arguments
@@ -109,7 +111,10 @@ class DistillationTrainer(Trainer):
         except TypeError:
             given = {}
         for name in ("train_dataset", "eval_dataset"):
-            check_tokenized(given.get(name), f"DistillationTrainer({name}=...)")
+            rows = given.get(name)
+            check_tokenized(rows, f"DistillationTrainer({name}=...)")
+            if hasattr(rows, "column_names") and hasattr(rows, "__len__"):  # a Dataset: ids, lengths and labels
+                check_rows(model, rows, task_of(model).name, f"DistillationTrainer({name}=...)")
         # Settings of the embedding loss only: a classifier's loss has no such terms, so they would do nothing.
         ignored = self.distillation.embedding_only_changes()
         if ignored:

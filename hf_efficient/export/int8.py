@@ -17,7 +17,8 @@ import torch
 from accelerate.utils import extract_model_from_parallel
 from transformers import AutoConfig, AutoTokenizer, PreTrainedModel
 
-from ..checks import check_rows, check_tokenized, model_source
+from ..checks import check_loaded, check_rows, check_tokenized, model_source
+from ..encoders import encoder_family
 from ..sentence.model import sentence_transformer_of
 from ..tasks import DEFAULT_TASK, TASKS, get_task, task_of
 from .config import MODES, TARGETS, Int8ExportConfig  # noqa: F401 (MODES, TARGETS: still imported from here)
@@ -451,7 +452,17 @@ def export_int8(
     for name, rows in (("eval_dataset", eval_dataset), ("calibration_dataset", calibration_dataset)):
         if rows is not None and hasattr(rows, "__len__") and len(rows) == 0:
             raise ValueError(f"export_int8({name}=...) has no rows; give at least one, or None to skip what it is for.")
+    if tokenizer is not None and not hasattr(tokenizer, "save_pretrained"):
+        raise ValueError(
+            f"export_int8(tokenizer={tokenizer!r}): give a loaded tokenizer (AutoTokenizer.from_pretrained(...)), "
+            "or leave it out for a model folder's own."
+        )
     sentence = sentence_transformer_of(model_or_path)
+    if sentence is not None and tokenizer is not None:  # it would be dropped for the model's own
+        raise ValueError(
+            "export_int8(tokenizer=...): a SentenceTransformer exports with its own tokenizer (model.tokenizer); "
+            "leave tokenizer out."
+        )
     if sentence is not None:
         from ..sentence.export import export_sentence_int8
 
@@ -476,6 +487,8 @@ def export_int8(
     # A Trainer run under mixed precision leaves accelerate's fp32 wrapper on `forward`, which
     # neither exporter can trace.
     model = extract_model_from_parallel(model, keep_fp32_wrapper=False).eval()
+    encoder_family(model)  # GPT-2 and other decoders fail in the first batch of two, for want of a padding token
+    check_loaded(model, "export_int8(model_or_path)")
     check_float32(model, "export_int8(model_or_path)")
     task = task_of(model)
     for name, rows in (("eval_dataset", eval_dataset), ("calibration_dataset", calibration_dataset)):
