@@ -322,7 +322,14 @@ def _first_row(path: Path, suffix: str, name: str, header: str):
         return pd.read_json(path).head(1)  # a JSON array of records
     except pd.errors.EmptyDataError:
         raise ValueError(f"{name} is empty; it needs a header row ({header}) and rows of data.") from None
-    except (ValueError, pd.errors.ParserError) as error:  # UnicodeDecodeError is a ValueError too
+    except UnicodeDecodeError as error:  # a ValueError too: text in another encoding (latin-1), or not text at all
+        detail = " ".join(str(error).split())[:120]
+        with open(path, "rb") as file:
+            binary = b"\x00" in file.read(4096)
+        if not binary:
+            raise ValueError(f"{name} is not UTF-8 text ({detail}); save it as UTF-8.") from None
+        raise ValueError(f"{name} cannot be read as {kind} ({detail}); check that it is a {kind} file.") from None
+    except (ValueError, pd.errors.ParserError) as error:
         detail = " ".join(str(error).split())[:120]
         raise ValueError(f"{name} cannot be read as {kind} ({detail}); check that it is a {kind} file.") from None
 

@@ -334,6 +334,11 @@ def _load_split(args, model: Path, split: str = "test"):
 
     if not 0 <= args.seed < 2**32:
         raise ValueError(f"--seed {args.seed}: give an integer from 0 to 2**32 - 1.")
+    if split in ("test", "validation") and getattr(args, "max_train_samples", None) is not None:
+        raise ValueError(
+            f"--max-train-samples {args.max_train_samples} keeps fewer training rows, and the {split} split is "
+            "scored: leave it out" + (" (or score --split train or all)." if hasattr(args, "split") else ".")
+        )
     folder = _model_folder(model)
     # evaluate's --model; benchmark's first model, which its help calls the reference.
     task = fine_tuned_task(str(folder), "model" if hasattr(args, "model") else "reference") or DEFAULT_TASK_NAME

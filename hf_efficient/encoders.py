@@ -162,6 +162,8 @@ def record_layer_outputs(model: nn.Module, layers: Iterable[int] | None = None) 
     """
     family = encoder_family(model)
     stack = layer_stack(model)
+    if layers is not None and (isinstance(layers, (str, bytes)) or not hasattr(layers, "__iter__")):
+        raise ValueError(f"record_layer_outputs(layers={layers!r}): give a list of layer indices, e.g. [0, 2].")
     indices = range(len(stack)) if layers is None else list(layers)
     bad = [i for i in indices if not (isinstance(i, int) and 0 <= i < len(stack))]
     if bad:

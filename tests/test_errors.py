@@ -18,12 +18,14 @@ import pytest
 import torch
 import yaml
 from conftest import tiny_recipe
+from datasets import Dataset
 
 from hf_efficient import Int8ExportConfig, export_int8, load_text_classification, run_recipe
 from hf_efficient.checks import model_source
 from hf_efficient.cli import main
 from hf_efficient.data import DataConfig
 from hf_efficient.data.text import load_default_task
+from hf_efficient.distill import pkd_layer_map
 
 ROOT = Path(__file__).resolve().parent.parent
 FAST = 10.0  # seconds: far below the ~50 s that transformers spends retrying a network that is not there
@@ -80,6 +82,7 @@ def paths(tmp_path_factory, tiny_bert_folder, reviews_csv) -> dict[str, str]:
         if (tiny_bert_folder / name).is_file():
             shutil.copy(tiny_bert_folder / name, bad / "gpt2")
     (bad / "model.onnx").write_bytes(b"not really onnx")
+    (bad / "latin1.csv").write_bytes("text,label\ncaf\xe9 cr\xe8me,1\nna\xefve,0\n".encode("latin-1"))
     (bad / "recipes").mkdir()
     (bad / "recipes" / "a.yaml").write_text("name: a\n")
     (bad / "list.yaml").write_text("- name: a\n- name: b\n")
@@ -276,6 +279,11 @@ ROWS = [
     Row("push-run-without-hub", ["push", "{bad}/finished", "--repo-id", "me/tiny"],
         "{bad}/finished is a run without hub/ \\(its recipe has no card step, or hub/ was deleted\\): assemble it with "
         "hf-efficient card {bad}/finished, then push."),
+    Row("evaluate-max-train-samples-on-test", ["evaluate", "--model", "{tiny}", *TINY, "--max-train-samples", "5"],
+        "--max-train-samples 5 keeps fewer training rows, and the test split is scored: leave it out \\(or score "
+        "--split train or all\\)."),
+    Row("benchmark-a-decoder", ["benchmark", "{tiny}", "{bad}/gpt2", *TINY],
+        "{bad}/gpt2: GPT2ForSequenceClassification is not supported by hf_efficient .*"),
     Row("push-repo-id-with-a-space", ["push", "{bad}/run", "--repo-id", "me/x y"],
         "--repo-id 'me/x y': ' ': a repo id has only letters, digits, '-', '_' and '.'; e.g. me/minilm-int8."),
     Row("push-repo-id-with-dots", ["push", "{bad}/run", "--repo-id", "me/a..b"],
@@ -452,6 +460,13 @@ API = [
     ("run_recipe-teacher-path-a-decoder", lambda p, out: run_recipe(
         tiny_recipe(p["tiny"], p["csv"], out, teacher={"path": f"{p['bad']}/gpt2"}, student=None, prune=None)),
      "{bad}/gpt2: GPT2Model is not supported by hf_efficient .*"),
+    ("load_text_classification-not-utf8", lambda p, out: load_text_classification(f"{p['bad']}/latin1.csv"),
+     "source='{bad}/latin1.csv' is not UTF-8 text \\(.*\\); save it as UTF-8."),
+    ("load_text_classification-empty-dataset", lambda p, out: load_text_classification(
+        Dataset.from_dict({"text": [], "label": []})),
+     "The 'train' split has no rows; give rows of data."),
+    ("pkd_layer_map-a-float-layer", lambda p, out: pkd_layer_map(6, 3, [1, 2.0]),
+     "PKDConfig\\(strategy=\\[1, 2.0\\]\\): \\[2.0\\] are not layers of a 6-layer teacher."),
     ("model_source-empty", lambda p, out: model_source("", "teacher.path"),
      "teacher.path='': give a model folder \\(with config.json\\) or a Hub id like owner/name."),
 ]  # fmt: skip

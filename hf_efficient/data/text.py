@@ -120,6 +120,8 @@ def _select_columns(
                 f"{argument}={column!r} is not a column of the {split!r} split, whose columns are "
                 f"{', '.join(dataset.column_names)}; name one of those."
             )
+    if len(dataset) == 0:  # before the type check: an empty column has the type null
+        raise ValueError(f"The {split!r} split has no rows; give rows of data.")
     for argument in ("text_column", "text_pair_column"):
         if argument not in columns:
             continue

@@ -131,7 +131,7 @@ def pkd_layer_map(teacher_layers: int, student_layers: int, strategy: str | list
             f"PKDConfig(strategy={layer_map}): give one teacher layer for each of the student's "
             f"{student_layers - 1} intermediate layers (its top layer learns from the logits)."
         )
-    bad = [i for i in layer_map if not 0 <= i < teacher_layers]
+    bad = [i for i in layer_map if isinstance(i, bool) or not isinstance(i, int) or not 0 <= i < teacher_layers]
     if bad:
         raise ValueError(f"PKDConfig(strategy={layer_map}): {bad} are not layers of a {teacher_layers}-layer teacher.")
     return layer_map

@@ -191,6 +191,7 @@ def layerdrop_schedule(model: nn.Module) -> DropSchedule | None:
 def remove_layerdrop(model: PreTrainedModel) -> PreTrainedModel:
     """Undo `apply_layerdrop` in place: the layers and the config are plain again."""
     wrapper, model = model, transformers_model(model, "remove_layerdrop")
+    encoder_family(model)  # a model that could never have had LayerDrop is refused, as everywhere
     base = model.base_model
     if getattr(base, "layerdrop_schedule", None) is None:
         return wrapper

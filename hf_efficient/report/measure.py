@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..encoders import UnsupportedModelError, encoder_family
 from ..export.int8 import onnx_outputs
 from ..export.runtime import REPORT_FILE, onnx_precision, open_session
 from ..metrics import evaluate_model, score_predictions
@@ -331,6 +332,10 @@ def measure_models(
             runners[name] = onnx_runner(path, threads)
         else:
             model = task.load(path).eval()
+            try:  # a decoder (GPT-2) would fail in its first batch, for want of a padding token
+                encoder_family(model)
+            except UnsupportedModelError as error:
+                raise UnsupportedModelError(f"{path}: {error}") from None
             with EnergyMeter() as meter:
                 entry.metrics = _evaluate(model, dataset, scoring, desc=f"{name} on test")
             entry.layers = model.config.num_hidden_layers
