@@ -465,6 +465,10 @@ API = [
     ("load_text_classification-empty-dataset", lambda p, out: load_text_classification(
         Dataset.from_dict({"text": [], "label": []})),
      "The 'train' split has no rows; give rows of data."),
+    ("export_int8-rows-as-a-list", lambda p, out: export_int8(p["tiny"], out, eval_dataset=[{"input_ids": [2, 3]}]),
+     "export_int8\\(eval_dataset=list\\): give tokenized rows as a datasets.Dataset .*"),
+    ("DataConfig-label-names-a-number", lambda p, out: DataConfig(label_names=0),
+     "DataConfig\\(label_names=0\\): give a list of names, e.g. \\[O, B-PER\\]."),
     ("pkd_layer_map-a-float-layer", lambda p, out: pkd_layer_map(6, 3, [1, 2.0]),
      "PKDConfig\\(strategy=\\[1, 2.0\\]\\): \\[2.0\\] are not layers of a 6-layer teacher."),
     ("model_source-empty", lambda p, out: model_source("", "teacher.path"),

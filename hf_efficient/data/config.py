@@ -133,7 +133,7 @@ class DataConfig:
                 f"DataConfig(source={self.source!r}, train_file={self.train_file!r}): give one of them, not both."
             )
         if self.label_names is not None and (
-            isinstance(self.label_names, str) or not all(isinstance(name, str) for name in self.label_names)
+            not isinstance(self.label_names, (list, tuple)) or not all(isinstance(n, str) for n in self.label_names)
         ):
             raise ValueError(f"DataConfig(label_names={self.label_names!r}): give a list of names, e.g. [O, B-PER].")
 

@@ -468,6 +468,11 @@ def export_int8(
 
         return export_sentence_int8(sentence, output_dir, config, eval_dataset, calibration_dataset)
     for name, rows in (("eval_dataset", eval_dataset), ("calibration_dataset", calibration_dataset)):
+        if rows is not None and not hasattr(rows, "column_names"):  # a list of dicts, texts, a DataFrame
+            raise ValueError(
+                f"export_int8({name}={type(rows).__name__}): give tokenized rows as a datasets.Dataset "
+                "(hf_efficient.data.tokenize_dataset(data, tokenizer)['test'])."
+            )
         if isinstance(rows, dict):  # a DatasetDict: all its splits
             raise ValueError(
                 f"export_int8({name}=...): give one split of tokenized rows, e.g. data['test'], not the "
