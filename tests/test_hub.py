@@ -312,7 +312,7 @@ def test_local_base_model_and_dataset_stay_out_of_the_metadata(tmp_path):
     assert data["tags"] == ["hf_efficient", "knowledge-distillation", "pkd"]
     assert data["model-index"][0]["results"][0]["dataset"] == {
         "name": "data/reviews.csv",
-        "type": "reviews",
+        "type": "reviews.csv",
         "split": "validation",
     }
     assert f"`{tmp_path.name}` (a local checkpoint, not on the Hub)" in card.text

@@ -114,7 +114,8 @@ def _card_data(report: Report, final, license: str, language: str) -> ModelCardD
         EvalResult(
             task_type=row.pipeline_tag,
             task_name=row.title,
-            dataset_type=dataset if hub_dataset else Path(str(dataset)).stem,
+            # A local file keeps its suffix: its stem ("ner") may be an unrelated Hub dataset the Hub would link to.
+            dataset_type=dataset if hub_dataset else Path(str(dataset)).name,
             dataset_name=str(dataset),
             dataset_split=task.split,
             metric_type=metric,
