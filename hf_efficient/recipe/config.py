@@ -31,6 +31,7 @@ import yaml
 from ..assets import MINILM_ID, MPNET_ID, shipped_model_id
 from ..data import DATA_TASKS, DataConfig
 from ..data.load import TEXT_TASKS
+from ..data.text import is_seed
 from ..export import Int8ExportConfig
 from ..tasks import DEFAULT_TASK as DEFAULT_TASK_NAME
 from ..tasks import TASKS
@@ -316,7 +317,7 @@ class Recipe:
                 f"{where}.name={self.name!r} is a run's name, not a path: give a name (e.g. quickstart), and the "
                 "folder as output_dir."
             )
-        if isinstance(self.seed, bool) or not 0 <= self.seed < 2**32:  # what numpy and torch seed with
+        if not is_seed(self.seed):
             raise RecipeError(f"{where}.seed={self.seed}: give an integer from 0 to 2**32 - 1.")
         if self.output_dir is None:
             self.output_dir = f"runs/{self.name}"
@@ -446,8 +447,8 @@ def _apply_overrides(raw: dict, overrides: list[str] | dict) -> dict:
         node = raw
         for parent in parents:
             child = node.get(parent)
-            if parent in shorthands and child is not None and not isinstance(child, (dict, bool)):
-                child = {shorthands[parent]: child}  # `layerdrop: 0.5` is `{rate: 0.5}`: a sub-key keeps the rate
+            if child is not None:  # `layerdrop: 0.5` is `{rate: 0.5}`: a sub-key keeps the rate
+                child = _long_form(child, shorthands.get(parent))
             node[parent] = child = dict(child) if isinstance(child, dict) else {}
             node = child
         node[leaf] = value
@@ -469,10 +470,14 @@ def _split_override(text) -> tuple[str, object]:
         ) from None
 
 
+def _long_form(raw, shorthand: str | None):
+    """A section as a mapping: `layerdrop: 0.2` is short for `layerdrop: {rate: 0.2}` (a row's `shorthand`)."""
+    return {shorthand: raw} if shorthand and not isinstance(raw, (dict, bool)) else raw
+
+
 def _build(cls, raw, where: str, shorthand: str | None = None):
     """Build dataclass `cls` from `raw`, checking keys and types, then its own `check`."""
-    if shorthand and not isinstance(raw, (dict, bool)):
-        raw = {shorthand: raw}  # `layerdrop: 0.2` is short for `layerdrop: {rate: 0.2}`
+    raw = _long_form(raw, shorthand)
     if not isinstance(raw, dict):
         raise RecipeError(f"{where} must be a mapping of {cls.__name__} fields, got {raw!r}.")
     hints = typing.get_type_hints(cls)

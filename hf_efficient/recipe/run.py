@@ -152,11 +152,14 @@ def _check_student(student, base_depth: int, teacher_depth: int | None) -> None:
                 f"0 to {base_depth - 1}."
             )
     sharing = student.techniques.get("sharing")
-    if sharing is not None and depth % sharing.num_groups:
-        raise RecipeError(
-            f"student.sharing.num_groups={sharing.num_groups} does not divide the student's {depth} layers into equal "
-            f"groups: give a divisor of {depth}."
-        )
+    if sharing is not None:
+        try:
+            sharing.group_size(depth)  # SharingConfig's own rule, checked before the teacher trains
+        except ValueError:
+            raise RecipeError(
+                f"student.sharing.num_groups={sharing.num_groups} does not divide the student's {depth} layers into "
+                f"equal groups: give a divisor of {depth}."
+            ) from None
     strategy = student.distillation.strategy if student.distillation else None
     if isinstance(strategy, list) and teacher_depth:
         try:
