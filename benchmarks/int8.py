@@ -40,7 +40,7 @@ from hf_efficient import Int8ExportConfig, export_int8
 from hf_efficient.data import load_default_task, tokenize_dataset
 from hf_efficient.export.int8 import _batches, onnx_accuracy, onnx_outputs
 from hf_efficient.export.onnx import INPUT_NAMES
-from hf_efficient.export.runtime import NAMES
+from hf_efficient.export.runtime import NAMES, open_session
 from hf_efficient.export.variants import VARIANTS, choose_variant
 from hf_efficient.metrics import evaluate_model
 from hf_efficient.report import markdown_table
@@ -155,6 +155,12 @@ def main():
                 openvino[f"OpenVINO {variant} static, bf16"] = (files[f"ONNX {variant} static"], "openvino-bf16")
         if has_fast_bf16():
             openvino["OpenVINO bf16"] = (files["ONNX fp32"], "openvino-bf16")
+        for name, (path, runtime) in list(openvino.items()):  # int8-fused's contrib operators have no conversion
+            try:
+                open_session(path, runtime, caller="int8.py")
+            except Exception as error:
+                print(f"{name}: left out, OpenVINO cannot load it ({str(error).splitlines()[-1]})")
+                del openvino[name]
     model.save_pretrained(output / "pytorch")
     sizes = {"PyTorch fp32": folder_mb(output / "pytorch/model.safetensors")}
     sizes |= {name: folder_mb(path) for name, path in files.items()}
