@@ -223,6 +223,32 @@ def check_rows(model, rows, task: str, where: str, *, labels: bool = True) -> No
         )
 
 
+def check_texts(rows, column: str, where: str) -> list[str] | None:
+    """Refuse texts that are not strings (None, numbers) in one line naming the first, rather than an error
+    from inside a tokenizer, or "None" embedded as a word. `rows`: a list of strings, or a `datasets.Dataset`
+    whose `column` is read through Arrow (its type and nulls, not a Python list of every row). Returns a list
+    as given (or None for a dataset)."""
+    if isinstance(rows, (list, tuple)):
+        bad = next((i for i, text in enumerate(rows) if not isinstance(text, str)), None)
+        if bad is not None:
+            raise ValueError(f"{where}: text {bad} is {rows[bad]!r:.40}, not a string; give strings only.")
+        return list(rows)
+    if not hasattr(rows, "select_columns") or column not in rows.column_names:
+        return None
+    import pyarrow as pa
+
+    values = rows.select_columns([column]).with_format("arrow")[:][column]
+    if not (pa.types.is_string(values.type) or pa.types.is_large_string(values.type)):
+        raise ValueError(f"{where}: the {column!r} column holds {values.type}, not text; give strings.")
+    if values.null_count:
+        bad = values.is_null().to_numpy(zero_copy_only=False).argmax()
+        raise ValueError(
+            f"{where}: row {bad} of the {column!r} column is None; drop such rows, e.g. "
+            f"dataset.filter(lambda row: row[{column!r}] is not None)."
+        )
+    return None
+
+
 def _column(rows, name: str):
     """A column of a `datasets.Dataset` as one array, through Arrow (a tenth of the time of Python lists); ragged
     lists come as an object array, which `np.asarray(..., dtype)` refuses."""

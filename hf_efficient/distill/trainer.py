@@ -7,7 +7,7 @@ import torch
 from torch import nn
 from transformers import PreTrainedModel, Trainer
 
-from ..checks import check_loaded, check_rows, check_tokenized
+from ..checks import check_loaded, check_rows, check_texts, check_tokenized
 from ..encoders import layer_stack, record_layer_outputs
 from ..provenance import public_name, record_technique
 from ..sentence import is_sentence_transformer
@@ -183,6 +183,7 @@ class DistillationTrainer(Trainer):
                     f"DistillationTrainer({split}=...): embedding distillation reads a {TEXT_COLUMN!r} column of "
                     f"plain text; the dataset has {columns}. Rename the text column to {TEXT_COLUMN!r}."
                 )
+            check_texts(dataset, TEXT_COLUMN, f"DistillationTrainer({split}=...)")
         if kwargs.get("data_collator") is None:
             tokenizer = kwargs.get("processing_class")
             if tokenizer is None and not is_sentence_transformer(model):

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..checks import check_texts
 from ..export.config import Int8ExportConfig
 from ..export.fastest import resolve_variant
 from ..export.int8 import AccuracyDropError, ExportResult, check_float32, quantization_choices, quantize_attempt
@@ -29,10 +30,11 @@ def _texts(dataset, call: str) -> list[str] | None:
     if dataset is None:
         return None
     if isinstance(dataset, (list, tuple)):
-        return [str(text) for text in dataset]
+        return check_texts(dataset, TEXT_COLUMN, f"export_int8({call}=...)")
     columns = getattr(dataset, "column_names", [])
     if TEXT_COLUMN not in columns:
         raise ValueError(f"export_int8({call}=...): an embedding model reads a {TEXT_COLUMN!r} column; got {columns}.")
+    check_texts(dataset, TEXT_COLUMN, f"export_int8({call}=...)")
     return list(dataset[TEXT_COLUMN])
 
 
