@@ -471,6 +471,9 @@ API = [
      "DataConfig\\(label_names=0\\): give a list of names, e.g. \\[O, B-PER\\]."),
     ("pkd_layer_map-a-float-layer", lambda p, out: pkd_layer_map(6, 3, [1, 2.0]),
      "PKDConfig\\(strategy=\\[1, 2.0\\]\\): \\[2.0\\] are not layers of a 6-layer teacher."),
+    ("export_int8-into-the-model-s-folder", lambda p, out: export_int8(p["tiny"], p["tiny"]),
+     "export_int8\\(output_dir='{tiny}'\\) is the folder the model was loaded from, whose config.json and tokenizer "
+     "the export would overwrite; give another folder."),
     ("model_source-empty", lambda p, out: model_source("", "teacher.path"),
      "teacher.path='': give a model folder \\(with config.json\\) or a Hub id like owner/name."),
 ]  # fmt: skip

@@ -34,11 +34,14 @@ class Int8ExportConfig:
             batch) or "static" (the same graph with activation ranges frozen from calibration rows,
             which saves that measurement).
         per_channel (`bool`, defaults to True): One scale per output channel of each weight.
-        approximate_gelu (`bool`, defaults to True): Compute the int8 model's GELUs with the tanh
-            approximation (faster; the fp32 `model.onnx` keeps the exact GELU).
-        target (`str`, defaults to "avx512_vnni"): CPU to quantize for, one of `TARGETS`: "avx2" quantizes
-            weights to 7 bits (`reduce_range`: no overflow of u8s8 products without VNNI); the others write the
-            same graph with ONNX Runtime's quantizer, and Optimum's `AutoQuantizationConfig` of that name with Optimum.
+        approximate_gelu (`bool`, defaults to False): Compute the int8 model's GELUs with the tanh
+            approximation, ONNX Runtime's `FastGelu` (the fp32 `model.onnx` keeps the exact GELU). Off by default:
+            ONNX Runtime fuses the exact GELU into its `Gelu` kernel, 1.5x faster than `FastGelu` on an AMD Zen 5
+            (benchmarks/README.md), and the model keeps the function it was trained with.
+        target (`str`, defaults to "avx512_vnni"): CPU to quantize for, one of `TARGETS`: "avx2" avoids the overflow
+            of u8 x s8 products without VNNI, with 7-bit s8 weights (`reduce_range`) on ONNX Runtime's quantizer and
+            u8 weights with Optimum's (its `AutoQuantizationConfig.avx2`); the others write s8 weights, the same graph
+            with ONNX Runtime's quantizer, and Optimum's `AutoQuantizationConfig` of that name with Optimum.
         exclude (`list[str]`, defaults to `[]`): ONNX node names to keep in fp32.
         max_accuracy_drop (`float`, defaults to 0.01): Largest accepted loss of int8 against PyTorch in
             the head's gate measure (accuracy: 0.01 = 1 point; agreement with PyTorch: 1 - agreement, e.g.
@@ -83,13 +86,14 @@ class Int8ExportConfig:
         default=True, metadata={"help": "one int8 scale per output channel of each weight, not one per weight"}
     )
     approximate_gelu: bool = field(
-        default=True, metadata={"help": "tanh GELU in the int8 model (faster; model.onnx keeps the exact one)"}
+        default=False, metadata={"help": "tanh GELU (FastGelu) in the int8 model; the exact one is not slower"}
     )
     target: str = field(
         default="avx512_vnni",
         metadata={
-            "help": "CPU to quantize for: avx2 gives 7-bit weights (no u8s8 overflow without VNNI); the others "
-            "give one graph on ONNX Runtime's quantizer, Optimum's config of that name with Optimum",
+            "help": "CPU to quantize for: avx2 avoids u8s8 overflow without VNNI (7-bit s8 weights, or u8 weights "
+            "with Optimum); the others give one graph on ONNX Runtime's quantizer, Optimum's config of that name "
+            "with Optimum",
             "choices": TARGETS,
         },
     )

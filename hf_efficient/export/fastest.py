@@ -83,7 +83,7 @@ def plain_pytorch(model: torch.nn.Module) -> dict[str, Callable[[dict], None]]:
     return runners
 
 
-def _why(error: Exception) -> str:
+def failure_reason(error: Exception) -> str:
     """One line on why a graph could not be written or loaded: the error's first line, or the summary
     that OpenVINO's converter puts after its log."""
     text = str(error)
@@ -156,7 +156,7 @@ def resolve_variant(
                 attempts[variant], paths[variant] = write(variant, path), path
             except Exception as error:  # e.g. a fusion this architecture's graph does not take; in the reason
                 path.unlink(missing_ok=True)
-                failed[variant] = _why(error)
+                failed[variant] = failure_reason(error)
         if not paths:
             raise ValueError(
                 f"export_int8: Int8ExportConfig(variant='fastest'): no variant could be written ({failed})."
@@ -171,7 +171,7 @@ def resolve_variant(
                 try:
                     runners[name], graphs[name] = onnx_runner(path, threads, engine), (variant, engine)
                 except Exception as error:  # e.g. OpenVINO has no conversion for int8-fused's contrib operators
-                    unloaded[name] = _why(error)
+                    unloaded[name] = failure_reason(error)
         if not graphs:
             raise ValueError(
                 f"export_int8: Int8ExportConfig(variant='fastest'): no graph could be loaded ({unloaded})."

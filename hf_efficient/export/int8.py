@@ -315,6 +315,8 @@ def _quantize_optimum(
     from optimum.onnxruntime import ORTQuantizer
     from optimum.onnxruntime.configuration import AutoQuantizationConfig
 
+    # Optimum's avx2 config takes u8 weights (u8 x u8 products, which do not saturate), where
+    # `_quantize_onnxruntime` keeps s8 weights in 7 bits: either way no overflow without VNNI.
     config = getattr(AutoQuantizationConfig, target)(
         is_static=False, per_channel=per_channel, nodes_to_exclude=exclude, operators_to_quantize=ops
     )
@@ -449,6 +451,12 @@ def export_int8(
         raise ValueError(f"export_int8(output_dir={output_dir!r}): give the folder to write the export into.")
     if Path(output_dir).exists() and not Path(output_dir).is_dir():
         raise ValueError(f"export_int8(output_dir={str(output_dir)!r}) is a file; give a folder (made if missing).")
+    source = model_or_path if isinstance(model_or_path, (str, Path)) else getattr(model_or_path, "name_or_path", None)
+    if source and Path(source).is_dir() and Path(source).resolve() == Path(output_dir).resolve():
+        raise ValueError(
+            f"export_int8(output_dir={str(output_dir)!r}) is the folder the model was loaded from, whose config.json "
+            "and tokenizer the export would overwrite; give another folder."
+        )
     for name, rows in (("eval_dataset", eval_dataset), ("calibration_dataset", calibration_dataset)):
         if rows is not None and hasattr(rows, "__len__") and len(rows) == 0:
             raise ValueError(f"export_int8({name}=...) has no rows; give at least one, or None to skip what it is for.")
