@@ -27,13 +27,19 @@ def test_latency_reports_the_spread_of_its_rounds_and_the_machine_load(monkeypat
         sleeps = iter(milliseconds)
         return lambda feed: time.sleep(next(sleeps) / 1000)
 
-    # A budget below one call per round: one call a round, after the warm-up call.
-    runners = {"steady": sleeper([20] * 6), "jittery": sleeper([20, 20, 20, 40, 20, 20])}
+    # A budget below one call per round: one call a round, after two warm-up calls, the first of which is slow
+    # where a runtime allocates on its first call ("cold") and is never timed.
+    runners = {
+        "steady": sleeper([20] * 7),
+        "jittery": sleeper([20, 20, 20, 20, 40, 20, 20]),
+        "cold": sleeper([200] + [20] * 6),
+    }
     loads = iter([0.5, 0.7])  # before and after
     monkeypatch.setattr(measure, "machine_load", lambda: next(loads))
     latency = measure_latency(runners, {1: {"input_ids": [0]}}, threads=1, seconds=0.01, rounds=5)
     assert 20 <= latency["steady"][1] < 30 and 20 <= latency["jittery"][1] < 30  # the medians, as before
     assert latency.spread["jittery"][1] > 0.8 and latency.spread["steady"][1] < 0.5  # (40 - 20) / 20 = 100%
+    assert 20 <= latency["cold"][1] < 30 and latency.spread["cold"][1] < 0.5
     timing = latency.timing
     assert (timing.load, timing.threads, timing.rounds) == (0.7, 1, 5) and timing.max_spread > 0.8
     assert (
@@ -44,7 +50,7 @@ def test_latency_reports_the_spread_of_its_rounds_and_the_machine_load(monkeypat
 
     # Load: the larger of before and after, against the machine's cores.
     monkeypatch.setattr(measure, "machine_load", lambda: 50.0 * measure.os.cpu_count())
-    busy = measure_latency({"steady": sleeper([1] * 3)}, {1: {"input_ids": [0]}}, threads=1, seconds=0.001, rounds=2)
+    busy = measure_latency({"steady": sleeper([1] * 4)}, {1: {"input_ids": [0]}}, threads=1, seconds=0.001, rounds=2)
     assert busy.timing.reliable is False and busy.timing.reason.startswith("measured while the machine was busy (load")
 
 
@@ -308,3 +314,21 @@ def test_measure_models_refuses_more_threads_than_cores(tiny_bert_folder):
     too_many = usable_cores() + 1
     with pytest.raises(ValueError, match=rf"^measure_models\(threads={too_many}\): this process may use \d+ cores"):
         measure_models({"m": tiny_bert_folder}, [], threads=too_many)
+
+
+@pytest.mark.parametrize(
+    ("vendor", "name", "family", "model", "expected"),
+    [
+        ("AuthenticAMD", "AMD EPYC", "25", "17", "AMD EPYC Zen 4"),  # a VM hides the model number
+        ("AuthenticAMD", "AMD EPYC", "26", "2", "AMD EPYC Zen 5"),  # twice Zen 4's AVX-512 width: not the same CPU
+        ("GenuineIntel", "Intel Xeon Processor", "6", "143", "Intel Xeon Processor Sapphire Rapids"),
+        ("GenuineIntel", "Intel Xeon Processor", "6", "200", "Intel Xeon Processor (family 6, model 200)"),
+        ("GenuineIntel", "Intel(R) Xeon(R) Platinum 8480+", "6", "143", "Intel(R) Xeon(R) Platinum 8480+"),
+    ],
+)
+def test_a_cpu_without_a_model_number_is_named_by_its_generation(monkeypatch, vendor, name, family, model, expected):
+    from hf_efficient.report import cpu
+
+    info = {"vendor_id": vendor, "model name": name, "cpu family": family, "model": model}
+    monkeypatch.setattr(cpu, "_cpuinfo", lambda: info)
+    assert cpu.cpu_name() == expected

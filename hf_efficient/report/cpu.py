@@ -34,9 +34,42 @@ def _cpuinfo() -> dict[str, str]:
     return fields
 
 
+# (vendor, family, first model, last model) -> core generation, for names that hide it: a VM's "AMD EPYC"
+# is a Zen 4 in one session and a Zen 5 (twice its AVX-512 width) in the next.
+GENERATIONS = {
+    ("AuthenticAMD", 23, 0x00, 0x2F): "Zen",
+    ("AuthenticAMD", 23, 0x30, 0xFF): "Zen 2",
+    ("AuthenticAMD", 25, 0x00, 0x0F): "Zen 3",
+    ("AuthenticAMD", 25, 0x20, 0x5F): "Zen 3",
+    ("AuthenticAMD", 25, 0x10, 0x1F): "Zen 4",
+    ("AuthenticAMD", 25, 0x60, 0xAF): "Zen 4",
+    ("AuthenticAMD", 26, 0x00, 0xFF): "Zen 5",
+    ("GenuineIntel", 6, 0x55, 0x55): "Skylake-SP / Cascade Lake",
+    ("GenuineIntel", 6, 0x6A, 0x6C): "Ice Lake-SP",
+    ("GenuineIntel", 6, 0x8F, 0x8F): "Sapphire Rapids",
+    ("GenuineIntel", 6, 0xCF, 0xCF): "Emerald Rapids",
+    ("GenuineIntel", 6, 0xAD, 0xAE): "Granite Rapids",
+}
+
+
 def cpu_name() -> str:
+    """The CPU's model name; where it carries no model number (a VM's "AMD EPYC"), with its core generation
+    ("AMD EPYC Zen 5"), or its CPUID family and model where the generation is not in `GENERATIONS`."""
     info = _cpuinfo()
-    return info.get("model name") or platform.processor() or platform.machine()
+    name = info.get("model name") or platform.processor() or platform.machine()
+    family, model = info.get("cpu family", ""), info.get("model", "")
+    if any(c.isdigit() for c in name) or not (family.isdigit() and model.isdigit()):
+        return name
+    vendor, family, model = info.get("vendor_id", ""), int(family), int(model)
+    generation = next(
+        (
+            label
+            for (v, f, low, high), label in GENERATIONS.items()
+            if (v, f) == (vendor, family) and low <= model <= high
+        ),
+        None,
+    )
+    return f"{name} {generation}" if generation else f"{name} (family {family}, model {model})"
 
 
 def cpu_features() -> list[str]:

@@ -132,7 +132,7 @@ def measure_latency(
 ) -> Latency:
     """Median milliseconds per batch of each runner at each batch size, measured side by side.
 
-    The runners take turns within each round (after one warm-up round), so that a machine that
+    The runners take turns within each round (after two warm-up calls each), so that a machine that
     slows down or speeds up during the measurement affects all of them alike; ratios between
     runners of one call are what to report. `seconds` bounds the time spent per runner and batch size.
     The result also holds how far the rounds spread and the machine's load (see `Latency`), which
@@ -150,9 +150,11 @@ def measure_latency(
     latency = {name: {} for name in runners}
     spread = {name: {} for name in runners}
     for size, feed in feeds.items():
-        # One warm-up call each, which also tells how many calls fit in the time budget.
+        # Two warm-up calls each: the first also allocates (ONNX Runtime's arena, oneDNN's kernels) and can take
+        # several times a call's time, so the second tells how many calls fit in the time budget.
         repeats = {}
         for name, run in runners.items():
+            run(feed)
             started = time.perf_counter()
             run(feed)
             repeats[name] = max(1, int(seconds / rounds / max(time.perf_counter() - started, 1e-6)))
