@@ -31,20 +31,6 @@ def test_layerdrop_command_on_a_user_csv(tmp_path, tiny_bert_folder, reviews_csv
     assert saved["id2label"] == {"0": "bad", "1": "good"}
 
 
-def test_bad_depths_exit_with_a_message(tmp_path, tiny_bert_folder, reviews_csv, capsys):
-    with pytest.raises(SystemExit) as exit_:
-        main(
-            ["layerdrop", "--model", str(tiny_bert_folder), "--data", str(reviews_csv), *TINY_DATA]
-            + ["--epochs", "1", "--depths", "9", "--output-dir", str(tmp_path / "run")]
-        )
-    assert exit_.value.code == 2
-    assert (
-        capsys.readouterr().err
-        == "hf-efficient layerdrop: --depths [9]: the teacher has only 4 layers; give depths of 1 to 4.\n"
-    )
-    assert not (tmp_path / "run").exists()  # refused before training
-
-
 def test_every_command_has_help_with_examples():
     choices = build_parser()._subparsers._group_actions[0].choices
     assert (

@@ -251,7 +251,10 @@ def test_tokenize_dataset(tokenizer):
         assert all(len(ids) == 16 for ids in split["input_ids"])
         assert list(split["label"]) == list(loaded[name]["label"])
     short = tokenized["train"][[i for i, text in enumerate(loaded["train"]["text"]) if text == "a fine film"][0]]
-    assert 0 < sum(short["attention_mask"]) < 16
+    expected = tokenizer("a fine film", padding="max_length", truncation=True, max_length=16)
+    assert (short["input_ids"], short["attention_mask"]) == (expected["input_ids"], expected["attention_mask"])
+    long = tokenized["train"][[i for i, text in enumerate(loaded["train"]["text"]) if text != "a fine film"][0]]
+    assert sum(long["attention_mask"]) == 16 and long["input_ids"][-1] == tokenizer.sep_token_id  # truncated
 
 
 def test_tokenize_dataset_validates(tokenizer):

@@ -316,6 +316,17 @@ def test_layerdrop_student_and_lower_precision_teacher(tmp_path):
         tmp_path, student, teacher, PKDConfig(), teacher_dtype=torch.bfloat16, callbacks=[LayerDropCallback()]
     )
     assert next(trainer.teacher.parameters()).dtype == torch.bfloat16
+    # The loss reads the bf16 teacher's logits and states as float32: the defaults' hand combination (alpha 0.7,
+    # T 10, beta 500; 4 -> 2 skip: student layer 0 learns teacher layer 1), in eval mode (no layer dropped).
+    batch, student = tiny_batch(length=12), student.eval()
+    inputs = {k: v for k, v in batch.items() if k != "labels"}
+    with torch.no_grad():
+        t = trainer.teacher(**inputs, output_hidden_states=True)
+        s = student(**inputs, output_hidden_states=True)
+        patient = patient_loss(s.hidden_states[1][:, None, 0], t.hidden_states[2][:, None, 0].float())
+        kd = soft_target_loss(s.logits, t.logits.float(), 10.0)
+        expected = 0.3 * torch.nn.functional.cross_entropy(s.logits, batch["labels"]) + 0.7 * kd + 500 * patient
+        assert trainer.compute_loss(student, dict(batch)).item() == pytest.approx(expected.item(), rel=1e-5)
     trainer.train()
     losses = [entry["loss"] for entry in trainer.state.log_history if "loss" in entry]
     assert len(losses) == 2 and all(math.isfinite(loss) for loss in losses)
@@ -377,7 +388,8 @@ def test_settings_that_would_do_nothing_are_refused_or_said(tmp_path):
     narrow = tiny_model("bert", num_layers=2, hidden_size=16)
     with pytest.raises(ValueError, match=r"^DistillationTrainer: the student's hidden size is 16 but the teacher's is"):
         _trainer(tmp_path, narrow, teacher, PKDConfig(projection=False))
-    assert _trainer(tmp_path, narrow, teacher, PKDConfig(projection=False, beta=0))  # logit KD: fine
+    _trainer(tmp_path, narrow, teacher, PKDConfig(projection=False, beta=0))  # logit KD: no states to compare
+    assert narrow.config.hf_efficient["distillation"]["method"] == "logit_kd" and not hasattr(narrow, "pkd_projection")
     # A 1-layer student has no layer to match: said, and recorded as the logit KD it is.
     one = make_student(teacher, 1)
     with pytest.warns(UserWarning, match=r"a 1-layer student has no intermediate layer .* logit KD only"):

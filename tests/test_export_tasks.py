@@ -4,6 +4,8 @@ The full family x head grid is slow (an export each); the CI suite runs every he
 head of each other family, chosen for the export path it takes.
 """
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -124,7 +126,8 @@ def test_export_parity_of_every_output(tmp_path, family, head):
         assert_int8_keeps_predictions(name, head, int8[name], expected[name], inputs["attention_mask"])
     optimum = optimum_available() and _optimum_exports(model, task)
     assert (result.task, result.backend) == (task.name, "optimum" if optimum else "onnxruntime")
-    assert (tmp_path / "config.json").exists()
+    saved = json.loads((tmp_path / "config.json").read_text())  # what the helpers and Optimum load the head by
+    assert (saved["architectures"], saved["model_type"]) == ([type(model).__name__], model.config.model_type)
 
 
 def test_optimum_has_no_configuration_for_some_heads_and_types():

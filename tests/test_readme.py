@@ -1,14 +1,16 @@
 """The README's Python examples run as written, in order, in one namespace, and do what they say."""
 
 import json
+import math
 import re
 from pathlib import Path
 
 import numpy as np
+import torch
 from conftest import minilm_path
 from transformers import AutoModelForSequenceClassification
 
-from hf_efficient import apply_layerdrop
+from hf_efficient import TextClassifier, apply_layerdrop
 from hf_efficient.layerdrop.model import layerdrop_schedule
 
 ROOT = Path(__file__).parents[1]
@@ -50,8 +52,9 @@ def test_readme_python_examples_run(tmp_path, monkeypatch):
     assert namespace["trainer"].model.config.num_hidden_layers == 3
     logged = [entry for entry in namespace["trainer"].state.log_history if "loss_hard" in entry]
     assert len(logged) == 2 and all({"loss_kd", "loss_patient"} <= set(entry) for entry in logged)  # as it says
-    assert "eval_loss" in namespace["metrics"]
-    assert (tmp_path / "runs/readme/student/config.json").exists()
+    assert namespace["metrics"]["eval_loss"] > 0 and math.isfinite(namespace["metrics"]["eval_loss"])
+    saved = AutoModelForSequenceClassification.from_pretrained(tmp_path / "runs/readme/student")
+    assert saved.config.num_hidden_layers == 3 and saved.config.hf_efficient["distillation"]["method"] == "pkd"
 
     # Sharing: the reloaded checkpoint is shared the same way.
     reloaded, shared = namespace["reloaded"], namespace["albert_like"]
@@ -59,8 +62,14 @@ def test_readme_python_examples_run(tmp_path, monkeypatch):
     assert sum(p.numel() for p in reloaded.parameters()) < sum(p.numel() for p in namespace["teacher"].parameters())
 
     # int8 export: the three accuracies, the int8 file, and the classifier's answers.
-    assert set(namespace["result"].metrics) == {"pytorch", "onnx_fp32", "onnx_int8"}
-    assert (tmp_path / "runs/readme/int8/model_quantized.onnx").exists()
+    metrics = {name: scores["accuracy"] for name, scores in namespace["result"].metrics.items()}
+    assert set(metrics) == {"pytorch", "onnx_fp32", "onnx_int8"} and metrics["onnx_fp32"] == metrics["pytorch"]
+    assert metrics["pytorch"] - metrics["onnx_int8"] <= 0.01  # the config's max_accuracy_drop
+    texts = ["a delight", "a mess"]
+    with torch.no_grad():
+        ids = namespace["small"].eval()(**namespace["tokenizer"](texts, return_tensors="pt", padding=True)).logits
+    fp32 = TextClassifier(tmp_path / "runs/readme/int8", file_name="model.onnx")(texts)
+    assert [row["label"] for row in fp32] == [namespace["small"].config.id2label[int(i)] for i in ids.argmax(-1)]
 
     # Sentence embeddings: a 3-layer SentenceTransformer saved as a plain sentence-transformers folder,
     # exported to int8 (the gate passed), whose ONNX embeddings are unit vectors close to PyTorch's.

@@ -174,19 +174,26 @@ def test_bad_task_inputs_fail_in_one_line(tmp_path, tiny_bert_folder):
 
 
 @pytest.mark.parametrize("task", DATA_TASKS)
-def test_a_fine_tuned_folder_names_its_task_for_the_cli(tmp_path, task):
+def test_a_fine_tuned_folder_names_its_task_for_the_cli(tmp_path, task, monkeypatch):
     """`hf-efficient distill/prune/export` take the task of the model they are given, unless --task says one."""
     from conftest import tiny_model
 
-    from hf_efficient.cli import build_parser
+    import hf_efficient.cli as cli
     from hf_efficient.recipe.run import folder_task
 
     model = tiny_model("bert", num_layers=1, task=task)
     model.config.architectures = [type(model).__name__]  # as save_pretrained writes it
     model.config.save_pretrained(tmp_path)
     assert folder_task(str(tmp_path)) == task
-    args = build_parser().parse_args(["layerdrop", "--task", task])
-    assert args.task == task
+    made = {}
+    monkeypatch.setattr(cli, "model_source", lambda *args, **kwargs: None)  # a config, no weights: not run
+    monkeypatch.setattr(cli, "_run", lambda recipe, args: made.update(recipe=dict(recipe)))
+    other = next(name for name in DATA_TASKS if name != task)
+    for command in (["distill", "--teacher"], ["prune", "--model"], ["export", "--model"]):
+        main([*command, str(tmp_path)])
+        assert made.pop("recipe")["task"] == task, command
+        main([*command, str(tmp_path), "--task", other])
+        assert made.pop("recipe")["task"] == other, command
 
 
 @pytest.mark.parametrize("task", sorted(set(TASKS) - set(DATA_TASKS) - set(TEXT_TASKS)))

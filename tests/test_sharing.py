@@ -295,8 +295,12 @@ def test_with_layerdrop_and_as_distillation_student(tmp_path):
     trainer.train()
     assert layer_stack(student)[0].attention.self.query.weight is layer_stack(student)[1].attention.self.query.weight
     trainer.save_model(str(tmp_path / "student"))
-    reloaded = AutoModelForSequenceClassification.from_pretrained(tmp_path / "student")
-    assert set(reloaded.config.hf_efficient) >= {"sharing", "layerdrop", "distillation"}
+    reloaded = AutoModelForSequenceClassification.from_pretrained(tmp_path / "student").eval()
+    recorded = reloaded.config.hf_efficient
+    assert recorded["layerdrop"]["rate"] == 0.3 and recorded["distillation"]["method"] == "pkd"
+    assert shared_parameter_groups(reloaded) == shared_parameter_groups(student) != []  # shared again on load
+    batch = tiny_batch()
+    torch.testing.assert_close(reloaded(**batch).logits, student.eval()(**batch).logits)
 
 
 @pytest.mark.parametrize(
