@@ -1,11 +1,11 @@
 """Which int8 graph `export_int8` writes, chosen per CPU from its instruction sets, and why.
 
 The variants differ in which matrix products run in int8 and in how much of the graph ONNX Runtime's
-transformer fusions merge beforehand. Measured on an AMD EPYC (Zen 4) with AVX512-VNNI and
+transformer fusions merge beforehand. Measured on AMD EPYC Zen 4 and Zen 5 with AVX512-VNNI and
 AVX512-BF16, no AMX, 1 thread, the quickstart's MiniLM teacher and 3-layer student at sequence 64
 (`benchmarks/int8.py`, tables in `benchmarks/README.md`): "int8-all" and "int8-weights" are within
 the runs' spread of each other at batch 1 and 32 (3% on a quiet host, up to 10% either way on a busy
-one); "int8-fused" is 15-25% slower (its `QAttention` and `SkipLayerNormalization` kernels cost more
+one); "int8-fused" is 15-30% slower (its `QAttention` and `SkipLayerNormalization` kernels cost more
 than the nodes they replace). For the same reason the two unfused variants leave ONNX Runtime no
 `Add` + `LayerNormalization` to fuse at load time (`finish_variant`, `graph.residual_sums`).
 
