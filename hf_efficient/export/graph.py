@@ -17,8 +17,8 @@ def use_tanh_gelu(source: str | Path, target: str | Path) -> int:
     The tanh form is Hendrycks & Gimpel's approximation, within ~1e-3 of the exact one. It is no faster with
     ONNX Runtime 1.32, which fuses the exact form into its `Gelu` kernel (on an AMD Zen 5, 1 thread, the 3-layer
     int8 MiniLM's GELUs take 4.3 ms as `Gelu` and 6.6 ms as `FastGelu` at batch 32, `benchmarks/cpu_peak.py
-    --profile`), so `export_int8` uses it only
-    when asked (`approximate_gelu=True`). Only the GELU patterns change; graphs without one are written unchanged.
+    --profile`), so `export_int8` uses it only when asked (`approximate_gelu=True`). Only the GELU patterns
+    change; graphs without one are written unchanged.
 
     Returns:
         `int`: the number of GELUs replaced.
