@@ -41,7 +41,7 @@ from hf_efficient.data import load_default_task, tokenize_dataset
 from hf_efficient.export.fastest import failure_reason
 from hf_efficient.export.int8 import _batches, onnx_accuracy, onnx_outputs
 from hf_efficient.export.onnx import INPUT_NAMES
-from hf_efficient.export.runtime import NAMES, open_session
+from hf_efficient.export.runtime import NAMES
 from hf_efficient.export.variants import VARIANTS, choose_variant
 from hf_efficient.metrics import evaluate_model
 from hf_efficient.report import markdown_table
@@ -156,20 +156,19 @@ def main():
                 openvino[f"OpenVINO {variant} static, bf16"] = (files[f"ONNX {variant} static"], "openvino-bf16")
         if has_fast_bf16():
             openvino["OpenVINO bf16"] = (files["ONNX fp32"], "openvino-bf16")
-        for name, (path, runtime) in list(openvino.items()):  # int8-fused's contrib operators have no conversion
-            try:
-                open_session(path, runtime, caller="int8.py")
-            except Exception as error:
-                print(f"{name}: left out, OpenVINO cannot load it ({failure_reason(error)})")
-                del openvino[name]
     model.save_pretrained(output / "pytorch")
     sizes = {"PyTorch fp32": folder_mb(output / "pytorch/model.safetensors")}
     sizes |= {name: folder_mb(path) for name, path in files.items()}
     accuracy = {"PyTorch fp32": evaluate_model(model, data["test"])["accuracy"]}
     accuracy |= {name: onnx_accuracy(path, data["test"]) for name, path in files.items()}
-    for name, (path, runtime) in openvino.items():
+    for name, (path, runtime) in list(openvino.items()):
+        try:
+            logits = onnx_outputs(path, data["test"], runtime)["logits"]
+        except Exception as error:  # int8-fused's contrib operators have no conversion
+            print(f"{name}: left out, OpenVINO cannot load it ({failure_reason(error)})")
+            del openvino[name]
+            continue
         sizes[name] = folder_mb(path) / (2 if runtime == "openvino-bf16" and "static" not in name else 1)
-        logits = onnx_outputs(path, data["test"], runtime)["logits"]
         accuracy[name] = float((logits.argmax(-1) == np.asarray(data["test"]["label"])).mean())
 
     plain = {"PyTorch fp32": model}

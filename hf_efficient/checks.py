@@ -223,18 +223,17 @@ def check_rows(model, rows, task: str, where: str, *, labels: bool = True) -> No
         )
 
 
-def check_texts(rows, column: str, where: str) -> list[str] | None:
+def check_texts(rows, column: str, where: str) -> None:
     """Refuse texts that are not strings (None, numbers) in one line naming the first, rather than an error
     from inside a tokenizer, or "None" embedded as a word. `rows`: a list of strings, or a `datasets.Dataset`
-    whose `column` is read through Arrow (its type and nulls, not a Python list of every row). Returns a list
-    as given (or None for a dataset)."""
+    whose `column` is read through Arrow (its type and nulls, not a Python list of every row)."""
     if isinstance(rows, (list, tuple)):
         bad = next((i for i, text in enumerate(rows) if not isinstance(text, str)), None)
         if bad is not None:
             raise ValueError(f"{where}: text {bad} is {rows[bad]!r:.40}, not a string; give strings only.")
-        return list(rows)
+        return
     if not hasattr(rows, "select_columns") or column not in rows.column_names:
-        return None
+        return
     import pyarrow as pa
 
     values = rows.select_columns([column]).with_format("arrow")[:][column]
@@ -246,7 +245,6 @@ def check_texts(rows, column: str, where: str) -> list[str] | None:
             f"{where}: row {bad} of the {column!r} column is None; drop such rows, e.g. "
             f"dataset.filter(lambda row: row[{column!r}] is not None)."
         )
-    return None
 
 
 def _column(rows, name: str):

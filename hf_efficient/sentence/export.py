@@ -29,12 +29,14 @@ TEXT_COLUMN = "text"
 def _texts(dataset, call: str) -> list[str] | None:
     if dataset is None:
         return None
+    where = f"export_int8({call}=...)"
     if isinstance(dataset, (list, tuple)):
-        return check_texts(dataset, TEXT_COLUMN, f"export_int8({call}=...)")
+        check_texts(dataset, TEXT_COLUMN, where)
+        return list(dataset)
     columns = getattr(dataset, "column_names", [])
     if TEXT_COLUMN not in columns:
-        raise ValueError(f"export_int8({call}=...): an embedding model reads a {TEXT_COLUMN!r} column; got {columns}.")
-    check_texts(dataset, TEXT_COLUMN, f"export_int8({call}=...)")
+        raise ValueError(f"{where}: an embedding model reads a {TEXT_COLUMN!r} column; got {columns}.")
+    check_texts(dataset, TEXT_COLUMN, where)
     return list(dataset[TEXT_COLUMN])
 
 
