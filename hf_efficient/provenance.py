@@ -25,9 +25,16 @@ PER_LAYER_RECORDS: dict[str, Callable[[dict, list[int]], dict]] = {}
 def public_name(value: str) -> str:
     """A model or file as a record that may be published names it: a path of this machine (absolute, or one
     that exists here) by its last part; a Hub id, or any other text, as it is."""
-    if ("/" in value or "\\" in value) and (Path(value).expanduser().is_absolute() or Path(value).exists()):
+    if ("/" in value or "\\" in value) and (Path(value).expanduser().is_absolute() or _exists(value)):
         return Path(value).name
     return value
+
+
+def _exists(value: str) -> bool:
+    try:
+        return Path(value).exists()
+    except OSError:  # text that cannot be a path here, e.g. a sentence longer than a file name may be
+        return False
 
 
 def record_technique(model: PreTrainedModel, technique: str, settings: dict | None) -> None:

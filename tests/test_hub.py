@@ -633,3 +633,11 @@ def test_a_card_license_or_language_not_written_as_a_hub_id_is_refused(tmp_path)
     with pytest.raises(ValueError, match=r"^write_model_card: language='en_US' is not a Hub language id \(did you"):
         write_model_card(tmp_path, report, language="en_US")
     assert not (tmp_path / "README.md").exists()
+
+
+def test_long_text_with_a_slash_is_not_taken_for_a_path():
+    from hf_efficient.provenance import public_name
+
+    reason = "AMX-INT8: " + "x" * 300 + " (benchmarks/README.md)"  # one part longer than a file name may be
+    assert public_name(reason) == reason
+    assert public_name("/home/alice/runs/student") == "student"
