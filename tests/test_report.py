@@ -36,7 +36,7 @@ def test_latency_reports_the_spread_of_its_rounds_and_the_machine_load(monkeypat
     }
     loads = iter([0.5, 0.7])  # before and after
     monkeypatch.setattr(measure, "machine_load", lambda: next(loads))
-    latency = measure_latency(runners, {1: {"input_ids": [0]}}, threads=1, seconds=0.01, rounds=5)
+    latency = measure_latency(runners, {1: {"input_ids": [0]}}, threads=1, seconds=0.01, rounds=5, warmup=0)
     assert 20 <= latency["steady"][1] < 30 and 20 <= latency["jittery"][1] < 30  # the medians, as before
     assert latency.spread["jittery"][1] > 0.8 and latency.spread["steady"][1] < 0.5  # (40 - 20) / 20 = 100%
     assert 20 <= latency["cold"][1] < 30 and latency.spread["cold"][1] < 0.5
@@ -50,7 +50,9 @@ def test_latency_reports_the_spread_of_its_rounds_and_the_machine_load(monkeypat
 
     # Load: the larger of before and after, against the machine's cores.
     monkeypatch.setattr(measure, "machine_load", lambda: 50.0 * measure.os.cpu_count())
-    busy = measure_latency({"steady": sleeper([1] * 4)}, {1: {"input_ids": [0]}}, threads=1, seconds=0.001, rounds=2)
+    busy = measure_latency(
+        {"steady": sleeper([1] * 4)}, {1: {"input_ids": [0]}}, threads=1, seconds=0.001, rounds=2, warmup=0
+    )
     assert busy.timing.reliable is False and busy.timing.reason.startswith("measured while the machine was busy (load")
 
 

@@ -66,6 +66,31 @@ def test_openvino_runs_the_int8_file_as_onnx_runtime_does(tmp_path, tokenizer, r
     assert [g["score"] for g in got] == pytest.approx([e["score"] for e in expected], abs=1e-4)
 
 
+def test_openvino_compiles_a_recurring_shape_for_itself(tmp_path, tokenizer, rows, monkeypatch):
+    config = Int8ExportConfig(variant="int8-all", runtime="openvino", **STATIC)
+    export_int8(classifier(tokenizer), tmp_path, config, tokenizer=tokenizer, calibration_dataset=rows)
+    session = open_session(tmp_path / "model_quantized.onnx", threads=1)
+    reference = open_session(tmp_path / "model_quantized.onnx", "onnxruntime", threads=1)
+    monkeypatch.setattr(runtime.OpenVINOSession, "SHAPES_COMPILED", 2)
+    feeds = [
+        {name: np.asarray(rows[:size][name])[:, :length] for name in session.input_names}
+        for size, length in ((4, 16), (2, 16), (4, 8))
+    ]
+    session.compile_seconds = float("inf")  # compiling never pays: every shape runs on the any-shape model
+    for feed in feeds:
+        session.run(None, feed)
+    assert not session.fixed and set(session.seconds_at) == {
+        tuple(f[n].shape for n in session.input_names) for f in feeds
+    }
+    session.compile_seconds = 0.0  # pays at once: each shape already run gets its own model, the oldest dropped
+    for feed in feeds * 2:
+        got = session.run(None, feed)[0]
+        np.testing.assert_allclose(got, reference.run(None, feed)[0], atol=1e-4)
+    assert list(session.fixed) == [tuple(f[n].shape for n in session.input_names) for f in feeds[1:]]
+    fixed = session.fixed[tuple(feeds[2][n].shape for n in session.input_names)]
+    assert [list(port.get_shape()) for port in fixed.model_inputs] == [[4, 8]] * len(session.input_names)
+
+
 def test_openvino_asked_for_a_dynamic_file_warns_that_it_is_slow(tmp_path, tokenizer, rows, recwarn):
     export_int8(classifier(tokenizer), tmp_path, Int8ExportConfig(mode="dynamic"), tokenizer=tokenizer)
     with pytest.warns(UserWarning, match=r"^TextClassifier: .* is quantized dynamically, which OpenVINO runs about 4x"):

@@ -129,10 +129,11 @@ def measure_latency(
     threads: int,
     seconds: float = 3.0,
     rounds: int = 5,
+    warmup: float | None = None,
 ) -> Latency:
     """Median milliseconds per batch of each runner at each batch size, measured side by side.
 
-    The runners take turns within each round (after two warm-up calls each), so that a machine that
+    The runners take turns within each round (after `warmup` seconds of calls each), so that a machine that
     slows down or speeds up during the measurement affects all of them alike; ratios between
     runners of one call are what to report. `seconds` bounds the time spent per runner and batch size.
     The result also holds how far the rounds spread and the machine's load (see `Latency`), which
@@ -144,19 +145,29 @@ def measure_latency(
         threads (`int`): CPU threads for PyTorch (ONNX sessions get theirs when built).
         seconds (`float`): Time budget per runner and batch size.
         rounds (`int`): Timed rounds.
+        warmup (`float`, *optional*): Seconds of untimed calls per runner and batch size first (two calls at
+            least); two thirds of `seconds`, at most 2, when None: long enough for OpenVINO to compile the
+            shape for itself (0.2-0.7 s for a MiniLM).
     """
+    warmup = min(2.0, seconds * 2 / 3) if warmup is None else warmup
     torch.set_num_threads(threads)
     load_before = machine_load()
     latency = {name: {} for name in runners}
     spread = {name: {} for name in runners}
     for size, feed in feeds.items():
-        # Two warm-up calls each: the first also allocates (ONNX Runtime's arena, oneDNN's kernels) and can take
-        # several times a call's time, so the second tells how many calls fit in the time budget.
+        # Warm-up calls each, two at least and for `warmup` seconds: the first also allocates (ONNX Runtime's
+        # arena, oneDNN's kernels) and can take several times a call's time, and OpenVINO compiles a shape
+        # that keeps recurring for it (`export.runtime.OpenVINOSession`); the last tells how many calls fit
+        # in the time budget.
         repeats = {}
         for name, run in runners.items():
             run(feed)
-            started = time.perf_counter()
-            run(feed)
+            deadline = time.perf_counter() + warmup
+            while True:
+                started = time.perf_counter()
+                run(feed)
+                if time.perf_counter() >= deadline:
+                    break
             repeats[name] = max(1, int(seconds / rounds / max(time.perf_counter() - started, 1e-6)))
         timings = {name: [] for name in runners}
         for _ in range(rounds):
