@@ -8,7 +8,8 @@ instructions, ONNX fp32, and the int8 exports of `export_int8`: each graph varia
 rows), int8-all dynamic with the tanh GELU (`approximate_gelu=True`, ONNX Runtime's `FastGelu`), and
 the chosen export with its residual `Add`s as exported ("Adds kept": ONNX Runtime then fuses one or more into its slower
 `SkipLayerNormalization`, see `export.graph.residual_sums`). The variant that
-`Int8ExportConfig(variant="auto")` picks on this CPU is marked "(auto)"; with `--fastest`, the
+`Int8ExportConfig(variant="auto")` picks on this CPU is marked "(auto)" (and, with `--openvino` on
+CPUs with AMX, where a static export with `runtime="auto"` runs it, "(auto, static)"); with `--fastest`, the
 export of `variant="fastest"` (each graph timed at export, the fastest kept) joins the run as the row
 marked "(fastest)", dynamic and static (the static one also timed on OpenVINO where it is installed,
 and run on the runtime it chose), and the JSON records what they timed. Speed-ups are
@@ -42,7 +43,7 @@ from hf_efficient.export.fastest import failure_reason
 from hf_efficient.export.int8 import _batches, onnx_accuracy, onnx_outputs
 from hf_efficient.export.onnx import INPUT_NAMES
 from hf_efficient.export.runtime import NAMES
-from hf_efficient.export.variants import VARIANTS, choose_variant
+from hf_efficient.export.variants import VARIANTS, choose_runtime, choose_variant
 from hf_efficient.metrics import evaluate_model
 from hf_efficient.report import markdown_table
 from hf_efficient.report.cpu import describe_cpu, has_fast_bf16
@@ -112,8 +113,13 @@ def main():
     configs = {"int8-all-tanh-gelu": Int8ExportConfig(variant="int8-all", approximate_gelu=True, retry=False)}
     for variant in args.variants:
         configs[f"{variant}-dynamic"] = Int8ExportConfig(variant=variant, retry=False)
+        # On ONNX Runtime, named so: "auto" would run static files on OpenVINO on some CPUs (the OpenVINO rows).
         configs[f"{variant}-static"] = Int8ExportConfig(
-            variant=variant, mode="static", retry=False, calibration_samples=args.calibration_rows
+            variant=variant,
+            mode="static",
+            runtime="onnxruntime",
+            retry=False,
+            calibration_samples=args.calibration_rows,
         )
     if args.fastest:
         configs["fastest-dynamic"] = Int8ExportConfig(variant="fastest", retry=False)
@@ -133,6 +139,7 @@ def main():
     }
     backend = exports["int8-all-tanh-gelu"].backend
     auto = choose_variant()[0]
+    auto_static_runtime = choose_runtime("static", auto)[0]  # what runtime="auto" runs a static export on
     files = {"ONNX fp32": output / "int8-all-tanh-gelu/model.onnx"}
     for name, result in exports.items():
         label = f"ONNX {result.variant} {result.mode}" + (", tanh GELU" if "tanh" in name else "")
@@ -151,9 +158,11 @@ def main():
         # Name -> (graph, `export.runtime`): "openvino-bf16" is OpenVINO's bf16 inference precision hint.
         openvino = {"OpenVINO fp32": (files["ONNX fp32"], "openvino"), "OpenVINO int8 static QDQ": (qdq, "openvino")}
         for variant in args.variants:  # the static exports themselves, as `runtime="openvino"` runs them
-            openvino[f"OpenVINO {variant} static"] = (files[f"ONNX {variant} static"], "openvino")
-            if has_fast_bf16():  # and as `runtime="openvino-bf16"` does
-                openvino[f"OpenVINO {variant} static, bf16"] = (files[f"ONNX {variant} static"], "openvino-bf16")
+            for runtime in ("openvino", "openvino-bf16") if has_fast_bf16() else ("openvino",):
+                label = f"OpenVINO {variant} static" + (", bf16" if runtime == "openvino-bf16" else "")
+                if (variant, runtime) == (auto, auto_static_runtime):
+                    label += " (auto, static)"
+                openvino[label] = (files[f"ONNX {variant} static"], runtime)
         if has_fast_bf16():
             openvino["OpenVINO bf16"] = (files["ONNX fp32"], "openvino-bf16")
     model.save_pretrained(output / "pytorch")
@@ -208,6 +217,7 @@ def main():
     cpu = describe_cpu()
     result = {"backend": backend, "cpu": cpu, "cpu_count": os.cpu_count(), "model": args.model, "variants": {}}
     result["auto"] = dict(zip(("variant", "reason"), choose_variant(), strict=True))
+    result["auto"]["static_runtime"] = auto_static_runtime
     for name in ("fastest-dynamic", "fastest-static"):
         if name in exports:
             kept = exports[name]

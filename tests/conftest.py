@@ -161,6 +161,17 @@ def tiny_task_batch(task: str | None, batch: int = 3, length: int = 20, seed: in
     return {**inputs, "labels": labels}
 
 
+# The instruction sets every test sees, wherever the suite runs: what `export_int8` chooses (graph, runtime)
+# and which baselines a report times follow the CPU, and CI machines differ (AMD with AVX512-VNNI, Intel with
+# AMX). Tests of a choice on another CPU set theirs.
+TEST_CPU = ["AVX2", "AVX512", "AVX512-VNNI", "AVX512-BF16"]
+
+
+@pytest.fixture(autouse=True)
+def one_cpu(monkeypatch):
+    monkeypatch.setattr("hf_efficient.report.cpu.cpu_features", lambda: list(TEST_CPU))
+
+
 @pytest.fixture(autouse=True)
 def restore_environment():
     """TrainingArguments(bf16=True) sets ACCELERATE_MIXED_PRECISION for the whole process: undo it."""

@@ -26,7 +26,7 @@ def test_choice_per_cpu(features, expected):
     variant, reason = variants.choose_variant("auto", features)
     assert variant == expected
     assert reason.startswith("AMX-INT8") == ("AMX-INT8" in features)
-    assert ("not measured" in reason) != (features == EPYC)  # only the VNNI choice was measured
+    assert ("not measured" in reason) != (features in (EPYC, XEON_AMX))  # the VNNI and AMX choices were measured
     assert ("variant='fastest'" in reason) == ("not measured" in reason)  # how to settle it here
 
 
@@ -96,10 +96,34 @@ def test_each_variant_matches_pytorch_and_is_recorded(tmp_path, variant):
 
 def test_auto_records_the_choice_for_this_cpu(tmp_path, monkeypatch):
     monkeypatch.setattr("hf_efficient.report.cpu.cpu_features", lambda: XEON_AMX)
-    result = export_int8(tiny_model("bert", num_layers=2), tmp_path)
+    with pytest.warns(UserWarning, match=r"^export_int8: int8-weights on ONNX Runtime; on CPUs with AMX, .* slower"):
+        result = export_int8(tiny_model("bert", num_layers=2), tmp_path)
     record = json.loads((tmp_path / "export_report.json").read_text())
     assert record["variant"] == "int8-weights" and "AMX-INT8" in record["variant_reason"]
     assert record["config"]["variant"] == "auto" and result.variant == "int8-weights"
+    assert record["runtime"] == "onnxruntime" and "export with mode='static'" in record["variant_reason"]
+
+
+@pytest.mark.parametrize(
+    "features, mode, variant, openvino, expected",
+    [
+        (XEON_AMX, "static", "int8-weights", True, ("openvino-bf16", False)),
+        (XEON_AMX, "static", "int8-all", True, ("openvino-bf16", False)),  # a forced variant too
+        (XEON_AMX, "static", "int8-fused", True, ("onnxruntime", False)),  # OpenVINO cannot load it
+        (XEON_AMX, "static", "int8-weights", False, ("onnxruntime", True)),  # not installed: pip install openvino
+        (XEON_AMX, "dynamic", "int8-weights", True, ("onnxruntime", True)),  # OpenVINO is slow on dynamic graphs
+        (EPYC, "static", "int8-all", True, ("onnxruntime", False)),
+        (EPYC, "dynamic", "int8-all", True, ("onnxruntime", False)),
+    ],
+)
+def test_auto_runtime_per_cpu(features, mode, variant, openvino, expected, monkeypatch):
+    monkeypatch.setattr("hf_efficient.export.runtime.installed", lambda name: openvino)
+    runtime, note, slower = variants.choose_runtime(mode, variant, features)
+    assert (runtime, slower) == expected
+    assert ("pip install openvino" in note) == (slower and not openvino)
+    assert ("export with mode='static'" in note) == slower and (note == "") == (
+        features == EPYC or variant == "int8-fused"
+    )
 
 
 def test_report_names_the_variant_and_why():

@@ -65,9 +65,10 @@ class Int8ExportConfig:
         runtime (`str`, defaults to "auto"): What runs the int8 file (`export.runtime`): "onnxruntime",
             "openvino" (static mode only: it runs dynamic graphs about 4x slower), "openvino-bf16"
             (the same, with the float operations around the int8 products in bf16 where the CPU has
-            bf16), or "auto": ONNX Runtime, except that `variant="fastest"` in static mode times each
-            graph on OpenVINO too (and OpenVINO bf16 where the CPU has bf16), where it is installed,
-            and keeps the fastest. The result and `export_report.json` record
+            bf16), or "auto": ONNX Runtime, except in static mode where OpenVINO is installed: on CPUs with
+            AMX, OpenVINO bf16 (`export.variants.choose_runtime`), and with `variant="fastest"` each graph
+            timed on OpenVINO too (and OpenVINO bf16 where the CPU has bf16), the fastest kept. The result
+            and `export_report.json` record
             it, and the helpers load the file with it.
         timing_threads (`int`, defaults to 1): CPU threads `variant="fastest"` times the graphs and plain
             PyTorch on: as many as the model will be served with (which graph and runtime win can
@@ -136,7 +137,7 @@ class Int8ExportConfig:
         default="auto",
         metadata={
             "help": "what runs the int8 file: onnxruntime, openvino or openvino-bf16 (static mode only); "
-            "auto: onnxruntime, or with variant fastest and mode static, whichever is fastest here",
+            "auto: onnxruntime; in static mode openvino-bf16 on CPUs with AMX, and with variant fastest the fastest",
             "choices": RUNTIME_CHOICES,
         },
     )

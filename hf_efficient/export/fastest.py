@@ -1,10 +1,11 @@
 """`Int8ExportConfig(variant="fastest")`: every int8 graph written and timed on this CPU, the fastest kept.
 
-`variant="auto"` picks a graph from the CPU's instruction sets, and that pick was measured on one kind
-of CPU only (`variants`). Elsewhere the graphs' order is a guess: on Intel's AMX, for one, ONNX Runtime
-runs u8 x s8 products on the tiles but not u8 x u8, so which graph wins depends on how much time is
-left outside the weight products. Timing them where the model will run settles it, for the cost of
-writing each graph (seconds for a base-size encoder) and about `2 * SECONDS` of timing per graph.
+`variant="auto"` picks a graph from the CPU's instruction sets, and that pick was measured on a few
+CPUs only (AMD EPYC Zen 4 and Zen 5, one Intel Xeon with AMX: `variants`), on two MiniLMs at 64 tokens.
+Elsewhere, or for another model, the graphs' order is a guess: which graph wins depends on how much time
+is left outside the weight products. Timing them where the model will run settles it, for the cost of
+writing each graph (seconds for a base-size encoder) and about `2 * SECONDS` of timing per graph (plus
+each runner's warm-up, `report.measure.measure_latency`).
 
 The graphs are timed as `benchmarks/int8.py` times them (`report.measure.measure_latency`): in turns
 within each round, so that a machine that speeds up or slows down affects all alike; on
@@ -37,7 +38,7 @@ import torch
 
 from .config import Int8ExportConfig
 from .runtime import NAMES, installed
-from .variants import VARIANTS, choose_variant
+from .variants import VARIANTS, choose_runtime, choose_variant
 
 BATCH_SIZES = (1, 32)
 SEQUENCE_LENGTH = 64
@@ -134,15 +135,20 @@ def resolve_variant(
     requested, runtime, threads = config.variant, config.runtime, config.timing_threads
     if requested != "fastest":
         variant, reason = choose_variant(requested)
+        if runtime == "auto":
+            runtime, note, slower = choose_runtime(mode, variant)
+            if slower:
+                warnings.warn(f"export_int8: {variant} on ONNX Runtime{note}.", stacklevel=3)
+            return variant, runtime, reason + note, None, None
         if runtime.startswith("openvino"):  # `auto`'s pick and its figures are ONNX Runtime's
             reason += f"; runtime forced with Int8ExportConfig(runtime={runtime!r})" + (
                 ", on which this pick is not measured: variant='fastest' times every graph there"
                 if requested == "auto"
                 else ""
             )
-        elif runtime != "auto":
+        else:
             reason += f"; runtime forced with Int8ExportConfig(runtime={runtime!r})"
-        return variant, "onnxruntime" if runtime == "auto" else runtime, reason, None, None
+        return variant, runtime, reason, None, None
     from ..report.cpu import cpu_name  # here: the report package imports this one
     from ..report.measure import measure_latency, onnx_runner
 

@@ -9,13 +9,13 @@ one); "int8-fused" is 15-30% slower (its `QAttention` and `SkipLayerNormalizatio
 than the nodes they replace). For the same reason the two unfused variants leave ONNX Runtime no
 `Add` + `LayerNormalization` to fuse at load time (`finish_variant`, `graph.residual_sums`).
 
-On Intel CPUs with AMX-INT8 (not measured here: no such machine was at hand), ONNX Runtime runs
-u8 x s8 products (an activation times signed int8 weights) on the AMX tiles, but a product of two
-activations, which its dynamic quantizer makes u8 x u8, at about the fp32 rate (the GEMM
-measurements of issue 20: 1,226 GOP/s against 197 on one core of an Intel Xeon with AMX). "int8-weights"
-keeps those products (the attention's scores and their use of the values) in fp32 and every weight
-product on the tiles, so it is the reasoned default there. Where a choice was not measured,
-`variant="fastest"` settles it on the CPU at hand: it writes every variant and times them (`fastest`).
+On an Intel Xeon with AMX-INT8 (same models and settings), ONNX Runtime runs u8 x s8 products (an
+activation times signed int8 weights) on the AMX tiles (1,117 GOP/s on one core), but a product of two
+activations, which its dynamic quantizer makes u8 x u8, at about the fp32 rate (169 GOP/s). "int8-weights"
+keeps those products (the attention's scores and their use of the values) in fp32 and every weight product
+on the tiles: as fast as int8-all or faster at batch 1 and 3-12% faster at batch 32, on ONNX Runtime and
+on OpenVINO. Where a choice was not measured, `variant="fastest"` settles it on the CPU at hand: it writes every variant
+and times them (`fastest`). Which runtime runs the file is `choose_runtime`'s.
 """
 
 from __future__ import annotations
@@ -65,7 +65,9 @@ def choose_variant(requested: str = "auto", features: list[str] | None = None) -
     if "AMX-INT8" in features:
         return "int8-weights", (
             "AMX-INT8: every weight product u8 x s8 on the AMX tiles, the attention's activation products in fp32 "
-            "rather than u8 x u8, which AMX does not run (reasoned, not measured on AMX" + _TIME_THEM + ")"
+            "rather than u8 x u8, which AMX does not run; at 1 thread as fast as int8-all or faster at batch 1 and "
+            "3-12% faster at batch 32, on ONNX Runtime and on OpenVINO, measured on an Intel Xeon with AMX "
+            "(benchmarks/README.md)"
         )
     if "AVX512-VNNI" in features:
         return "int8-all", (
@@ -77,6 +79,40 @@ def choose_variant(requested: str = "auto", features: list[str] | None = None) -
         "int8-all",
         f"no VNNI or AMX ({', '.join(features) or 'no listed features'}): the default graph (not measured{_TIME_THEM})",
     )
+
+
+def choose_runtime(mode: str, variant: str, features: list[str] | None = None) -> tuple[str, str, bool]:
+    """What runs the file of an export with `Int8ExportConfig(runtime="auto")` and a variant not "fastest":
+    `(runtime, note for the reason, whether plain PyTorch is faster than it at batch 32 on this CPU)`.
+
+    ONNX Runtime, except on CPUs with AMX in static mode where OpenVINO is installed: there OpenVINO runs the
+    int8 products and (with bf16 float operations) the rest on AMX's tiles, where ONNX Runtime's int8 graphs run
+    batch 32 slower than PyTorch's bf16 cast (measured on an Intel Xeon with AMX, benchmarks/README.md).
+    """
+    from .runtime import installed
+
+    if features is None:
+        from ..report.cpu import cpu_features  # here: the report package imports this one
+
+        features = cpu_features()
+    if "AMX-INT8" not in features or variant == "int8-fused":  # OpenVINO cannot load int8-fused
+        return "onnxruntime", "", False
+    if mode == "static" and installed("openvino"):
+        return "openvino-bf16", f"; {AMX_OPENVINO}", False
+    fix = "export with mode='static'" + (" and pip install openvino" if not installed("openvino") else "")
+    return "onnxruntime", f"; {AMX_ONNXRUNTIME}: {fix}, which runs it on OpenVINO bf16", True
+
+
+# Measured with benchmarks/int8.py on an Intel Xeon with AMX, the quickstart's teacher and student, 1 thread.
+AMX_OPENVINO = (
+    "AMX with OpenVINO installed: static graphs run on OpenVINO bf16, measured on an Intel Xeon with AMX at "
+    "1.26-1.39x the speed of the model cast to bf16 in PyTorch at batch 32 (3.1-3.7x at batch 1), where ONNX "
+    "Runtime's int8 graphs run at 0.51-0.63x (benchmarks/README.md)"
+)
+AMX_ONNXRUNTIME = (
+    "on CPUs with AMX, ONNX Runtime runs int8 graphs at batch 32 slower than the model cast to bf16 in PyTorch "
+    "(0.51-0.63x on an Intel Xeon with AMX, 1 thread; benchmarks/README.md)"
+)
 
 
 def activation_matmuls(path: str | Path, op_types: tuple[str, ...] = ("MatMul",)) -> list[str]:
