@@ -121,9 +121,8 @@ def test_auto_runtime_per_cpu(features, mode, variant, openvino, expected, monke
     runtime, note, slower = variants.choose_runtime(mode, variant, features)
     assert (runtime, slower) == expected
     assert ("pip install openvino" in note) == (slower and not openvino)
-    assert ("export with mode='static'" in note) == slower and (note == "") == (
-        features == EPYC or variant == "int8-fused"
-    )
+    assert ("export with mode='static'" in note) == (slower and mode == "dynamic")
+    assert (note == "") == (features == EPYC or variant == "int8-fused")
 
 
 def test_report_names_the_variant_and_why():

@@ -14,8 +14,8 @@ activation times signed int8 weights) on the AMX tiles (1,117 GOP/s on one core)
 activations, which its dynamic quantizer makes u8 x u8, at about the fp32 rate (169 GOP/s). "int8-weights"
 keeps those products (the attention's scores and their use of the values) in fp32 and every weight product
 on the tiles: as fast as int8-all or faster at batch 1 and 3-12% faster at batch 32, on ONNX Runtime and
-on OpenVINO. Where a choice was not measured, `variant="fastest"` settles it on the CPU at hand: it writes every variant
-and times them (`fastest`). Which runtime runs the file is `choose_runtime`'s.
+on OpenVINO. Where a choice was not measured, `variant="fastest"` settles it on the CPU at hand: it writes
+every variant and times them (`fastest`). Which runtime runs the file is `choose_runtime`'s.
 """
 
 from __future__ import annotations
@@ -99,8 +99,10 @@ def choose_runtime(mode: str, variant: str, features: list[str] | None = None) -
         return "onnxruntime", "", False
     if mode == "static" and installed("openvino"):
         return "openvino-bf16", f"; {AMX_OPENVINO}", False
-    fix = "export with mode='static'" + (" and pip install openvino" if not installed("openvino") else "")
-    return "onnxruntime", f"; {AMX_ONNXRUNTIME}: {fix}, which runs it on OpenVINO bf16", True
+    fixes = (["export with mode='static'"] if mode != "static" else []) + (
+        ["pip install openvino"] if not installed("openvino") else []
+    )
+    return "onnxruntime", f"; {AMX_ONNXRUNTIME}: {' and '.join(fixes)}, to run it on OpenVINO bf16", True
 
 
 # Measured with benchmarks/int8.py on an Intel Xeon with AMX, the quickstart's teacher and student, 1 thread.
