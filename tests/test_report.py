@@ -27,12 +27,12 @@ def test_latency_reports_the_spread_of_its_rounds_and_the_machine_load(monkeypat
         sleeps = iter(milliseconds)
         return lambda feed: time.sleep(next(sleeps) / 1000)
 
-    # A budget below one call per round: one call a round, after two warm-up calls, the first of which is slow
-    # where a runtime allocates on its first call ("cold") and is never timed.
+    # A budget below one call per round: one call a round, after three warm-up calls (no warm-up time), the first
+    # of which is slow where a runtime allocates on its first call ("cold") and is never timed.
     runners = {
-        "steady": sleeper([20] * 7),
-        "jittery": sleeper([20, 20, 20, 20, 40, 20, 20]),
-        "cold": sleeper([200] + [20] * 6),
+        "steady": sleeper([20] * 8),
+        "jittery": sleeper([20, 20, 20, 20, 20, 40, 20, 20]),
+        "cold": sleeper([200] + [20] * 7),
     }
     loads = iter([0.5, 0.7])  # before and after
     monkeypatch.setattr(measure, "machine_load", lambda: next(loads))
@@ -51,9 +51,23 @@ def test_latency_reports_the_spread_of_its_rounds_and_the_machine_load(monkeypat
     # Load: the larger of before and after, against the machine's cores.
     monkeypatch.setattr(measure, "machine_load", lambda: 50.0 * measure.os.cpu_count())
     busy = measure_latency(
-        {"steady": sleeper([1] * 4)}, {1: {"input_ids": [0]}}, threads=1, seconds=0.001, rounds=2, warmup=0
+        {"steady": sleeper([1] * 5)}, {1: {"input_ids": [0]}}, threads=1, seconds=0.001, rounds=2, warmup=0
     )
     assert busy.timing.reliable is False and busy.timing.reason.startswith("measured while the machine was busy (load")
+
+
+def test_warm_up_runs_for_its_seconds_and_sizes_the_rounds_after_it():
+    calls = []
+
+    def compiles_on_its_fifth_call(feed):  # like OpenVINO compiling a recurring shape for itself
+        calls.append(feed)
+        time.sleep(0.2 if len(calls) == 5 else 0.01)
+
+    feeds = {1: {"input_ids": [0]}}
+    latency = measure_latency({"ov": compiles_on_its_fifth_call}, feeds, threads=1, seconds=0.3, rounds=3, warmup=0.1)
+    # 0.1 s of warm-up calls (the fifth slow), then one more, fast, that sizes the rounds at about 10 calls each
+    # (sized on the slow call, they would get 1 each); no timed call is the slow one.
+    assert len(calls) >= 6 + 3 * 8 and 10 <= latency["ov"][1] < 15 and latency.spread["ov"][1] < 0.5
 
 
 def test_timing_is_reliable_only_on_a_quiet_machine_with_close_rounds():

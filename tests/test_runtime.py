@@ -76,19 +76,21 @@ def test_openvino_compiles_a_recurring_shape_for_itself(tmp_path, tokenizer, row
         {name: np.asarray(rows[:size][name])[:, :length] for name in session.input_names}
         for size, length in ((4, 16), (2, 16), (4, 8))
     ]
+    shapes = [tuple(f[n].shape for n in session.input_names) for f in feeds]
     session.compile_seconds = float("inf")  # compiling never pays: every shape runs on the any-shape model
     for feed in feeds:
         session.run(None, feed)
-    assert not session.fixed and set(session.seconds_at) == {
-        tuple(f[n].shape for n in session.input_names) for f in feeds
-    }
-    session.compile_seconds = 0.0  # pays at once: each shape already run gets its own model, the oldest dropped
-    for feed in feeds * 2:
-        got = session.run(None, feed)[0]
-        np.testing.assert_allclose(got, reference.run(None, feed)[0], atol=1e-4)
-    assert list(session.fixed) == [tuple(f[n].shape for n in session.input_names) for f in feeds[1:]]
-    fixed = session.fixed[tuple(feeds[2][n].shape for n in session.input_names)]
-    assert [list(port.get_shape()) for port in fixed.model_inputs] == [[4, 8]] * len(session.input_names)
+    assert not session.fixed and set(session.seconds_at) == set(shapes)
+    session.compile_seconds = 1e-9  # pays after one call: each shape already run gets its own model
+    for feed in feeds:  # the third compiled evicts the first, which must pay again before it gets one
+        np.testing.assert_allclose(session.run(None, feed)[0], reference.run(None, feed)[0], atol=1e-4)
+    assert list(session.fixed) == shapes[1:] and session.seconds_at[shapes[0]] == 0.0
+    assert [list(port.get_shape()) for port in session.fixed[shapes[2]].model_inputs] == [[4, 8]] * len(shapes[2])
+    before = dict(session.seconds_at)
+    session.run(None, feeds[1])  # on its own model: nothing added to the any-shape model's time
+    assert session.seconds_at == before and list(session.fixed) == [shapes[2], shapes[1]]
+    session.run(None, feeds[0])  # evicted: on the any-shape model, counting again
+    assert shapes[0] not in session.fixed and session.seconds_at[shapes[0]] > 0
 
 
 def test_openvino_asked_for_a_dynamic_file_warns_that_it_is_slow(tmp_path, tokenizer, rows, recwarn):

@@ -137,7 +137,8 @@ class Int8ExportConfig:
         default="auto",
         metadata={
             "help": "what runs the int8 file: onnxruntime, openvino or openvino-bf16 (static mode only); "
-            "auto: onnxruntime; in static mode openvino-bf16 on CPUs with AMX, and with variant fastest the fastest",
+            "auto: onnxruntime; in static mode where openvino is installed, openvino-bf16 on CPUs with AMX "
+            "(not for int8-fused), and with variant fastest the fastest",
             "choices": RUNTIME_CHOICES,
         },
     )

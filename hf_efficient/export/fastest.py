@@ -129,7 +129,7 @@ def resolve_variant(
     of `model` (`plain_pytorch`), on `config.timing_threads` threads, the fastest graph moved to
     `int8` and the others deleted; `timings` holds the milliseconds of each graph (by `candidate`
     name) and PyTorch run by batch size, and `attempt` the kept graph's record. Otherwise
-    `choose_variant`'s pick, the requested runtime (ONNX Runtime for "auto"), no timings and nothing
+    `choose_variant`'s pick, the requested runtime (`choose_runtime`'s for "auto"), no timings and nothing
     written.
     """
     requested, runtime, threads = config.variant, config.runtime, config.timing_threads

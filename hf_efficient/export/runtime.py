@@ -113,12 +113,18 @@ class OpenVINOSession(Session):
             return self.fixed[shapes]
         if self.seconds_at.get(shapes, 0.0) < self.compile_seconds:
             return None
-        model = self.model.clone()
-        model.reshape(dict(zip(self.input_names, map(list, shapes), strict=True)))
-        self.fixed[shapes] = self.core.compile_model(model, "CPU", self.settings).create_infer_request()
+        try:
+            model = self.model.clone()
+            model.reshape(dict(zip(self.input_names, map(list, shapes), strict=True)))
+            request = self.core.compile_model(model, "CPU", self.settings).create_infer_request()
+        except Exception:  # a graph that does not take these fixed shapes: it keeps running on the any-shape model
+            self.seconds_at[shapes] = -float("inf")
+            return None
+        self.fixed[shapes] = request
         if len(self.fixed) > self.SHAPES_COMPILED:
-            self.fixed.popitem(last=False)
-        return self.fixed[shapes]
+            evicted, _ = self.fixed.popitem(last=False)
+            self.seconds_at[evicted] = 0.0  # it pays for a compile again before it gets one
+        return request
 
     def run(self, names: list[str] | None, feed: dict[str, np.ndarray]) -> list[np.ndarray]:
         inputs = {name: feed[name] for name in self.input_names}

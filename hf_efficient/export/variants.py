@@ -13,8 +13,8 @@ On an Intel Xeon with AMX-INT8 (same models and settings), ONNX Runtime runs u8 
 activation times signed int8 weights) on the AMX tiles (1,117 GOP/s on one core), but a product of two
 activations, which its dynamic quantizer makes u8 x u8, at about the fp32 rate (169 GOP/s). "int8-weights"
 keeps those products (the attention's scores and their use of the values) in fp32 and every weight product
-on the tiles: as fast as int8-all or faster at batch 1 and 3-12% faster at batch 32, on ONNX Runtime and
-on OpenVINO. Where a choice was not measured, `variant="fastest"` settles it on the CPU at hand: it writes
+on the tiles: at batch 1 within 2% of int8-all on ONNX Runtime and 9-15% faster on OpenVINO, at batch 32
+3-12% faster on both. Where a choice was not measured, `variant="fastest"` settles it on the CPU at hand: it writes
 every variant and times them (`fastest`). Which runtime runs the file is `choose_runtime`'s.
 """
 
@@ -65,9 +65,9 @@ def choose_variant(requested: str = "auto", features: list[str] | None = None) -
     if "AMX-INT8" in features:
         return "int8-weights", (
             "AMX-INT8: every weight product u8 x s8 on the AMX tiles, the attention's activation products in fp32 "
-            "rather than u8 x u8, which AMX does not run; at 1 thread as fast as int8-all or faster at batch 1 and "
-            "3-12% faster at batch 32, on ONNX Runtime and on OpenVINO, measured on an Intel Xeon with AMX "
-            "(benchmarks/README.md)"
+            "rather than u8 x u8, which AMX does not run; at 1 thread, within 2% of int8-all at batch 1 on ONNX "
+            "Runtime and 9-15% faster on OpenVINO, 3-12% faster at batch 32 on both, measured on an Intel Xeon "
+            "with AMX (benchmarks/README.md)"
         )
     if "AVX512-VNNI" in features:
         return "int8-all", (
@@ -109,11 +109,11 @@ def choose_runtime(mode: str, variant: str, features: list[str] | None = None) -
 AMX_OPENVINO = (
     "AMX with OpenVINO installed: static graphs run on OpenVINO bf16, measured on an Intel Xeon with AMX at "
     "1.26-1.39x the speed of the model cast to bf16 in PyTorch at batch 32 (3.1-3.7x at batch 1), where ONNX "
-    "Runtime's int8 graphs run at 0.51-0.63x (benchmarks/README.md)"
+    "Runtime's int8-all and int8-weights graphs run at 0.51-0.63x (benchmarks/README.md)"
 )
 AMX_ONNXRUNTIME = (
     "on CPUs with AMX, ONNX Runtime runs int8 graphs at batch 32 slower than the model cast to bf16 in PyTorch "
-    "(0.51-0.63x on an Intel Xeon with AMX, 1 thread; benchmarks/README.md)"
+    "(int8-all and int8-weights 0.51-0.63x on an Intel Xeon with AMX, 1 thread; benchmarks/README.md)"
 )
 
 

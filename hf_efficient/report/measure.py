@@ -135,7 +135,8 @@ def measure_latency(
 
     The runners take turns within each round (after `warmup` seconds of calls each), so that a machine that
     slows down or speeds up during the measurement affects all of them alike; ratios between
-    runners of one call are what to report. `seconds` bounds the time spent per runner and batch size.
+    runners of one call are what to report. `seconds` bounds the time timed per runner and batch size
+    (the warm-up, `warmup`, comes on top).
     The result also holds how far the rounds spread and the machine's load (see `Latency`), which
     say whether the absolute milliseconds can be trusted too.
 
@@ -145,9 +146,9 @@ def measure_latency(
         threads (`int`): CPU threads for PyTorch (ONNX sessions get theirs when built).
         seconds (`float`): Time budget per runner and batch size.
         rounds (`int`): Timed rounds.
-        warmup (`float`, *optional*): Seconds of untimed calls per runner and batch size first (two calls at
-            least); two thirds of `seconds`, at most 2, when None: long enough for OpenVINO to compile the
-            shape for itself (0.2-0.7 s for a MiniLM).
+        warmup (`float`, *optional*): Seconds of untimed calls per runner and batch size first, then one
+            more, which sizes the rounds (three calls at least); two thirds of `seconds`, at most 2, when None:
+            long enough for OpenVINO to compile the shape for itself (0.2-0.7 s for a MiniLM).
     """
     warmup = min(2.0, seconds * 2 / 3) if warmup is None else warmup
     torch.set_num_threads(threads)
@@ -155,7 +156,7 @@ def measure_latency(
     latency = {name: {} for name in runners}
     spread = {name: {} for name in runners}
     for size, feed in feeds.items():
-        # Warm-up calls each, two at least and for `warmup` seconds: the first also allocates (ONNX Runtime's
+        # Warm-up calls each, for `warmup` seconds and then one more: the first also allocates (ONNX Runtime's
         # arena, oneDNN's kernels) and can take several times a call's time, and OpenVINO compiles a shape
         # that keeps recurring for it (`export.runtime.OpenVINOSession`); the last tells how many calls fit
         # in the time budget.
@@ -164,10 +165,11 @@ def measure_latency(
             run(feed)
             deadline = time.perf_counter() + warmup
             while True:
-                started = time.perf_counter()
                 run(feed)
                 if time.perf_counter() >= deadline:
                     break
+            started = time.perf_counter()  # one more call, after any compile the warm-up set off
+            run(feed)
             repeats[name] = max(1, int(seconds / rounds / max(time.perf_counter() - started, 1e-6)))
         timings = {name: [] for name in runners}
         for _ in range(rounds):
