@@ -140,14 +140,9 @@ def resolve_variant(
             if slower:
                 warnings.warn(f"export_int8: {variant} on ONNX Runtime{note}.", stacklevel=3)
             return variant, runtime, reason + note, None, None
-        if runtime.startswith("openvino"):  # `auto`'s pick and its figures are ONNX Runtime's
-            reason += f"; runtime forced with Int8ExportConfig(runtime={runtime!r})" + (
-                ", on which this pick is not measured: variant='fastest' times every graph there"
-                if requested == "auto"
-                else ""
-            )
-        else:
-            reason += f"; runtime forced with Int8ExportConfig(runtime={runtime!r})"
+        reason += f"; runtime forced with Int8ExportConfig(runtime={runtime!r})"
+        if runtime.startswith("openvino") and requested == "auto":  # `auto`'s pick is ONNX Runtime's on most CPUs
+            reason += ", on which this pick is not measured: variant='fastest' times every graph there"
         return variant, runtime, reason, None, None
     from ..report.cpu import cpu_name  # here: the report package imports this one
     from ..report.measure import measure_latency, onnx_runner

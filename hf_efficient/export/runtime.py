@@ -129,13 +129,11 @@ class OpenVINOSession(Session):
     def run(self, names: list[str] | None, feed: dict[str, np.ndarray]) -> list[np.ndarray]:
         inputs = {name: feed[name] for name in self.input_names}
         shapes = tuple(inputs[name].shape for name in self.input_names)
-        request = self._fixed_request(shapes)
-        if request is None:
-            started, request = time.perf_counter(), self.request
-            request.infer(inputs)
+        fixed = self._fixed_request(shapes)
+        request, started = self.request if fixed is None else fixed, time.perf_counter()
+        request.infer(inputs)
+        if fixed is None:  # the any-shape model's time at this shape, towards paying for a compile
             self.seconds_at[shapes] = self.seconds_at.get(shapes, 0.0) + time.perf_counter() - started
-        else:
-            request.infer(inputs)
         # Copies: the request reuses its output buffers on the next call.
         return [request.get_tensor(name).data.copy() for name in names or self.output_names]
 

@@ -97,11 +97,10 @@ def choose_runtime(mode: str, variant: str, features: list[str] | None = None) -
         features = cpu_features()
     if "AMX-INT8" not in features or variant == "int8-fused":  # OpenVINO cannot load int8-fused
         return "onnxruntime", "", False
-    if mode == "static" and installed("openvino"):
+    openvino = installed("openvino")
+    if mode == "static" and openvino:
         return "openvino-bf16", f"; {AMX_OPENVINO}", False
-    fixes = (["export with mode='static'"] if mode != "static" else []) + (
-        ["pip install openvino"] if not installed("openvino") else []
-    )
+    fixes = (["export with mode='static'"] if mode != "static" else []) + ([] if openvino else ["pip install openvino"])
     return "onnxruntime", f"; {AMX_ONNXRUNTIME}: {' and '.join(fixes)}, to run it on OpenVINO bf16", True
 
 
